@@ -1,0 +1,182 @@
+"""Where each stage's boundary gradient comes from: backprop, DNI or cDNI.
+
+A *gradient source* turns a ``ForwardPass`` into the gradients of stages
+``0…N-2`` (and, for synthetic gradients, of the synthesizers). It is the one
+thing that differs between the methods, so backprop, DNI and cDNI share one
+training step (``dni_jax.step``) and one test harness.
+
+- ``Backprop``: the exact reverse sweep.
+- ``SyntheticGradients``: ``δ̂_i = λ·M_i(h_i, c)`` at every boundary; every
+  stage updates from its own ``δ̂_i`` (REFERENCE.md §2); every synthesizer
+  regresses, by ``mean_batch ‖M_i − target_i‖²``, onto the bootstrapped
+  target. ``conditioning`` picks ``c``: nothing (DNI), one-hot labels (cDNI) or
+  ``batch["context"]``. ``oracle=True`` feeds the exact ``∂L/∂h_i`` instead of
+  ``λ·M_i`` (the synthesizers still regress): the key invariant's test, and an
+  upper bound for diagnostics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from dni_jax import module_state
+from dni_jax import staged
+from dni_jax.network import DecoupledNetwork
+
+CONDITIONINGS = ("none", "labels", "batch")
+
+
+class SourceOutput(NamedTuple):
+  """What a gradient source hands to the optimiser step.
+
+  Attributes:
+    stage_grads: parameter gradients of stages ``0…N-2``.
+    synth_grads: per-boundary synthesizer gradients (``()`` without them).
+    new_synth_state: per-boundary synthesizer mutable state.
+    boundary_grads: the gradient each stage ``0…N-2`` was updated with.
+    targets: the bootstrapped regression target of every boundary.
+    synth_losses: every synthesizer's regression loss.
+  """
+  stage_grads: tuple
+  synth_grads: tuple = ()
+  new_synth_state: tuple = ()
+  boundary_grads: tuple = ()
+  targets: tuple = ()
+  synth_losses: tuple = ()
+
+
+def label_context(labels: jax.Array, num_outputs: int) -> jax.Array:
+  """cDNI's context: one-hot integer labels, or float targets flattened."""
+  if jnp.issubdtype(labels.dtype, jnp.integer):
+    if labels.ndim != 1:
+      raise ValueError(f"integer labels for cDNI must have shape [B], got "
+                       f"{labels.shape}")
+    return jax.nn.one_hot(labels, num_outputs)
+  return labels.reshape(labels.shape[0], -1).astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backprop:
+  """Exact gradients by a stage-by-stage reverse sweep."""
+  uses_synthesizers = False
+
+  def context(self, batch: staged.Batch, outputs: jax.Array) -> None:
+    del batch, outputs
+    return None
+
+  def __call__(self, net: DecoupledNetwork, fwd: staged.ForwardPass,
+               synth_params: Sequence, synth_state: Sequence,
+               batch: staged.Batch, rng: jax.Array) -> SourceOutput:
+    del net, synth_params, batch, rng
+    stage_grads, true_grads = staged.backprop_grads(fwd)
+    return SourceOutput(stage_grads, (), tuple(synth_state), true_grads)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticGradients:
+  """Synthetic gradients at every boundary (DNI; cDNI when conditioned).
+
+  Attributes:
+    conditioning: the synthesizers' context: "none" (DNI), "labels" (cDNI:
+      one-hot labels, or float targets as they are) or "batch"
+      (``batch["context"]``).
+    oracle: update the stages with the exact gradient instead of ``λ·M_i``.
+  """
+  conditioning: str = "none"
+  oracle: bool = False
+  uses_synthesizers = True
+
+  def __post_init__(self):
+    if self.conditioning not in CONDITIONINGS:
+      raise ValueError(f"unknown conditioning {self.conditioning!r}; choose "
+                       f"one of {CONDITIONINGS}")
+
+  def context(self, batch: staged.Batch, outputs: jax.Array) -> Any:
+    """The synthesizers' context ``c`` for this batch (``None`` for DNI)."""
+    if self.conditioning == "labels":
+      return label_context(batch["labels"], outputs.shape[-1])
+    if self.conditioning == "batch":
+      if "context" not in batch:
+        raise KeyError('conditioning="batch" needs a "context" entry [B, C] '
+                       "in every batch")
+      return batch["context"]
+    return None
+
+  def __call__(self, net: DecoupledNetwork, fwd: staged.ForwardPass,
+               synth_params: Sequence, synth_state: Sequence,
+               batch: staged.Batch, rng: jax.Array) -> SourceOutput:
+    if len(net.synthesizers) != net.num_boundaries:
+      raise ValueError("synthetic gradients need one synthesizer per "
+                       "boundary; build the network with `decouple(stages, "
+                       "synthesizer)`.")
+    context = self.context(batch, fwd.outputs)
+    preds, pred_vjps, new_state = predict_synthetic_grads(
+        net, synth_params, synth_state, fwd.hidden, context, rng)
+    if self.oracle:
+      boundary_grads = staged.backprop_grads(fwd)[1]
+    else:
+      boundary_grads = tuple(net.sg_scale * p for p in preds)
+    stage_grads, targets = staged.decoupled_grads(fwd, boundary_grads)
+    synth_losses, synth_grads = regress(preds, pred_vjps, targets)
+    return SourceOutput(stage_grads, synth_grads, new_state, boundary_grads,
+                        targets, synth_losses)
+
+
+def predict_synthetic_grads(net: DecoupledNetwork, synth_params: Sequence,
+                            synth_state: Sequence, hidden: Sequence,
+                            context: Any, rng: jax.Array):
+  """``M_i(stop_gradient(h_i), c)`` at every boundary, with its vjp.
+
+  Returns:
+    ``(predictions, vjps, new_state)``, each a per-boundary tuple; ``vjps[i]``
+    maps a cotangent on the prediction to ``(synth_param_grads,)``.
+  """
+  preds, vjps, new_state = [], [], []
+  for i, (synth, h) in enumerate(zip(net.synthesizers, hidden)):
+    def synth_fn(params, synth=synth, h=jax.lax.stop_gradient(h), i=i):
+      return module_state.apply(synth, params, synth_state[i], h, context,
+                                train=True, rng=jax.random.fold_in(rng, i))
+    pred, vjp, state = jax.vjp(synth_fn, synth_params[i], has_aux=True)
+    preds.append(pred)
+    vjps.append(vjp)
+    new_state.append(state)
+  return tuple(preds), tuple(vjps), tuple(new_state)
+
+
+def regress(preds: Sequence[jax.Array], pred_vjps: Sequence,
+            targets: Sequence[jax.Array]) -> tuple[tuple, tuple]:
+  """L2 regression of every prediction onto its (stop-gradient) target.
+
+  ``loss_i = mean_batch ‖pred_i − target_i‖²``; its gradient w.r.t. the
+  prediction, ``2 (pred_i − target_i) / B``, is pulled back through the
+  synthesizer with the vjp kept from the prediction (no second forward).
+
+  Returns:
+    ``(losses, param_grads)``, per boundary.
+  """
+  losses, grads = [], []
+  for pred, vjp, target in zip(preds, pred_vjps, targets):
+    error = pred - jax.lax.stop_gradient(target)
+    batch = pred.shape[0]
+    losses.append(jnp.sum(jnp.square(error)) / batch)
+    grads.append(vjp(2.0 * error / batch)[0])
+  return tuple(losses), tuple(grads)
+
+
+METHODS = {
+    "backprop": Backprop(),
+    "dni": SyntheticGradients("none"),
+    "cdni": SyntheticGradients("labels"),
+}
+
+
+def get_source(method: str):
+  """The gradient source of a method name: backprop, dni or cdni."""
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; choose one of "
+                     f"{sorted(METHODS)}")
+  return METHODS[method]

@@ -1,0 +1,86 @@
+"""A decoupled network: a chain of stages, one synthesizer per boundary, a loss.
+
+``h_i = f_i(h_{i-1}; θ_i)``, ``h_0 = x``, loss ``L(h_N, y)`` (REFERENCE.md §1).
+Boundary ``i`` (``0 ≤ i < N-1``) sits after stage ``i`` (0-based) and carries the
+synthetic gradient ``δ̂_i = λ · M_i(h_{i+1}, c)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Sequence
+
+import flax.linen as nn
+
+from dni_jax import losses
+
+LossFn = Callable  # (outputs, labels) -> scalar batch-mean loss
+MetricsFn = Callable  # (outputs, labels) -> dict of scalars
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoupledNetwork:
+  """Static description of a network split into stages.
+
+  Attributes:
+    stages: Flax modules applied in order; the last one produces the outputs
+      (e.g. logits) that ``loss_fn`` scores. A stage may take ``train``.
+    synthesizers: one synthetic-gradient module per boundary (``N - 1`` of
+      them), or ``()`` for a network trained only with backprop.
+    loss_fn: ``(outputs, labels) -> scalar``, the batch-mean task loss.
+    metrics_fn: ``(outputs, labels) -> dict`` of extra scalar metrics.
+    sg_scale: λ, the factor applied to every synthesizer output (1 for FF).
+  """
+  stages: tuple[nn.Module, ...]
+  synthesizers: tuple[nn.Module, ...] = ()
+  loss_fn: LossFn = losses.softmax_cross_entropy
+  metrics_fn: MetricsFn = losses.classification_metrics
+  sg_scale: float = 1.0
+
+  def __post_init__(self):
+    object.__setattr__(self, "stages", tuple(self.stages))
+    object.__setattr__(self, "synthesizers", tuple(self.synthesizers))
+    if not self.stages:
+      raise ValueError("DecoupledNetwork needs at least one stage.")
+    if self.synthesizers and len(self.synthesizers) != self.num_boundaries:
+      raise ValueError(
+          f"{len(self.stages)} stages have {self.num_boundaries} boundaries, "
+          f"but {len(self.synthesizers)} synthesizers were given; pass one "
+          "per boundary, or a single module to `decouple` to share its "
+          "architecture across boundaries.")
+    if not math.isfinite(self.sg_scale):
+      raise ValueError(f"sg_scale must be finite, got {self.sg_scale}.")
+
+  @property
+  def num_boundaries(self) -> int:
+    return len(self.stages) - 1
+
+
+def decouple(stages: Sequence[nn.Module],
+             synthesizer: nn.Module | Sequence[nn.Module] | None = None, *,
+             loss_fn: LossFn = losses.softmax_cross_entropy,
+             metrics_fn: MetricsFn = losses.classification_metrics,
+             sg_scale: float = 1.0) -> DecoupledNetwork:
+  """Builds a ``DecoupledNetwork``, a synthesizer at every stage boundary.
+
+  Args:
+    stages: the network's stages, in order.
+    synthesizer: one module used (with its own parameters) at every
+      boundary, or a sequence with one module per boundary, or ``None`` for
+      backprop only.
+    loss_fn: batch-mean task loss of the last stage's outputs.
+    metrics_fn: extra metrics of the last stage's outputs.
+    sg_scale: λ, multiplies every synthetic gradient.
+
+  Returns:
+    The network description.
+  """
+  stages = tuple(stages)
+  if synthesizer is None:
+    synthesizers = ()
+  elif isinstance(synthesizer, nn.Module):
+    synthesizers = (synthesizer,) * (len(stages) - 1)
+  else:
+    synthesizers = tuple(synthesizer)
+  return DecoupledNetwork(stages, synthesizers, loss_fn, metrics_fn, sg_scale)

@@ -1,0 +1,144 @@
+"""Running a network stage by stage: per-stage vjps, backprop, decoupled grads.
+
+Every stage's forward is split with ``jax.vjp`` and its input is cut with
+``stop_gradient``, so the only way a cotangent reaches stage ``i`` is through
+the vjp of stage ``i`` itself, applied to whatever stands at its output
+boundary: the true gradient (backprop) or a synthetic one (DNI).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+from jax import lax
+
+from dni_jax import module_state
+from dni_jax.network import DecoupledNetwork
+
+Batch = dict  # {"inputs": [B, ...], "labels": [B, ...], optional "context"}
+
+
+class ForwardPass(NamedTuple):
+  """Everything one training forward pass leaves for the update.
+
+  Attributes:
+    hidden: ``h_1 … h_{N-1}``, the (stop-gradient) outputs of stages ``0…N-2``.
+    vjps: per stage ``0…N-2``, ``cotangent on its output -> (param grads,
+      input cotangent)``; stage 0's input cotangent is ``None`` (the data).
+    last_grads: gradient of the loss w.r.t. the last stage's parameters.
+    last_input_grad: ``∂L/∂h_{N-1}``, the true gradient at the last boundary
+      (``None`` for a one-stage network).
+    loss: the batch-mean task loss.
+    outputs: the last stage's outputs (logits).
+    new_stage_state: each stage's updated mutable state (BatchNorm stats).
+  """
+  hidden: tuple
+  vjps: tuple[Callable, ...]
+  last_grads: Any
+  last_input_grad: Any
+  loss: jax.Array
+  outputs: jax.Array
+  new_stage_state: tuple
+
+
+def _params_only(vjp: Callable) -> Callable:
+  return lambda cotangent: (vjp(cotangent)[0], None)
+
+
+def forward(net: DecoupledNetwork, stage_params: Sequence, stage_state: Sequence,
+            batch: Batch, rng: jax.Array) -> ForwardPass:
+  """Training-mode forward pass, keeping each stage's vjp.
+
+  Args:
+    net: the network.
+    stage_params: per-stage parameters.
+    stage_state: per-stage mutable state.
+    batch: ``inputs`` and ``labels``.
+    rng: folded with the stage index for each stage's dropout.
+
+  Returns:
+    The ``ForwardPass``.
+  """
+  h = batch["inputs"]
+  hidden, vjps, new_state = [], [], []
+  for i, stage in enumerate(net.stages[:-1]):
+    def stage_fn(params, h_in, stage=stage, i=i):
+      return module_state.apply(stage, params, stage_state[i], h_in,
+                                train=True, rng=jax.random.fold_in(rng, i))
+    h_in = lax.stop_gradient(h)
+    if i == 0:  # no cotangent for the data: skip the input-gradient matmul
+      h, vjp, state = jax.vjp(lambda p: stage_fn(p, h_in), stage_params[0],
+                              has_aux=True)
+      vjp = _params_only(vjp)
+    else:
+      h, vjp, state = jax.vjp(stage_fn, stage_params[i], h_in, has_aux=True)
+    h = lax.stop_gradient(h)
+    hidden.append(h)
+    vjps.append(vjp)
+    new_state.append(state)
+
+  last = len(net.stages) - 1
+
+  def objective(params, h_in):
+    outputs, state = module_state.apply(
+        net.stages[last], params, stage_state[last], h_in, train=True,
+        rng=jax.random.fold_in(rng, last))
+    return net.loss_fn(outputs, batch["labels"]), (outputs, state)
+
+  argnums = (0,) if last == 0 else (0, 1)
+  (loss, (outputs, state)), grads = jax.value_and_grad(
+      objective, argnums=argnums, has_aux=True)(
+          stage_params[last], lax.stop_gradient(h))
+  new_state.append(state)
+  return ForwardPass(
+      hidden=tuple(hidden), vjps=tuple(vjps), last_grads=grads[0],
+      last_input_grad=grads[1] if last else None, loss=loss, outputs=outputs,
+      new_stage_state=tuple(new_state))
+
+
+def backprop_grads(fwd: ForwardPass) -> tuple[tuple, tuple]:
+  """Backprop, one stage at a time: the reverse sweep through the vjps.
+
+  Returns:
+    ``(stage_grads, true_grads)``: parameter gradients of stages ``0…N-2``
+    and the exact ``∂L/∂h_{i+1}`` at every boundary ``i``.
+  """
+  num_boundaries = len(fwd.vjps)
+  stage_grads = [None] * num_boundaries
+  true_grads = [None] * num_boundaries
+  cotangent = fwd.last_input_grad
+  for i in reversed(range(num_boundaries)):
+    true_grads[i] = cotangent
+    stage_grads[i], cotangent = fwd.vjps[i](cotangent)
+  return tuple(stage_grads), tuple(true_grads)
+
+
+def decoupled_grads(fwd: ForwardPass,
+                    boundary_grads: Sequence[jax.Array]) -> tuple[tuple, tuple]:
+  """Updates every stage from the gradient at its own output boundary only.
+
+  Stage ``i``'s update is ``vjp_i(boundary_grads[i])``: independent of every
+  later stage, and of every other stage's update. The input cotangent of
+  stage ``i+1`` is the *bootstrapped target* of boundary ``i``: the next
+  boundary's gradient propagated back through one stage. The last
+  boundary's target is the true ``∂L/∂h_{N-1}``.
+
+  Args:
+    fwd: the forward pass.
+    boundary_grads: the (synthetic) gradient at every boundary.
+
+  Returns:
+    ``(stage_grads, targets)`` for stages / boundaries ``0…N-2``; the
+    targets are behind ``stop_gradient``.
+  """
+  num_boundaries = len(fwd.vjps)
+  if len(boundary_grads) != num_boundaries:
+    raise ValueError(f"expected {num_boundaries} boundary gradients, got "
+                     f"{len(boundary_grads)}")
+  results = [vjp(g) for vjp, g in zip(fwd.vjps, boundary_grads)]
+  stage_grads = tuple(grads for grads, _ in results)
+  targets = tuple(input_grad for _, input_grad in results[1:])
+  if num_boundaries:
+    targets += (fwd.last_input_grad,)
+  return stage_grads, tuple(lax.stop_gradient(t) for t in targets)

@@ -1,0 +1,132 @@
+"""The pure training and evaluation steps, shared by every method.
+
+``train_step(state, batch) -> (state, metrics)``: a staged forward pass, the
+gradient source (backprop / DNI / cDNI), then one optax update per stage and
+per synthesizer. ``make_train_step`` binds the static choices and jits it once
+with the state donated.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import optax
+
+from dni_jax import losses
+from dni_jax import module_state
+from dni_jax import staged
+from dni_jax.network import DecoupledNetwork
+from dni_jax.train_state import Optimizers, TrainState
+
+
+def _check_batch(batch: dict) -> None:
+  missing = {"inputs", "labels"} - set(batch)
+  if missing:
+    raise KeyError(f"a batch needs 'inputs' and 'labels'; missing "
+                   f"{sorted(missing)} (got keys {sorted(batch)})")
+
+
+def _update_each(tx: optax.GradientTransformation, grads: tuple,
+                 opt_states: tuple, params: tuple) -> tuple[tuple, tuple]:
+  """One optax update per element: each stage keeps its own optimiser."""
+  new_params, new_opt_states = [], []
+  for g, s, p in zip(grads, opt_states, params):
+    updates, s = tx.update(g, s, p)
+    new_params.append(optax.apply_updates(p, updates))
+    new_opt_states.append(s)
+  return tuple(new_params), tuple(new_opt_states)
+
+
+def _alignment_metrics(fwd: staged.ForwardPass, boundary_grads: tuple) -> dict:
+  """Cosine and relative error of each boundary's gradient vs the truth."""
+  _, true_grads = staged.backprop_grads(fwd)
+  metrics = {}
+  for i, (used, true) in enumerate(zip(boundary_grads, true_grads)):
+    metrics[f"grad_cosine/{i}"] = losses.cosine_similarity(used, true)
+    metrics[f"grad_rel_error/{i}"] = losses.relative_error(used, true)
+  return metrics
+
+
+def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
+               optimizers: Optimizers, source: Callable,
+               track_alignment: bool = False) -> tuple[TrainState, dict]:
+  """One update of every stage and synthesizer.
+
+  Args:
+    state: the current state.
+    batch: ``inputs`` and ``labels`` (and ``context`` if the source uses it).
+    net: the network (static).
+    optimizers: the optax transformations (static).
+    source: the gradient source, e.g. ``get_source("dni")`` (static).
+    track_alignment: also compute the true gradient (a full backward pass)
+      and report, per boundary, its cosine and relative error against the
+      gradient the stage was updated with.
+
+  Returns:
+    ``(new_state, metrics)``; metrics are scalars: ``loss``, the
+    ``metrics_fn`` entries, ``synth_loss/i`` and, on request,
+    ``grad_cosine/i`` and ``grad_rel_error/i``.
+  """
+  _check_batch(batch)
+  stage_rng, synth_rng = jax.random.split(
+      jax.random.fold_in(state.rng, state.step))
+  fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
+                       stage_rng)
+  out = source(net, fwd, state.synth_params, state.synth_state, batch,
+               synth_rng)
+  stage_params, stage_opt_state = _update_each(
+      optimizers.stage, out.stage_grads + (fwd.last_grads,),
+      state.stage_opt_state, state.stage_params)
+  synth_params, synth_opt_state = state.synth_params, state.synth_opt_state
+  if out.synth_grads:
+    synth_params, synth_opt_state = _update_each(
+        optimizers.synth, out.synth_grads, state.synth_opt_state,
+        state.synth_params)
+
+  metrics = {"loss": fwd.loss, **net.metrics_fn(fwd.outputs, batch["labels"])}
+  for i, synth_loss in enumerate(out.synth_losses):
+    metrics[f"synth_loss/{i}"] = synth_loss
+  if track_alignment and out.synth_grads:
+    metrics.update(_alignment_metrics(fwd, out.boundary_grads))
+
+  new_state = state.replace(
+      step=state.step + 1, stage_params=stage_params,
+      stage_state=fwd.new_stage_state, stage_opt_state=stage_opt_state,
+      synth_params=synth_params, synth_state=out.new_synth_state,
+      synth_opt_state=synth_opt_state)
+  return new_state, metrics
+
+
+def predict(state: TrainState, inputs: jax.Array, *,
+            net: DecoupledNetwork) -> jax.Array:
+  """Evaluation-mode outputs of the whole chain (BatchNorm running stats)."""
+  h = inputs
+  for stage, params, stage_state in zip(net.stages, state.stage_params,
+                                        state.stage_state):
+    h, _ = module_state.apply(stage, params, stage_state, h, train=False)
+  return h
+
+
+def eval_step(state: TrainState, batch: dict, *,
+              net: DecoupledNetwork) -> dict:
+  """Loss and ``metrics_fn`` of the whole chain in evaluation mode."""
+  _check_batch(batch)
+  outputs = predict(state, batch["inputs"], net=net)
+  return {"loss": net.loss_fn(outputs, batch["labels"]),
+          **net.metrics_fn(outputs, batch["labels"])}
+
+
+def make_train_step(net: DecoupledNetwork, optimizers: Optimizers,
+                    source: Callable, track_alignment: bool = False):
+  """``train_step`` with the static choices bound, jitted, state donated."""
+  return jax.jit(
+      functools.partial(train_step, net=net, optimizers=optimizers,
+                        source=source, track_alignment=track_alignment),
+      donate_argnums=0)
+
+
+def make_eval_step(net: DecoupledNetwork):
+  """``eval_step`` with the network bound, jitted."""
+  return jax.jit(functools.partial(eval_step, net=net))

@@ -1,0 +1,92 @@
+"""Step time of backprop, DNI and cDNI on the paper's MNIST FCN.
+
+  python -m experiments.benchmark [--depth=3 --width=256 --batch_size=256]
+
+Random MNIST-shaped inputs (timing only). Each method's jitted step is compiled
+first; then the methods are timed in interleaved rounds (so that drift in the
+machine's speed hits all of them alike), each round running ``--steps`` steps
+and blocking once at the end. Prints the median per-step time of every method,
+the floating-point operations per step that XLA's cost analysis counts for
+each compiled step (where the extra time of DNI comes from: a linear
+synthesizer costs a forward and a weight-gradient matmul per boundary), and,
+as the last line, ``ratio dni/backprop=<x> cdni/backprop=<y>``.
+"""
+
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import optax
+
+import dni_jax as dni
+
+_DEPTH = flags.DEFINE_integer("depth", 3, "FCN stages.")
+_WIDTH = flags.DEFINE_integer("width", 256, "Units per stage.")
+_BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size.")
+_ROUNDS = flags.DEFINE_integer("rounds", 30, "Timed rounds per method.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed round.")
+_METHODS = ("backprop", "dni", "cdni")
+
+
+def _batch(seed):
+  kx, ky = jax.random.split(jax.random.PRNGKey(seed))
+  return {"inputs": jax.random.normal(kx, (_BATCH.value, 28, 28, 1)),
+          "labels": jax.random.randint(ky, (_BATCH.value,), 0, 10)}
+
+
+def _compiled(method, batch):
+  net = dni.decouple(dni.fcn_stages(_DEPTH.value, _WIDTH.value),
+                     dni.LinearSynthesizer())
+  opt = dni.Optimizers(optax.adam(3e-5), optax.adam(3e-5))
+  source = dni.get_source(method)
+  state = dni.init_train_state(net, opt, source, jax.random.PRNGKey(0), batch)
+  step = dni.make_train_step(net, opt, source)
+  cost = step.lower(state, batch).compile().cost_analysis()
+  flops = (cost[0] if isinstance(cost, list) else cost or {}).get("flops", 0.0)
+  state, metrics = step(state, batch)  # compile
+  jax.block_until_ready((state, metrics))
+  return step, state, flops
+
+
+def _time_round(step, state, batch):
+  start = time.perf_counter()
+  for _ in range(_STEPS.value):
+    state, metrics = step(state, batch)
+  jax.block_until_ready((state, metrics))
+  return state, (time.perf_counter() - start) / _STEPS.value
+
+
+def main(argv):
+  del argv
+  batch = _batch(0)
+  runs, flops = {}, {}
+  for m in _METHODS:
+    step, state, flops[m] = _compiled(m, batch)
+    runs[m] = (step, state)
+  samples = {m: [] for m in _METHODS}
+  for _ in range(_ROUNDS.value):
+    for m in _METHODS:
+      step, state = runs[m]
+      state, seconds = _time_round(step, state, batch)
+      runs[m] = (step, state)
+      samples[m].append(seconds)
+  median = {m: statistics.median(s) for m, s in samples.items()}
+  print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
+        f"FCN {_DEPTH.value}x{_WIDTH.value}, batch {_BATCH.value}, "
+        f"{_ROUNDS.value} rounds x {_STEPS.value} steps")
+  print(f"{'method':<10}{'median ms/step':>16}{'min':>9}{'max':>9}"
+        f"{'time ratio':>12}{'MFLOP/step':>12}{'flop ratio':>12}")
+  for m in _METHODS:
+    print(f"{m:<10}{1e3 * median[m]:>16.3f}{1e3 * min(samples[m]):>9.3f}"
+          f"{1e3 * max(samples[m]):>9.3f}"
+          f"{median[m] / median['backprop']:>12.3f}{flops[m] / 1e6:>12.1f}"
+          f"{flops[m] / max(flops['backprop'], 1.0):>12.3f}")
+  print(f"ratio dni/backprop={median['dni'] / median['backprop']:.3f} "
+        f"cdni/backprop={median['cdni'] / median['backprop']:.3f}")
+
+
+if __name__ == "__main__":
+  app.run(main)

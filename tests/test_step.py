@@ -1,0 +1,225 @@
+"""The shared training step: the properties that prove a DNI implementation."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import dni_jax as dni
+from dni_jax import gradient_sources
+from dni_jax import step as step_lib
+import tiny
+
+TOL = dict(rtol=1e-4, atol=1e-6)
+
+
+def _step(net, source, opt=None, **kwargs):
+  return jax.jit(lambda s, b: dni.train_step(
+      s, b, net=net, optimizers=opt or tiny.optimizers(), source=source,
+      **kwargs))
+
+
+@pytest.mark.parametrize("kind", ["fcn", "cnn"])
+def test_oracle_dni_update_equals_backprop_update(kind):
+  """Exact ∂L/∂h_i in place of the synthetic gradient gives backprop's update.
+
+  Checked over three steps (Adam state included) against one plain optax Adam
+  on ``jax.grad`` of the composed network; BatchNorm statistics too.
+  """
+  net = tiny.network(kind)
+  oracle = dni.SyntheticGradients(oracle=True)
+  state = tiny.init(net, oracle, kind=kind)
+  step = _step(net, oracle)
+  tx = optax.adam(1e-2)
+  params, opt_state = state.stage_params, tx.init(state.stage_params)
+  bn_state = state.stage_state
+  for seed in range(3):
+    b = tiny.batch(kind, seed=seed)
+    grads = jax.grad(lambda ps: tiny.monolithic_loss(net, ps, bn_state, b))(
+        params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    hidden_vars = [stage.apply({"params": p, **s}, h, train=True,
+                               mutable=["batch_stats"])[1]
+                   for stage, p, s, h in zip(
+                       net.stages, state.stage_params, bn_state,
+                       [b["inputs"]] + tiny.hidden_states(
+                           net, state.stage_params, bn_state, b)[:-1])]
+    bn_state = tuple(hidden_vars)
+    state, _ = step(state, b)
+    chex.assert_trees_all_close(state.stage_params, params, **TOL)
+    chex.assert_trees_all_close(state.stage_state, bn_state, **TOL)
+
+
+def test_backprop_and_oracle_steps_agree():
+  net = tiny.network("cnn")
+  oracle = dni.SyntheticGradients(oracle=True)
+  s_bp, s_or = tiny.init(net, "backprop", kind="cnn"), tiny.init(
+      net, oracle, kind="cnn")
+  b = tiny.batch("cnn")
+  s_bp, m_bp = _step(net, dni.get_source("backprop"))(s_bp, b)
+  s_or, m_or = _step(net, oracle)(s_or, b)
+  chex.assert_trees_all_close(s_bp.stage_params, s_or.stage_params, **TOL)
+  assert float(m_bp["loss"]) == pytest.approx(float(m_or["loss"]))
+
+
+@pytest.mark.parametrize("method", ["dni", "cdni"])
+def test_zero_initialised_synthesizers_hold_lower_stages_on_first_step(method):
+  net = tiny.network("fcn", depth=4)
+  state = tiny.init(net, method)
+  before = state.stage_params
+  after, _ = _step(net, dni.get_source(method))(state, tiny.batch())
+  for i in range(net.num_boundaries):
+    chex.assert_trees_all_equal(after.stage_params[i], before[i])
+  diffs = jax.tree_util.tree_map(lambda a, b: jnp.abs(a - b).max(),
+                                 after.stage_params[-1], before[-1])
+  assert all(float(d) > 0 for d in jax.tree_util.tree_leaves(diffs))
+
+
+def _with_later_stages_changed(state, first_changed):
+  params = list(state.stage_params)
+  for j in range(first_changed, len(params)):
+    params[j] = tiny.randomize(params[j], seed=10 + j, scale=1.0)
+  return state.replace(stage_params=tuple(params))
+
+
+@pytest.mark.parametrize("first_changed", [1, 2])
+def test_isolation_later_stages_do_not_reach_earlier_updates(first_changed):
+  """Given the same synthetic gradient, stage i's update ignores stages > i."""
+  net = tiny.network("fcn", depth=3)
+  state = tiny.init(net, "dni")
+  state = state.replace(synth_params=tiny.randomize(state.synth_params))
+  step = _step(net, dni.get_source("dni"))
+  b = tiny.batch()
+  changed = _with_later_stages_changed(state, first_changed)
+  a, _ = step(state, b)
+  c, _ = step(changed, b)
+  for i in range(first_changed):
+    chex.assert_trees_all_equal(a.stage_params[i], c.stage_params[i])
+  # The same change does reach stage 0 under backprop: the test is sensitive.
+  bp_state = tiny.init(net, "backprop")
+  bp_step = _step(net, dni.get_source("backprop"))
+  a, _ = bp_step(bp_state, b)
+  c, _ = bp_step(_with_later_stages_changed(bp_state, first_changed), b)
+  assert not np.allclose(a.stage_params[0]["Dense_0"]["kernel"],
+                         c.stage_params[0]["Dense_0"]["kernel"])
+
+
+def _predictions(net, state, source, b):
+  fwd = dni.forward(net, state.stage_params, state.stage_state, b,
+                    jax.random.PRNGKey(0))
+  preds, _, _ = gradient_sources.predict_synthetic_grads(
+      net, state.synth_params, state.synth_state, fwd.hidden,
+      source.context(b, fwd.outputs), jax.random.PRNGKey(0))
+  return preds
+
+
+def test_cdni_synthetic_gradient_depends_on_labels():
+  net = tiny.network("fcn")
+  source = dni.get_source("cdni")
+  state = tiny.init(net, source)
+  state = state.replace(synth_params=tiny.randomize(state.synth_params))
+  b1 = tiny.batch()
+  b2 = dict(b1, labels=(b1["labels"] + 1) % tiny.NUM_CLASSES)
+  for p1, p2 in zip(_predictions(net, state, source, b1),
+                    _predictions(net, state, source, b2)):
+    assert not np.allclose(p1, p2)
+
+
+def test_dni_synthetic_gradient_and_lower_updates_ignore_labels():
+  net = tiny.network("fcn")
+  source = dni.get_source("dni")
+  state = tiny.init(net, source)
+  state = state.replace(synth_params=tiny.randomize(state.synth_params))
+  b1 = tiny.batch()
+  b2 = dict(b1, labels=(b1["labels"] + 1) % tiny.NUM_CLASSES)
+  for p1, p2 in zip(_predictions(net, state, source, b1),
+                    _predictions(net, state, source, b2)):
+    chex.assert_trees_all_equal(p1, p2)
+  step = _step(net, source)
+  a, _ = step(state, b1)
+  c, _ = step(state, b2)
+  for i in range(net.num_boundaries):
+    chex.assert_trees_all_equal(a.stage_params[i], c.stage_params[i])
+  assert not np.allclose(a.stage_params[-1]["classifier"]["kernel"],
+                         c.stage_params[-1]["classifier"]["kernel"])
+
+
+def test_jitted_step_traces_once(monkeypatch):
+  traces = []
+
+  def counting_train_step(*args, **kwargs):
+    traces.append(1)
+    return dni.train_step(*args, **kwargs)
+
+  monkeypatch.setattr(step_lib, "train_step", counting_train_step)
+  net = tiny.network("fcn")
+  source = dni.get_source("cdni")
+  opt = tiny.optimizers()
+  state = tiny.init(net, source, opt=opt)
+  step = dni.make_train_step(net, opt, source)
+  for seed in range(6):
+    state, metrics = step(state, tiny.batch(seed=seed))
+  assert len(traces) == 1
+  assert int(state.step) == 6
+  assert set(metrics) == {"loss", "accuracy", "synth_loss/0", "synth_loss/1"}
+
+
+def test_alignment_metrics():
+  net = tiny.network("fcn")
+  b = tiny.batch()
+  oracle = dni.SyntheticGradients(oracle=True)
+  _, m = _step(net, oracle, track_alignment=True)(tiny.init(net, oracle), b)
+  for i in range(net.num_boundaries):
+    assert float(m[f"grad_cosine/{i}"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(m[f"grad_rel_error/{i}"]) == pytest.approx(0.0, abs=1e-5)
+  source = dni.get_source("dni")
+  _, m = _step(net, source, track_alignment=True)(tiny.init(net, source), b)
+  assert float(m["grad_cosine/0"]) == 0.0  # zero-initialised: δ̂ = 0
+  assert float(m["grad_rel_error/0"]) == pytest.approx(1.0)
+
+
+def test_dni_training_lowers_the_loss_and_synthesizer_loss():
+  net = tiny.network("fcn")
+  source = dni.get_source("cdni")
+  opt = tiny.optimizers(3e-3)
+  state = tiny.init(net, source, opt=opt)
+  step = dni.make_train_step(net, opt, source, track_alignment=True)
+  b = tiny.batch(size=32)
+  history = []
+  for _ in range(150):
+    state, m = step(state, b)
+    history.append(jax.device_get(m))
+  assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+  assert history[-1]["grad_cosine/1"] > 0.5
+  chex.assert_tree_all_finite(state)
+
+
+def test_eval_step_uses_running_statistics():
+  net = tiny.network("fcn")
+  state = tiny.init(net, "backprop")
+  b = tiny.batch()
+  m = dni.make_eval_step(net)(state, b)
+  outputs = dni.predict(state, b["inputs"], net=net)
+  assert outputs.shape == (8, tiny.NUM_CLASSES)
+  assert float(m["loss"]) == pytest.approx(
+      float(net.loss_fn(outputs, b["labels"])), rel=1e-6)
+
+
+def test_clear_errors():
+  with pytest.raises(ValueError, match="unknown method 'dnii'"):
+    dni.get_source("dnii")
+  with pytest.raises(ValueError, match="unknown conditioning"):
+    dni.SyntheticGradients("label")
+  with pytest.raises(ValueError, match="3 synthesizers were given"):
+    dni.DecoupledNetwork(tiny.stages("fcn", 3), (dni.LinearSynthesizer(),) * 3)
+  with pytest.raises(ValueError, match="method needs 2 synthesizers"):
+    tiny.init(dni.decouple(tiny.stages("fcn", 3)), "dni")
+  with pytest.raises(ValueError, match="Optimizers\\(synth=...\\)"):
+    tiny.init(tiny.network(), "dni", opt=dni.Optimizers(optax.sgd(0.1)))
+  net = tiny.network()
+  state = tiny.init(net, "dni")
+  with pytest.raises(KeyError, match="missing \\['labels'\\]"):
+    _step(net, dni.get_source("dni"))(state, {"inputs": tiny.batch()["inputs"]})

@@ -1,0 +1,81 @@
+"""Tiny networks and batches shared by the tests, and an independent oracle.
+
+``monolithic_loss`` composes the stages as one ordinary function, without any
+of dni_jax's staging, so that tests compare the library against plain
+``jax.grad``.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import dni_jax as dni
+
+NUM_CLASSES = 5
+
+
+def batch(kind: str = "fcn", size: int = 8, seed: int = 0) -> dict:
+  shape = (size, 6, 6, 1) if kind == "fcn" else (size, 8, 8, 2)
+  x = jax.random.normal(jax.random.PRNGKey(seed), shape)
+  y = jnp.arange(size) % NUM_CLASSES
+  return {"inputs": x, "labels": y}
+
+
+def stages(kind: str = "fcn", depth: int = 3):
+  if kind == "fcn":
+    return dni.fcn_stages(depth, width=16, num_classes=NUM_CLASSES)
+  return dni.cnn_stages(depth, features=4, num_classes=NUM_CLASSES)
+
+
+def synthesizer(kind: str = "fcn"):
+  if kind == "fcn":
+    return dni.LinearSynthesizer()
+  return dni.ConvSynthesizer(hidden_features=(4,), kernel_size=(3, 3))
+
+
+def network(kind: str = "fcn", depth: int = 3, **kwargs):
+  return dni.decouple(stages(kind, depth), synthesizer(kind), **kwargs)
+
+
+def optimizers(lr: float = 1e-2):
+  return dni.Optimizers(stage=optax.adam(lr), synth=optax.adam(lr))
+
+
+def init(net, method="dni", seed=0, kind="fcn", opt=None):
+  source = dni.get_source(method) if isinstance(method, str) else method
+  return dni.init_train_state(net, opt or optimizers(), source,
+                              jax.random.PRNGKey(seed), batch(kind))
+
+
+def randomize(tree, seed=1, scale=0.1):
+  """Replaces every leaf by noise (e.g. to move synthesizers off zero)."""
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+  return jax.tree_util.tree_unflatten(
+      treedef, [scale * jax.random.normal(k, l.shape, l.dtype)
+                for k, l in zip(keys, leaves)])
+
+
+def monolithic_loss(net, stage_params, stage_state, batch_, *,
+                    from_stage=0, h=None):
+  """The task loss of stages ``from_stage…N-1`` as one plain function."""
+  h = batch_["inputs"] if h is None else h
+  for stage, params, state in zip(net.stages[from_stage:],
+                                  stage_params[from_stage:],
+                                  stage_state[from_stage:]):
+    variables = {"params": params, **state}
+    if state:
+      h, _ = stage.apply(variables, h, train=True, mutable=list(state))
+    else:
+      h = stage.apply(variables, h, train=True)
+  return net.loss_fn(h, batch_["labels"])
+
+
+def hidden_states(net, stage_params, stage_state, batch_):
+  """``h_1 … h_N`` by plain composition in training mode."""
+  h, hidden = batch_["inputs"], []
+  for stage, params, state in zip(net.stages, stage_params, stage_state):
+    h, _ = stage.apply({"params": params, **state}, h, train=True,
+                       mutable=list(state))
+    hidden.append(h)
+  return hidden
