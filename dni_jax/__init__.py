@@ -26,6 +26,7 @@ from dni_jax.models import cnn_stages
 from dni_jax.models import ConvBlock
 from dni_jax.models import DenseBlock
 from dni_jax.models import fcn_stages
+from dni_jax.models import mlp_stages
 from dni_jax.network import decouple
 from dni_jax.network import DecoupledNetwork
 from dni_jax.staged import backprop_grads

@@ -9,7 +9,9 @@ training step (``dni_jax.step``) and one test harness.
 - ``SyntheticGradients``: ``δ̂_i = λ·M_i(h_i, c)`` at every boundary; every
   stage updates from its own ``δ̂_i`` (REFERENCE.md §2); every synthesizer
   regresses, by ``mean_batch ‖M_i − target_i‖²``, onto the bootstrapped
-  target. ``conditioning`` picks ``c``: nothing (DNI), one-hot labels (cDNI) or
+  target. With ``net.per_example`` (the default) ``M_i`` works in units of
+  the per-example loss: ``δ̂_i = λ·M_i/B`` and the regression target is
+  ``B·target_i``. ``conditioning`` picks ``c``: nothing (DNI), one-hot labels (cDNI) or
   ``batch["context"]``. ``oracle=True`` feeds the exact ``∂L/∂h_i`` instead of
   ``λ·M_i`` (the synthesizers still regress): the key invariant's test, and an
   upper bound for diagnostics.
@@ -38,7 +40,9 @@ class SourceOutput(NamedTuple):
     synth_grads: per-boundary synthesizer gradients (``()`` without them).
     new_synth_state: per-boundary synthesizer mutable state.
     boundary_grads: the gradient each stage ``0…N-2`` was updated with.
-    targets: the bootstrapped regression target of every boundary.
+    targets: the bootstrapped target of every boundary, in the units of
+      ``∂L/∂h`` (the synthesizer regresses onto ``B`` times it when
+      ``net.per_example``).
     synth_losses: every synthesizer's regression loss.
   """
   stage_grads: tuple
@@ -116,12 +120,14 @@ class SyntheticGradients:
     context = self.context(batch, fwd.outputs)
     preds, pred_vjps, new_state = predict_synthetic_grads(
         net, synth_params, synth_state, fwd.hidden, context, rng)
+    units = fwd.outputs.shape[0] if net.per_example else 1
     if self.oracle:
       boundary_grads = staged.backprop_grads(fwd)[1]
     else:
-      boundary_grads = tuple(net.sg_scale * p for p in preds)
+      boundary_grads = tuple(net.sg_scale / units * p for p in preds)
     stage_grads, targets = staged.decoupled_grads(fwd, boundary_grads)
-    synth_losses, synth_grads = regress(preds, pred_vjps, targets)
+    synth_losses, synth_grads = regress(preds, pred_vjps,
+                                        tuple(units * t for t in targets))
     return SourceOutput(stage_grads, synth_grads, new_state, boundary_grads,
                         targets, synth_losses)
 

@@ -16,19 +16,24 @@ from typing import Sequence
 import flax.linen as nn
 
 
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+
+
 class DenseBlock(nn.Module):
-  """Linear→BN→ReLU on the flattened input, then an optional classifier.
+  """Linear→BN→activation on the flattened input, then an optional classifier.
 
   Attributes:
     features: width of the linear layer.
-    use_batch_norm: BatchNorm between the linear layer and the ReLU.
+    use_batch_norm: BatchNorm between the linear layer and the activation.
     num_classes: if set, a final linear layer to this many logits.
     bn_momentum: BatchNorm running-average momentum.
+    activation: one of ``ACTIVATIONS``.
   """
   features: int = 256
   use_batch_norm: bool = True
   num_classes: int | None = None
   bn_momentum: float = 0.9
+  activation: str = "relu"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -37,7 +42,7 @@ class DenseBlock(nn.Module):
     if self.use_batch_norm:
       h = nn.BatchNorm(use_running_average=not train,
                        momentum=self.bn_momentum)(h)
-    h = nn.relu(h)
+    h = getattr(nn, self.activation)(h)
     if self.num_classes is not None:
       h = nn.Dense(self.num_classes, name="classifier")(h)
     return h
@@ -110,3 +115,19 @@ def cnn_stages(depth: int = 3, features: int = 128, num_classes: int = 10,
                 use_batch_norm=use_batch_norm,
                 num_classes=num_classes if i == depth - 1 else None)
       for i in range(depth))
+
+
+def mlp_stages(widths: Sequence[int], num_outputs: int,
+               activation: str = "sigmoid",
+               use_batch_norm: bool = False) -> tuple[nn.Module, ...]:
+  """One stage per hidden width, then the output layer as a stage of its own.
+
+  The binary-addition network of the classic numpy demonstration is
+  ``mlp_stages((128, 64), 8)``: three layers, a synthesizer after each of the
+  two hidden ones.
+  """
+  if activation not in ACTIVATIONS:
+    raise ValueError(f"unknown activation {activation!r}; choose one of "
+                     f"{ACTIVATIONS}")
+  return tuple(DenseBlock(w, use_batch_norm, activation=activation)
+               for w in widths) + (nn.Dense(num_outputs, name="output"),)

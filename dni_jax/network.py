@@ -31,12 +31,20 @@ class DecoupledNetwork:
     loss_fn: ``(outputs, labels) -> scalar``, the batch-mean task loss.
     metrics_fn: ``(outputs, labels) -> dict`` of extra scalar metrics.
     sg_scale: λ, the factor applied to every synthesizer output (1 for FF).
+    per_example: the synthesizers predict the gradient of the *per-example*
+      loss, ``B·∂L/∂h`` for a batch-mean loss ``L`` over ``B`` examples; the
+      stage's cotangent is then ``λ·M(h, c)/B`` and ``M`` regresses onto ``B``
+      times the bootstrapped target. The method is unchanged up to that
+      constant, but the targets are O(1) and independent of the batch size,
+      which Adam-trained synthesizers need (with ``False``, REFERENCE.md's
+      literal ``δ̂ = λ·M`` ≈ ``∂L/∂h``, targets shrink as 1/B).
   """
   stages: tuple[nn.Module, ...]
   synthesizers: tuple[nn.Module, ...] = ()
   loss_fn: LossFn = losses.softmax_cross_entropy
   metrics_fn: MetricsFn = losses.classification_metrics
   sg_scale: float = 1.0
+  per_example: bool = True
 
   def __post_init__(self):
     object.__setattr__(self, "stages", tuple(self.stages))
@@ -61,7 +69,8 @@ def decouple(stages: Sequence[nn.Module],
              synthesizer: nn.Module | Sequence[nn.Module] | None = None, *,
              loss_fn: LossFn = losses.softmax_cross_entropy,
              metrics_fn: MetricsFn = losses.classification_metrics,
-             sg_scale: float = 1.0) -> DecoupledNetwork:
+             sg_scale: float = 1.0,
+             per_example: bool = True) -> DecoupledNetwork:
   """Builds a ``DecoupledNetwork``, a synthesizer at every stage boundary.
 
   Args:
@@ -72,6 +81,8 @@ def decouple(stages: Sequence[nn.Module],
     loss_fn: batch-mean task loss of the last stage's outputs.
     metrics_fn: extra metrics of the last stage's outputs.
     sg_scale: λ, multiplies every synthetic gradient.
+    per_example: synthesizers predict per-example gradients (see
+      ``DecoupledNetwork``).
 
   Returns:
     The network description.
@@ -83,4 +94,5 @@ def decouple(stages: Sequence[nn.Module],
     synthesizers = (synthesizer,) * (len(stages) - 1)
   else:
     synthesizers = tuple(synthesizer)
-  return DecoupledNetwork(stages, synthesizers, loss_fn, metrics_fn, sg_scale)
+  return DecoupledNetwork(stages, synthesizers, loss_fn, metrics_fn, sg_scale,
+                          per_example)

@@ -17,8 +17,9 @@ RNG = jax.random.PRNGKey(3)
 TOL = dict(rtol=1e-4, atol=1e-6)
 
 
-def _setup(kind, method="backprop", sg_scale=1.0, randomize_synths=False):
-  net = tiny.network(kind, sg_scale=sg_scale)
+def _setup(kind, method="backprop", sg_scale=1.0, randomize_synths=False,
+           per_example=True):
+  net = tiny.network(kind, sg_scale=sg_scale, per_example=per_example)
   state = tiny.init(net, method, kind=kind)
   if randomize_synths:
     state = state.replace(synth_params=tiny.randomize(state.synth_params))
@@ -49,11 +50,18 @@ def test_true_boundary_grads_are_dloss_dh():
     chex.assert_trees_all_close(true, expected, **TOL)
 
 
+@pytest.mark.parametrize("per_example", [True, False])
 @pytest.mark.parametrize("kind", ["fcn", "cnn"])
-def test_bootstrapped_targets(kind):
-  """target_i = vjp of stage i+1 applied to λ·M_{i+1}(h_{i+1}); last is exact."""
+def test_bootstrapped_targets(kind, per_example):
+  """target_i = vjp of stage i+1 applied to δ̂_{i+1}; the last is exact.
+
+  ``δ̂ = λ·M(h)``, over the batch size ``B`` in per-example units, where the
+  synthesizer then regresses onto ``B·target``.
+  """
   sg_scale = 0.5
-  net, state, b, fwd = _setup(kind, "dni", sg_scale, randomize_synths=True)
+  net, state, b, fwd = _setup(kind, "dni", sg_scale, randomize_synths=True,
+                              per_example=per_example)
+  units = len(b["labels"]) if per_example else 1
   out = dni.get_source("dni")(net, fwd, state.synth_params, state.synth_state,
                               b, RNG)
   hidden = tiny.hidden_states(net, state.stage_params, state.stage_state, b)
@@ -69,13 +77,20 @@ def test_bootstrapped_targets(kind):
     _, vjp = jax.vjp(lambda h: stage.apply(stage_vars, h, train=True,
                                            mutable=["batch_stats"])[0],
                      hidden[i])
-    (expected,) = vjp(sg_scale * pred)
+    (expected,) = vjp(sg_scale / units * pred)
+    chex.assert_trees_all_close(out.boundary_grads[i + 1],
+                                sg_scale / units * pred, **TOL)
     assert float(jax.numpy.abs(expected).max()) > 0
     chex.assert_trees_all_close(out.targets[i], expected, **TOL)
   true_last = jax.grad(lambda h: tiny.monolithic_loss(
       net, state.stage_params, state.stage_state, b, from_stage=last + 1,
       h=h))(hidden[last])
   chex.assert_trees_all_close(out.targets[last], true_last, **TOL)
+  # The regression loss is measured against units × target.
+  for i, synth_loss in enumerate(out.synth_losses):
+    pred = out.boundary_grads[i] * units / sg_scale
+    expected = jax.numpy.sum((pred - units * out.targets[i]) ** 2) / len(pred)
+    chex.assert_trees_all_close(synth_loss, expected, **TOL)
 
 
 def test_decoupled_grads_with_exact_boundary_grads_are_backprop():
@@ -94,8 +109,9 @@ def test_synthesizer_regression_gradient_is_grad_of_l2_loss():
     def loss(params, i=i, synth=synth):
       pred, _ = module_state.apply(synth, params, state.synth_state[i],
                                    fwd.hidden[i], None, train=True)
+      target = pred.shape[0] * out.targets[i]  # per-example units
       return jax.numpy.mean(jax.numpy.sum(
-          (pred - out.targets[i]).reshape(pred.shape[0], -1) ** 2, -1))
+          (pred - target).reshape(pred.shape[0], -1) ** 2, -1))
     value, grads = jax.value_and_grad(loss)(state.synth_params[i])
     chex.assert_trees_all_close(out.synth_losses[i], value, **TOL)
     chex.assert_trees_all_close(out.synth_grads[i], grads, **TOL)

@@ -116,25 +116,26 @@ def _predictions(net, state, source, b):
   return preds
 
 
-def test_cdni_synthetic_gradient_depends_on_labels():
+def _two_labelings(method):
+  """A network with non-zero synthesizers and one batch with two labelings."""
   net = tiny.network("fcn")
-  source = dni.get_source("cdni")
+  source = dni.get_source(method)
   state = tiny.init(net, source)
   state = state.replace(synth_params=tiny.randomize(state.synth_params))
   b1 = tiny.batch()
   b2 = dict(b1, labels=(b1["labels"] + 1) % tiny.NUM_CLASSES)
+  return net, source, state, b1, b2
+
+
+def test_cdni_synthetic_gradient_depends_on_labels():
+  net, source, state, b1, b2 = _two_labelings("cdni")
   for p1, p2 in zip(_predictions(net, state, source, b1),
                     _predictions(net, state, source, b2)):
     assert not np.allclose(p1, p2)
 
 
 def test_dni_synthetic_gradient_and_lower_updates_ignore_labels():
-  net = tiny.network("fcn")
-  source = dni.get_source("dni")
-  state = tiny.init(net, source)
-  state = state.replace(synth_params=tiny.randomize(state.synth_params))
-  b1 = tiny.batch()
-  b2 = dict(b1, labels=(b1["labels"] + 1) % tiny.NUM_CLASSES)
+  net, source, state, b1, b2 = _two_labelings("dni")
   for p1, p2 in zip(_predictions(net, state, source, b1),
                     _predictions(net, state, source, b2)):
     chex.assert_trees_all_equal(p1, p2)

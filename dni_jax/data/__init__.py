@@ -1,0 +1,10 @@
+"""Data: in-memory datasets (local files, tensorflow-datasets, generated) and batching.
+
+Loaders know nothing of models: each returns an ``ArrayDataset`` of numpy
+arrays; ``batch_at`` cuts the batch of a given step, deterministically.
+"""
+
+from dni_jax.data.dataset import ArrayDataset
+from dni_jax.data.dataset import batch_at
+from dni_jax.data.registry import DATASETS
+from dni_jax.data.registry import load_dataset

@@ -1,0 +1,156 @@
+"""From a config to the objects of one run: data, network, method, optimisers.
+
+Every config value is checked here, before anything is built, so that a bad
+value ends in a ``ConfigError`` naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import ml_collections
+import optax
+
+from dni_jax import data as data_lib
+from dni_jax import gradient_sources
+from dni_jax import losses
+from dni_jax import models
+from dni_jax import network
+from dni_jax import synthesizers
+from dni_jax.errors import ConfigError
+from dni_jax.train_state import Optimizers
+
+MODEL_KINDS = ("fcn", "cnn", "mlp")
+SYNTHESIZERS = ("linear", "mlp", "conv")
+OPTIMIZERS = ("adam", "sgd", "momentum")
+_MAX_LINEAR_SYNTH_PARAMS = 50_000_000
+
+
+def methods(config: ml_collections.ConfigDict) -> list[str]:
+  """``config.method`` split at commas: one method, or several to compare."""
+  names = [m.strip() for m in str(config.method).split(",") if m.strip()]
+  if not names:
+    raise ConfigError("config.method is empty; use backprop, dni or cdni "
+                      "(or several, comma-separated, to compare them).")
+  for name in names:
+    if name not in gradient_sources.METHODS:
+      raise ConfigError(f"unknown method {name!r} in --config.method; choose "
+                        f"from {sorted(gradient_sources.METHODS)}, or several "
+                        "comma-separated (e.g. backprop,dni,cdni).")
+  if len(set(names)) != len(names):
+    raise ConfigError(f"config.method names a method twice: {config.method!r}")
+  return names
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ConfigError`` for the first unusable value in ``config``."""
+  methods(config)
+  _require(config.data.name in data_lib.DATASETS,
+           f"unknown dataset {config.data.name!r} in --config.data.name; "
+           f"choose one of {data_lib.DATASETS}")
+  _require(not config.data.dir or os.path.isdir(config.data.dir),
+           f"--config.data.dir={config.data.dir!r} does not exist; point it "
+           "at the folder with the dataset's files, or leave it empty to use "
+           "tensorflow-datasets.")
+  _require(config.model.kind in MODEL_KINDS,
+           f"unknown model kind {config.model.kind!r}; choose one of "
+           f"{MODEL_KINDS}")
+  _require(config.dni.synthesizer in SYNTHESIZERS,
+           f"unknown synthesizer {config.dni.synthesizer!r}; choose one of "
+           f"{SYNTHESIZERS}")
+  _require(config.dni.synthesizer != "conv" or config.model.kind == "cnn",
+           "dni.synthesizer=conv needs feature maps: use it with "
+           "model.kind=cnn, or choose linear/mlp.")
+  _require(config.opt.name in OPTIMIZERS,
+           f"unknown optimiser {config.opt.name!r}; choose one of "
+           f"{OPTIMIZERS}")
+  for field in ("learning_rate", "synth_learning_rate"):
+    value = config.opt.get(field)
+    _require(value is None or (math.isfinite(value) and value > 0),
+             f"opt.{field} must be a positive number, got {value}")
+  for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
+                "checkpoint_every"):
+    _require(config[field] > 0, f"config.{field} must be positive, got "
+             f"{config[field]}")
+  _require(config.num_steps >= 0, f"config.num_steps must be >= 0, got "
+           f"{config.num_steps}")
+  _require(math.isfinite(config.dni.sg_scale),
+           f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
+
+
+def load_data(config: ml_collections.ConfigDict):
+  """``(train, test)`` ``ArrayDataset``s of ``config.data``."""
+  kwargs = dict(data_dir=config.data.dir,
+                tfds_data_dir=config.data.tfds_data_dir or None,
+                download=config.data.download, seed=config.seed,
+                num_bits=config.data.num_bits)
+  return (data_lib.load_dataset(config.data.name, "train", **kwargs),
+          data_lib.load_dataset(config.data.name, "test", **kwargs))
+
+
+def _stages(config, num_outputs):
+  m = config.model
+  if m.kind == "fcn":
+    return models.fcn_stages(m.depth, m.width, num_outputs, m.use_batch_norm)
+  if m.kind == "cnn":
+    return models.cnn_stages(m.depth, m.features, num_outputs,
+                             use_batch_norm=m.use_batch_norm)
+  return models.mlp_stages(tuple(m.hidden), num_outputs, m.activation,
+                           m.use_batch_norm)
+
+
+def _synthesizer(config, stages):
+  d = config.dni
+  if d.synthesizer == "conv":
+    return synthesizers.ConvSynthesizer(tuple(d.hidden), (5, 5),
+                                        d.use_batch_norm)
+  if d.synthesizer == "mlp":
+    return synthesizers.MLPSynthesizer(tuple(d.hidden), d.use_batch_norm)
+  if config.model.kind == "cnn":
+    flat = (config.model.features * 28 * 28) ** 2 / 4  # first boundary, pooled
+    _require(flat <= _MAX_LINEAR_SYNTH_PARAMS,
+             "a linear synthesizer on flattened CNN feature maps would have "
+             f"~{flat / 1e6:.0f}M parameters; use dni.synthesizer=conv.")
+  del stages
+  return synthesizers.LinearSynthesizer()
+
+
+def build_network(config: ml_collections.ConfigDict,
+                  train: data_lib.ArrayDataset) -> network.DecoupledNetwork:
+  """The stages, a synthesizer per boundary (unless backprop), task loss."""
+  classification = train.labels.ndim == 1
+  num_outputs = (int(train.labels.max()) + 1 if classification
+                 else train.labels.shape[-1])
+  stages = _stages(config, num_outputs)
+  uses_synths = gradient_sources.get_source(config.method).uses_synthesizers
+  return network.decouple(
+      stages, _synthesizer(config, stages) if uses_synths else None,
+      loss_fn=(losses.softmax_cross_entropy if classification
+               else losses.sigmoid_binary_cross_entropy),
+      metrics_fn=(losses.classification_metrics if classification
+                  else losses.bit_metrics),
+      sg_scale=config.dni.sg_scale)
+
+
+def _optimizer(opt, learning_rate):
+  schedule = optax.piecewise_constant_schedule(
+      learning_rate, {int(s): opt.decay_factor for s in opt.decay_steps})
+  if opt.name == "adam":
+    return optax.adam(schedule)
+  if opt.name == "momentum":
+    return optax.sgd(schedule, momentum=opt.momentum)
+  return optax.sgd(schedule)
+
+
+def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
+  """One transformation for the stages, one for the synthesizers."""
+  opt = config.opt
+  synth_lr = opt.get("synth_learning_rate") or opt.learning_rate
+  return Optimizers(_optimizer(opt, opt.learning_rate),
+                    _optimizer(opt, synth_lr))

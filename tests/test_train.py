@@ -1,0 +1,190 @@
+"""End to end: every config at tiny size, resume, determinism, bad input, NaN."""
+
+import importlib
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from dni_jax import train
+from dni_jax.checkpoint import Checkpointer
+from dni_jax.data import dataset as dataset_lib
+from dni_jax.errors import ConfigError
+from dni_jax.errors import TrainingDivergedError
+from dni_jax.metrics_log import read_metrics
+import test_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_MNIST = test_data.SHARED_MNIST
+
+
+def tiny(name, **overrides):
+  """Config ``name`` shrunk to seconds: narrow stages, few steps."""
+  config = importlib.import_module(f"configs.{name}").get_config()
+  config.model.update(depth=2, width=16, features=4, hidden=(8, 8))
+  config.dni.hidden = (4,)
+  config.update(batch_size=8, eval_batch_size=16, num_steps=4, log_every=2,
+                eval_every=2, checkpoint_every=2)
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def _check_metrics(workdir, synth=True):
+  records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  train_r = [r for r in records if r["split"] == "train"]
+  test_r = [r for r in records if r["split"] == "test"]
+  assert [r["step"] for r in train_r] == [2, 4]
+  assert [r["step"] for r in test_r] == [2, 4]
+  for r in records:
+    assert {"step", "split", "loss", "accuracy"} <= set(r)
+    assert ("synth_loss/0" in r) == (synth and r["split"] == "train")
+
+
+@pytest.mark.parametrize("name", ["mnist_fcn", "mnist_cnn", "cifar10_fcn",
+                                  "cifar10_cnn"])
+def test_image_configs_run_on_tfds_mock_data(name, tmp_path):
+  with tfds.testing.mock_data(num_examples=24):
+    summaries = train.train_and_evaluate(tiny(name, method="cdni"), tmp_path)
+  _check_metrics(tmp_path)
+  assert summaries["cdni"]["step"] == 4
+
+
+def test_binary_addition_default_compares_three_methods(tmp_path, capsys):
+  config = tiny("binary_addition")
+  config.model.hidden = (8, 8)
+  summaries = train.train_and_evaluate(config, tmp_path)
+  assert list(summaries) == ["backprop", "dni", "cdni"]
+  for method in summaries:
+    _check_metrics(tmp_path / method, synth=method != "backprop")
+    assert "exact_match" in read_metrics(tmp_path / method / "metrics.jsonl")[-1]
+  table = capsys.readouterr().out
+  assert "comparison after 4 steps" in table
+  assert all(f"\n{m} " in table for m in summaries)
+
+
+def test_local_mnist_files(tmp_path):
+  test_data.write_mnist(tmp_path)
+  train.train_and_evaluate(
+      tiny("mnist_fcn", **{"data.dir": str(tmp_path)}), tmp_path / "run")
+  _check_metrics(tmp_path / "run")
+
+
+def test_local_cifar10_files(tmp_path):
+  test_data.write_cifar(tmp_path, binary=True)
+  train.train_and_evaluate(
+      tiny("cifar10_cnn", **{"data.dir": str(tmp_path)}), tmp_path / "run")
+  _check_metrics(tmp_path / "run")
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_MNIST),
+                    reason="../shared/data/mnist not present")
+def test_real_mnist_few_steps(tmp_path):
+  config = tiny("mnist_fcn", **{"data.dir": SHARED_MNIST}, eval_batch_size=5000)
+  summary = train.train_and_evaluate(config, tmp_path)["dni"]
+  assert 0.0 < summary["test"]["accuracy"] <= 1.0
+
+
+def _final_state(workdir):
+  # Restore into the structure of a fresh state of the same run.
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  step = ckpt.latest_step()
+  manager = ckpt._manager  # pylint: disable=protected-access
+  restored = manager.restore(step)
+  ckpt.close()
+  return step, restored
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
+  config = tiny("binary_addition", method="cdni", num_steps=8,
+                checkpoint_every=3, log_every=1)
+  train.train_and_evaluate(config, tmp_path / "straight")
+
+  real_batch_at = dataset_lib.batch_at
+
+  def crash_at_step_5(dataset, step, *args):
+    if step == 5:
+      raise KeyboardInterrupt("simulated interruption")
+    return real_batch_at(dataset, step, *args)
+
+  monkeypatch.setattr(dataset_lib, "batch_at", crash_at_step_5)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, tmp_path / "resumed")
+  assert max(r["step"] for r in read_metrics(
+      tmp_path / "resumed" / "metrics.jsonl")) == 5  # logged past the checkpoint
+  monkeypatch.setattr(dataset_lib, "batch_at", real_batch_at)
+  train.train_and_evaluate(config, tmp_path / "resumed")
+
+  step_a, a = _final_state(tmp_path / "straight")
+  step_b, b = _final_state(tmp_path / "resumed")
+  assert step_a == step_b == 8
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+  assert read_metrics(tmp_path / "straight" / "metrics.jsonl") == read_metrics(
+      tmp_path / "resumed" / "metrics.jsonl")
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+  runs = {}
+  for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+    train.train_and_evaluate(tiny("binary_addition", method="dni", seed=seed),
+                             tmp_path / name)
+    runs[name] = read_metrics(tmp_path / name / "metrics.jsonl")
+  assert runs["a"] == runs["b"]
+  assert runs["a"] != runs["c"]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"method": "dnii"}, "unknown method 'dnii'"),
+    ({"method": "dni,dni"}, "names a method twice"),
+    ({"data.name": "imagenet"}, "unknown dataset 'imagenet'"),
+    ({"opt.learning_rate": -1e-3}, "opt.learning_rate must be a positive"),
+    ({"data.dir": "/no/such/dir"}, "data.dir='/no/such/dir' does not exist"),
+    ({"dni.synthesizer": "conv"}, "needs feature maps"),
+    ({"batch_size": 0}, "batch_size must be positive"),
+])
+def test_bad_config_values_name_the_field(overrides, message, tmp_path):
+  with pytest.raises(ConfigError, match=message):
+    train.train_and_evaluate(tiny("mnist_fcn", **overrides), tmp_path)
+  assert not os.listdir(tmp_path)  # rejected before anything was written
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+  # Ordinary learning rate for 4 steps, then an absurd one.
+  config = tiny("mnist_fcn", num_steps=10, log_every=1, **{
+      "opt.learning_rate": 1e-3, "opt.decay_steps": (4,),
+      "opt.decay_factor": 1e38})
+  with tfds.testing.mock_data(num_examples=24):
+    with pytest.raises(TrainingDivergedError,
+                       match=r"at step \d+ .*checkpoint \(step 4\) is kept"):
+      train.train_and_evaluate(config, tmp_path)
+  step, state = _final_state(tmp_path)
+  assert step == 4
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(state))
+  assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")
+          if r["split"] == "train"][:4] == [1, 2, 3, 4]
+
+
+def _main(*args):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.main", *args], cwd=ROOT,
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+
+def test_main_entry_point_default_and_bad_flag(tmp_path):
+  done = _main(f"--workdir={tmp_path}", "--config.num_steps=20",
+               "--config.eval_every=10", "--config.log_every=10")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "binary_addition: comparison after 20 steps" in done.stdout
+  bad = _main(f"--workdir={tmp_path}/bad", "--config.method=bprop")
+  assert bad.returncode != 0
+  assert "error: unknown method 'bprop'" in bad.stderr
+  assert "Traceback" not in bad.stderr
