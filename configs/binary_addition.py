@@ -8,8 +8,9 @@ synthesizer sits after each hidden layer; cDNI's synthesizers also see the
 target bits. No download: every one of the 16,384 pairs is enumerated and 20%
 are held out. Prints a comparison table of bit accuracy, whole-sum accuracy
 ("exact") and the step at which each method first gets every held-out sum
-right. Expected: all three reach 100% on the held-out pairs; about 1 minute on
-a 2-core CPU for the three runs together.
+right. Expected (README): cDNI reaches 100% of held-out sums at step 7000,
+backprop 99.1% after 12k steps, unconditioned DNI stays at chance; about 1
+minute on a 2-core CPU for the three runs together.
 """
 
 from configs import base
