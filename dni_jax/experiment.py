@@ -105,7 +105,7 @@ def _stages(config, num_outputs):
                            m.use_batch_norm)
 
 
-def _synthesizer(config, stages):
+def _synthesizer(config):
   d = config.dni
   if d.synthesizer == "conv":
     return synthesizers.ConvSynthesizer(tuple(d.hidden), (5, 5),
@@ -117,7 +117,6 @@ def _synthesizer(config, stages):
     _require(flat <= _MAX_LINEAR_SYNTH_PARAMS,
              "a linear synthesizer on flattened CNN feature maps would have "
              f"~{flat / 1e6:.0f}M parameters; use dni.synthesizer=conv.")
-  del stages
   return synthesizers.LinearSynthesizer()
 
 
@@ -130,7 +129,7 @@ def build_network(config: ml_collections.ConfigDict,
   stages = _stages(config, num_outputs)
   uses_synths = gradient_sources.get_source(config.method).uses_synthesizers
   return network.decouple(
-      stages, _synthesizer(config, stages) if uses_synths else None,
+      stages, _synthesizer(config) if uses_synths else None,
       loss_fn=(losses.softmax_cross_entropy if classification
                else losses.sigmoid_binary_cross_entropy),
       metrics_fn=(losses.classification_metrics if classification

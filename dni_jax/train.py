@@ -18,7 +18,6 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from dni_jax import experiment
 from dni_jax import gradient_sources
@@ -50,10 +49,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   return summaries
 
 
+@jax.jit
+def _finite_flags(state) -> jax.Array:
+  """One bool per floating-point leaf: no NaN/Inf in it (compiled once)."""
+  return jnp.array([jnp.all(jnp.isfinite(x))
+                    for x in jax.tree_util.tree_leaves(state)
+                    if jnp.issubdtype(x.dtype, jnp.inexact)] or [True])
+
+
 def _all_finite(state) -> bool:
-  return bool(jax.jit(lambda s: jnp.all(jnp.array(
-      [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(s)
-       if jnp.issubdtype(x.dtype, jnp.inexact)])))(state))
+  return bool(_finite_flags(state).all())
 
 
 def evaluate(eval_fn, state, dataset, batch_size: int) -> dict:
