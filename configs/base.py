@@ -11,22 +11,30 @@ from ml_collections import config_dict
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  # backprop | dni | cdni; several comma-separated runs each in
-  # workdir/<method> and prints a comparison table.
+  # backprop | dni | cdni (sequence tasks: bptt | dni | dni_aux); several
+  # comma-separated runs each in workdir/<method> and prints a comparison table.
   config.method = "dni"
   config.seed = 0  # parameters, data order and held-out split
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "mnist"  # mnist | cifar10 | binary_addition
+  # mnist | cifar10 | binary_addition; sequence tasks (recurrent DNI):
+  # copy | repeat_copy | ptb_char | tiny_shakespeare
+  config.data.name = "mnist"
   config.data.dir = ""  # folder with the original files; "" = tensorflow-datasets
   config.data.tfds_data_dir = ""  # tensorflow-datasets' data_dir; "" = its default
   config.data.download = True  # let tensorflow-datasets download missing data
-  config.data.num_bits = 8  # binary_addition: bits per number
+  config.data.num_bits = 8  # binary_addition: bits per number; copy tasks: bits per vector
+  config.data.start_length = 1  # copy tasks: first curriculum length
+  config.data.threshold = 0.15  # copy tasks: bits wrong per episode under which a length is solved
+  config.data.check_every = 200  # copy tasks: steps between curriculum checks
+  config.data.max_repeats = 3  # repeat_copy: repeat counts are uniform in 1..max_repeats
 
   config.model = ml_collections.ConfigDict()
-  config.model.kind = "fcn"  # fcn | cnn | mlp (one stage per hidden width + output stage)
+  # fcn | cnn | mlp (one stage per hidden width + output stage);
+  # sequence tasks: lstm | rnn
+  config.model.kind = "fcn"
   config.model.depth = 3  # fcn/cnn: number of stages (boundaries = depth - 1)
-  config.model.width = 256  # fcn: units per stage
+  config.model.width = 256  # fcn: units per stage; lstm/rnn: hidden units
   config.model.features = 128  # cnn: filters per stage
   config.model.hidden = (128, 64)  # mlp: hidden widths
   config.model.activation = "relu"  # mlp: relu | sigmoid | tanh
@@ -36,7 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.dni.synthesizer = "linear"  # linear | mlp | conv (cnn only)
   config.dni.hidden = (1024, 1024)  # mlp/conv synthesizers: hidden widths/filters
   config.dni.use_batch_norm = True  # mlp/conv synthesizers: BatchNorm in hidden layers
-  config.dni.sg_scale = 1.0  # λ: synthetic gradient = λ·M(h, c)
+  config.dni.sg_scale = 1.0  # λ: synthetic gradient = λ·M(h, c) (recurrent configs: 0.1)
+  config.dni.aux_weight = 1.0  # dni_aux: weight of the Aux head's L2 loss
   config.dni.track_alignment = False  # log cosine(δ̂, ∂L/∂h) per boundary (costs a backward pass)
 
   config.opt = ml_collections.ConfigDict()
@@ -46,6 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.opt.momentum = 0.9  # momentum optimiser only
   config.opt.decay_steps = ()  # steps at which both learning rates are multiplied by decay_factor
   config.opt.decay_factor = 0.1
+  config.opt.clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 
   config.batch_size = 256
   config.eval_batch_size = 1000
@@ -53,4 +63,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = 100  # train-metric averages + progress line
   config.eval_every = 1000  # evaluation on the test split
   config.checkpoint_every = 5000
+  config.unroll = 8  # sequence tasks: T, time steps per window (truncation length)
+  config.patience = 0  # character corpora: stop after this many evaluations without a better valid bpc; 0 = never
   return config

@@ -8,6 +8,10 @@ The public API (see README.md for a runnable example)::
   state = dni_jax.init_train_state(net, opt, source, rng, batch)
   step = dni_jax.make_train_step(net, opt, source)
   state, metrics = step(state, batch)
+
+Recurrent DNI (truncated BPTT with a synthetic gradient at the boundary)
+lives in ``dni_jax.tbptt`` (``RecurrentDNI``, ``train_step``) on the cores of
+``dni_jax.rnn``.
 """
 
 from dni_jax.gradient_sources import Backprop
@@ -29,6 +33,7 @@ from dni_jax.models import fcn_stages
 from dni_jax.models import mlp_stages
 from dni_jax.network import decouple
 from dni_jax.network import DecoupledNetwork
+from dni_jax.rnn import RecurrentCore
 from dni_jax.staged import backprop_grads
 from dni_jax.staged import decoupled_grads
 from dni_jax.staged import forward
@@ -41,6 +46,8 @@ from dni_jax.step import train_step
 from dni_jax.synthesizers import ConvSynthesizer
 from dni_jax.synthesizers import LinearSynthesizer
 from dni_jax.synthesizers import MLPSynthesizer
+from dni_jax.tbptt import RecurrentDNI
+from dni_jax.tbptt import RecurrentTrainState
 from dni_jax.train_state import init_train_state
 from dni_jax.train_state import Optimizers
 from dni_jax.train_state import TrainState

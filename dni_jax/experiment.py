@@ -17,7 +17,9 @@ from dni_jax import gradient_sources
 from dni_jax import losses
 from dni_jax import models
 from dni_jax import network
+from dni_jax import rnn
 from dni_jax import synthesizers
+from dni_jax import tbptt
 from dni_jax.errors import ConfigError
 from dni_jax.train_state import Optimizers
 
@@ -27,17 +29,25 @@ OPTIMIZERS = ("adam", "sgd", "momentum")
 _MAX_LINEAR_SYNTH_PARAMS = 50_000_000
 
 
+def is_recurrent(config: ml_collections.ConfigDict) -> bool:
+  """Whether ``config.data.name`` is a sequence task (recurrent DNI)."""
+  return config.data.name in data_lib.SEQUENCE_TASKS
+
+
 def methods(config: ml_collections.ConfigDict) -> list[str]:
   """``config.method`` split at commas: one method, or several to compare."""
+  known = (tbptt.METHODS if is_recurrent(config)
+           else sorted(gradient_sources.METHODS))
   names = [m.strip() for m in str(config.method).split(",") if m.strip()]
   if not names:
-    raise ConfigError("config.method is empty; use backprop, dni or cdni "
+    raise ConfigError(f"config.method is empty; use one of {list(known)} "
                       "(or several, comma-separated, to compare them).")
   for name in names:
-    if name not in gradient_sources.METHODS:
-      raise ConfigError(f"unknown method {name!r} in --config.method; choose "
-                        f"from {sorted(gradient_sources.METHODS)}, or several "
-                        "comma-separated (e.g. backprop,dni,cdni).")
+    if name not in known:
+      raise ConfigError(f"unknown method {name!r} in --config.method for "
+                        f"data.name={config.data.name!r}; choose from "
+                        f"{list(known)}, or several comma-separated (e.g. "
+                        f"{','.join(known)}).")
   if len(set(names)) != len(names):
     raise ConfigError(f"config.method names a method twice: {config.method!r}")
   return names
@@ -51,16 +61,19 @@ def _require(condition: bool, message: str) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` for the first unusable value in ``config``."""
   methods(config)
-  _require(config.data.name in data_lib.DATASETS,
+  _require(config.data.name in data_lib.DATASETS + data_lib.SEQUENCE_TASKS,
            f"unknown dataset {config.data.name!r} in --config.data.name; "
-           f"choose one of {data_lib.DATASETS}")
+           f"choose one of {data_lib.DATASETS + data_lib.SEQUENCE_TASKS}")
   _require(not config.data.dir or os.path.isdir(config.data.dir),
            f"--config.data.dir={config.data.dir!r} does not exist; point it "
            "at the folder with the dataset's files, or leave it empty to use "
            "tensorflow-datasets.")
-  _require(config.model.kind in MODEL_KINDS,
-           f"unknown model kind {config.model.kind!r}; choose one of "
-           f"{MODEL_KINDS}")
+  if is_recurrent(config):
+    _validate_recurrent(config)
+  else:
+    _require(config.model.kind in MODEL_KINDS,
+             f"unknown model kind {config.model.kind!r} for data.name="
+             f"{config.data.name!r}; choose one of {MODEL_KINDS}")
   _require(config.dni.synthesizer in SYNTHESIZERS,
            f"unknown synthesizer {config.dni.synthesizer!r}; choose one of "
            f"{SYNTHESIZERS}")
@@ -82,6 +95,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"{config.num_steps}")
   _require(math.isfinite(config.dni.sg_scale),
            f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
+
+
+def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
+  _require(config.model.kind in rnn.CELLS,
+           f"unknown model kind {config.model.kind!r} for the sequence task "
+           f"{config.data.name!r}; choose one of {rnn.CELLS}")
+  _require(config.dni.synthesizer in ("linear", "mlp"),
+           f"dni.synthesizer={config.dni.synthesizer!r} does not apply to a "
+           "recurrent state; choose linear or mlp.")
+  for field in ("unroll", "model.width"):
+    value = config[field] if "." not in field else config.model.width
+    _require(value > 0, f"config.{field} must be positive, got {value}")
+  _require(config.data.name != "ptb_char" or config.data.dir,
+           "data.name=ptb_char reads ptb.char.{train,valid,test}.txt from "
+           "--config.data.dir; set it (e.g. ../shared/data/ptb), or use "
+           "data.name=tiny_shakespeare (tensorflow-datasets).")
+  if config.data.name in ("copy", "repeat_copy"):
+    _require(config.data.start_length >= 1,
+             f"data.start_length must be >= 1, got {config.data.start_length}")
+    _require(config.data.max_repeats >= 1,
+             f"data.max_repeats must be >= 1, got {config.data.max_repeats}")
+    _require(config.data.check_every > 0,
+             f"data.check_every must be positive, got "
+             f"{config.data.check_every}")
+  _require(config.opt.clip_norm >= 0,
+           f"opt.clip_norm must be >= 0 (0 = off), got {config.opt.clip_norm}")
 
 
 def load_data(config: ml_collections.ConfigDict):
@@ -141,10 +180,14 @@ def _optimizer(opt, learning_rate):
   schedule = optax.piecewise_constant_schedule(
       learning_rate, {int(s): opt.decay_factor for s in opt.decay_steps})
   if opt.name == "adam":
-    return optax.adam(schedule)
-  if opt.name == "momentum":
-    return optax.sgd(schedule, momentum=opt.momentum)
-  return optax.sgd(schedule)
+    tx = optax.adam(schedule)
+  elif opt.name == "momentum":
+    tx = optax.sgd(schedule, momentum=opt.momentum)
+  else:
+    tx = optax.sgd(schedule)
+  if opt.get("clip_norm"):
+    tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx)
+  return tx
 
 
 def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:

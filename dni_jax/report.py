@@ -45,3 +45,21 @@ def comparison_table(summaries: dict[str, dict]) -> str:
 
 def _fmt(value, digits: int) -> str:
   return "-" if value is None else f"{value:.{digits}f}"
+
+
+def recurrent_table(summaries: dict[str, dict]) -> str:
+  """One row per recurrent method: curriculum length or bits per character."""
+  header = (f"{'method':<10}{'steps':>9}{'chars':>13}{'train loss':>12}"
+            f"{'max len solved':>16}{'best valid bpc':>16}"
+            f"{'test bpc':>10}{'time s':>9}")
+  rows = [header, "-" * len(header)]
+  for method, s in summaries.items():
+    solved = s.get("max_length_solved")
+    rows.append(
+        f"{method:<10}{s['step']:>9}{str(s.get('chars') or '-'):>13}"
+        f"{_fmt(s['train'].get('loss'), 4):>12}"
+        f"{'-' if solved is None else str(int(solved)):>16}"
+        f"{_fmt(s.get('best_valid_bpc'), 4):>16}"
+        f"{_fmt(s.get('test_bpc_at_best_valid'), 4):>10}"
+        f"{_fmt(s['seconds'], 1):>9}")
+  return "\n".join(rows)

@@ -10,7 +10,6 @@ comparison table is printed at the end.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -36,16 +35,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """Trains every method named in ``config.method``; returns their summaries."""
   experiment.validate(config)
   names = experiment.methods(config)
+  recurrent = experiment.is_recurrent(config)
+  if recurrent:
+    from dni_jax import recurrent_train  # pylint: disable=g-import-not-at-top
   summaries = {}
   for name in names:
     run_config = ml_collections.ConfigDict(config.to_dict())
     run_config.method = name
     run_dir = workdir if len(names) == 1 else os.path.join(workdir, name)
-    summaries[name] = train_one(run_config, run_dir)
+    run = recurrent_train.train_one if recurrent else train_one
+    summaries[name] = run(run_config, run_dir)
   if len(names) > 1:
+    table = (report.recurrent_table if recurrent
+             else report.comparison_table)(summaries)
     print(f"\n{config.data.name}: comparison after {config.num_steps} steps "
-          f"(workdir {workdir})\n" + report.comparison_table(summaries),
-          flush=True)
+          f"(workdir {workdir})\n" + table, flush=True)
   return summaries
 
 
@@ -75,11 +79,17 @@ def evaluate(eval_fn, state, dataset, batch_size: int) -> dict:
 class _Run:
   """The mutable bookkeeping of one run's host loop (never inside jit)."""
 
-  def __init__(self, config, workdir, start_step, checkpointer):
+  def __init__(self, config, workdir, start_step, checkpointer,
+               last_keys=(), derive=None, shown=("loss", "accuracy")):
+    """Args beyond the obvious: ``last_keys``, metrics logged at their last
+    value instead of their mean (e.g. a curriculum length); ``derive``, a
+    function adding metrics to the interval's means (e.g. bits per
+    character); ``shown``, the metrics on the progress line."""
     self.config, self.workdir = config, workdir
     self.checkpointer = checkpointer
     self.log = MetricsLog(os.path.join(workdir, "metrics.jsonl"), start_step)
     self.sums, self.count = {}, 0
+    self.last_keys, self.derive, self.shown = set(last_keys), derive, shown
     self.start_step, self.start_time = start_step, time.time()
 
   def record(self, step: int, metrics) -> None:
@@ -89,7 +99,7 @@ class _Run:
     if bad:
       self.diverged(step, f"{bad[0]} = {values[bad[0]]}")
     for k, v in values.items():
-      self.sums[k] = self.sums.get(k, 0.0) + v
+      self.sums[k] = v if k in self.last_keys else self.sums.get(k, 0.0) + v
     self.count += 1
 
   def diverged(self, step: int, what: str):
@@ -107,15 +117,18 @@ class _Run:
   def flush_train(self, step: int) -> None:
     if not self.count:
       return
-    means = {k: v / self.count for k, v in self.sums.items()}
+    means = {k: v if k in self.last_keys else v / self.count
+             for k, v in self.sums.items()}
+    if self.derive is not None:
+      means.update(self.derive(step, means))
     self.log.write(step, "train", means)
     done = step - self.start_step
     rate = done / max(time.time() - self.start_time, 1e-9)
     eta = (self.config.num_steps - step) / max(rate, 1e-9)
-    print(f"[{self.config.method}] step {step}/{self.config.num_steps} | loss "
-          f"{means['loss']:.4f} acc {means.get('accuracy', float('nan')):.4f} "
-          f"| {rate:.1f} steps/s | ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}",
-          flush=True)
+    shown = " ".join(f"{k} {means[k]:.4f}" for k in self.shown if k in means)
+    print(f"[{self.config.method}] step {step}/{self.config.num_steps} | "
+          f"{shown} | {rate:.1f} steps/s | ETA "
+          f"{time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
     self.sums, self.count = {}, 0
 
 

@@ -12,9 +12,6 @@ synthesizer costs a forward and a weight-gradient matmul per boundary), and,
 as the last line, ``ratio dni/backprop=<x> cdni/backprop=<y>``.
 """
 
-import statistics
-import time
-
 from absl import app
 from absl import flags
 import jax
@@ -22,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 import dni_jax as dni
+from experiments import timing
 
 _DEPTH = flags.DEFINE_integer("depth", 3, "FCN stages.")
 _WIDTH = flags.DEFINE_integer("width", 256, "Units per stage.")
@@ -51,14 +49,6 @@ def _compiled(method, batch):
   return step, state, flops
 
 
-def _time_round(step, state, batch):
-  start = time.perf_counter()
-  for _ in range(_STEPS.value):
-    state, metrics = step(state, batch)
-  jax.block_until_ready((state, metrics))
-  return state, (time.perf_counter() - start) / _STEPS.value
-
-
 def main(argv):
   del argv
   batch = _batch(0)
@@ -66,26 +56,12 @@ def main(argv):
   for m in _METHODS:
     step, state, flops[m] = _compiled(m, batch)
     runs[m] = (step, state)
-  samples = {m: [] for m in _METHODS}
-  for _ in range(_ROUNDS.value):
-    for m in _METHODS:
-      step, state = runs[m]
-      state, seconds = _time_round(step, state, batch)
-      runs[m] = (step, state)
-      samples[m].append(seconds)
-  median = {m: statistics.median(s) for m, s in samples.items()}
+  samples = timing.interleaved_samples(runs, batch, _ROUNDS.value,
+                                       _STEPS.value)
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
         f"FCN {_DEPTH.value}x{_WIDTH.value}, batch {_BATCH.value}, "
         f"{_ROUNDS.value} rounds x {_STEPS.value} steps")
-  print(f"{'method':<10}{'median ms/step':>16}{'min':>9}{'max':>9}"
-        f"{'time ratio':>12}{'MFLOP/step':>12}{'flop ratio':>12}")
-  for m in _METHODS:
-    print(f"{m:<10}{1e3 * median[m]:>16.3f}{1e3 * min(samples[m]):>9.3f}"
-          f"{1e3 * max(samples[m]):>9.3f}"
-          f"{median[m] / median['backprop']:>12.3f}{flops[m] / 1e6:>12.1f}"
-          f"{flops[m] / max(flops['backprop'], 1.0):>12.3f}")
-  print(f"ratio dni/backprop={median['dni'] / median['backprop']:.3f} "
-        f"cdni/backprop={median['cdni'] / median['backprop']:.3f}")
+  timing.report(samples, flops, "backprop")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
   python -m experiments.plot <workdir> [<workdir> ...] --out=curves.png
 
 Each workdir is a run (it holds metrics.jsonl) or a comparison (its
-subfolders do, one per method). Left: training loss; right: test error (%),
-or, with ``--metric=bpc`` etc., any other test metric.
+subfolders do, one per method). Left: a training metric (``--train_metric``,
+default loss); right: test error (%), or, with ``--metric=bpc`` etc., any
+other metric of the ``--split`` records. ``--x=chars`` plots against the
+characters seen (sequence tasks) instead of steps, e.g.
+
+  python -m experiments.plot workdirs/ptb_T8 --x=chars --train_metric=bpc \
+      --metric=bpc --split=valid --out=docs/ptb_char_bpc.png
 """
 
 import os
@@ -22,7 +27,12 @@ _OUT = flags.DEFINE_string("out", "curves.png", "Output image file.")
 _TITLE = flags.DEFINE_string("title", "", "Figure title.")
 _METRIC = flags.DEFINE_string(
     "metric", "error", "Right panel: 'error' (100·(1 − test accuracy)) or "
-    "the name of any test metric.")
+    "the name of any metric of the --split records.")
+_SPLIT = flags.DEFINE_string("split", "test", "Right panel's records: test "
+                             "or valid.")
+_TRAIN_METRIC = flags.DEFINE_string("train_metric", "loss",
+                                    "Left panel's training metric.")
+_X = flags.DEFINE_enum("x", "step", ["step", "chars"], "Horizontal axis.")
 
 
 def find_runs(paths: list[str]) -> dict[str, str]:
@@ -45,7 +55,7 @@ def find_runs(paths: list[str]) -> dict[str, str]:
 
 
 def _series(records, split, key):
-  points = [(r["step"], r[key]) for r in records
+  points = [(r[_X.value], r[key]) for r in records
             if r["split"] == split and r.get(key) is not None]
   return [p[0] for p in points], [p[1] for p in points]
 
@@ -57,17 +67,19 @@ def main(argv):
   fig, (ax_loss, ax_test) = plt.subplots(1, 2, figsize=(11, 4.2))
   for label, path in runs.items():
     records = read_metrics(path)
-    ax_loss.plot(*_series(records, "train", "loss"), label=label)
+    ax_loss.plot(*_series(records, "train", _TRAIN_METRIC.value), label=label)
     if _METRIC.value == "error":
-      steps, acc = _series(records, "test", "accuracy")
+      steps, acc = _series(records, _SPLIT.value, "accuracy")
       ax_test.plot(steps, [100 * (1 - a) for a in acc], marker=".", label=label)
     else:
-      ax_test.plot(*_series(records, "test", _METRIC.value), marker=".",
+      ax_test.plot(*_series(records, _SPLIT.value, _METRIC.value), marker=".",
                    label=label)
-  ax_loss.set(xlabel="step", ylabel="train loss", yscale="log",
-              title="training loss")
-  ylabel = "test error (%)" if _METRIC.value == "error" else f"test {_METRIC.value}"
-  ax_test.set(xlabel="step", ylabel=ylabel, yscale="log", title=ylabel)
+  x = "characters seen" if _X.value == "chars" else "step"
+  ax_loss.set(xlabel=x, ylabel=f"train {_TRAIN_METRIC.value}", yscale="log",
+              title=f"training {_TRAIN_METRIC.value}")
+  ylabel = (f"{_SPLIT.value} error (%)" if _METRIC.value == "error"
+            else f"{_SPLIT.value} {_METRIC.value}")
+  ax_test.set(xlabel=x, ylabel=ylabel, yscale="log", title=ylabel)
   for ax in (ax_loss, ax_test):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

@@ -1,5 +1,8 @@
 """Data: in-memory datasets (local files, tensorflow-datasets, generated) and batching.
 
+Sequence tasks for recurrent DNI live in ``copy_tasks`` (Copy, Repeat Copy,
+generated on device) and ``char_corpus`` (PTB characters, tiny_shakespeare).
+
 Loaders know nothing of models: each returns an ``ArrayDataset`` of numpy
 arrays; ``batch_at`` cuts the batch of a given step, deterministically.
 """
@@ -8,3 +11,4 @@ from dni_jax.data.dataset import ArrayDataset
 from dni_jax.data.dataset import batch_at
 from dni_jax.data.registry import DATASETS
 from dni_jax.data.registry import load_dataset
+from dni_jax.data.registry import SEQUENCE_TASKS

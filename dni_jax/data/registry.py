@@ -11,6 +11,8 @@ from dni_jax.data.dataset import ArrayDataset
 from dni_jax.errors import DataError
 
 DATASETS = ("mnist", "cifar10", "binary_addition")
+# Sequence tasks, trained with recurrent DNI (see dni_jax.recurrent_train).
+SEQUENCE_TASKS = ("copy", "repeat_copy", "ptb_char", "tiny_shakespeare")
 SPLITS = ("train", "test")
 _IMAGE_STATS = {"mnist": (idx.MNIST_MEAN, idx.MNIST_STD),
                 "cifar10": (cifar.CIFAR_MEAN, cifar.CIFAR_STD)}

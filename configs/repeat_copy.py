@@ -1,0 +1,19 @@
+"""Repeat Copy (Graves et al. 2014) with recurrent DNI: BPTT vs DNI vs DNI+Aux.
+
+  python -m experiments.main --config=configs/repeat_copy.py \
+      --workdir=workdirs/repeat_copy_T3 --config.unroll=3
+
+As Copy, but the delimiter step also gives a repeat count R (uniform in
+1..data.max_repeats, input as R/max_repeats); the LSTM writes the sequence R
+times, then an end marker. The curriculum lengthens the sequence N (R stays
+random); the score is the longest N solved. Generated data, no download.
+"""
+
+from configs import copy
+
+
+def get_config():
+  config = copy.get_config()
+  config.data.name = "repeat_copy"
+  config.data.max_repeats = 3
+  return config

@@ -1,0 +1,249 @@
+"""Recurrent DNI: truncated BPTT with a synthetic gradient at the boundary.
+
+REFERENCE.md §3. The core runs over consecutive windows of ``T`` steps; the
+state carries from window to window behind ``stop_gradient``. For one window,
+per example ``b`` (``s₀`` the carried start state, ``s_T`` the end state)::
+
+  J_b = Σ_t L_{b,t} + ⟨stop_gradient(λ·M(s_T)), s_T⟩          (dni)
+        + w·(1/T) Σ_t ‖A(s_t) − stop_gradient(M(s_T))‖²          (dni_aux)
+
+and ``J = mean_b J_b``. ``∂J/∂θ`` updates the core. The synthesizer ``M``
+regresses its prediction on the start state, ``M(s₀)``, onto the bootstrapped
+target ``∂J_b/∂s₀`` (the true gradient inside the window plus the synthetic
+gradient at its end, carried back). The state is the LSTM's ``(c, h)``
+concatenated.
+
+The three methods share this one step: ``bptt`` is the window objective with
+no synthetic term (plain truncated BPTT), ``dni`` adds it, ``dni_aux`` adds the
+auxiliary head too. Like the feed-forward code, ``M`` works in per-example
+units: it predicts ``∂J_b/∂s`` (``= B·∂J/∂s``), so the batch size does not
+shrink its targets.
+
+The prediction ``M(s₀)`` is recomputed with the synthesizer's current
+parameters from the kept start state (the "one extra state in memory"), so
+the regression's gradient needs no stored graph of the previous window.
+
+The Aux head ``A`` reads every state ``s_1 … s_T`` of the window and is
+trained towards the synthetic gradient produced at the window's end, the
+latest boundary whose synthetic gradient exists when the window is updated;
+its loss reaches the core through the states it reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from dni_jax import module_state
+from dni_jax import rnn
+from dni_jax.gradient_sources import regress
+from dni_jax.train_state import Optimizers
+
+METHODS = ("bptt", "dni", "dni_aux")
+
+# loss_fn(logits [B, T, K], batch) -> (per-example loss summed over the
+# window [B], metrics dict of scalars)
+LossFn = Callable[[jax.Array, dict], tuple[jax.Array, dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentDNI:
+  """The static parts of a recurrent-DNI run.
+
+  Attributes:
+    core: the recurrent core (``with_aux=True`` for dni_aux).
+    loss_fn: the task's window loss (see ``LossFn``).
+    synthesizer: the synthetic-gradient model on the state, or ``None`` for
+      plain truncated BPTT.
+    sg_scale: λ; the synthetic gradient at the window end is ``λ·M(s_T)``.
+    aux_weight: w, the weight of the Aux loss (used only if ``core.with_aux``).
+    oracle_end_grad: testing hook: take the end gradient from
+      ``batch["end_grad"]`` (per-example units) instead of ``λ·M(s_T)``.
+  """
+  core: rnn.RecurrentCore
+  loss_fn: LossFn
+  synthesizer: nn.Module | None = None
+  sg_scale: float = 0.1
+  aux_weight: float = 1.0
+  oracle_end_grad: bool = False
+
+  @property
+  def method(self) -> str:
+    if self.synthesizer is None:
+      return "bptt"
+    return "dni_aux" if self.core.with_aux else "dni"
+
+
+def build(method: str, core: rnn.RecurrentCore, loss_fn: LossFn,
+          synthesizer: nn.Module, sg_scale: float = 0.1,
+          aux_weight: float = 1.0) -> RecurrentDNI:
+  """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux."""
+  if method not in METHODS:
+    raise ValueError(f"unknown recurrent method {method!r}; choose one of "
+                     f"{METHODS}")
+  core = dataclasses.replace(core, with_aux=method == "dni_aux")
+  return RecurrentDNI(core, loss_fn,
+                      None if method == "bptt" else synthesizer,
+                      sg_scale, aux_weight)
+
+
+@flax.struct.dataclass
+class RecurrentTrainState:
+  """Everything that changes while training a recurrent core.
+
+  Attributes:
+    step: windows trained so far.
+    rng: base PRNG key; window ``n`` uses ``fold_in(rng, n)``.
+    params, opt_state: the core's parameters (readout and Aux head included)
+      and optimiser state.
+    synth_params, synth_state, synth_opt_state: the synthesizer's (``None``
+      for bptt).
+    carry: the state ``[B, S]`` carried into the next window.
+    task: the task's own state (e.g. the curriculum of Copy).
+  """
+  step: jax.Array
+  rng: jax.Array
+  params: Any
+  opt_state: Any
+  carry: jax.Array
+  task: Any
+  synth_params: Any = None
+  synth_state: Any = None
+  synth_opt_state: Any = None
+
+
+def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
+                     rng: jax.Array, batch_size: int, example_x: jax.Array,
+                     task_state: Any = None) -> RecurrentTrainState:
+  """Initial state: parameters, optimiser states, zero carry.
+
+  Args:
+    rdni: the run's static parts.
+    optimizers: core and synthesizer transformations.
+    rng: PRNG key.
+    batch_size: number of parallel streams.
+    example_x: one time step's input ``[B]`` (tokens) or ``[B, D]``.
+    task_state: the task's initial state.
+  """
+  core_rng, synth_rng, step_rng = jax.random.split(rng, 3)
+  params = rnn.init(rdni.core, core_rng, batch_size, example_x)
+  carry = rdni.core.initial_state(batch_size)
+  state = RecurrentTrainState(
+      step=jnp.zeros((), jnp.int32), rng=step_rng, params=params,
+      opt_state=optimizers.stage.init(params), carry=carry, task=task_state)
+  if rdni.synthesizer is not None:
+    if optimizers.synth is None:
+      raise ValueError("dni/dni_aux need Optimizers(synth=...)")
+    sp, ss = module_state.init(rdni.synthesizer, synth_rng, carry, None)
+    state = state.replace(synth_params=sp, synth_state=ss,
+                          synth_opt_state=optimizers.synth.init(sp))
+  return state
+
+
+def _synth(rdni, synth_params, synth_state, s_BxS, train: bool):
+  return module_state.apply(rdni.synthesizer, synth_params,
+                            synth_state or {}, s_BxS, None, train=train)
+
+
+def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
+                     batch: dict, synth_params=None, synth_state=None):
+  """``J`` of one window and what the step reports.
+
+  Args:
+    rdni: static parts.
+    params: the core's parameters (differentiated).
+    start_BxS: the window's start state (differentiated: ``∂J/∂s₀`` is the
+      synthesizer's target).
+    batch: ``inputs`` ``[B, T(, D)]`` plus what ``loss_fn`` reads.
+    synth_params, synth_state: the synthesizer's (constants here).
+
+  Returns:
+    ``(J, (end_state, metrics))``.
+  """
+  end, states, logits = rnn.unroll(rdni.core, params, start_BxS,
+                                   batch["inputs"])
+  task_B, metrics = rdni.loss_fn(logits, batch)
+  objective_B = task_B
+  if rdni.synthesizer is not None:
+    if rdni.oracle_end_grad:
+      sg_B = batch["end_grad"]
+    else:
+      m_end, _ = _synth(rdni, synth_params, synth_state,
+                        jax.lax.stop_gradient(end), train=False)
+      sg_B = rdni.sg_scale * m_end
+    sg_B = jax.lax.stop_gradient(sg_B)
+    objective_B = objective_B + jnp.sum(sg_B * end, axis=-1)
+    if rdni.core.with_aux:
+      pred = rdni.core.apply(params, states, method="predict_aux")
+      aux_B = jnp.mean(jnp.sum(jnp.square(pred - sg_B[:, None]), -1), -1)
+      objective_B = objective_B + rdni.aux_weight * aux_B
+      metrics["aux_loss"] = aux_B.mean()
+    metrics["sg_norm"] = jnp.sqrt(jnp.sum(jnp.square(sg_B), -1)).mean()
+  metrics["loss"] = task_B.mean() / logits.shape[1]  # per time step
+  return objective_B.mean(), (end, metrics)
+
+
+def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
+                 batch: dict, synth_params=None, synth_state=None):
+  """``(∂J/∂θ, per-example ∂J_b/∂s₀, end_state, metrics)`` of one window."""
+  grad_fn = jax.grad(
+      functools.partial(window_objective, rdni), argnums=(0, 1), has_aux=True)
+  (param_grads, start_grads), (end, metrics) = grad_fn(
+      params, start_BxS, batch, synth_params, synth_state)
+  batch_size = start_BxS.shape[0]
+  return param_grads, batch_size * start_grads, end, metrics
+
+
+def train_step(state: RecurrentTrainState, batch: dict, *,
+               rdni: RecurrentDNI, optimizers: Optimizers):
+  """One window: update the core (and synthesizer); carry the state on.
+
+  Returns:
+    ``(new_state, metrics)``: ``loss`` (task loss per time step), the task's
+    metrics and, with a synthesizer, ``synth_loss`` and ``sg_norm``.
+  """
+  start = jax.lax.stop_gradient(state.carry)
+  grads, target, end, metrics = window_grads(
+      rdni, state.params, start, batch, state.synth_params, state.synth_state)
+  updates, opt_state = optimizers.stage.update(grads, state.opt_state,
+                                               state.params)
+  new = state.replace(step=state.step + 1,
+                      params=optax.apply_updates(state.params, updates),
+                      opt_state=opt_state,
+                      carry=jax.lax.stop_gradient(end))
+  if rdni.synthesizer is not None:
+    def predict(p):
+      return _synth(rdni, p, state.synth_state, start, train=True)
+    pred, vjp, synth_state = jax.vjp(predict, state.synth_params, has_aux=True)
+    (synth_loss,), (synth_grads,) = regress((pred,), (vjp,), (target,))
+    updates, synth_opt_state = optimizers.synth.update(
+        synth_grads, state.synth_opt_state, state.synth_params)
+    new = new.replace(
+        synth_params=optax.apply_updates(state.synth_params, updates),
+        synth_state=synth_state, synth_opt_state=synth_opt_state)
+    metrics["synth_loss"] = synth_loss
+  return new, metrics
+
+
+def make_train_step(rdni: RecurrentDNI, optimizers: Optimizers, task):
+  """The jitted step of a task: ``step(state, data) -> (state, metrics)``.
+
+  The window's batch is made on the device by ``task.window(task_state,
+  data, step)`` (``data``: the task's arrays, e.g. a corpus, passed as an
+  argument rather than baked into the compiled code), and ``task.update``
+  advances the task's own state (e.g. the curriculum) from the window's
+  metrics. The state is donated.
+  """
+  def step(state, data):
+    batch = task.window(state.task, data, state.step)
+    new, metrics = train_step(state, batch, rdni=rdni, optimizers=optimizers)
+    task_state, task_metrics = task.update(state.task, metrics, state.step)
+    return new.replace(task=task_state), {**metrics, **task_metrics}
+  return jax.jit(step, donate_argnums=0)

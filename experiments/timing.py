@@ -1,0 +1,44 @@
+"""Timing jitted steps side by side (shared by the benchmarks)."""
+
+import statistics
+import time
+
+import jax
+
+
+def time_round(step, state, data, steps: int):
+  """Runs ``steps`` steps; returns ``(state, seconds per step)``."""
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step(state, data)
+  jax.block_until_ready((state, metrics))
+  return state, (time.perf_counter() - start) / steps
+
+
+def interleaved_samples(runs: dict, data, rounds: int, steps: int) -> dict:
+  """Seconds per step of every ``{name: (step, state)}``, rounds interleaved."""
+  samples = {m: [] for m in runs}
+  for _ in range(rounds):
+    for m, (step, state) in runs.items():
+      state, seconds = time_round(step, state, data, steps)
+      runs[m] = (step, state)
+      samples[m].append(seconds)
+  return samples
+
+
+def report(samples: dict, flops: dict, baseline: str) -> dict:
+  """Prints the table of medians, ratios and FLOPs; returns the medians.
+
+  The last line is ``ratio <m>/<baseline>=<x> ...`` for every other method.
+  """
+  median = {m: statistics.median(s) for m, s in samples.items()}
+  print(f"{'method':<10}{'median ms/step':>16}{'min':>9}{'max':>9}"
+        f"{'time ratio':>12}{'MFLOP/step':>12}{'flop ratio':>12}")
+  for m in samples:
+    print(f"{m:<10}{1e3 * median[m]:>16.3f}{1e3 * min(samples[m]):>9.3f}"
+          f"{1e3 * max(samples[m]):>9.3f}"
+          f"{median[m] / median[baseline]:>12.3f}{flops[m] / 1e6:>12.1f}"
+          f"{flops[m] / max(flops[baseline], 1.0):>12.3f}")
+  print("ratio " + " ".join(f"{m}/{baseline}={median[m] / median[baseline]:.3f}"
+                            for m in samples if m != baseline))
+  return median

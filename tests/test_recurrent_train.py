@@ -1,0 +1,131 @@
+"""Sequence tasks end to end: configs, metrics, resume, early stop, bad input."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from dni_jax import tbptt
+from dni_jax import train
+from dni_jax.errors import ConfigError
+from dni_jax.errors import DataError
+from dni_jax.metrics_log import read_metrics
+from test_sequence_data import _write_ptb
+from test_train import _final_state
+from test_train import tiny
+
+_PTB_TEXT = "".join(" ".join("abc_defg_hij") + "\n" for _ in range(30))
+
+
+def _ptb_dir(tmp_path):
+  folder = tmp_path / "ptb"
+  folder.mkdir()
+  _write_ptb(folder, train=_PTB_TEXT, valid=_PTB_TEXT[:200],
+             test=_PTB_TEXT[:300])
+  return str(folder)
+
+
+@pytest.mark.parametrize("name", ["copy", "repeat_copy"])
+def test_copy_configs_compare_three_methods(name, tmp_path, capsys):
+  config = tiny(name, **{"data.check_every": 2})
+  summaries = train.train_and_evaluate(config, tmp_path)
+  assert list(summaries) == list(tbptt.METHODS)
+  for method in tbptt.METHODS:
+    records = read_metrics(tmp_path / method / "metrics.jsonl")
+    assert [r["step"] for r in records] == [2, 4]
+    assert "bits_per_seq" in records[-1]  # episodes have ended by step 4
+    for r in records:
+      assert {"loss", "length", "max_length_solved", "chars"} <= set(r)
+      assert ("synth_loss" in r) == (method != "bptt")
+      assert ("aux_loss" in r) == (method == "dni_aux")
+  assert "max len solved" in capsys.readouterr().out
+
+
+def test_ptb_char_logs_bpc_on_valid_and_test(tmp_path):
+  config = tiny("ptb_char", method="dni", **{"data.dir": _ptb_dir(tmp_path)})
+  summary = train.train_and_evaluate(config, tmp_path / "run")["dni"]
+  records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+  for split in ("train", "valid", "test"):
+    steps = [r["step"] for r in records if r["split"] == split]
+    assert steps == [2, 4], split
+  for r in records:
+    assert 0 < r["bpc"] < 10 and r["chars"] == r["step"] * 8 * config.unroll
+  assert summary["best_valid_bpc"] == min(
+      r["bpc"] for r in records if r["split"] == "valid")
+  assert summary["test_bpc_at_best_valid"] is not None
+
+
+def test_tiny_shakespeare_runs_on_tfds_mock_data(tmp_path):
+  config = tiny("ptb_char", method="bptt", batch_size=1, unroll=2,
+                **{"data.name": "tiny_shakespeare"})
+  with tfds.testing.mock_data(num_examples=2):
+    summary = train.train_and_evaluate(config, tmp_path)["bptt"]
+  assert summary["best_valid_bpc"] > 0
+
+
+def test_early_stopping_on_valid(tmp_path):
+  # lr 0 → valid bpc never improves after the first evaluation.
+  config = tiny("ptb_char", method="bptt", num_steps=40, patience=2, **{
+      "data.dir": _ptb_dir(tmp_path), "opt.learning_rate": 1e-30})
+  summary = train.train_and_evaluate(config, tmp_path / "run")["bptt"]
+  assert summary["stopped_early"] and summary["step"] == 6
+  assert _final_state(tmp_path / "run")[0] == 6  # saved where it stopped
+
+
+def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch):
+  config = tiny("copy", method="dni_aux", num_steps=8, checkpoint_every=3,
+                log_every=1, **{"data.check_every": 2,
+                                "data.threshold": 1e9})  # lengthen every check
+  train.train_and_evaluate(config, tmp_path / "straight")
+
+  real = tbptt.make_train_step
+
+  def crashing(*args):
+    step_fn = real(*args)
+
+    def wrapped(state, data):
+      if int(state.step) == 5:
+        raise KeyboardInterrupt("simulated interruption")
+      return step_fn(state, data)
+    return wrapped
+
+  monkeypatch.setattr(tbptt, "make_train_step", crashing)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, tmp_path / "resumed")
+  monkeypatch.setattr(tbptt, "make_train_step", real)
+  train.train_and_evaluate(config, tmp_path / "resumed")
+
+  step_a, a = _final_state(tmp_path / "straight")
+  step_b, b = _final_state(tmp_path / "resumed")
+  assert step_a == step_b == 8
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+  assert int(a["task"]["length"]) >= 3  # the curriculum moved on the way
+  assert read_metrics(tmp_path / "straight" / "metrics.jsonl") == read_metrics(
+      tmp_path / "resumed" / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("name,overrides,error,message", [
+    ("copy", {"method": "cdni"}, ConfigError,
+     r"unknown method 'cdni'.*\['bptt', 'dni', 'dni_aux'\]"),
+    ("copy", {"model.kind": "fcn"}, ConfigError, "choose one of \\('lstm'"),
+    ("copy", {"unroll": 0}, ConfigError, "config.unroll must be positive"),
+    ("copy", {"data.start_length": 0}, ConfigError, "data.start_length"),
+    ("ptb_char", {}, ConfigError, "ptb_char reads .* from --config.data.dir"),
+    ("ptb_char", {"data.dir": "/no/such"}, ConfigError, "does not exist"),
+    ("mnist_fcn", {"method": "bptt"}, ConfigError, "unknown method 'bptt'"),
+])
+def test_bad_recurrent_config_values(name, overrides, error, message,
+                                     tmp_path):
+  with pytest.raises(error, match=message):
+    train.train_and_evaluate(tiny(name, **overrides), tmp_path)
+  assert not os.listdir(tmp_path)
+
+
+def test_ptb_dir_without_the_files(tmp_path):
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(DataError, match="ptb.char.train.txt not found"):
+    train.train_and_evaluate(
+        tiny("ptb_char", **{"data.dir": str(tmp_path / "empty")}),
+        tmp_path / "run")

@@ -1,0 +1,217 @@
+"""Recurrent DNI (REFERENCE.md §3): the window step against plain jax.grad."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from dni_jax import rnn
+from dni_jax import synthesizers
+from dni_jax import tbptt
+from dni_jax.data import copy_tasks
+from dni_jax.train_state import Optimizers
+
+B, T, D, H, K = 4, 3, 5, 6, 3
+
+
+def _loss(logits, batch):
+  per_step = optax.sigmoid_binary_cross_entropy(logits, batch["targets"])
+  return per_step.sum(axis=(1, 2)), {}
+
+
+def _core(cell="lstm"):
+  return rnn.RecurrentCore(cell, H, K)
+
+
+def _batch(seed, steps=T):
+  kx, ky = jax.random.split(jax.random.PRNGKey(seed))
+  return {"inputs": jax.random.normal(kx, (B, steps, D)),
+          "targets": jax.random.bernoulli(ky, 0.5, (B, steps, K)).astype(
+              jnp.float32)}
+
+
+def _randomize(tree, seed, scale=0.3):
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+  return treedef.unflatten([scale * jax.random.normal(k, x.shape)
+                            for k, x in zip(keys, leaves)])
+
+
+def _setup(method, cell="lstm", sg_scale=0.1, seed=0):
+  rdni = tbptt.build(method, _core(cell), _loss,
+                     synthesizers.LinearSynthesizer(), sg_scale)
+  opt = Optimizers(optax.adam(1e-2), optax.adam(1e-2))
+  state = tbptt.init_train_state(rdni, opt, jax.random.PRNGKey(0), B,
+                                 jnp.zeros((B, D)))
+  # Nonzero synthesizer, Aux head and carried state, so every term matters.
+  state = state.replace(carry=_randomize(state.carry, seed + 1, 0.5))
+  if state.synth_params is not None:
+    state = state.replace(synth_params=_randomize(state.synth_params, seed + 2))
+  if rdni.core.with_aux:
+    aux = _randomize(state.params["params"]["aux_head"], seed + 3)
+    state = state.replace(params={"params": {**state.params["params"],
+                                             "aux_head": aux}})
+  return rdni, opt, state
+
+
+def _manual_unroll(core, params, s, inputs):
+  """A plain Python loop over time, independent of ``rnn.unroll``'s scan."""
+  states, logits = [], []
+  for t in range(inputs.shape[1]):
+    s, y = core.apply(params, s, inputs[:, t])
+    states.append(s)
+    logits.append(y)
+  return s, jnp.stack(states, 1), jnp.stack(logits, 1)
+
+
+def _max_diff(a, b) -> float:
+  return max(jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+      lambda x, y: float(jnp.abs(x - y).max()), a, b)))
+
+
+def _tree_close(a, b, **kw):
+  jax.tree_util.tree_map(
+      lambda x, y: np.testing.assert_allclose(x, y, **kw), a, b)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_lambda_zero_dni_update_equals_truncated_bptt(cell):
+  rdni_dni, opt, state = _setup("dni", cell, sg_scale=0.0)
+  rdni_bptt = tbptt.build("bptt", _core(cell), _loss, None)
+  bptt_state = state.replace(synth_params=None, synth_state=None,
+                             synth_opt_state=None)
+  batch = _batch(0)
+  new_dni, _ = tbptt.train_step(state, batch, rdni=rdni_dni, optimizers=opt)
+  new_bptt, _ = tbptt.train_step(bptt_state, batch, rdni=rdni_bptt,
+                                 optimizers=opt)
+  _tree_close(new_dni.params, new_bptt.params, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(new_dni.carry, new_bptt.carry)
+  # And with λ ≠ 0 the update differs: the test can tell.
+  rdni_on = dataclasses.replace(rdni_dni, sg_scale=0.5)
+  new_on, _ = tbptt.train_step(state, batch, rdni=rdni_on, optimizers=opt)
+  assert _max_diff(new_on.params["params"]["rnn_cell"],
+                   new_bptt.params["params"]["rnn_cell"]) > 1e-6
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell):
+  """Two windows, same θ, the first closed by the true ∂(future)/∂s_T."""
+  core = _core(cell)
+  _, _, state = _setup("bptt", cell)
+  params, s0 = state.params, state.carry
+  joined = _batch(1, steps=2 * T)
+  first = jax.tree_util.tree_map(lambda x: x[:, :T], joined)
+  second = jax.tree_util.tree_map(lambda x: x[:, T:], joined)
+
+  def joined_loss(p):
+    _, _, logits = _manual_unroll(core, p, s0, joined["inputs"])
+    return _loss(logits, joined)[0].mean()
+  expected = jax.grad(joined_loss)(params)
+
+  s_mid, _, _ = rnn.unroll(core, params, s0, first["inputs"])
+  plain = tbptt.RecurrentDNI(core, _loss)
+  g2, future_grad, _, _ = tbptt.window_grads(plain, params, s_mid, second)
+  oracle = tbptt.RecurrentDNI(core, _loss, synthesizers.LinearSynthesizer(),
+                              oracle_end_grad=True)
+  g1, _, _, _ = tbptt.window_grads(oracle, params, s0,
+                                   {**first, "end_grad": future_grad})
+  _tree_close(jax.tree_util.tree_map(jnp.add, g1, g2), expected,
+              rtol=1e-5, atol=1e-6)
+  # Without the future gradient the first window misses a part.
+  g1_plain, _, _, _ = tbptt.window_grads(plain, params, s0, first)
+  truncated = jax.tree_util.tree_map(jnp.add, g1_plain, g2)
+  assert _max_diff(truncated["params"]["rnn_cell"],
+                   expected["params"]["rnn_cell"]) > 1e-4
+
+
+@pytest.mark.parametrize("method", ["dni", "dni_aux"])
+def test_bootstrapped_target_is_dJ_dstart(method):
+  rdni, opt, state = _setup(method, sg_scale=0.3)
+  batch = _batch(2)
+  core, synth = rdni.core, rdni.synthesizer
+
+  def objective_b(s0_b, b):  # one example's J, written out by hand
+    s0 = state.carry.at[b].set(s0_b)
+    end, states, logits = _manual_unroll(core, state.params, s0,
+                                         batch["inputs"])
+    m_end = synth.apply({"params": state.synth_params},
+                        jax.lax.stop_gradient(end))
+    delta = jax.lax.stop_gradient(0.3 * m_end)
+    j = _loss(logits, batch)[0] + jnp.sum(delta * end, -1)
+    if core.with_aux:
+      pred = core.apply(state.params, states, method="predict_aux")
+      j = j + jnp.mean(jnp.sum((pred - delta[:, None]) ** 2, -1), -1)
+    return j[b]
+
+  expected = jnp.stack([jax.grad(objective_b)(state.carry[b], b)
+                        for b in range(B)])
+  _, target, _, _ = tbptt.window_grads(rdni, state.params, state.carry, batch,
+                                       state.synth_params, state.synth_state)
+  np.testing.assert_allclose(target, expected, rtol=1e-5, atol=1e-6)
+  assert np.abs(expected).max() > 1e-3
+
+  # The synthesizer regresses M(s_start) onto exactly that target.
+  _, metrics = tbptt.train_step(state, batch, rdni=rdni, optimizers=opt)
+  m_start = synth.apply({"params": state.synth_params}, state.carry)
+  np.testing.assert_allclose(
+      metrics["synth_loss"], jnp.sum((m_start - expected) ** 2) / B,
+      rtol=1e-5)
+
+
+def test_state_carries_across_windows():
+  rdni, opt, state = _setup("dni")
+  batch = _batch(3)
+  new, _ = tbptt.train_step(state, batch, rdni=rdni, optimizers=opt)
+  end, _, _ = _manual_unroll(rdni.core, state.params, state.carry,
+                             batch["inputs"])
+  np.testing.assert_allclose(new.carry, end, rtol=1e-6, atol=1e-7)
+  # The next window starts from it: its loss differs from a fresh start's.
+  again = _batch(4)
+  _, m_carried = tbptt.train_step(new, again, rdni=rdni, optimizers=opt)
+  fresh = new.replace(carry=jnp.zeros_like(new.carry))
+  _, m_fresh = tbptt.train_step(fresh, again, rdni=rdni, optimizers=opt)
+  assert not np.isclose(m_carried["loss"], m_fresh["loss"])
+
+
+def test_aux_loss_changes_the_core_update():
+  rdni_aux, opt, state = _setup("dni_aux")
+  rdni_dni = dataclasses.replace(
+      rdni_aux, core=dataclasses.replace(rdni_aux.core, with_aux=False))
+  batch = _batch(5)
+  args = (state.params, state.carry, batch, state.synth_params,
+          state.synth_state)
+  g_aux, _, _, m = tbptt.window_grads(rdni_aux, *args)
+  g_dni, _, _, _ = tbptt.window_grads(rdni_dni, *args)
+  assert m["aux_loss"] > 0
+  assert _max_diff(g_aux["params"]["rnn_cell"],
+                   g_dni["params"]["rnn_cell"]) > 1e-4
+  # The readout is not upstream of the Aux head: it is unaffected.
+  _tree_close(g_aux["params"]["readout"], g_dni["params"]["readout"],
+              rtol=1e-6, atol=1e-8)
+
+
+def test_jitted_task_step_traces_once():
+  task = copy_tasks.CopyTask(batch_size=B, unroll=T, check_every=2)
+  core = rnn.RecurrentCore("lstm", H, task.num_outputs)
+  rdni = tbptt.build("dni_aux", core, task.loss,
+                     synthesizers.LinearSynthesizer())
+  opt = Optimizers(optax.adam(1e-3), optax.adam(1e-3))
+  state = tbptt.init_train_state(rdni, opt, jax.random.PRNGKey(0), B,
+                                 jnp.zeros((B, task.input_size)),
+                                 task.init_state())
+  traces = []
+  real_window = task.window
+
+  class Counting(type(task)):
+    def window(self, *args):
+      traces.append(1)
+      return real_window(*args)
+  counting = Counting(**dataclasses.asdict(task))
+  step = tbptt.make_train_step(rdni, opt, counting)
+  for _ in range(5):
+    state, metrics = step(state, {})
+  assert len(traces) == 1
+  assert int(state.step) == 5 and np.isfinite(float(metrics["loss"]))
