@@ -104,8 +104,8 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
   _require(config.dni.synthesizer in ("linear", "mlp"),
            f"dni.synthesizer={config.dni.synthesizer!r} does not apply to a "
            "recurrent state; choose linear or mlp.")
-  for field in ("unroll", "model.width"):
-    value = config[field] if "." not in field else config.model.width
+  for field, value in (("unroll", config.unroll),
+                       ("model.width", config.model.width)):
     _require(value > 0, f"config.{field} must be positive, got {value}")
   _require(config.data.name != "ptb_char" or config.data.dir,
            "data.name=ptb_char reads ptb.char.{train,valid,test}.txt from "
