@@ -10,25 +10,16 @@ longest length solved (``max_length_solved`` in metrics.jsonl and the table).
 Generated data, no download. REFERENCE.md §3; README for results.
 """
 
-from configs import base
+from configs import recurrent
 
 
 def get_config():
-  config = base.get_config()
-  config.method = "bptt,dni,dni_aux"
+  config = recurrent.get_config()
   config.data.name = "copy"
   config.data.num_bits = 8
   config.data.start_length = 1
   config.data.check_every = 200
-  config.model.kind = "lstm"
-  config.model.width = 256
-  config.dni.synthesizer = "linear"
-  config.dni.sg_scale = 0.1
-  config.dni.aux_weight = 1.0
-  config.opt.learning_rate = 1e-3
-  config.opt.clip_norm = 1.0
   config.unroll = 3
-  config.batch_size = 32
   config.num_steps = 20_000
   config.log_every = 1000
   config.eval_every = 1000  # unused: the training stream is the measure

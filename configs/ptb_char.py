@@ -10,23 +10,15 @@ early when valid stops improving. ``--config.data.name=tiny_shakespeare``
 trains on tiny_shakespeare from tensorflow-datasets instead.
 """
 
-from configs import base
+from configs import recurrent
 
 
 def get_config():
-  config = base.get_config()
-  config.method = "bptt,dni,dni_aux"
+  config = recurrent.get_config()
   config.data.name = "ptb_char"
   config.data.dir = ""  # folder with ptb.char.*.txt, e.g. ../shared/data/ptb
-  config.model.kind = "lstm"
-  config.model.width = 256
-  config.dni.synthesizer = "linear"
-  config.dni.sg_scale = 0.1
-  config.dni.aux_weight = 1.0
   config.opt.learning_rate = 2e-3
-  config.opt.clip_norm = 1.0
   config.unroll = 8
-  config.batch_size = 32
   config.eval_batch_size = 128  # evaluation streams
   config.num_steps = 40_000
   config.log_every = 500

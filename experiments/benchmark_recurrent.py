@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dni_jax import rnn
-from dni_jax import synthesizers
-from dni_jax import tbptt
+from dni_jax.core import synthesizers
+from dni_jax.core import tbptt
+from dni_jax.core.train_state import Optimizers
 from dni_jax.data import char_corpus
-from dni_jax.train_state import Optimizers
+from dni_jax.models import rnn
 from experiments import timing
 
 _UNROLL = flags.DEFINE_integer("unroll", 8, "T, characters per window.")

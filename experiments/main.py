@@ -15,8 +15,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from dni_jax import train
 from dni_jax.errors import DNIError
+from dni_jax.training import train
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "configs", "binary_addition.py")

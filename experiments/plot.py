@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from dni_jax.metrics_log import read_metrics  # noqa: E402
+from dni_jax.training.metrics_log import read_metrics  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "curves.png", "Output image file.")
 _TITLE = flags.DEFINE_string("title", "", "Figure title.")

@@ -1,10 +1,26 @@
 """Test configuration: CPU, and fast compiles for the tiny test networks."""
 
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # Compile time dominates the tiny networks of the tests.
 jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture
+def mock_tfds(tmp_path_factory, monkeypatch):
+  """``tfds.testing.mock_data``, its scratch folders kept under pytest's.
+
+  tensorflow-datasets makes ``tmp*tfds`` folders with ``tempfile.mkdtemp``
+  (dataset metadata) and never removes them; pointing ``tempfile`` at the
+  test's own folder keeps them out of the system temp directory.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  scratch = tmp_path_factory.mktemp("tfds_scratch")
+  monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+  return tfds.testing.mock_data

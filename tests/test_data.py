@@ -142,9 +142,8 @@ def test_cifar10_corrupt_pickle(tmp_path):
 
 @pytest.mark.parametrize("name,shape", [("mnist", (28, 28, 1)),
                                         ("cifar10", (32, 32, 3))])
-def test_tfds_through_mock_data(name, shape):
-  tfds = pytest.importorskip("tensorflow_datasets")
-  with tfds.testing.mock_data(num_examples=12):
+def test_tfds_through_mock_data(name, shape, mock_tfds):
+  with mock_tfds(num_examples=12):
     ds = data.load_dataset(name, "train")
   assert ds.inputs.shape == (12,) + shape and ds.inputs.dtype == np.uint8
   assert ds.labels.shape == (12,) and ds.labels.dtype == np.int32

@@ -4,7 +4,7 @@ import jax
 import pytest
 
 import dni_jax as dni
-from dni_jax import module_state
+from dni_jax.core import module_state
 
 
 @pytest.mark.parametrize("depth", [1, 3, 6])

@@ -5,13 +5,12 @@ import os
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-from dni_jax import tbptt
-from dni_jax import train
+from dni_jax.core import tbptt
 from dni_jax.errors import ConfigError
 from dni_jax.errors import DataError
-from dni_jax.metrics_log import read_metrics
+from dni_jax.training import train
+from dni_jax.training.metrics_log import read_metrics
 from test_sequence_data import _write_ptb
 from test_train import _final_state
 from test_train import tiny
@@ -57,10 +56,10 @@ def test_ptb_char_logs_bpc_on_valid_and_test(tmp_path):
   assert summary["test_bpc_at_best_valid"] is not None
 
 
-def test_tiny_shakespeare_runs_on_tfds_mock_data(tmp_path):
+def test_tiny_shakespeare_runs_on_tfds_mock_data(tmp_path, mock_tfds):
   config = tiny("ptb_char", method="bptt", batch_size=1, unroll=2,
                 **{"data.name": "tiny_shakespeare"})
-  with tfds.testing.mock_data(num_examples=2):
+  with mock_tfds(num_examples=2):
     summary = train.train_and_evaluate(config, tmp_path)["bptt"]
   assert summary["best_valid_bpc"] > 0
 

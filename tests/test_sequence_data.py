@@ -5,7 +5,6 @@ import os
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from dni_jax.data import char_corpus
 from dni_jax.data import copy_tasks
@@ -142,8 +141,8 @@ def test_char_stream_windows_are_consecutive_and_shifted():
   np.testing.assert_array_equal(task.window_at(data, 5)["inputs"], rows[:, :4])
 
 
-def test_tiny_shakespeare_through_tfds_mock_data():
-  with tfds.testing.mock_data(num_examples=2):
+def test_tiny_shakespeare_through_tfds_mock_data(mock_tfds):
+  with mock_tfds(num_examples=2):
     corpus = char_corpus.load_tiny_shakespeare()
   assert corpus.vocab_size > 1
   assert all(len(corpus.splits[s]) > 0 for s in char_corpus.SPLITS)

@@ -9,8 +9,8 @@ import jax
 import pytest
 
 import dni_jax as dni
-from dni_jax import module_state
-from dni_jax import staged
+from dni_jax.core import module_state
+from dni_jax.core import staged
 import tiny
 
 RNG = jax.random.PRNGKey(3)

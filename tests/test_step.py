@@ -8,8 +8,8 @@ import optax
 import pytest
 
 import dni_jax as dni
-from dni_jax import gradient_sources
-from dni_jax import step as step_lib
+from dni_jax.core import gradient_sources
+from dni_jax.core import step as step_lib
 import tiny
 
 TOL = dict(rtol=1e-4, atol=1e-6)
@@ -182,20 +182,45 @@ def test_alignment_metrics():
   assert float(m["grad_rel_error/0"]) == pytest.approx(1.0)
 
 
-def test_dni_training_lowers_the_loss_and_synthesizer_loss():
+def _train_cdni(seed, steps=150):
+  """cDNI on one fixed batch; every step's metrics as arrays over steps."""
   net = tiny.network("fcn")
   source = dni.get_source("cdni")
   opt = tiny.optimizers(3e-3)
-  state = tiny.init(net, source, opt=opt)
+  state = tiny.init(net, source, opt=opt, seed=seed)
   step = dni.make_train_step(net, opt, source, track_alignment=True)
-  b = tiny.batch(size=32)
+  b = tiny.batch(size=32, seed=seed)
   history = []
-  for _ in range(150):
+  for _ in range(steps):
     state, m = step(state, b)
     history.append(jax.device_get(m))
-  assert history[-1]["loss"] < 0.5 * history[0]["loss"]
-  assert history[-1]["grad_cosine/1"] > 0.5
   chex.assert_tree_all_finite(state)
+  return {k: np.array([h[k] for h in history]) for k in history[0]}
+
+
+def test_dni_training_lowers_the_loss_and_synthesizer_loss():
+  """Properties of training read as window averages, on three seeds.
+
+  One step's value after many float32 steps depends on the CPU's rounding
+  (XLA's instruction set), so every assertion compares a window mean with a
+  baseline from the same run, with a margin: the task loss (last 25 steps)
+  under half the untrained network's (first 5), seen at ≤ 0.08× here; the
+  last synthesizer's regression loss likewise under half its start, seen at
+  ≤ 0.15×; the cosine of the last boundary's synthetic gradient with the
+  true one (last 75 steps) above 0.3, where the zero-initialised
+  synthesizer's is 0 and 0.56–0.66 is seen here. The first boundary, whose
+  target is bootstrapped, must align positively on most seeds (0.16–0.35
+  seen here).
+  """
+  first_boundary_aligned = 0
+  for seed in range(3):
+    h = _train_cdni(seed)
+    assert h["loss"][-25:].mean() < 0.5 * h["loss"][:5].mean(), seed
+    assert h["synth_loss/1"][-25:].mean() < 0.5 * h["synth_loss/1"][:5].mean()
+    assert h["grad_cosine/1"][0] == 0.0  # the zero-initialised baseline
+    assert h["grad_cosine/1"][-75:].mean() > 0.3, seed
+    first_boundary_aligned += h["grad_cosine/0"][-75:].mean() > 0.0
+  assert first_boundary_aligned >= 2
 
 
 def test_eval_step_uses_running_statistics():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dni_jax as dni
-from dni_jax import module_state
+from dni_jax.core import module_state
 import tiny
 
 

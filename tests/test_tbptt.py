@@ -8,11 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from dni_jax import rnn
-from dni_jax import synthesizers
-from dni_jax import tbptt
+from dni_jax.core import recurrent
+from dni_jax.core import synthesizers
+from dni_jax.core import tbptt
+from dni_jax.core.train_state import Optimizers
 from dni_jax.data import copy_tasks
-from dni_jax.train_state import Optimizers
+from dni_jax.models import rnn
 
 B, T, D, H, K = 4, 3, 5, 6, 3
 
@@ -58,7 +59,7 @@ def _setup(method, cell="lstm", sg_scale=0.1, seed=0):
 
 
 def _manual_unroll(core, params, s, inputs):
-  """A plain Python loop over time, independent of ``rnn.unroll``'s scan."""
+  """A plain Python loop over time, independent of ``recurrent.unroll``'s scan."""
   states, logits = [], []
   for t in range(inputs.shape[1]):
     s, y = core.apply(params, s, inputs[:, t])
@@ -111,7 +112,7 @@ def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell):
     return _loss(logits, joined)[0].mean()
   expected = jax.grad(joined_loss)(params)
 
-  s_mid, _, _ = rnn.unroll(core, params, s0, first["inputs"])
+  s_mid, _, _ = recurrent.unroll(core, params, s0, first["inputs"])
   plain = tbptt.RecurrentDNI(core, _loss)
   g2, future_grad, _, _ = tbptt.window_grads(plain, params, s_mid, second)
   oracle = tbptt.RecurrentDNI(core, _loss, synthesizers.LinearSynthesizer(),

@@ -8,14 +8,13 @@ import sys
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-from dni_jax import train
-from dni_jax.checkpoint import Checkpointer
 from dni_jax.data import dataset as dataset_lib
 from dni_jax.errors import ConfigError
 from dni_jax.errors import TrainingDivergedError
-from dni_jax.metrics_log import read_metrics
+from dni_jax.training import train
+from dni_jax.training.checkpoint import Checkpointer
+from dni_jax.training.metrics_log import read_metrics
 import test_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,8 +50,8 @@ def _check_metrics(workdir, synth=True):
 
 @pytest.mark.parametrize("name", ["mnist_fcn", "mnist_cnn", "cifar10_fcn",
                                   "cifar10_cnn"])
-def test_image_configs_run_on_tfds_mock_data(name, tmp_path):
-  with tfds.testing.mock_data(num_examples=24):
+def test_image_configs_run_on_tfds_mock_data(name, tmp_path, mock_tfds):
+  with mock_tfds(num_examples=24):
     summaries = train.train_and_evaluate(tiny(name, method="cdni"), tmp_path)
   _check_metrics(tmp_path)
   assert summaries["cdni"]["step"] == 4
@@ -156,12 +155,13 @@ def test_bad_config_values_name_the_field(overrides, message, tmp_path):
   assert not os.listdir(tmp_path)  # rejected before anything was written
 
 
-def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path,
+                                                              mock_tfds):
   # Ordinary learning rate for 4 steps, then an absurd one.
   config = tiny("mnist_fcn", num_steps=10, log_every=1, **{
       "opt.learning_rate": 1e-3, "opt.decay_steps": (4,),
       "opt.decay_factor": 1e38})
-  with tfds.testing.mock_data(num_examples=24):
+  with mock_tfds(num_examples=24):
     with pytest.raises(TrainingDivergedError,
                        match=r"at step \d+ .*checkpoint \(step 4\) is kept"):
       train.train_and_evaluate(config, tmp_path)

@@ -11,7 +11,7 @@ from dni_jax.data.dataset import ArrayDataset
 from dni_jax.errors import DataError
 
 DATASETS = ("mnist", "cifar10", "binary_addition")
-# Sequence tasks, trained with recurrent DNI (see dni_jax.recurrent_train).
+# Sequence tasks, trained with recurrent DNI (see dni_jax.training.recurrent).
 SEQUENCE_TASKS = ("copy", "repeat_copy", "ptb_char", "tiny_shakespeare")
 SPLITS = ("train", "test")
 _IMAGE_STATS = {"mnist": (idx.MNIST_MEAN, idx.MNIST_STD),

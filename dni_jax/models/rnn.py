@@ -1,4 +1,4 @@
-"""Recurrent cores for recurrent DNI: an LSTM or a vanilla RNN, plus heads.
+"""Recurrent cores: an LSTM or a vanilla RNN with a readout (plain Flax modules).
 
 The core's state is one flat array ``[B, S]``: ``concat(c, h)`` for the LSTM
 (``S = 2·hidden``), ``h`` for the vanilla RNN (``S = hidden``). The synthetic
@@ -7,8 +7,9 @@ gradient covers the whole state (REFERENCE.md §3: "for an LSTM the SG covers
 state and the bootstrapped target the same shape.
 
 ``RecurrentCore`` is one time step: ``core.apply(params, state, x_t) ->
-(new_state, logits_t)``; ``unroll`` scans it over a window with
-``jax.lax.scan``. With ``with_aux`` the core also has the DNI+Aux head,
+(new_state, logits_t)``; ``dni_jax.core.recurrent.unroll`` scans it over a
+window with ``jax.lax.scan``. With ``with_aux`` the core also has an
+auxiliary head (used by DNI+Aux),
 ``core.apply(params, state, method="predict_aux")``, predicting a synthetic gradient
 (shape ``[B, S]``) from a state.
 """
@@ -81,31 +82,3 @@ class RecurrentCore(nn.Module):
     if self.with_aux:
       self.predict_aux(state_BxS)
     return out
-
-
-def init(core: RecurrentCore, rng: jax.Array, batch: int, x_t: jax.Array):
-  """The core's parameters (aux head included when ``core.with_aux``)."""
-  return core.init(rng, core.initial_state(batch), x_t, method="init_all")
-
-
-def unroll(core: RecurrentCore, params, state_BxS: jax.Array,
-           inputs_BxT: jax.Array):
-  """Runs the core over a window with ``lax.scan``.
-
-  Args:
-    core: the core module.
-    params: its parameters.
-    state_BxS: the state before the window's first input.
-    inputs_BxT: ``[B, T]`` tokens or ``[B, T, D]`` vectors.
-
-  Returns:
-    ``(final_state [B, S], states [B, T, S], logits [B, T, K])``; ``states[:,
-    t]`` is the state after input ``t``.
-  """
-  def body(state, x_t):
-    new_state, logits = core.apply(params, state, x_t)
-    return new_state, (new_state, logits)
-
-  final, (states, logits) = jax.lax.scan(
-      body, state_BxS, jnp.swapaxes(inputs_BxT, 0, 1))
-  return final, jnp.swapaxes(states, 0, 1), jnp.swapaxes(logits, 0, 1)

@@ -22,19 +22,25 @@ def read_metrics(path: str) -> list[dict]:
 
 
 class MetricsLog:
-  """Appends records to ``path``; starts from the records up to ``resume_step``."""
+  """Appends records to ``path``; starts from the records up to ``resume_step``.
+
+  ``records`` holds every record of the file, as written (the values the
+  file will read back as).
+  """
 
   def __init__(self, path: str, resume_step: int = 0):
     self.path = path
-    kept = [r for r in read_metrics(path) if r["step"] <= resume_step]
+    self.records = [r for r in read_metrics(path) if r["step"] <= resume_step]
     with open(path, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in kept)
+      f.writelines(json.dumps(r) + "\n" for r in self.records)
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     record = {"step": int(step), "split": split}
     record.update({k: _json_float(v) for k, v in metrics.items()})
+    line = json.dumps(record)
     with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+      f.write(line + "\n")
+    self.records.append(json.loads(line))
 
 
 def _json_float(value) -> float | None:

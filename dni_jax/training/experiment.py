@@ -12,21 +12,26 @@ import os
 import ml_collections
 import optax
 
+import jax.numpy as jnp
+
 from dni_jax import data as data_lib
-from dni_jax import gradient_sources
-from dni_jax import losses
-from dni_jax import models
-from dni_jax import network
-from dni_jax import rnn
-from dni_jax import synthesizers
-from dni_jax import tbptt
+from dni_jax.core import gradient_sources
+from dni_jax.core import losses
+from dni_jax.core import network
+from dni_jax.core import synthesizers
+from dni_jax.core import tbptt
+from dni_jax.core.train_state import Optimizers
+from dni_jax.data import char_corpus
+from dni_jax.data import copy_tasks
 from dni_jax.errors import ConfigError
-from dni_jax.train_state import Optimizers
+from dni_jax.models import feedforward as models
+from dni_jax.models import rnn
 
 MODEL_KINDS = ("fcn", "cnn", "mlp")
 SYNTHESIZERS = ("linear", "mlp", "conv")
 OPTIMIZERS = ("adam", "sgd", "momentum")
 _MAX_LINEAR_SYNTH_PARAMS = 50_000_000
+COPY_TASKS = ("copy", "repeat_copy")
 
 
 def is_recurrent(config: ml_collections.ConfigDict) -> bool:
@@ -196,3 +201,41 @@ def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
   synth_lr = opt.get("synth_learning_rate") or opt.learning_rate
   return Optimizers(_optimizer(opt, opt.learning_rate),
                     _optimizer(opt, synth_lr))
+
+
+def load_corpus(config: ml_collections.ConfigDict) -> char_corpus.Corpus:
+  """The character corpus of ``config.data`` (PTB from data.dir, or tfds)."""
+  if config.data.name == "ptb_char":
+    return char_corpus.load_ptb_char(config.data.dir)
+  return char_corpus.load_tiny_shakespeare(config.data.tfds_data_dir or None,
+                                           config.data.download)
+
+
+def build_task(config: ml_collections.ConfigDict):
+  """``(task, data, corpus)``: the task, its device arrays, the corpus (LM)."""
+  if config.data.name in COPY_TASKS:
+    d = config.data
+    task = copy_tasks.CopyTask(
+        config.batch_size, config.unroll, repeat=d.name == "repeat_copy",
+        num_bits=d.num_bits, max_repeats=d.max_repeats,
+        start_length=d.start_length, threshold=d.threshold,
+        check_every=d.check_every, seed=config.seed)
+    return task, {}, None
+  corpus = load_corpus(config)
+  train_streams = char_corpus.streams(corpus.splits["train"],
+                                      config.batch_size)
+  task = char_corpus.CharStreamTask(config.batch_size, config.unroll,
+                                    corpus.vocab_size, train_streams.shape[1])
+  return task, jnp.asarray(train_streams), corpus
+
+
+def build_recurrent(config: ml_collections.ConfigDict,
+                    task) -> tbptt.RecurrentDNI:
+  """The core, synthesizer and method of a sequence-task config."""
+  core = rnn.RecurrentCore(config.model.kind, config.model.width,
+                           task.num_outputs, task.vocab_size)
+  d = config.dni
+  synth = (synthesizers.MLPSynthesizer(tuple(d.hidden), d.use_batch_norm)
+           if d.synthesizer == "mlp" else synthesizers.LinearSynthesizer())
+  return tbptt.build(config.method, core, task.loss, synth, d.sg_scale,
+                     d.aux_weight)

@@ -13,8 +13,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 from jax import lax
 
-from dni_jax import module_state
-from dni_jax.network import DecoupledNetwork
+from dni_jax.core import module_state
+from dni_jax.core.network import DecoupledNetwork
 
 Batch = dict  # {"inputs": [B, ...], "labels": [B, ...], optional "context"}
 

@@ -41,10 +41,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dni_jax import module_state
-from dni_jax import rnn
-from dni_jax.gradient_sources import regress
-from dni_jax.train_state import Optimizers
+from dni_jax.core import module_state
+from dni_jax.core import recurrent
+from dni_jax.core.gradient_sources import regress
+from dni_jax.core.train_state import Optimizers
 
 METHODS = ("bptt", "dni", "dni_aux")
 
@@ -58,7 +58,8 @@ class RecurrentDNI:
   """The static parts of a recurrent-DNI run.
 
   Attributes:
-    core: the recurrent core (``with_aux=True`` for dni_aux).
+    core: the recurrent core (``dni_jax.core.recurrent``'s protocol, e.g.
+      ``dni_jax.RecurrentCore``; ``with_aux=True`` for dni_aux).
     loss_fn: the task's window loss (see ``LossFn``).
     synthesizer: the synthetic-gradient model on the state, or ``None`` for
       plain truncated BPTT.
@@ -67,7 +68,7 @@ class RecurrentDNI:
     oracle_end_grad: testing hook: take the end gradient from
       ``batch["end_grad"]`` (per-example units) instead of ``λ·M(s_T)``.
   """
-  core: rnn.RecurrentCore
+  core: Any
   loss_fn: LossFn
   synthesizer: nn.Module | None = None
   sg_scale: float = 0.1
@@ -81,7 +82,7 @@ class RecurrentDNI:
     return "dni_aux" if self.core.with_aux else "dni"
 
 
-def build(method: str, core: rnn.RecurrentCore, loss_fn: LossFn,
+def build(method: str, core: Any, loss_fn: LossFn,
           synthesizer: nn.Module, sg_scale: float = 0.1,
           aux_weight: float = 1.0) -> RecurrentDNI:
   """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux."""
@@ -133,7 +134,7 @@ def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
     task_state: the task's initial state.
   """
   core_rng, synth_rng, step_rng = jax.random.split(rng, 3)
-  params = rnn.init(rdni.core, core_rng, batch_size, example_x)
+  params = recurrent.init(rdni.core, core_rng, batch_size, example_x)
   carry = rdni.core.initial_state(batch_size)
   state = RecurrentTrainState(
       step=jnp.zeros((), jnp.int32), rng=step_rng, params=params,
@@ -167,7 +168,7 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
   Returns:
     ``(J, (end_state, metrics))``.
   """
-  end, states, logits = rnn.unroll(rdni.core, params, start_BxS,
+  end, states, logits = recurrent.unroll(rdni.core, params, start_BxS,
                                    batch["inputs"])
   task_B, metrics = rdni.loss_fn(logits, batch)
   objective_B = task_B

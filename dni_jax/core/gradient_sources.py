@@ -25,9 +25,9 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from dni_jax import module_state
-from dni_jax import staged
-from dni_jax.network import DecoupledNetwork
+from dni_jax.core import module_state
+from dni_jax.core import staged
+from dni_jax.core.network import DecoupledNetwork
 
 CONDITIONINGS = ("none", "labels", "batch")
 

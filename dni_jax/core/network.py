@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import flax.linen as nn
 
-from dni_jax import losses
+from dni_jax.core import losses
 
 LossFn = Callable  # (outputs, labels) -> scalar batch-mean loss
 MetricsFn = Callable  # (outputs, labels) -> dict of scalars

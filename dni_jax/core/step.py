@@ -14,11 +14,11 @@ from typing import Callable
 import jax
 import optax
 
-from dni_jax import losses
-from dni_jax import module_state
-from dni_jax import staged
-from dni_jax.network import DecoupledNetwork
-from dni_jax.train_state import Optimizers, TrainState
+from dni_jax.core import losses
+from dni_jax.core import module_state
+from dni_jax.core import staged
+from dni_jax.core.network import DecoupledNetwork
+from dni_jax.core.train_state import Optimizers, TrainState
 
 
 def _check_batch(batch: dict) -> None:

@@ -13,8 +13,8 @@ import flax.struct
 import jax
 import optax
 
-from dni_jax import module_state
-from dni_jax.network import DecoupledNetwork
+from dni_jax.core import module_state
+from dni_jax.core.network import DecoupledNetwork
 
 
 class Optimizers(NamedTuple):

@@ -1,0 +1,23 @@
+"""Fields shared by the sequence tasks (recurrent DNI, REFERENCE.md §3).
+
+Not an experiment itself: copy.py, repeat_copy.py and ptb_char.py start from
+it. An LSTM(256) trained on windows of ``unroll`` steps by truncated BPTT,
+DNI (a linear synthesizer on the state ``(c, h)``, λ = 0.1) or DNI+Aux, with
+Adam and gradient clipping at norm 1, 32 parallel streams.
+"""
+
+from configs import base
+
+
+def get_config():
+  config = base.get_config()
+  config.method = "bptt,dni,dni_aux"
+  config.model.kind = "lstm"
+  config.model.width = 256
+  config.dni.synthesizer = "linear"
+  config.dni.sg_scale = 0.1  # the paper's λ for RNNs
+  config.dni.aux_weight = 1.0
+  config.opt.learning_rate = 1e-3
+  config.opt.clip_norm = 1.0
+  config.batch_size = 32
+  return config

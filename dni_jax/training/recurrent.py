@@ -1,0 +1,168 @@
+"""The training loop of the sequence tasks (recurrent DNI, REFERENCE.md §3).
+
+One run trains ``config.method`` (bptt, dni or dni_aux) for
+``config.num_steps`` windows of ``config.unroll`` steps, with the run
+bookkeeping every loop shares (``dni_jax.training.run``): ``metrics.jsonl``,
+a progress line, Orbax checkpoints, exact resumption, a clean stop on NaN.
+
+- Copy / Repeat Copy log ``length`` (the current curriculum length),
+  ``max_length_solved`` and ``bits_per_seq`` (wrong bits per episode).
+- Character corpora log ``bpc`` (train), and at every evaluation ``bpc`` on
+  the valid and test splits; the run stops early when the valid BPC has not
+  improved for ``config.patience`` evaluations. Every record carries
+  ``chars``, the training characters seen per stream times the streams.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from dni_jax.core import recurrent
+from dni_jax.core import tbptt
+from dni_jax.data import char_corpus
+from dni_jax.training import experiment
+from dni_jax.training import run as run_lib
+
+
+def example_input(task, batch_size: int) -> jax.Array:
+  if task.vocab_size is not None:
+    return jnp.zeros((batch_size,), jnp.int32)
+  return jnp.zeros((batch_size, task.input_size), jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _eval_chunk(core, params, state, inputs, targets, mask):
+  end, _, logits = recurrent.unroll(core, params, state, inputs)
+  xent = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  return end, jnp.sum(xent * mask)
+
+
+def evaluate_lm(core: rnn.RecurrentCore, params, tokens: np.ndarray,
+                num_streams: int, chunk: int = 500) -> dict:
+  """Bits per character of ``tokens``, cut into ``num_streams`` streams.
+
+  Each stream starts from the zero state and carries it to its end; every
+  character after a stream's first is predicted once.
+  """
+  num_streams = max(1, min(num_streams, len(tokens) // 2))
+  rows = char_corpus.streams(tokens, num_streams)
+  inputs, targets = rows[:, :-1], rows[:, 1:]
+  length = inputs.shape[1]
+  padded = -(-length // chunk) * chunk
+  pad = ((0, 0), (0, padded - length))
+  inputs, targets = np.pad(inputs, pad), np.pad(targets, pad)
+  mask = np.pad(np.ones((num_streams, length), np.float32), pad)
+  state = core.initial_state(num_streams)
+  total = 0.0
+  for start in range(0, padded, chunk):
+    sl = slice(start, start + chunk)
+    state, nats = _eval_chunk(core, params, state, inputs[:, sl],
+                              targets[:, sl], mask[:, sl])
+    total += float(nats)
+  nats = total / (num_streams * length)
+  return {"loss": nats, "bpc": char_corpus.bits_per_char(nats)}
+
+
+def _derive(config, task):
+  chars_per_step = config.batch_size * config.unroll
+
+  def derive(step, means):
+    out = {"chars": step * chars_per_step}
+    if means.get("episodes"):  # copy tasks, once an episode has ended
+      out["bits_per_seq"] = means["bit_errors"] / means["episodes"]
+    if task.vocab_size is not None:
+      out["bpc"] = char_corpus.bits_per_char(means["loss"])
+    return out
+  return derive
+
+
+def early_stopping(records: list[dict], patience: int) -> tuple[float, int]:
+  """``(best valid bpc, evaluations since it)`` from logged records."""
+  best, since = math.inf, 0
+  for r in records:
+    if r["split"] == "valid":
+      if r["bpc"] < best:
+        best, since = r["bpc"], 0
+      else:
+        since += 1
+  return best, since
+
+
+def _stopper(patience: int):
+  """``should_stop`` of the run: valid bpc not improved for ``patience``."""
+  def should_stop(records):
+    best, since = early_stopping(records, patience)
+    if patience and since >= patience:
+      return (f"valid bpc has not improved on {best:.4f} for {since} "
+              "evaluations")
+    return None
+  return should_stop
+
+
+def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
+  """Task, core and optimisers of ``config``, as a ``run_lib.Loop``."""
+  task, data, corpus = experiment.build_task(config)
+  rdni = experiment.build_recurrent(config, task)
+  optimizers = experiment.build_optimizers(config)
+  step_fn = tbptt.make_train_step(rdni, optimizers, task)
+  chars_per_step = config.batch_size * config.unroll
+
+  def init():
+    return tbptt.init_train_state(
+        rdni, optimizers, jax.random.PRNGKey(config.seed), config.batch_size,
+        example_input(task, config.batch_size), task.init_state())
+
+  def step(state, i):
+    del i  # the window is made on the device from the state's step
+    return step_fn(state, data)
+
+  def evaluate(state, i):
+    results = {}
+    for split in ("valid", "test"):
+      results[split] = evaluate_lm(rdni.core, state.params,
+                                   corpus.splits[split],
+                                   config.eval_batch_size)
+      results[split]["chars"] = i * chars_per_step
+    return results
+
+  is_lm = corpus is not None
+  return run_lib.Loop(
+      init=init, step=step, summarize=summarize,
+      evaluate=evaluate if is_lm else None,
+      derive=_derive(config, task),
+      last_keys=("length", "max_length_solved"),
+      shown=("loss", "bpc", "bits_per_seq", "length", "synth_loss"),
+      eval_shown=("bpc",),
+      should_stop=_stopper(config.patience) if is_lm else None)
+
+
+def train_one(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains one recurrent method; returns its summary."""
+  return run_lib.run(make_loop(config), config, workdir)
+
+
+def summarize(records: list[dict], seconds: float | None = None) -> dict:
+  """Final numbers of a recurrent run (see ``report.recurrent_table``)."""
+  train = [r for r in records if r["split"] == "train"]
+  valid = [r for r in records if r["split"] == "valid"]
+  test = {r["step"]: r for r in records if r["split"] == "test"}
+  best = min(valid, key=lambda r: r["bpc"]) if valid else None
+  last = train[-1] if train else {}
+  return {
+      "step": max((r["step"] for r in records), default=0),
+      "chars": last.get("chars"),
+      "train": last,
+      "max_length_solved": last.get("max_length_solved"),
+      "best_valid_bpc": best["bpc"] if best else None,
+      "test_bpc_at_best_valid": (test[best["step"]]["bpc"]
+                                 if best and best["step"] in test else None),
+      "best_step": best["step"] if best else None,
+      "seconds": seconds,
+  }

@@ -1,0 +1,227 @@
+"""Run bookkeeping shared by every training loop.
+
+A kind of training (feed-forward, sequence tasks, and later pipelined,
+two-timescale or swept runs) describes itself as a ``Loop``: how to make its
+initial state, one jitted step, an evaluation, and its own metrics. ``run``
+does everything else, the same way for all of them:
+
+- the workdir, ``config.json`` and Orbax checkpoints in ``checkpoints/``;
+- exact resumption from the last checkpoint (``metrics.jsonl`` is cut back to
+  the step resumed from, so it equals the file of an uninterrupted run);
+- the host loop, which dispatches step ``n+1`` before reading step ``n``'s
+  metrics;
+- train-metric averages every ``config.log_every`` steps, with a progress
+  line; an evaluation every ``config.eval_every`` steps; a checkpoint every
+  ``config.checkpoint_every`` steps and at the end;
+- a clean stop on NaN/Inf (in a metric, an evaluation, or the state before a
+  save) that keeps the last good checkpoint;
+- early stopping, when the loop asks for it after an evaluation.
+
+The pieces are public so that a loop that does not fit ``run`` (e.g. several
+runs advanced by one vmapped step) can reuse them: ``Recorder`` (metric
+averages, progress line, ``metrics.jsonl``, the divergence error) and
+``all_finite``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from dni_jax.errors import TrainingDivergedError
+from dni_jax.training.checkpoint import Checkpointer
+from dni_jax.training.metrics_log import MetricsLog
+
+Metrics = dict  # name -> scalar
+State = Any  # a pytree
+
+
+@dataclasses.dataclass(frozen=True)
+class Loop:
+  """What one kind of training supplies to ``run``.
+
+  Attributes:
+    init: ``() -> state``, a fresh initial state; also the template (tree
+      structure, shapes, dtypes) that a checkpoint is restored into.
+    step: ``(state, step) -> (state, metrics)``: one update, ``step`` being
+      the number of updates done before it (the loop makes that step's batch
+      from it). Jit it and donate the state; ``run`` reads the metrics one
+      step late, so the device is never idle waiting for the host.
+    summarize: ``(records, seconds) -> summary``, the run's final numbers
+      from its ``metrics.jsonl`` records.
+    evaluate: ``(state, step) -> {split: metrics}``, called every
+      ``config.eval_every`` steps and at the end; ``None``: never.
+    derive: ``(step, means) -> metrics`` added to each interval's train
+      averages (e.g. bits per character from the loss).
+    last_keys: train metrics logged at their last value, not their mean
+      (e.g. a curriculum length).
+    shown: train metrics on the progress line, where present.
+    eval_shown: evaluation metrics printed at every evaluation, where
+      present; ``()`` prints nothing.
+    should_stop: ``(records) -> reason or None``, asked after every
+      evaluation with every record so far; a reason ends the run early
+      (after a checkpoint).
+  """
+  init: Callable[[], State]
+  step: Callable[[State, int], tuple[State, Metrics]]
+  summarize: Callable[[list[dict], float], dict]
+  evaluate: Callable[[State, int], dict[str, Metrics]] | None = None
+  derive: Callable[[int, Metrics], Metrics] | None = None
+  last_keys: tuple[str, ...] = ()
+  shown: tuple[str, ...] = ("loss", "accuracy")
+  eval_shown: tuple[str, ...] = ()
+  should_stop: Callable[[list[dict]], str | None] | None = None
+
+
+@jax.jit
+def _finite_flags(state) -> jax.Array:
+  """One bool per floating-point leaf: no NaN/Inf in it (compiled once)."""
+  return jnp.array([jnp.all(jnp.isfinite(x))
+                    for x in jax.tree_util.tree_leaves(state)
+                    if jnp.issubdtype(x.dtype, jnp.inexact)] or [True])
+
+
+def all_finite(state: State) -> bool:
+  """Whether every floating-point leaf of ``state`` is free of NaN/Inf."""
+  return bool(_finite_flags(state).all())
+
+
+class Recorder:
+  """The mutable bookkeeping of one run's host loop (never inside jit).
+
+  Averages train metrics over an interval, writes them and evaluations to
+  ``metrics.jsonl``, prints the progress line, and raises the divergence
+  error that names the last good checkpoint.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str,
+               start_step: int, checkpointer: Checkpointer,
+               loop: Loop):
+    self.config, self.loop = config, loop
+    self.checkpointer = checkpointer
+    self.log = MetricsLog(os.path.join(workdir, "metrics.jsonl"), start_step)
+    self.sums, self.count = {}, 0
+    self.start_step, self.start_time = start_step, time.time()
+
+  def _prefix(self, step: int) -> str:
+    return f"[{self.config.method}] step {step}"
+
+  def record(self, step: int, metrics: Metrics) -> None:
+    """Reads a step's metrics on the host; stops the run on NaN/Inf."""
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    bad = [k for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+      self.diverged(step, f"{bad[0]} = {values[bad[0]]}")
+    last_keys = self.loop.last_keys
+    for k, v in values.items():
+      self.sums[k] = v if k in last_keys else self.sums.get(k, 0.0) + v
+    self.count += 1
+
+  def diverged(self, step: int, what: str):
+    """Raises ``TrainingDivergedError``, naming what was kept."""
+    last = self.checkpointer.latest_step()
+    if last is None:
+      kept = ("no checkpoint had been saved yet, so a rerun starts from "
+              "step 0")
+    else:
+      kept = (f"the last good checkpoint (step {last}) is kept in "
+              f"{self.checkpointer.directory}, and a rerun with the same "
+              "--workdir resumes from it")
+    raise TrainingDivergedError(
+        f"training diverged: {what} at step {step} (method "
+        f"{self.config.method}, opt.learning_rate "
+        f"{self.config.opt.learning_rate}); {kept}. Lower "
+        "--config.opt.learning_rate (or dni.sg_scale) and run again.")
+
+  def flush_train(self, step: int) -> None:
+    """Writes the interval's train averages and prints the progress line."""
+    if not self.count:
+      return
+    last_keys = self.loop.last_keys
+    means = {k: v if k in last_keys else v / self.count
+             for k, v in self.sums.items()}
+    if self.loop.derive is not None:
+      means.update(self.loop.derive(step, means))
+    self.log.write(step, "train", means)
+    done = step - self.start_step
+    rate = done / max(time.time() - self.start_time, 1e-9)
+    eta = (self.config.num_steps - step) / max(rate, 1e-9)
+    shown = " ".join(f"{k} {means[k]:.4f}" for k in self.loop.shown
+                     if k in means)
+    print(f"{self._prefix(step)}/{self.config.num_steps} | {shown} | "
+          f"{rate:.1f} steps/s | ETA "
+          f"{time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
+    self.sums, self.count = {}, 0
+
+  def write_eval(self, step: int, split: str, metrics: Metrics) -> None:
+    """Logs one split's evaluation; stops the run on NaN/Inf."""
+    for k, v in metrics.items():
+      if not math.isfinite(float(v)):
+        self.diverged(step, f"{split} {k} = {float(v)}")
+    self.log.write(step, split, metrics)
+    shown = " ".join(f"{k} {float(metrics[k]):.4f}"
+                     for k in self.loop.eval_shown if k in metrics)
+    if shown:
+      print(f"{self._prefix(step)} | {split} {shown}", flush=True)
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains ``loop`` for ``config.num_steps`` steps in ``workdir``.
+
+  Resumes from the last checkpoint in ``workdir`` if there is one.
+
+  Returns:
+    ``loop.summarize(records, seconds)`` plus ``stopped_early`` (whether
+    ``loop.should_stop`` ended the run).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  state, start_step = checkpointer.restore_or(loop.init())
+  _write_config(config, workdir)
+  if start_step:
+    print(f"[{config.method}] resuming from step {start_step} in {workdir}")
+  recorder = Recorder(config, workdir, start_step, checkpointer, loop)
+  stop_reason, pending = None, None
+  for step in range(start_step, config.num_steps):
+    state, metrics = loop.step(state, step)
+    if pending is not None:  # the device is already busy with this step
+      recorder.record(*pending)
+    pending, done = (step + 1, metrics), step + 1
+    at = lambda every: done % every == 0 or done == config.num_steps
+    evaluate = loop.evaluate is not None and at(config.eval_every)
+    if not (at(config.log_every) or evaluate or at(config.checkpoint_every)):
+      continue
+    recorder.record(*pending)
+    pending = None
+    if at(config.log_every):
+      recorder.flush_train(done)
+    if evaluate:
+      for split, result in loop.evaluate(state, done).items():
+        recorder.write_eval(done, split, result)
+      if loop.should_stop is not None:
+        stop_reason = loop.should_stop(recorder.log.records)
+    if at(config.checkpoint_every) or stop_reason:
+      if not all_finite(state):
+        recorder.diverged(done, "a parameter or optimiser state is NaN/Inf")
+      checkpointer.save(done, state)
+    if stop_reason:
+      print(f"[{config.method}] early stop at step {done}: {stop_reason}",
+            flush=True)
+      break
+  checkpointer.close()
+  summary = loop.summarize(recorder.log.records,
+                           time.time() - recorder.start_time)
+  summary["stopped_early"] = stop_reason is not None
+  return summary
