@@ -7,10 +7,10 @@
 synthesizer sits after each hidden layer; cDNI's synthesizers also see the
 target bits. No download: every one of the 16,384 pairs is enumerated and 20%
 are held out. Prints a comparison table of bit accuracy, whole-sum accuracy
-("exact") and the step at which each method first gets every held-out sum
-right. Expected (README): cDNI reaches 100% of held-out sums at step 7000,
-backprop 99.1% after 12k steps, unconditioned DNI stays at chance; about 1
-minute on a 2-core CPU for the three runs together.
+("exact") and the first evaluation (every 500 steps) at which each method
+gets every held-out sum right. Measured (README, 2-core CPU): cDNI reaches
+100% of held-out sums at step 8000, backprop 98.4% after 12k steps,
+unconditioned DNI stays at chance; about 15 s for the three runs together.
 """
 
 from configs import base
@@ -30,6 +30,6 @@ def get_config():
   config.eval_batch_size = 4096
   config.num_steps = 12_000
   config.log_every = 1000
-  config.eval_every = 100
+  config.eval_every = 500  # also the resolution of 'steps to 100%'
   config.checkpoint_every = 4000
   return config

@@ -3,7 +3,8 @@
   python -m experiments.main --config=configs/cifar10_cnn.py --workdir=/tmp/dni/cifar10_cnn \
       --config.method=cdni --config.data.dir=/path/to/cifar-10-batches-py
 
-Needs an accelerator for the full run (tens of ms per step on a CPU).
+Needs an accelerator for the full run: on the 2-core development CPU the
+MNIST-sized step took 1.1 s (backprop) to 2.9 s (cDNI); see mnist_cnn.py.
 """
 
 from configs import mnist_cnn

@@ -4,8 +4,10 @@
       --config.method=cdni --config.data.dir=../shared/data/mnist
 
 The synthesizers are the paper's conv stack (two 5×5 conv layers with BN+ReLU,
-then a zero-initialised 5×5 conv). Slow on a CPU (tens of ms per step); a GPU
-run of the default takes a few minutes.
+then a zero-initialised 5×5 conv). Slow on a CPU: on the 2-core development
+machine a step took 1.1 s with backprop and 2.9 s with cDNI (batch 256), so
+the default 40k steps need an accelerator (not measured on one yet;
+``python -m experiments.benchmark --model=cnn`` times the step anywhere).
 """
 
 from configs import mnist_fcn

@@ -15,3 +15,15 @@ class DataError(DNIError, ValueError):
 
 class TrainingDivergedError(DNIError, FloatingPointError):
   """A loss or the state became NaN/Inf; the last good checkpoint is kept."""
+
+
+class WorkdirError(DNIError, ValueError):
+  """The workdir cannot be used, or holds a run made by another config."""
+
+
+class CheckpointError(DNIError, ValueError):
+  """A checkpoint cannot be restored into this config's state."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+  """Ctrl-C during a run; says where it stopped and what a rerun resumes."""

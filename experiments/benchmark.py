@@ -1,6 +1,7 @@
-"""Step time of backprop, DNI and cDNI on the paper's MNIST FCN.
+"""Step time of backprop, DNI and cDNI on the paper's MNIST FCN (or CNN).
 
   python -m experiments.benchmark [--depth=3 --width=256 --batch_size=256]
+  python -m experiments.benchmark --model=cnn   # the mnist_cnn config's shapes
 
 Random MNIST-shaped inputs (timing only). Each method's jitted step is compiled
 first; then the methods are timed in interleaved rounds (so that drift in the
@@ -21,8 +22,12 @@ import optax
 import dni_jax as dni
 from experiments import timing
 
-_DEPTH = flags.DEFINE_integer("depth", 3, "FCN stages.")
-_WIDTH = flags.DEFINE_integer("width", 256, "Units per stage.")
+_MODEL = flags.DEFINE_enum("model", "fcn", ["fcn", "cnn"], "The paper's FCN "
+                           "(linear synthesizers) or CNN (conv synthesizers, "
+                           "two hidden 5x5 layers of --width filters).")
+_DEPTH = flags.DEFINE_integer("depth", 3, "Stages.")
+_WIDTH = flags.DEFINE_integer("width", None, "Units (FCN, default 256) or "
+                              "filters (CNN, default 128) per stage.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size.")
 _ROUNDS = flags.DEFINE_integer("rounds", 30, "Timed rounds per method.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed round.")
@@ -35,9 +40,20 @@ def _batch(seed):
           "labels": jax.random.randint(ky, (_BATCH.value,), 0, 10)}
 
 
+def _width() -> int:
+  return _WIDTH.value or (256 if _MODEL.value == "fcn" else 128)
+
+
+def _network():
+  if _MODEL.value == "cnn":
+    return dni.decouple(dni.cnn_stages(_DEPTH.value, _width()),
+                        dni.ConvSynthesizer((_width(), _width())))
+  return dni.decouple(dni.fcn_stages(_DEPTH.value, _width()),
+                      dni.LinearSynthesizer())
+
+
 def _compiled(method, batch):
-  net = dni.decouple(dni.fcn_stages(_DEPTH.value, _WIDTH.value),
-                     dni.LinearSynthesizer())
+  net = _network()
   opt = dni.Optimizers(optax.adam(3e-5), optax.adam(3e-5))
   source = dni.get_source(method)
   state = dni.init_train_state(net, opt, source, jax.random.PRNGKey(0), batch)
@@ -51,6 +67,7 @@ def _compiled(method, batch):
 
 def main(argv):
   del argv
+  timing.quiet_logs()
   batch = _batch(0)
   runs, flops = {}, {}
   for m in _METHODS:
@@ -59,7 +76,8 @@ def main(argv):
   samples = timing.interleaved_samples(runs, batch, _ROUNDS.value,
                                        _STEPS.value)
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
-        f"FCN {_DEPTH.value}x{_WIDTH.value}, batch {_BATCH.value}, "
+        f"{_MODEL.value.upper()} {_DEPTH.value}x{_width()}, batch "
+        f"{_BATCH.value}, "
         f"{_ROUNDS.value} rounds x {_STEPS.value} steps")
   timing.report(samples, flops, "backprop")
 

@@ -49,6 +49,7 @@ def _compiled(method, task, data):
 
 def main(argv):
   del argv
+  timing.quiet_logs()
   length = 100 * _UNROLL.value + 1
   data = jax.random.randint(jax.random.PRNGKey(0), (_BATCH.value, length), 0,
                             _VOCAB.value)

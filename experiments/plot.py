@@ -3,16 +3,28 @@
   python -m experiments.plot <workdir> [<workdir> ...] --out=curves.png
 
 Each workdir is a run (it holds metrics.jsonl) or a comparison (its
-subfolders do, one per method). Left: a training metric (``--train_metric``,
-default loss); right: test error (%), or, with ``--metric=bpc`` etc., any
-other metric of the ``--split`` records. ``--x=chars`` plots against the
+subfolders do, one per method). Left: a training metric; right: an
+evaluation metric. By default both follow the task family, read from the
+run's config.json:
+
+- image and bit tasks: train loss | test error (%);
+- Copy / Repeat Copy: train loss | curriculum length (train records);
+- character corpora: train bpc | valid bpc.
+
+``--train_metric``, ``--metric`` (``error`` = 100·(1 − accuracy), or any
+metric name) and ``--split`` override them; ``--x=chars`` plots against the
 characters seen (sequence tasks) instead of steps, e.g.
 
-  python -m experiments.plot workdirs/ptb_T8 --x=chars --train_metric=bpc \
-      --metric=bpc --split=valid --out=docs/ptb_char_bpc.png
+  python -m experiments.plot workdirs/ptb_T8 --x=chars --out=docs/ptb_char_bpc.png
+
+Each method keeps its colour in every figure (backprop/bptt blue, dni
+orange, cdni/dni_aux green, ...); a series with no points is named in a
+warning.
 """
 
+import json
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -20,69 +32,151 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
+from matplotlib import ticker  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from dni_jax.training.metrics_log import read_metrics  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "curves.png", "Output image file.")
 _TITLE = flags.DEFINE_string("title", "", "Figure title.")
 _METRIC = flags.DEFINE_string(
-    "metric", "error", "Right panel: 'error' (100·(1 − test accuracy)) or "
-    "the name of any metric of the --split records.")
-_SPLIT = flags.DEFINE_string("split", "test", "Right panel's records: test "
-                             "or valid.")
-_TRAIN_METRIC = flags.DEFINE_string("train_metric", "loss",
-                                    "Left panel's training metric.")
+    "metric", "auto", "Right panel: 'error' (100·(1 − accuracy)), or the "
+    "name of any metric of the --split records; 'auto' follows the task.")
+_SPLIT = flags.DEFINE_string("split", "auto", "Right panel's records: test, "
+                             "valid or train; 'auto' follows the task.")
+_TRAIN_METRIC = flags.DEFINE_string(
+    "train_metric", "auto", "Left panel's training metric; 'auto' follows "
+    "the task.")
 _X = flags.DEFINE_enum("x", "step", ["step", "chars"], "Horizontal axis.")
+
+# Fixed colours: a method looks the same in every figure. The legend
+# follows METHOD_ORDER.
+METHOD_COLORS = {"backprop": "C0", "bptt": "C0", "dni": "C1", "cdni": "C2",
+                 "dni_aux": "C2", "locked": "C3", "dni_unlocked": "C4",
+                 "cdni_unlocked": "C5"}
+METHOD_ORDER = tuple(METHOD_COLORS)
+_COPY_TASKS = ("copy", "repeat_copy")
+_CORPORA = ("ptb_char", "tiny_shakespeare")
+
+
+def default_panels(data_name: str | None) -> tuple[str, str, str]:
+  """``(train metric, right metric, right split)`` of a task family."""
+  if data_name in _COPY_TASKS:
+    return "loss", "length", "train"
+  if data_name in _CORPORA:
+    return "bpc", "bpc", "valid"
+  return "loss", "error", "test"
+
+
+def method_of(label: str) -> str:
+  return label.rsplit("/", 1)[-1]
+
+
+def method_color(label: str) -> str:
+  """The colour of a run's method (matplotlib's cycle, by ``METHOD_ORDER``)."""
+  method = method_of(label)
+  return METHOD_COLORS.get(method, f"C{6 + sum(map(ord, method)) % 4}")
+
+
+def sort_key(label: str):
+  method = method_of(label)
+  rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else 99
+  return (label.rsplit("/", 1)[0] if "/" in label else "", rank, method)
+
+
+def plain(value: float, _=None) -> str:
+  """A plain tick: 0.5, 2, 40 (never 4×10^1)."""
+  return f"{value:g}"
+
+
+def percent(value: float, _=None) -> str:
+  """A plain percent tick: 0.5%, 2%, 40%."""
+  return f"{value:g}%"
+
+
+def _plain_log_ticks(ax, fmt) -> None:
+  """Plain major ticks; minor ticks labelled at 2 and 5 only."""
+  ax.yaxis.set_major_formatter(ticker.FuncFormatter(fmt))
+  ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
+      lambda v, _: fmt(v) if f"{v:g}".lstrip("0.")[:1] in "25" else ""))
 
 
 def find_runs(paths: list[str]) -> dict[str, str]:
-  """``{label: metrics.jsonl path}`` for runs and comparison folders."""
+  """``{label: run folder}`` for runs and comparison folders."""
   runs = {}
   for path in paths:
     path = os.path.normpath(path)
-    file = os.path.join(path, "metrics.jsonl")
-    if os.path.exists(file):
-      runs[os.path.basename(path)] = file
+    if os.path.exists(os.path.join(path, "metrics.jsonl")):
+      runs[os.path.basename(path)] = path
       continue
     subruns = sorted(d for d in os.listdir(path) if os.path.exists(
         os.path.join(path, d, "metrics.jsonl"))) if os.path.isdir(path) else []
     if not subruns:
       raise app.UsageError(f"no metrics.jsonl in {path!r} or its subfolders")
     for d in subruns:
-      runs[d if len(paths) == 1 else f"{os.path.basename(path)}/{d}"] = \
-          os.path.join(path, d, "metrics.jsonl")
-  return runs
+      label = d if len(paths) == 1 else f"{os.path.basename(path)}/{d}"
+      runs[label] = os.path.join(path, d)
+  return dict(sorted(runs.items(), key=lambda item: sort_key(item[0])))
 
 
-def _series(records, split, key):
-  points = [(r[_X.value], r[key]) for r in records
-            if r["split"] == split and r.get(key) is not None]
-  return [p[0] for p in points], [p[1] for p in points]
+def data_name(run_dir: str) -> str | None:
+  try:
+    with open(os.path.join(run_dir, "config.json")) as f:
+      return json.load(f)["data"]["name"]
+  except (OSError, ValueError, KeyError):
+    return None
+
+
+def series(records, split: str, key: str, x: str = "step"):
+  """``(xs, ys)`` of ``key`` in the ``split`` records (error: 100·(1−acc))."""
+  source = "accuracy" if key == "error" else key
+  points = [(r.get(x), r[source]) for r in records
+            if r["split"] == split and r.get(source) is not None
+            and r.get(x) is not None]
+  ys = [100 * (1 - y) if key == "error" else y for _, y in points]
+  return [p[0] for p in points], ys
+
+
+def _pick(flag: str, default: str) -> str:
+  return default if flag == "auto" else flag
+
+
+def _plot(ax, xs, ys, label, what) -> None:
+  if not xs:
+    print(f"warning: run {label!r} has no {what} records; its curve is empty "
+          "(choose another --metric/--split?)", file=sys.stderr)
+    return
+  ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=label,
+          color=method_color(label))
 
 
 def main(argv):
   runs = find_runs(argv[1:])
   if not runs:
     raise app.UsageError("give one or more workdirs")
-  fig, (ax_loss, ax_test) = plt.subplots(1, 2, figsize=(11, 4.2))
-  for label, path in runs.items():
-    records = read_metrics(path)
-    ax_loss.plot(*_series(records, "train", _TRAIN_METRIC.value), label=label)
-    if _METRIC.value == "error":
-      steps, acc = _series(records, _SPLIT.value, "accuracy")
-      ax_test.plot(steps, [100 * (1 - a) for a in acc], marker=".", label=label)
-    else:
-      ax_test.plot(*_series(records, _SPLIT.value, _METRIC.value), marker=".",
-                   label=label)
+  names = {label: data_name(d) for label, d in runs.items()}
+  train_metric, metric, split = default_panels(next(iter(names.values())))
+  train_metric = _pick(_TRAIN_METRIC.value, train_metric)
+  metric, split = _pick(_METRIC.value, metric), _pick(_SPLIT.value, split)
+  fig, (ax_train, ax_eval) = plt.subplots(1, 2, figsize=(11, 4.2))
+  for label, run_dir in runs.items():
+    records = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+    _plot(ax_train, *series(records, "train", train_metric, _X.value), label,
+          f"train {train_metric}")
+    _plot(ax_eval, *series(records, split, metric, _X.value), label,
+          f"{split} {metric}")
   x = "characters seen" if _X.value == "chars" else "step"
-  ax_loss.set(xlabel=x, ylabel=f"train {_TRAIN_METRIC.value}", yscale="log",
-              title=f"training {_TRAIN_METRIC.value}")
-  ylabel = (f"{_SPLIT.value} error (%)" if _METRIC.value == "error"
-            else f"{_SPLIT.value} {_METRIC.value}")
-  ax_test.set(xlabel=x, ylabel=ylabel, yscale="log", title=ylabel)
-  for ax in (ax_loss, ax_test):
+  ax_train.set(xlabel=x, ylabel=f"train {train_metric}", yscale="log",
+               title=f"training {train_metric}")
+  ylabel = f"{split} error (%)" if metric == "error" else f"{split} {metric}"
+  ax_eval.set(xlabel=x, ylabel=ylabel, title=ylabel,
+              yscale="log" if metric in ("error", "loss", "bpc") else "linear")
+  _plain_log_ticks(ax_train, plain)
+  if ax_eval.get_yscale() == "log":
+    _plain_log_ticks(ax_eval, percent if metric == "error" else plain)
+  for ax in (ax_train, ax_eval):
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend()
   if _TITLE.value:
     fig.suptitle(_TITLE.value)
   fig.tight_layout()

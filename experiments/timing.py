@@ -3,7 +3,15 @@
 import statistics
 import time
 
+from absl import flags
+from absl import logging
 import jax
+
+
+def quiet_logs() -> None:
+  """absl's INFO lines (e.g. jax probing for a TPU) off, unless --verbosity."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
 
 
 def time_round(step, state, data, steps: int):

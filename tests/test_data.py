@@ -1,18 +1,22 @@
 """Data: local-file loaders on fixture files in the real formats, real MNIST,
-tensorflow-datasets through mock_data, generated binary addition, batching."""
+tensorflow-datasets through mock_data and through its real reader on files
+the tests prepare, generated binary addition, batching."""
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import pickle
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds_lib
 
 from dni_jax import data
 from dni_jax.data import binary_addition
 from dni_jax.data import cifar
 from dni_jax.data import idx
+from dni_jax.data import tfds_source
 from dni_jax.data.dataset import batch_at
 from dni_jax.errors import DataError
 
@@ -181,3 +185,71 @@ def test_batches_are_deterministic_and_reshuffled_each_epoch():
   assert not np.array_equal(batch_at(ds, 0, 3, seed=2)["labels"], epoch0[0])
   with pytest.raises(ValueError, match="exceeds the dataset"):
     batch_at(ds, 0, 11, seed=0)
+
+
+class DniTestDigits(tfds_lib.core.GeneratorBasedBuilder):
+  """Ten-class 28×28×1 uint8 images written by the test, no TensorFlow."""
+  VERSION = tfds_lib.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds_lib.core.DatasetInfo(
+        builder=self, features=tfds_lib.features.FeaturesDict({
+            "image": tfds_lib.features.Tensor(shape=(28, 28, 1),
+                                              dtype=np.uint8),
+            "label": tfds_lib.features.ClassLabel(num_classes=10)}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {"train": self._generate_examples(12, 0),
+            "test": self._generate_examples(5, 1)}
+
+  def _generate_examples(self, n, seed):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+      yield i, {"image": rng.integers(0, 256, (28, 28, 1), dtype=np.uint8),
+                "label": i % 10}
+
+
+class DniTestPngDigits(DniTestDigits):
+  """The same as PNG images, as MNIST's builder writes them."""
+
+  def _info(self):
+    return tfds_lib.core.DatasetInfo(
+        builder=self, features=tfds_lib.features.FeaturesDict({
+            "image": tfds_lib.features.Image(shape=(28, 28, 1)),
+            "label": tfds_lib.features.ClassLabel(num_classes=10)}))
+
+
+def test_tfds_data_source_reads_prepared_array_record_files(tmp_path):
+  """The real reader (tfds.data_source, no mock) on files the test wrote."""
+  DniTestDigits(data_dir=str(tmp_path),
+                file_format="array_record").download_and_prepare()
+  images, labels = tfds_source.load_tfds("dni_test_digits", "train",
+                                         str(tmp_path), download=False)
+  expected = np.random.default_rng(0).integers(0, 256, (28, 28, 1),
+                                               dtype=np.uint8)
+  assert images.shape == (12, 28, 28, 1) and images.dtype == np.uint8
+  assert sorted(labels.tolist()) == sorted(i % 10 for i in range(12))
+  assert any((im == expected).all() for im in images)
+
+
+def test_tfds_download_failure_names_the_cause_and_a_local_way(
+    tmp_path, monkeypatch):
+  def no_network(*args, **kwargs):
+    raise ConnectionError("Failed to resolve host (no network in this test)")
+  for name in ("download", "download_and_extract"):
+    monkeypatch.setattr(tfds_lib.download.DownloadManager, name, no_network)
+  with pytest.raises(DataError) as e:
+    data.load_dataset("mnist", "train", tfds_data_dir=str(tmp_path))
+  message = str(e.value)
+  assert "could not download 'mnist'" in message
+  assert "--config.data.dir" in message and "IDX" in message
+  assert "importlib" not in message
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
+                    reason="TensorFlow is installed: preparing works")
+def test_preparing_without_tensorflow_says_so(tmp_path):
+  with pytest.raises(DataError, match="needs TensorFlow.*tensorflow-cpu"):
+    tfds_source.load_tfds("dni_test_png_digits", "train", str(tmp_path),
+                          download=True)

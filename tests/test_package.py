@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NOT_FOR_THE_CORE = ("tensorflow_datasets", "orbax", "ml_collections",
@@ -44,3 +46,22 @@ def test_core_imports_nothing_outside_the_core():
         if words[:1] in (["import"], ["from"]) and words[1].startswith(
             "dni_jax"):
           assert words[1].startswith("dni_jax.core"), (name, line)
+
+
+def test_built_wheel_contains_every_subpackage(tmp_path):
+  src = tmp_path / "src"
+  shutil.copytree(os.path.join(ROOT, "dni_jax"), src / "dni_jax",
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy(os.path.join(ROOT, name), src / name)
+  done = subprocess.run(
+      [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps",
+       "--no-build-isolation", "--disable-pip-version-check", "-q", "-w",
+       str(tmp_path / "wheel")], capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  (wheel,) = (tmp_path / "wheel").glob("dni_jax-*.whl")
+  packaged = {os.path.dirname(n) for n in zipfile.ZipFile(wheel).namelist()
+              if n.endswith("/__init__.py")}
+  expected = {os.path.relpath(d, ROOT) for d, _, files in
+              os.walk(os.path.join(ROOT, "dni_jax")) if "__init__.py" in files}
+  assert packaged == expected and {"dni_jax/data", "dni_jax/core"} <= packaged

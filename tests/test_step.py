@@ -249,3 +249,46 @@ def test_clear_errors():
   state = tiny.init(net, "dni")
   with pytest.raises(KeyError, match="missing \\['labels'\\]"):
     _step(net, dni.get_source("dni"))(state, {"inputs": tiny.batch()["inputs"]})
+
+
+@pytest.mark.parametrize("method", ["dni", "cdni"])
+def test_every_boundary_none_updates_exactly_like_backprop(method):
+  """``decouple(stages, [None, None])``: backprop through every boundary."""
+  stages = tiny.stages("fcn", 3)
+  net = dni.decouple(stages, [None, None])
+  bp_net = dni.decouple(stages)
+  source = dni.get_source(method)
+  state, bp_state = tiny.init(net, source), tiny.init(bp_net, "backprop")
+  step = _step(net, source)
+  bp_step = _step(bp_net, dni.get_source("backprop"))
+  for seed in range(3):
+    b = tiny.batch(seed=seed)
+    state, m = step(state, b)
+    bp_state, bp_m = bp_step(bp_state, b)
+    chex.assert_trees_all_close(state.stage_params, bp_state.stage_params,
+                                **TOL)
+    assert float(m["loss"]) == pytest.approx(float(bp_m["loss"]), rel=1e-6)
+  assert not any(k.startswith("synth_loss") for k in m)
+
+
+def test_a_none_boundary_is_backpropagated_through():
+  """[synthesizer, None]: stage 0 from M_0; stages 1 and 2 as one block."""
+  stages = tiny.stages("fcn", 3)
+  net = dni.decouple(stages, [dni.LinearSynthesizer(), None])
+  source = dni.get_source("dni")
+  state = tiny.init(net, source)
+  state = state.replace(synth_params=(tiny.randomize(state.synth_params[0]),
+                                      {}))
+  b = tiny.batch()
+  new, m = _step(net, source, track_alignment=True)(state, b)
+  assert "synth_loss/0" in m and "synth_loss/1" not in m
+  assert float(m["grad_cosine/1"]) == pytest.approx(1.0, abs=1e-5)
+  # Stage 1 gets the true gradient: its update is backprop's.
+  bp_net = dni.decouple(stages)
+  bp_new, _ = _step(bp_net, dni.get_source("backprop"))(
+      tiny.init(bp_net, "backprop"), b)
+  chex.assert_trees_all_close(new.stage_params[1:], bp_new.stage_params[1:],
+                              **TOL)
+  # Stage 0 gets the synthetic gradient of M_0, not the true one.
+  assert not np.allclose(new.stage_params[0]["Dense_0"]["kernel"],
+                         bp_new.stage_params[0]["Dense_0"]["kernel"])

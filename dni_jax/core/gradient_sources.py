@@ -124,8 +124,12 @@ class SyntheticGradients:
     if self.oracle:
       boundary_grads = staged.backprop_grads(fwd)[1]
     else:
-      boundary_grads = tuple(net.sg_scale / units * p for p in preds)
+      boundary_grads = tuple(None if p is None else net.sg_scale / units * p
+                             for p in preds)
     stage_grads, targets = staged.decoupled_grads(fwd, boundary_grads)
+    # A boundary without a synthesizer was updated with its target.
+    boundary_grads = tuple(t if g is None else g
+                           for g, t in zip(boundary_grads, targets))
     synth_losses, synth_grads = regress(preds, pred_vjps,
                                         tuple(units * t for t in targets))
     return SourceOutput(stage_grads, synth_grads, new_state, boundary_grads,
@@ -139,10 +143,17 @@ def predict_synthetic_grads(net: DecoupledNetwork, synth_params: Sequence,
 
   Returns:
     ``(predictions, vjps, new_state)``, each a per-boundary tuple; ``vjps[i]``
-    maps a cotangent on the prediction to ``(synth_param_grads,)``.
+    maps a cotangent on the prediction to ``(synth_param_grads,)``. A
+    boundary without a synthesizer (``None``) has ``None`` prediction and
+    vjp, and keeps its (empty) state.
   """
   preds, vjps, new_state = [], [], []
   for i, (synth, h) in enumerate(zip(net.synthesizers, hidden)):
+    if synth is None:
+      preds.append(None)
+      vjps.append(None)
+      new_state.append(synth_state[i])
+      continue
     def synth_fn(params, synth=synth, h=jax.lax.stop_gradient(h), i=i):
       return module_state.apply(synth, params, synth_state[i], h, context,
                                 train=True, rng=jax.random.fold_in(rng, i))
@@ -162,10 +173,15 @@ def regress(preds: Sequence[jax.Array], pred_vjps: Sequence,
   synthesizer with the vjp kept from the prediction (no second forward).
 
   Returns:
-    ``(losses, param_grads)``, per boundary.
+    ``(losses, param_grads)``, per boundary; a ``None`` prediction (no
+    synthesizer) has loss ``None`` and empty gradients.
   """
   losses, grads = [], []
   for pred, vjp, target in zip(preds, pred_vjps, targets):
+    if pred is None:
+      losses.append(None)
+      grads.append({})
+      continue
     error = pred - jax.lax.stop_gradient(target)
     batch = pred.shape[0]
     losses.append(jnp.sum(jnp.square(error)) / batch)

@@ -27,7 +27,9 @@ class DecoupledNetwork:
     stages: Flax modules applied in order; the last one produces the outputs
       (e.g. logits) that ``loss_fn`` scores. A stage may take ``train``.
     synthesizers: one synthetic-gradient module per boundary (``N - 1`` of
-      them), or ``()`` for a network trained only with backprop.
+      them), or ``()`` for a network trained only with backprop. A ``None``
+      entry leaves that boundary coupled: gradients flow through it by
+      backprop, as if its two stages were one.
     loss_fn: ``(outputs, labels) -> scalar``, the batch-mean task loss.
     metrics_fn: ``(outputs, labels) -> dict`` of extra scalar metrics.
     sg_scale: λ, the factor applied to every synthesizer output (1 for FF).
@@ -76,8 +78,8 @@ def decouple(stages: Sequence[nn.Module],
   Args:
     stages: the network's stages, in order.
     synthesizer: one module used (with its own parameters) at every
-      boundary, or a sequence with one module per boundary, or ``None`` for
-      backprop only.
+      boundary, or a sequence with one module (or ``None``: no interface,
+      backprop through it) per boundary, or ``None`` for backprop only.
     loss_fn: batch-mean task loss of the last stage's outputs.
     metrics_fn: extra metrics of the last stage's outputs.
     sg_scale: λ, multiplies every synthetic gradient.

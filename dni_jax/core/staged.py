@@ -115,7 +115,8 @@ def backprop_grads(fwd: ForwardPass) -> tuple[tuple, tuple]:
 
 
 def decoupled_grads(fwd: ForwardPass,
-                    boundary_grads: Sequence[jax.Array]) -> tuple[tuple, tuple]:
+                    boundary_grads: Sequence[jax.Array | None]
+                    ) -> tuple[tuple, tuple]:
   """Updates every stage from the gradient at its own output boundary only.
 
   Stage ``i``'s update is ``vjp_i(boundary_grads[i])``: independent of every
@@ -124,9 +125,13 @@ def decoupled_grads(fwd: ForwardPass,
   boundary's gradient propagated back through one stage. The last
   boundary's target is the true ``∂L/∂h_{N-1}``.
 
+  A ``None`` boundary is not decoupled: its gradient is its target, i.e.
+  backprop flows through it from the next boundary (as if the two stages
+  were one). With every boundary ``None`` this is backprop.
+
   Args:
     fwd: the forward pass.
-    boundary_grads: the (synthetic) gradient at every boundary.
+    boundary_grads: the (synthetic) gradient at every boundary, or ``None``.
 
   Returns:
     ``(stage_grads, targets)`` for stages / boundaries ``0…N-2``; the
@@ -136,9 +141,11 @@ def decoupled_grads(fwd: ForwardPass,
   if len(boundary_grads) != num_boundaries:
     raise ValueError(f"expected {num_boundaries} boundary gradients, got "
                      f"{len(boundary_grads)}")
-  results = [vjp(g) for vjp, g in zip(fwd.vjps, boundary_grads)]
-  stage_grads = tuple(grads for grads, _ in results)
-  targets = tuple(input_grad for _, input_grad in results[1:])
-  if num_boundaries:
-    targets += (fwd.last_input_grad,)
-  return stage_grads, tuple(lax.stop_gradient(t) for t in targets)
+  stage_grads = [None] * num_boundaries
+  targets = [None] * num_boundaries
+  target = fwd.last_input_grad
+  for i in reversed(range(num_boundaries)):
+    targets[i] = target
+    g = target if boundary_grads[i] is None else boundary_grads[i]
+    stage_grads[i], target = fwd.vjps[i](g)
+  return tuple(stage_grads), tuple(lax.stop_gradient(t) for t in targets)

@@ -87,7 +87,8 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
 
   metrics = {"loss": fwd.loss, **net.metrics_fn(fwd.outputs, batch["labels"])}
   for i, synth_loss in enumerate(out.synth_losses):
-    metrics[f"synth_loss/{i}"] = synth_loss
+    if synth_loss is not None:  # None: a boundary without a synthesizer
+      metrics[f"synth_loss/{i}"] = synth_loss
   if track_alignment and out.synth_grads:
     metrics.update(_alignment_metrics(fwd, out.boundary_grads))
 

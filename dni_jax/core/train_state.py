@@ -82,6 +82,10 @@ def init_train_state(net: DecoupledNetwork, optimizers: Optimizers, source,
                        "`decouple(stages, synthesizer)`.")
     context = source.context(batch, h)
     for i, synth in enumerate(net.synthesizers):
+      if synth is None:  # a boundary backpropagated through
+        synth_params.append({})
+        synth_state.append({})
+        continue
       params, state = module_state.init(
           synth, jax.random.fold_in(synth_rng, i), hidden[i], context)
       synth_params.append(params)

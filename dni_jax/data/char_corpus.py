@@ -104,11 +104,10 @@ def load_tiny_shakespeare(data_dir: str | None = None,
       text = "".join(_as_str(source[i]["text"]) for i in range(len(source)))
       texts[split] = list(text)
   except Exception as e:  # pylint: disable=broad-except
-    raise DataError(
-        f"could not read tiny_shakespeare from tensorflow-datasets "
-        f"({type(e).__name__}: {str(e)[:500]}). Prepare it where there is "
-        "internet access (`tfds build tiny_shakespeare`) and set "
-        "--config.data.tfds_data_dir.") from e
+    from dni_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+    raise DataError(tfds_source.explain_failure(
+        "tiny_shakespeare", e, "use --config.data.name=ptb_char with "
+        "--config.data.dir (PTB characters from local files)")) from e
   return _encode(texts, "tiny_shakespeare")
 
 

@@ -11,6 +11,8 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from dni_jax.errors import CheckpointError
+
 
 class Checkpointer:
   """Keeps the last ``max_to_keep`` checkpoints of a run under ``directory``."""
@@ -41,8 +43,17 @@ class Checkpointer:
     if step is None:
       return state, 0
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
-    restored = self._manager.restore(step,
-                                     args=ocp.args.StandardRestore(abstract))
+    try:
+      restored = self._manager.restore(
+          step, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # pylint: disable=broad-except
+      first_line = (str(e).strip().splitlines() or [""])[0][:300]
+      raise CheckpointError(
+          f"the checkpoint of step {step} in {self.directory} cannot be "
+          f"restored into this run's state ({type(e).__name__}: "
+          f"{first_line}). It was made by another config or version of the "
+          "code, or is damaged; it is left as it is. Choose a new --workdir, "
+          "or rerun with --overwrite to delete it and start over.") from e
     return restored, step
 
   def close(self) -> None:

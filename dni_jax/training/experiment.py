@@ -93,11 +93,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(value is None or (math.isfinite(value) and value > 0),
              f"opt.{field} must be a positive number, got {value}")
   for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
-                "checkpoint_every"):
+                "checkpoint_every", "num_steps"):
     _require(config[field] > 0, f"config.{field} must be positive, got "
              f"{config[field]}")
-  _require(config.num_steps >= 0, f"config.num_steps must be >= 0, got "
-           f"{config.num_steps}")
   _require(math.isfinite(config.dni.sg_scale),
            f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
 

@@ -143,10 +143,6 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
       should_stop=_stopper(config.patience) if is_lm else None)
 
 
-def train_one(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains one recurrent method; returns its summary."""
-  return run_lib.run(make_loop(config), config, workdir)
-
 
 def summarize(records: list[dict], seconds: float | None = None) -> dict:
   """Final numbers of a recurrent run (see ``report.recurrent_table``)."""

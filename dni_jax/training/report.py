@@ -62,7 +62,7 @@ COMPARISON_COLUMNS: tuple[Column, ...] = (
 
 RECURRENT_COLUMNS: tuple[Column, ...] = (
     ("steps", 9, lambda s: str(s["step"])),
-    ("chars", 13, lambda s: str(s.get("chars") or "-")),
+    ("chars", 13, lambda s: _fmt(s.get("chars"), 0)),
     ("train loss", 12, lambda s: _fmt(s["train"].get("loss"), 4)),
     ("max len solved", 16, lambda s: _fmt(s.get("max_length_solved"), 0)),
     ("best valid bpc", 16, lambda s: _fmt(s.get("best_valid_bpc"), 4)),

@@ -5,17 +5,22 @@ two-timescale or swept runs) describes itself as a ``Loop``: how to make its
 initial state, one jitted step, an evaluation, and its own metrics. ``run``
 does everything else, the same way for all of them:
 
-- the workdir, ``config.json`` and Orbax checkpoints in ``checkpoints/``;
+- the workdir, ``config.json`` and Orbax checkpoints in ``checkpoints/``; a
+  workdir made by another config is refused (``dni_jax.training.workdir``);
 - exact resumption from the last checkpoint (``metrics.jsonl`` is cut back to
-  the step resumed from, so it equals the file of an uninterrupted run);
+  the step resumed from, so it equals the file of an uninterrupted run); a
+  finished run says so and returns its summary;
+- metrics to ``metrics.jsonl`` and to TensorBoard event files;
 - the host loop, which dispatches step ``n+1`` before reading step ``n``'s
   metrics;
 - train-metric averages every ``config.log_every`` steps, with a progress
   line; an evaluation every ``config.eval_every`` steps; a checkpoint every
   ``config.checkpoint_every`` steps and at the end;
 - a clean stop on NaN/Inf (in a metric, an evaluation, or the state before a
-  save) that keeps the last good checkpoint;
-- early stopping, when the loop asks for it after an evaluation.
+  save) that keeps the last good checkpoint, and on Ctrl-C (``RunInterrupted``,
+  naming the step and the checkpoint a rerun resumes from);
+- early stopping, when the loop asks for it after an evaluation;
+- ``summary.json``, the loop's summary of the finished run.
 
 The pieces are public so that a loop that does not fit ``run`` (e.g. several
 runs advanced by one vmapped step) can reuse them: ``Recorder`` (metric
@@ -35,9 +40,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from dni_jax.errors import RunInterrupted
 from dni_jax.errors import TrainingDivergedError
+from dni_jax.training import workdir as workdir_lib
 from dni_jax.training.checkpoint import Checkpointer
 from dni_jax.training.metrics_log import MetricsLog
+from dni_jax.training.metrics_log import read_metrics
+from dni_jax.training.tensorboard import EventLog
 
 Metrics = dict  # name -> scalar
 State = Any  # a pytree
@@ -97,8 +106,8 @@ class Recorder:
   """The mutable bookkeeping of one run's host loop (never inside jit).
 
   Averages train metrics over an interval, writes them and evaluations to
-  ``metrics.jsonl``, prints the progress line, and raises the divergence
-  error that names the last good checkpoint.
+  ``metrics.jsonl`` and TensorBoard, prints the progress line, and raises
+  the divergence error that names the last good checkpoint.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str,
@@ -107,8 +116,10 @@ class Recorder:
     self.config, self.loop = config, loop
     self.checkpointer = checkpointer
     self.log = MetricsLog(os.path.join(workdir, "metrics.jsonl"), start_step)
+    self.events = EventLog(workdir, start_step)
     self.sums, self.count = {}, 0
     self.start_step, self.start_time = start_step, time.time()
+    self.last_step = start_step  # the step being run, for messages
 
   def _prefix(self, step: int) -> str:
     return f"[{self.config.method}] step {step}"
@@ -140,6 +151,22 @@ class Recorder:
         f"{self.config.opt.learning_rate}); {kept}. Lower "
         "--config.opt.learning_rate (or dni.sg_scale) and run again.")
 
+  def _write(self, step: int, split: str, metrics: Metrics) -> None:
+    self.log.write(step, split, metrics)
+    self.events.write(step, split, metrics)
+
+  def interrupted(self, step: int) -> RunInterrupted:
+    """The Ctrl-C error: where the run stopped, what a rerun resumes."""
+    last = self.checkpointer.latest_step()
+    kept = (f"a rerun of the same command resumes from the checkpoint of "
+            f"step {last}" if last is not None else
+            "no checkpoint had been saved yet, so a rerun starts from step 0")
+    return RunInterrupted(f"[{self.config.method}] interrupted at step "
+                          f"{step}; {kept}.")
+
+  def close(self) -> None:
+    self.events.close()
+
   def flush_train(self, step: int) -> None:
     """Writes the interval's train averages and prints the progress line."""
     if not self.count:
@@ -149,7 +176,7 @@ class Recorder:
              for k, v in self.sums.items()}
     if self.loop.derive is not None:
       means.update(self.loop.derive(step, means))
-    self.log.write(step, "train", means)
+    self._write(step, "train", means)
     done = step - self.start_step
     rate = done / max(time.time() - self.start_time, 1e-9)
     eta = (self.config.num_steps - step) / max(rate, 1e-9)
@@ -165,37 +192,96 @@ class Recorder:
     for k, v in metrics.items():
       if not math.isfinite(float(v)):
         self.diverged(step, f"{split} {k} = {float(v)}")
-    self.log.write(step, split, metrics)
+    self._write(step, split, metrics)
     shown = " ".join(f"{k} {float(metrics[k]):.4f}"
                      for k in self.loop.eval_shown if k in metrics)
     if shown:
       print(f"{self._prefix(step)} | {split} {shown}", flush=True)
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+def _finished(loop: Loop, config, workdir: str, step: int) -> dict | None:
+  """The summary of a run already finished in ``workdir``, else ``None``."""
+  records = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))
+             if r["step"] <= step]
+  stopped = bool(step and loop.should_stop is not None and
+                 loop.should_stop(records))
+  if step < config.num_steps and not stopped:
+    return None
+  summary = workdir_lib.read_summary(workdir)
+  if summary is None or summary.get("step") != step:
+    summary = loop.summarize(records, None)
+    summary["stopped_early"] = stopped
+  how = "stopped early" if stopped else "finished"
+  print(f"[{config.method}] already {how} at step {step} (num_steps "
+        f"{config.num_steps}) in {workdir}; nothing to train. Raise "
+        "--config.num_steps to train on.", flush=True)
+  return summary
 
 
-def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
+        overwrite: bool = False) -> dict:
   """Trains ``loop`` for ``config.num_steps`` steps in ``workdir``.
 
-  Resumes from the last checkpoint in ``workdir`` if there is one.
+  Resumes from the last checkpoint in ``workdir`` if there is one; a run
+  already finished there is not trained again.
+
+  Args:
+    loop: what to train.
+    config: the run's config (one method).
+    workdir: the run's folder.
+    overwrite: if ``workdir`` holds a run of another config, delete it and
+      start over instead of refusing.
 
   Returns:
     ``loop.summarize(records, seconds)`` plus ``stopped_early`` (whether
     ``loop.should_stop`` ended the run).
   """
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.prepare(workdir, config, overwrite)
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-  state, start_step = checkpointer.restore_or(loop.init())
-  _write_config(config, workdir)
+  try:
+    done = _finished(loop, config, workdir, checkpointer.latest_step() or 0)
+    if done is None:
+      state, start_step = checkpointer.restore_or(loop.init())
+  except BaseException:
+    checkpointer.close()
+    raise
+  if done is not None:
+    checkpointer.close()
+    return done
   if start_step:
     print(f"[{config.method}] resuming from step {start_step} in {workdir}")
   recorder = Recorder(config, workdir, start_step, checkpointer, loop)
+  try:
+    state, stop_reason = _train(loop, config, state, start_step, recorder)
+  except KeyboardInterrupt as e:
+    if isinstance(e, RunInterrupted):
+      raise
+    raise recorder.interrupted(recorder.last_step) from None
+  finally:
+    recorder.close()
+    checkpointer.close()
+  summary = loop.summarize(recorder.log.records,
+                           time.time() - recorder.start_time)
+  summary["stopped_early"] = stop_reason is not None
+  workdir_lib.write_summary(workdir, summary)
+  return summary
+
+
+def _train(loop: Loop, config, state, start_step: int,
+           recorder: Recorder) -> tuple[State, str | None]:
+  """The host loop; returns the final state and why it stopped early."""
+  checkpointer = recorder.checkpointer
   stop_reason, pending = None, None
   for step in range(start_step, config.num_steps):
+    recorder.last_step = step
+    if step == start_step:
+      print(f"[{config.method}] compiling the step and running step "
+            f"{step + 1} ...", flush=True)
     state, metrics = loop.step(state, step)
+    if step == start_step:
+      jax.block_until_ready(metrics)
+      print(f"[{config.method}] first step done in "
+            f"{time.time() - recorder.start_time:.1f} s", flush=True)
     if pending is not None:  # the device is already busy with this step
       recorder.record(*pending)
     pending, done = (step + 1, metrics), step + 1
@@ -220,8 +306,4 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str) -> dict:
       print(f"[{config.method}] early stop at step {done}: {stop_reason}",
             flush=True)
       break
-  checkpointer.close()
-  summary = loop.summarize(recorder.log.records,
-                           time.time() - recorder.start_time)
-  summary["stopped_early"] = stop_reason is not None
-  return summary
+  return state, stop_reason

@@ -3,7 +3,8 @@
 Validates the config, then trains each method named in ``config.method``
 with the loop of its task family: ``feedforward`` (images, binary addition)
 or ``recurrent`` (sequence tasks). Several comma-separated methods each run
-in ``workdir/<method>`` and a comparison table is printed at the end.
+in ``workdir/<method>`` and a comparison table is printed at the end; a
+single method prints the same table with one row.
 """
 
 from __future__ import annotations
@@ -12,28 +13,50 @@ import os
 
 import ml_collections
 
+from dni_jax.errors import WorkdirError
 from dni_jax.training import experiment
 from dni_jax.training import feedforward
 from dni_jax.training import recurrent
 from dni_jax.training import report
+from dni_jax.training import run as run_lib
+from dni_jax.training import workdir as workdir_lib
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict[str, dict]:
-  """Trains every method named in ``config.method``; returns their summaries."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       overwrite: bool = False) -> dict[str, dict]:
+  """Trains every method named in ``config.method``; returns their summaries.
+
+  Prints a table of the results at the end: one row for a single method,
+  one row per method for a comparison.
+
+  Args:
+    config: the experiment's config.
+    workdir: the run's folder; a comparison puts each method in
+      ``workdir/<method>``. Rerunning into it resumes (or extends
+      ``num_steps``); a workdir made by another config is refused.
+    overwrite: delete a run made by another config instead of refusing.
+  """
   experiment.validate(config)
   names = experiment.methods(config)
+  if len(names) > 1:
+    workdir_lib.check_writable(workdir)
+    if workdir_lib.has_run(workdir):
+      raise WorkdirError(
+          f"--workdir={workdir} holds a single-method run, and a comparison "
+          f"of {len(names)} methods writes each into {workdir}/<method>; "
+          "choose a new --workdir for the comparison.")
   is_recurrent = experiment.is_recurrent(config)
-  train_one = recurrent.train_one if is_recurrent else feedforward.train_one
+  loops = recurrent if is_recurrent else feedforward
   summaries = {}
   for name in names:
     run_config = ml_collections.ConfigDict(config.to_dict())
     run_config.method = name
     run_dir = workdir if len(names) == 1 else os.path.join(workdir, name)
-    summaries[name] = train_one(run_config, run_dir)
-  if len(names) > 1:
-    table = (report.recurrent_table if is_recurrent
-             else report.comparison_table)(summaries)
-    print(f"\n{config.data.name}: comparison after {config.num_steps} steps "
-          f"(workdir {workdir})\n" + table, flush=True)
+    summaries[name] = run_lib.run(loops.make_loop(run_config), run_config,
+                                  run_dir, overwrite)
+  table = (report.recurrent_table if is_recurrent
+           else report.comparison_table)(summaries)
+  what = "comparison" if len(names) > 1 else "result"
+  print(f"\n{config.data.name}: {what} after {config.num_steps} steps "
+        f"(workdir {workdir})\n" + table, flush=True)
   return summaries

@@ -1,0 +1,161 @@
+"""A run's workdir remembers the config that made it, and refuses another.
+
+``config.json`` in the workdir is the resolved config of the run. Rerunning
+into the same workdir resumes only if the new config agrees on every field
+that shapes the training trajectory; the fields of ``RESUMABLE`` (the step
+budget, the logging and evaluation cadence, where the data lies) may change.
+A mismatch is refused before anything is written, naming the fields, unless
+``overwrite`` asks to start that workdir over.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+
+import ml_collections
+
+from dni_jax.errors import WorkdirError
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+# Files and folders a run writes (and TensorBoard's event files, ``EVENTS``);
+# --overwrite removes exactly these.
+RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, "metrics.jsonl", "checkpoints")
+EVENTS = "events.out.tfevents.*"
+# Fields that may differ when a run is resumed or extended.
+RESUMABLE = ("num_steps", "log_every", "eval_every", "checkpoint_every",
+             "eval_batch_size", "patience", "data.dir", "data.tfds_data_dir",
+             "data.download")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def config_fields(config: ml_collections.ConfigDict) -> dict:
+  """Every field of ``config`` as ``{"a.b": value}``, as JSON reads it back."""
+  return _flatten(json.loads(config.to_json_best_effort()))
+
+
+def differing_fields(old: dict, new: dict) -> list[str]:
+  """Fields that differ between two flattened configs, minus ``RESUMABLE``."""
+  keys = sorted(set(old) | set(new))
+  return [k for k in keys
+          if k not in RESUMABLE and old.get(k, "<absent>") != new.get(
+              k, "<absent>")]
+
+
+def _describe(fields: list[str], old: dict, new: dict) -> str:
+  shown = [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
+           for k in fields[:6]]
+  more = f" and {len(fields) - 6} more" if len(fields) > 6 else ""
+  return "; ".join(shown) + more
+
+
+def _run_paths(workdir: str) -> list[str]:
+  return ([p for p in (os.path.join(workdir, f) for f in RUN_FILES)
+           if os.path.exists(p)] + glob.glob(os.path.join(workdir, EVENTS)))
+
+
+def has_run(workdir: str) -> bool:
+  """Whether ``workdir`` holds files of a run."""
+  return bool(_run_paths(workdir))
+
+
+def clear(workdir: str) -> None:
+  """Removes a run's files from ``workdir``, nothing else."""
+  for path in _run_paths(workdir):
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    elif os.path.exists(path):
+      os.remove(path)
+
+
+def check_writable(workdir: str) -> None:
+  """Creates ``workdir`` if needed; a clear error if it cannot be used."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir={workdir} is a file, not a folder; choose "
+                       "a folder (it is created if missing).")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
+    with open(probe, "w") as f:
+      f.write("")
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(
+        f"cannot write to --workdir={workdir} ({e.strerror or e}); choose a "
+        "folder you can write to.") from e
+
+
+def prepare(workdir: str, config: ml_collections.ConfigDict,
+            overwrite: bool = False) -> None:
+  """Checks that ``config`` may train in ``workdir``; writes ``config.json``.
+
+  Args:
+    workdir: the run's folder (created if missing).
+    config: the run's resolved config (one method).
+    overwrite: start over: remove the files of a previous run made by
+      another config instead of refusing.
+
+  Raises:
+    WorkdirError: ``workdir`` is unusable, or holds a run of another config
+      (and ``overwrite`` is false). Nothing is changed on disk then.
+  """
+  check_writable(workdir)
+  path = os.path.join(workdir, CONFIG_FILE)
+  new = config_fields(config)
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        old = _flatten(json.load(f))
+    except (OSError, ValueError) as e:
+      old, fields = None, [f"unreadable {CONFIG_FILE} ({e})"]
+    else:
+      fields = differing_fields(old, new)
+    if fields and not overwrite:
+      what = (_describe(fields, old, new) if old is not None else fields[0])
+      raise WorkdirError(
+          f"--workdir={workdir} holds a run made by another config ({what}). "
+          "Its checkpoints and metrics are left as they are. Choose a new "
+          "--workdir for this config, or rerun with --overwrite to delete "
+          f"that run and start over there. (Fields that may change on "
+          f"resume: {', '.join(RESUMABLE)}.)")
+    if fields:
+      clear(workdir)
+  elif has_run(workdir):
+    if not overwrite:
+      raise WorkdirError(
+          f"--workdir={workdir} holds checkpoints or metrics but no "
+          f"{CONFIG_FILE}, so the config that made them is unknown; they are "
+          "left as they are. Choose a new --workdir, or rerun with "
+          "--overwrite to delete them and start over there.")
+    clear(workdir)
+  with open(path, "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def read_summary(workdir: str) -> dict | None:
+  """The summary a finished run left in ``workdir``, if any."""
+  path = os.path.join(workdir, SUMMARY_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def write_summary(workdir: str, summary: dict) -> None:
+  with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
+    json.dump(summary, f, indent=2)

@@ -1,0 +1,140 @@
+"""Runs never mix: a workdir remembers its config; finished runs say so."""
+
+import glob
+import os
+
+import pytest
+
+from dni_jax.errors import CheckpointError
+from dni_jax.errors import WorkdirError
+from dni_jax.training import tensorboard
+from dni_jax.training import train
+from dni_jax.training import workdir as workdir_lib
+from dni_jax.training.metrics_log import read_metrics
+from test_train import _final_state
+from test_train import tiny
+
+
+def _binary(**overrides):
+  overrides.setdefault("method", "cdni")
+  overrides.setdefault("model.hidden", (8, 8))
+  return tiny("binary_addition", **overrides)
+
+
+def _snapshot(folder):
+  """Every file under ``folder`` with its bytes."""
+  files = {}
+  for path in glob.glob(os.path.join(folder, "**"), recursive=True):
+    if os.path.isfile(path):
+      with open(path, "rb") as f:
+        files[os.path.relpath(path, folder)] = f.read()
+  return files
+
+
+@pytest.mark.parametrize("field,value", [("opt.learning_rate", 3e-2),
+                                         ("model.hidden", (16, 8)),
+                                         ("method", "dni"),
+                                         ("seed", 1)])
+def test_another_config_is_refused_and_nothing_changes(tmp_path, field,
+                                                       value):
+  train.train_and_evaluate(_binary(), tmp_path)
+  before = _snapshot(tmp_path)
+  with pytest.raises(WorkdirError, match=rf"another config \({field}: .* ->"
+                     r".*a new --workdir.*--overwrite"):
+    train.train_and_evaluate(_binary(**{field: value}), tmp_path)
+  assert _snapshot(tmp_path) == before
+
+
+def test_overwrite_starts_over(tmp_path, capsys):
+  train.train_and_evaluate(_binary(), tmp_path)
+  summary = train.train_and_evaluate(_binary(seed=1), tmp_path,
+                                     overwrite=True)["cdni"]
+  assert summary["step"] == 4
+  assert "resuming" not in capsys.readouterr().out
+  assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")
+          if r["split"] == "train"] == [2, 4]
+
+
+def test_extending_num_steps_resumes_and_equals_one_run(tmp_path, capsys):
+  train.train_and_evaluate(_binary(num_steps=6), tmp_path / "straight")
+  train.train_and_evaluate(_binary(num_steps=4), tmp_path / "extended")
+  train.train_and_evaluate(_binary(num_steps=6), tmp_path / "extended")
+  assert "resuming from step 4" in capsys.readouterr().out
+  assert read_metrics(tmp_path / "straight" / "metrics.jsonl") == read_metrics(
+      tmp_path / "extended" / "metrics.jsonl")
+  step_a, a = _final_state(tmp_path / "straight")
+  step_b, b = _final_state(tmp_path / "extended")
+  assert step_a == step_b == 6
+  assert all((x == y).all() for x, y in zip(
+      __import__("jax").tree_util.tree_leaves(a),
+      __import__("jax").tree_util.tree_leaves(b)))
+
+
+def test_finished_run_says_so_and_reprints_its_summary(tmp_path, capsys):
+  first = train.train_and_evaluate(_binary(), tmp_path)["cdni"]
+  capsys.readouterr()
+  again = train.train_and_evaluate(_binary(), tmp_path)["cdni"]
+  out = capsys.readouterr().out
+  assert "already finished at step 4" in out and "compiling" not in out
+  assert again == first
+  assert "binary_addition: result after 4 steps" in out
+  assert "\ncdni " in out  # the one-row table
+
+
+def test_single_run_prints_compiling_test_lines_and_a_summary_row(tmp_path,
+                                                                  capsys):
+  train.train_and_evaluate(_binary(), tmp_path)
+  out = capsys.readouterr().out
+  assert out.index("[cdni] compiling") < out.index("[cdni] step 2/4")
+  assert "[cdni] step 2 | test loss" in out and "[cdni] step 4 | test loss" in out
+  assert "result after 4 steps" in out and "test err %" in out
+
+
+def test_files_without_a_config_are_refused(tmp_path):
+  (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train"}\n')
+  with pytest.raises(WorkdirError, match="no config.json"):
+    train.train_and_evaluate(_binary(), tmp_path)
+  assert (tmp_path / "metrics.jsonl").read_text().startswith('{"step": 1')
+
+
+def test_a_comparison_into_a_single_run_workdir_is_refused(tmp_path):
+  train.train_and_evaluate(_binary(), tmp_path)
+  with pytest.raises(WorkdirError, match="holds a single-method run"):
+    train.train_and_evaluate(_binary(method="dni,cdni"), tmp_path)
+
+
+def test_a_checkpoint_that_does_not_fit_is_a_clear_error(tmp_path):
+  train.train_and_evaluate(_binary(), tmp_path)
+  # Same recorded config, but the checkpoint is of another network.
+  config_json = (tmp_path / "config.json").read_text()
+  other = _binary(num_steps=6, **{"model.hidden": (16, 8)})
+  (tmp_path / "config.json").write_text(
+      other.to_json_best_effort(indent=2).replace('"num_steps": 6',
+                                                  '"num_steps": 4'))
+  with pytest.raises(CheckpointError, match="cannot be restored.*--overwrite"):
+    train.train_and_evaluate(other, tmp_path)
+  assert config_json  # the original run's files are still there
+  assert workdir_lib.has_run(tmp_path)
+
+
+def test_file_as_workdir_and_unwritable_workdir(tmp_path):
+  (tmp_path / "afile").write_text("")
+  with pytest.raises(WorkdirError, match="is a file, not a folder"):
+    train.train_and_evaluate(_binary(), tmp_path / "afile")
+  with pytest.raises(WorkdirError, match="cannot write"):
+    train.train_and_evaluate(_binary(), "/proc/dni_jax_no_such_dir")
+
+
+def test_tensorboard_events_hold_every_metric(tmp_path):
+  train.train_and_evaluate(_binary(method="backprop,cdni"), tmp_path)
+  for method in ("backprop", "cdni"):
+    (events,) = glob.glob(str(tmp_path / method / "events.out.tfevents.*"))
+    scalars = tensorboard.read_scalars(events)
+    assert {"train/loss", "train/accuracy", "test/loss", "test/accuracy",
+            "test/exact_match"} <= set(scalars)
+    assert ("train/synth_loss/0" in scalars) == (method == "cdni")
+    assert [s for s, _ in scalars["test/accuracy"]] == [2, 4]
+    jsonl = [r["loss"] for r in read_metrics(tmp_path / method /
+                                             "metrics.jsonl")
+             if r["split"] == "train"]
+    assert [v for _, v in scalars["train/loss"]] == pytest.approx(jsonl)
