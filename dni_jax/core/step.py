@@ -28,7 +28,7 @@ def _check_batch(batch: dict) -> None:
                    f"{sorted(missing)} (got keys {sorted(batch)})")
 
 
-def _update_each(tx: optax.GradientTransformation, grads: tuple,
+def update_each(tx: optax.GradientTransformation, grads: tuple,
                  opt_states: tuple, params: tuple) -> tuple[tuple, tuple]:
   """One optax update per element: each stage keeps its own optimiser."""
   new_params, new_opt_states = [], []
@@ -76,12 +76,12 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
                        stage_rng)
   out = source(net, fwd, state.synth_params, state.synth_state, batch,
                synth_rng)
-  stage_params, stage_opt_state = _update_each(
+  stage_params, stage_opt_state = update_each(
       optimizers.stage, out.stage_grads + (fwd.last_grads,),
       state.stage_opt_state, state.stage_params)
   synth_params, synth_opt_state = state.synth_params, state.synth_opt_state
   if out.synth_grads:
-    synth_params, synth_opt_state = _update_each(
+    synth_params, synth_opt_state = update_each(
         optimizers.synth, out.synth_grads, state.synth_opt_state,
         state.synth_params)
 

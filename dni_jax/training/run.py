@@ -117,7 +117,9 @@ class Recorder:
     self.checkpointer = checkpointer
     self.log = MetricsLog(os.path.join(workdir, "metrics.jsonl"), start_step)
     self.events = EventLog(workdir, start_step)
-    self.sums, self.count = {}, 0
+    # Per-metric sums and counts: a metric may be absent at some steps
+    # (e.g. while a pipeline fills).
+    self.sums, self.counts, self.count = {}, {}, 0
     self.start_step, self.start_time = start_step, time.time()
     self.last_step = start_step  # the step being run, for messages
 
@@ -133,6 +135,7 @@ class Recorder:
     last_keys = self.loop.last_keys
     for k, v in values.items():
       self.sums[k] = v if k in last_keys else self.sums.get(k, 0.0) + v
+      self.counts[k] = self.counts.get(k, 0) + 1
     self.count += 1
 
   def diverged(self, step: int, what: str):
@@ -172,7 +175,7 @@ class Recorder:
     if not self.count:
       return
     last_keys = self.loop.last_keys
-    means = {k: v if k in last_keys else v / self.count
+    means = {k: v if k in last_keys else v / self.counts[k]
              for k, v in self.sums.items()}
     if self.loop.derive is not None:
       means.update(self.loop.derive(step, means))
@@ -185,7 +188,7 @@ class Recorder:
     print(f"{self._prefix(step)}/{self.config.num_steps} | {shown} | "
           f"{rate:.1f} steps/s | ETA "
           f"{time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
-    self.sums, self.count = {}, 0
+    self.sums, self.counts, self.count = {}, {}, 0
 
   def write_eval(self, step: int, split: str, metrics: Metrics) -> None:
     """Logs one split's evaluation; stops the run on NaN/Inf."""

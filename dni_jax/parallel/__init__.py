@@ -1,0 +1,12 @@
+"""Decoupled stages on separate devices and processes (REFERENCE.md §6).
+
+- ``placement``: which consecutive stages each device holds.
+- ``group``: one device's share: its tick of the DNI pipeline, its forward
+  and backward in the backprop pipeline.
+- ``exchange``: the once-a-tick transfer program (``ppermute`` over a
+  ``stage`` mesh axis), the same within a process and across processes.
+- ``pipeline``: ``DNIPipeline`` and ``BackpropPipeline``, the schedules.
+- ``distributed``: ``jax.distributed`` set-up for several processes.
+
+Part of the method layer: imports jax, flax, optax and ``dni_jax.core``.
+"""
