@@ -57,6 +57,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.opt.decay_factor = 0.1
   config.opt.clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 
+  config.parallel = ml_collections.ConfigDict()
+  # Stages on separate devices (REFERENCE.md §6): 0 = one device, no pipeline;
+  # K > 0 = a pipeline over K devices (fake CPU devices, GPUs, or the
+  # processes of experiments.launch). dni/cdni: the DNI pipeline (a step is a
+  # tick: every device updates on a micro-batch of batch_size); backprop:
+  # the backprop pipeline (GPipe fill-drain over parallel.microbatches).
+  config.parallel.num_devices = 0
+  config.parallel.stages_per_device = ()  # consecutive stages per device; () = balanced
+  config.parallel.microbatches = 1  # backprop pipeline: micro-batches per batch (M)
+
   config.batch_size = 256
   config.eval_batch_size = 1000
   config.num_steps = 10_000

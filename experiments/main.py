@@ -67,6 +67,14 @@ _LIST_CONFIGS = flags.DEFINE_bool(
     "list_configs", False, "List the experiment configs and exit.")
 _TRACEBACK = flags.DEFINE_bool(
     "traceback", False, "On an error, show the Python traceback too.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "Several processes (jax.distributed): process 0's "
+    "host:port; default from DNI_COORDINATOR (set by experiments.launch).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes in the run; default DNI_NUM_PROCESSES "
+    "or 1.")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index; default DNI_PROCESS_ID or 0.")
 
 
 def _fail(message: str, code: int = 1):
@@ -174,8 +182,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def _run(workdir: str) -> None:
   # Imported here so that --help and --list_configs answer without jax.
   from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
+  from dni_jax.parallel import distributed  # pylint: disable=g-import-not-at-top
   from dni_jax.training import train  # pylint: disable=g-import-not-at-top
   try:
+    env = distributed.from_env() or ("127.0.0.1:8476", 1, 0)
+    distributed.initialize(
+        _COORDINATOR.value or env[0],
+        _NUM_PROCESSES.value if _NUM_PROCESSES.value is not None else env[1],
+        _PROCESS_ID.value if _PROCESS_ID.value is not None else env[2])
     train.train_and_evaluate(_CONFIG.value, workdir, _OVERWRITE.value)
   except KeyboardInterrupt as e:
     if _TRACEBACK.value:

@@ -119,6 +119,10 @@ class _Pipeline:
     return jax.device_put(jnp.zeros((1, len(self.metric_names)), jnp.float32),
                           self.devices[k])
 
+  def _on_device(self, tree, k: int):
+    """A copy of ``tree`` on device ``k`` (never an alias: ticks donate)."""
+    return jax.device_put(jax.device_get(tree), self.devices[k])
+
   def _zeros(self, k: int, batch: int | None = None) -> jax.Array:
     return jax.device_put(
         jnp.zeros((1, batch or self.batch, self.width), jnp.float32),
@@ -216,7 +220,7 @@ class DNIPipeline(_Pipeline):
       state = group_lib.init_group_state(
           self.full, g, None if g.is_last else self.out_shape(k),
           self.labels_like.shape, self.labels_like.dtype)
-      groups[k] = jax.device_put(state, self.devices[k])
+      groups[k] = self._on_device(state, k)
     return {"groups": groups,
             "inbox_fwd": {k: self._zeros(k) for k in self.local},
             "inbox_bwd": {k: self._zeros(k) for k in self.local}}
@@ -293,7 +297,7 @@ class BackpropPipeline(_Pipeline):
     groups = {}
     for k in self.local:
       state = group_lib.init_group_state(self.full, self.groups[k])
-      groups[k] = jax.device_put(state, self.devices[k])
+      groups[k] = self._on_device(state, k)
     return {"groups": groups}
 
   def _rng(self, state, m):

@@ -1,7 +1,8 @@
 """Checkpoints of the train state with Orbax's ``CheckpointManager``.
 
 Saves are synchronous: the training step donates the state's buffers, so a
-save must finish before the next step reuses them.
+save must finish before the next step reuses them. In a run of several
+processes, each process keeps its own state (``ProcessLocalCheckpointer``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from dni_jax.errors import CheckpointError
@@ -58,3 +60,64 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+class ProcessLocalCheckpointer:
+  """One process's own state in a run of several processes.
+
+  Each process of a pipeline holds different pytrees (its devices' stages),
+  which Orbax's multi-process checkpointing does not cover (it saves global
+  arrays, coordinated across processes; seen here: host-local arrays are
+  refused, and per-process managers lose tuple structure or wait at each
+  other's barriers). So each process writes its leaves to
+  ``directory/<step>.npz`` (written to a temporary name, then renamed), and
+  restores them into the structure and devices of a fresh state. Same
+  interface as ``Checkpointer``.
+  """
+
+  def __init__(self, directory: str, max_to_keep: int = 2):
+    self.directory = os.path.abspath(directory)
+    self.max_to_keep = max_to_keep
+    os.makedirs(self.directory, exist_ok=True)
+
+  def _steps(self) -> list[int]:
+    return sorted(int(f[:-4]) for f in os.listdir(self.directory)
+                  if f.endswith(".npz") and f[:-4].isdigit())
+
+  def latest_step(self) -> int | None:
+    steps = self._steps()
+    return steps[-1] if steps else None
+
+  def save(self, step: int, state) -> None:
+    leaves = jax.device_get(jax.tree_util.tree_leaves(state))
+    tmp = os.path.join(self.directory, f".{step}.tmp.npz")
+    np.savez(tmp, **{f"{i:05d}": np.asarray(x) for i, x in enumerate(leaves)})
+    os.replace(tmp, os.path.join(self.directory, f"{step}.npz"))
+    for old in self._steps()[:-self.max_to_keep]:
+      os.remove(os.path.join(self.directory, f"{old}.npz"))
+
+  def restore_or(self, state):
+    step = self.latest_step()
+    if step is None:
+      return state, 0
+    path = os.path.join(self.directory, f"{step}.npz")
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    try:
+      with np.load(path) as data:
+        restored = [data[f"{i:05d}"] for i in range(len(leaves))]
+      for r, leaf in zip(restored, leaves):
+        if r.shape != leaf.shape or r.dtype != leaf.dtype:
+          raise ValueError(f"leaf of shape {r.shape} {r.dtype} where this "
+                           f"run has {leaf.shape} {leaf.dtype}")
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f"the checkpoint {path} cannot be restored into this run's state "
+          f"({type(e).__name__}: {str(e)[:300]}). It was made by another "
+          "config, or is damaged; it is left as it is. Choose a new "
+          "--workdir, or rerun with --overwrite to start over.") from e
+    return jax.tree_util.tree_unflatten(treedef, [
+        jax.device_put(r, leaf.sharding) for r, leaf in zip(restored, leaves)
+    ]), step
+
+  def close(self) -> None:
+    pass

@@ -98,6 +98,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"{config[field]}")
   _require(math.isfinite(config.dni.sg_scale),
            f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
+  _validate_parallel(config)
 
 
 def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
@@ -124,6 +125,30 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
              f"{config.data.check_every}")
   _require(config.opt.clip_norm >= 0,
            f"opt.clip_norm must be >= 0 (0 = off), got {config.opt.clip_norm}")
+
+
+def _validate_parallel(config: ml_collections.ConfigDict) -> None:
+  """The ``parallel.*`` fields (a pipelined run)."""
+  par = config.parallel
+  if par.num_devices < 0:
+    raise ConfigError(f"parallel.num_devices must be >= 0 (0 = no pipeline), "
+                      f"got {par.num_devices}")
+  if par.microbatches < 1:
+    raise ConfigError(f"parallel.microbatches must be >= 1, got "
+                      f"{par.microbatches}")
+  if not par.num_devices:
+    return
+  if is_recurrent(config):
+    raise ConfigError("parallel.num_devices applies to feed-forward configs; "
+                      f"data.name={config.data.name!r} is a sequence task.")
+  if "backprop" in methods(config) and config.batch_size % par.microbatches:
+    raise ConfigError(
+        f"batch_size={config.batch_size} does not split into "
+        f"parallel.microbatches={par.microbatches} equal micro-batches; "
+        "choose a batch size that is a multiple of it.")
+  if config.dni.track_alignment:
+    raise ConfigError("dni.track_alignment needs the true gradient of every "
+                      "boundary in one program; turn it off for a pipeline.")
 
 
 def load_data(config: ml_collections.ConfigDict):

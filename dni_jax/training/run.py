@@ -44,6 +44,7 @@ from dni_jax.errors import RunInterrupted
 from dni_jax.errors import TrainingDivergedError
 from dni_jax.training import workdir as workdir_lib
 from dni_jax.training.checkpoint import Checkpointer
+from dni_jax.training.checkpoint import ProcessLocalCheckpointer
 from dni_jax.training.metrics_log import MetricsLog
 from dni_jax.training.metrics_log import read_metrics
 from dni_jax.training.tensorboard import EventLog
@@ -98,8 +99,20 @@ def _finite_flags(state) -> jax.Array:
 
 
 def all_finite(state: State) -> bool:
-  """Whether every floating-point leaf of ``state`` is free of NaN/Inf."""
-  return bool(_finite_flags(state).all())
+  """Whether every floating-point leaf of ``state`` is free of NaN/Inf.
+
+  A state spread over several devices (a pipeline's) is checked device by
+  device.
+  """
+  leaves = jax.tree_util.tree_leaves(state)
+  by_device = {}
+  for leaf in leaves:
+    devices = getattr(leaf, "devices", lambda: {None})()
+    by_device.setdefault(next(iter(devices)) if len(devices) == 1 else None,
+                         []).append(leaf)
+  if len(by_device) <= 1:
+    return bool(_finite_flags(state).all())
+  return all(bool(_finite_flags(part).all()) for part in by_device.values())
 
 
 class Recorder:
@@ -240,7 +253,9 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
     ``loop.should_stop`` ended the run).
   """
   workdir_lib.prepare(workdir, config, overwrite)
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  directory = os.path.join(workdir, "checkpoints")
+  checkpointer = (ProcessLocalCheckpointer(directory)
+                  if jax.process_count() > 1 else Checkpointer(directory))
   try:
     done = _finished(loop, config, workdir, checkpointer.latest_step() or 0)
     if done is None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 
+import jax
 import ml_collections
 
 from dni_jax.errors import WorkdirError
 from dni_jax.training import experiment
 from dni_jax.training import feedforward
+from dni_jax.training import pipelined
 from dni_jax.training import recurrent
 from dni_jax.training import report
 from dni_jax.training import run as run_lib
@@ -46,12 +48,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           f"of {len(names)} methods writes each into {workdir}/<method>; "
           "choose a new --workdir for the comparison.")
   is_recurrent = experiment.is_recurrent(config)
-  loops = recurrent if is_recurrent else feedforward
+  loops = (recurrent if is_recurrent else
+           pipelined if config.parallel.num_devices else feedforward)
   summaries = {}
   for name in names:
     run_config = ml_collections.ConfigDict(config.to_dict())
     run_config.method = name
     run_dir = workdir if len(names) == 1 else os.path.join(workdir, name)
+    if config.parallel.num_devices and jax.process_index() > 0:
+      # Process 0 keeps the run's logs; each other process its own state.
+      run_dir = os.path.join(run_dir, f"process_{jax.process_index()}")
     summaries[name] = run_lib.run(loops.make_loop(run_config), run_config,
                                   run_dir, overwrite)
   table = (report.recurrent_table if is_recurrent
