@@ -4,6 +4,13 @@ import os
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Fake CPU devices for the pipeline tests (kept beside any --xla_cpu_max_isa
+# of the ISA matrix).
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS",
+                                                                ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             " --xla_force_host_platform_device_count=4"
+                             ).strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -82,18 +82,22 @@ def pipeline_devices(num_devices: int) -> list[jax.Device]:
   """The first ``num_devices`` devices of the run, process by process.
 
   Raises:
-    ConfigError: the run has a different number of devices (e.g. the
-      process count disagrees with ``parallel.num_devices``).
+    ConfigError: the run has fewer devices, or a process would hold none of
+      them (the process count disagrees with ``parallel.num_devices``).
   """
   devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-  if len(devices) != num_devices:
-    procs = jax.process_count()
+  chosen = devices[:num_devices]
+  procs = jax.process_count()
+  idle = sorted(set(range(procs)) - {d.process_index for d in chosen})
+  if len(devices) < num_devices or idle:
+    problem = (f"this run has {len(devices)} device(s) in {procs} process(es)"
+               f" ({len(jax.local_devices())} per process)")
+    if idle and len(devices) >= num_devices:
+      problem += f", and process(es) {idle} would hold no stage"
     raise ConfigError(
-        f"parallel.num_devices={num_devices}, but this run has "
-        f"{len(devices)} device(s) in {procs} process(es) "
-        f"({len(jax.local_devices())} per process). Make them agree: e.g. "
-        f"--config.parallel.num_devices={len(devices)}, or start "
-        f"{num_devices} processes with experiments.launch (one CPU device "
-        "each), or fake devices on one CPU with XLA_FLAGS="
-        f"--xla_force_host_platform_device_count={num_devices}.")
-  return devices
+        f"parallel.num_devices={num_devices}, but {problem}. Make them "
+        f"agree: start {num_devices} processes with experiments.launch (one "
+        "CPU device each), or fake devices on one CPU with XLA_FLAGS="
+        f"--xla_force_host_platform_device_count={num_devices}, or set "
+        "--config.parallel.num_devices to the devices you have.")
+  return chosen
