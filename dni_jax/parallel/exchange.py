@@ -59,20 +59,28 @@ class Exchange:
                        if d.process_index == jax.process_index())
 
   @functools.lru_cache(maxsize=None)
-  def _program(self, forward: bool, backward: bool):
+  def _program(self, forward: bool, backward: bool, reduce: bool):
     k = self.num
     fwd_perm = [(i, i + 1) for i in range(k - 1)]
     bwd_perm = [(i + 1, i) for i in range(k - 1)]
 
     def body(fwd, bwd, metrics):
-      if forward:
-        fwd = jax.lax.ppermute(fwd, AXIS, fwd_perm)
-      if backward:
-        bwd = jax.lax.ppermute(bwd, AXIS, bwd_perm)
-      return fwd, bwd, jax.lax.psum(metrics, AXIS)
+      if forward and backward and k == 2:
+        # Two devices: device 0 sends forward, device 1 backward: one swap.
+        mine = jnp.where(jax.lax.axis_index(AXIS) == 0, fwd, bwd)
+        got = jax.lax.ppermute(mine, AXIS, [(0, 1), (1, 0)])
+        fwd, bwd = got, got
+      else:
+        if forward:
+          fwd = jax.lax.ppermute(fwd, AXIS, fwd_perm)
+        if backward:
+          bwd = jax.lax.ppermute(bwd, AXIS, bwd_perm)
+      if reduce:
+        metrics = jax.lax.psum(metrics, AXIS)
+      return fwd, bwd, metrics
     return jax.jit(jax.shard_map(
         body, mesh=self.mesh, in_specs=(P(AXIS), P(AXIS), P(AXIS)),
-        out_specs=(P(AXIS), P(AXIS), P())))
+        out_specs=(P(AXIS), P(AXIS), P() if reduce else P(AXIS))))
 
   def _global(self, local_arrays: dict[int, jax.Array]) -> jax.Array:
     shard = local_arrays[self.local[0]]
@@ -80,24 +88,32 @@ class Exchange:
     return jax.make_array_from_single_device_arrays(
         shape, self.sharding, [local_arrays[k] for k in self.local])
 
-  def __call__(self, fwd: dict, bwd: dict, metrics: dict,
+  def __call__(self, fwd: dict, bwd: dict, metrics: dict | None = None,
                forward: bool = True, backward: bool = True):
-    """Sends ``fwd[k]`` to device ``k+1``, ``bwd[k]`` to ``k-1``; sums metrics.
+    """Sends ``fwd[k]`` to device ``k+1``, ``bwd[k]`` to ``k-1``.
 
     Args:
-      fwd, bwd: ``{k: [1, B, A] array on device k}`` for the local devices.
-      metrics: ``{k: [1, L] array on device k}``.
+      fwd, bwd: ``{k: [1, B, A] array on device k}`` for the local devices
+        (the two of one device have one shape).
+      metrics: ``{k: [1, L] array on device k}`` to sum over the devices,
+        or ``None`` (a sum across processes costs a collective of its own,
+        dearer than a transfer on CPU: gloo's all-reduce latency).
       forward, backward: which of the two transfers this tick needs.
 
     Returns:
-      ``(fwd_in, bwd_in, metrics)``: ``{k: [1, B, A]}`` that arrived at each
-      local device (zeros where nothing was sent), and the ``[L]`` sum of
-      every device's metrics, on the first local device.
+      ``(fwd_in, bwd_in, summed)``: ``{k: [1, B, A]}`` that arrived at each
+      local device (on the last device ``fwd_in`` and on device 0 ``bwd_in``
+      are meaningless), and the ``[L]`` sum of the metrics on the first local
+      device (``None`` without ``metrics``).
     """
-    out_f, out_b, summed = self._program(forward, backward)(
+    reduce = metrics is not None
+    if not reduce:
+      metrics = {k: jax.device_put(jnp.zeros((1, 1)), self.devices[k])
+                 for k in self.local}
+    out_f, out_b, summed = self._program(forward, backward, reduce)(
         self._global(fwd), self._global(bwd), self._global(metrics))
     fwd_in = {s.device: s.data for s in out_f.addressable_shards}
     bwd_in = {s.device: s.data for s in out_b.addressable_shards}
     return ({k: fwd_in[self.devices[k]] for k in self.local},
             {k: bwd_in[self.devices[k]] for k in self.local},
-            summed.addressable_shards[0].data[0])
+            summed.addressable_shards[0].data[0] if reduce else None)

@@ -89,6 +89,9 @@ def init_group_state(full: TrainState, group: Group, h_out_shape=None,
 
 
 def _where(flag, new, old):
+  """``new`` where ``flag``; a Python bool picks without copying anything."""
+  if isinstance(flag, bool):
+    return new if flag else old
   return jax.tree_util.tree_map(lambda n, o: jnp.where(flag, n, o), new, old)
 
 
@@ -169,7 +172,8 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
     x: device 0's micro-batch input (unused elsewhere).
     labels: the labels of this device's micro-batch.
     fwd_valid: a micro-batch is here (false while the pipeline fills).
-    target_valid: ``target_in`` belongs to a real micro-batch.
+    target_valid: ``target_in`` belongs to a real micro-batch. Both may be
+      Python bools (static: no masking in the compiled tick) or arrays.
     net, group, source, optimizers: static; ``source`` is DNI or cDNI.
     num_outputs: the network's output width (cDNI's one-hot context).
 

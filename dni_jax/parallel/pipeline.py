@@ -91,7 +91,7 @@ class _Pipeline:
     self.shapes = _boundary_shapes(net, self.full, example)
     self.batch = example["inputs"].shape[0]
     self.input_shape = tuple(example["inputs"].shape)
-    self.width = max(math.prod(s[1:]) for s in self.shapes[:-1] or [(1, 1)])
+    width = max(math.prod(s[1:]) for s in self.shapes[:-1] or [(1, 1)])
     self.num_outputs = self.shapes[-1][-1]
     metric_shapes = jax.eval_shape(net.metrics_fn,
                                    jax.ShapeDtypeStruct(self.shapes[-1],
@@ -100,6 +100,7 @@ class _Pipeline:
     self.metric_names = (["loss"] + sorted(metric_shapes) +
                          [f"synth_loss/{b}" for b in range(len(net.stages) - 1)
                           if source.uses_synthesizers])
+    self.width = max(width, len(self.metric_names))
     self.labels_like = example["labels"]
 
   def in_shape(self, k: int, batch: int | None = None) -> tuple:
@@ -221,57 +222,83 @@ class DNIPipeline(_Pipeline):
           self.full, g, None if g.is_last else self.out_shape(k),
           self.labels_like.shape, self.labels_like.dtype)
       groups[k] = self._on_device(state, k)
+    rows = self.batch + 1  # the activations, then a row of metrics
     return {"groups": groups,
-            "inbox_fwd": {k: self._zeros(k) for k in self.local},
-            "inbox_bwd": {k: self._zeros(k) for k in self.local}}
+            "inbox_fwd": {k: self._zeros(k, rows) for k in self.local},
+            "inbox_bwd": {k: self._zeros(k, rows) for k in self.local}}
 
   def _tick_fn(self, k: int):
     group = self.groups[k]
     tick = functools.partial(
         group_lib.dni_tick, net=self.net, group=group, source=self.source,
         optimizers=self.optimizers, num_outputs=self.num_outputs)
+    rows, size = self.batch, len(self.metric_names)
 
     def fn(state, inbox_f, inbox_b, x, labels, fwd_valid, target_valid):
-      h_in = None if group.is_first else unpack(inbox_f, self.in_shape(k))
-      target = None if group.is_last else unpack(inbox_b, self.out_shape(k))
+      h_in = (None if group.is_first else
+              unpack(inbox_f[:, :rows], self.in_shape(k)))
+      target = (None if group.is_last else
+                unpack(inbox_b[:, :rows], self.out_shape(k)))
       new, h_out, g_in, metrics = tick(state, h_in, target, x, labels,
                                        fwd_valid, target_valid)
-      out_f = (jnp.zeros_like(inbox_f) if h_out is None
-               else pack(h_out, self.width))
-      out_b = (jnp.zeros_like(inbox_b) if g_in is None
-               else pack(g_in, self.width))
-      return new, out_f, out_b, self._metric_vector(metrics)
-    return jax.jit(fn, donate_argnums=0)
+      own = self._metric_vector(metrics)[0]
+      # The metrics travel back with the cotangents, each device adding its
+      # own to those that came from the next one: device 0 gets device j's
+      # j−1 ticks after they were made (1 tick later than its target).
+      relayed = own if group.is_last else own + inbox_b[0, rows, :size]
+      row = jnp.zeros((1, 1, self.width)).at[0, 0, :size].set(relayed)
+      body_f = (jnp.zeros((1, rows, self.width)) if h_out is None
+                else pack(h_out, self.width))
+      body_b = (jnp.zeros((1, rows, self.width)) if g_in is None
+                else pack(g_in, self.width))
+      return (new, jnp.concatenate([body_f, jnp.zeros_like(row)], 1),
+              jnp.concatenate([body_b, row], 1), own)
+    # The validity flags are static: the steady state (both true) compiles
+    # with no masking; the fill's few ticks have their own programs.
+    return jax.jit(fn, donate_argnums=0,
+                   static_argnames=("fwd_valid", "target_valid"))
+
+  def _metric_owner(self, name: str) -> tuple[int, int]:
+    """``(device, ticks after its micro-batch's arrival that it is valid)``."""
+    if name.startswith("synth_loss/"):
+      b = int(name.split("/")[1])
+      g = next(g for g in self.groups if b in g.boundaries)
+      return g.index, (0 if b != g.stop - 1 else 2)
+    return len(self.groups) - 1, 0  # the loss and task metrics: last device
 
   def tick(self, state: dict, t: int, batch: BatchFn) -> tuple[dict, dict]:
     """Tick ``t`` on the local devices, then the exchange.
 
     Returns:
-      ``(state, metrics)``; the metrics are those that belong to a
-      micro-batch (none of the fill's).
+      ``(state, metrics)``: on the process of device 0, each metric as the
+      device that owns it made it last (device ``j``'s from tick ``t−j+1``,
+      relayed back with the cotangents), only those of real micro-batches;
+      ``{}`` on other processes.
     """
-    num = len(self.groups)
-    groups, out_f, out_b, vec = {}, {}, {}, {}
+    groups, out_f, out_b, own = {}, {}, {}, {}
     for k in self.local:
       m = t - k
       data = batch(max(m, 0))
       x = (jax.device_put(data["inputs"], self.devices[k]) if k == 0
            else None)
       labels = jax.device_put(data["labels"], self.devices[k])
-      groups[k], out_f[k], out_b[k], vec[k] = self._ticks[k](
+      groups[k], out_f[k], out_b[k], own[k] = self._ticks[k](
           state["groups"][k], state["inbox_fwd"][k], state["inbox_bwd"][k],
-          x, labels, jnp.asarray(m >= 0), jnp.asarray(m - 2 >= 0))
-    fwd_in, bwd_in, summed = self.exchange(out_f, out_b, vec)
+          x, labels, fwd_valid=m >= 0, target_valid=m - 2 >= 0)
+    fwd_in, bwd_in, _ = self.exchange(out_f, out_b)
+    new_state = {"groups": groups, "inbox_fwd": fwd_in, "inbox_bwd": bwd_in}
+    if 0 not in self.local:
+      return new_state, {}
+    size = len(self.metric_names)
+    values = own[0]
+    if len(self.groups) > 1:
+      values = values + bwd_in[0][0, self.batch, :size]
 
     def keep(name):
-      if name.startswith("synth_loss/"):
-        b = int(name.split("/")[1])
-        k = next(g.index for g in self.groups if b in g.boundaries)
-        inner = b != self.groups[k].stop - 1
-        return t - k >= (0 if inner else 2)
-      return t >= num - 1  # the last device's loss and metrics
-    return ({"groups": groups, "inbox_fwd": fwd_in, "inbox_bwd": bwd_in},
-            self._metrics_of(summed, keep))
+      k, delay = self._metric_owner(name)
+      made = t if k == 0 else t - k + 1  # the tick device k made it at
+      return made - k - delay >= 0
+    return new_state, self._metrics_of(values, keep)
 
   def evaluate_state(self, state: dict, batches) -> dict:
     return self.evaluate(state["groups"], batches)
@@ -361,8 +388,7 @@ class BackpropPipeline(_Pipeline):
           out[k], bn[k] = self._fwd[k](groups[k].replace(stage_state=bn[k]),
                                        inbox[k], x, m)
       inbox, _, _ = self.exchange(
-          out, {k: self._zeros(k) for k in self.local},
-          {k: self._no_metrics(k) for k in self.local}, backward=False)
+          out, {k: self._zeros(k) for k in self.local}, backward=False)
     inbox_b = {k: self._zeros(k) for k in self.local}
     for beta in range(mb + num - 1 if num > 1 else 0):  # backward
       out_b = {}
@@ -379,8 +405,7 @@ class BackpropPipeline(_Pipeline):
             groups[k], kept_in, x, inbox_b[k],
             put(batches[m]["labels"], k), m, sums[k], jnp.asarray(True))
       _, inbox_b, _ = self.exchange(
-          {k: self._zeros(k) for k in self.local}, out_b,
-          {k: self._no_metrics(k) for k in self.local}, forward=False)
+          {k: self._zeros(k) for k in self.local}, out_b, forward=False)
     new = {k: self._apply[k](groups[k], sums[k], new_bn=bn[k])
            for k in self.local}
     vec = loss_sum

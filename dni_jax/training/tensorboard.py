@@ -31,14 +31,8 @@ class EventLog:
     self._writer.close()
 
 
-def read_scalars(path: str) -> dict[str, list[tuple[int, float]]]:
-  """``{tag: [(step, value), ...]}`` of one event file (for tests and tools).
-
-  Reads the TFRecord framing and the ``Event`` protos with tensorboardX's
-  own compiled protos: no TensorFlow, no tensorboard package.
-  """
+def _events(path: str):
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
-  scalars = {}
   with open(path, "rb") as f:
     data = f.read()
   offset = 0
@@ -46,8 +40,26 @@ def read_scalars(path: str) -> dict[str, list[tuple[int, float]]]:
     length = int.from_bytes(data[offset:offset + 8], "little")
     record = data[offset + 12:offset + 12 + length]
     offset += 12 + length + 4  # length, its crc, the record, its crc
-    event = event_pb2.Event.FromString(record)
+    yield event_pb2.Event.FromString(record)
+
+
+def start_time(path: str) -> float:
+  """Wall time of an event file's first event (the writer's creation)."""
+  return min(float(e.wall_time) for e in _events(path))
+
+
+def read_scalars(path: str, wall_time: bool = False) -> dict[str, list]:
+  """``{tag: [(step, value), ...]}`` of one event file (for tests and tools).
+
+  With ``wall_time``, each entry is ``(step, value, seconds since epoch)``.
+
+  Reads the TFRecord framing and the ``Event`` protos with tensorboardX's
+  own compiled protos: no TensorFlow, no tensorboard package.
+  """
+  scalars = {}
+  for event in _events(path):
     for value in event.summary.value:
+      entry = (int(event.step), float(value.simple_value))
       scalars.setdefault(value.tag, []).append(
-          (int(event.step), float(value.simple_value)))
+          entry + (float(event.wall_time),) if wall_time else entry)
   return scalars
