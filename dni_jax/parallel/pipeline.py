@@ -243,14 +243,19 @@ class DNIPipeline(_Pipeline):
                                        fwd_valid, target_valid)
       own = self._metric_vector(metrics)[0]
       # The metrics travel back with the cotangents, each device adding its
-      # own to those that came from the next one: device 0 gets device j's
-      # j−1 ticks after they were made (1 tick later than its target).
+      # own to those that came from the next one: device 0 reads device j's
+      # j ticks after they were made.
       relayed = own if group.is_last else own + inbox_b[0, rows, :size]
       row = jnp.zeros((1, 1, self.width)).at[0, 0, :size].set(relayed)
       body_f = (jnp.zeros((1, rows, self.width)) if h_out is None
                 else pack(h_out, self.width))
       body_b = (jnp.zeros((1, rows, self.width)) if g_in is None
                 else pack(g_in, self.width))
+      if group.is_first:  # what device 0 knows: its own, and the relayed
+        known = own if group.is_last else own + inbox_b[0, rows, :size]
+        own = {n: known[i] for i, n in enumerate(self.metric_names)}
+      else:
+        own = {}
       return (new, jnp.concatenate([body_f, jnp.zeros_like(row)], 1),
               jnp.concatenate([body_b, row], 1), own)
     # The validity flags are static: the steady state (both true) compiles
@@ -270,8 +275,8 @@ class DNIPipeline(_Pipeline):
     """Tick ``t`` on the local devices, then the exchange.
 
     Returns:
-      ``(state, metrics)``: on the process of device 0, each metric as the
-      device that owns it made it last (device ``j``'s from tick ``t−j+1``,
+      ``(state, metrics)``: on the process of device 0, each metric as
+      device 0 knows it at this tick (device ``j``'s from its tick ``t − j``,
       relayed back with the cotangents), only those of real micro-batches;
       ``{}`` on other processes.
     """
@@ -289,16 +294,11 @@ class DNIPipeline(_Pipeline):
     new_state = {"groups": groups, "inbox_fwd": fwd_in, "inbox_bwd": bwd_in}
     if 0 not in self.local:
       return new_state, {}
-    size = len(self.metric_names)
-    values = own[0]
-    if len(self.groups) > 1:
-      values = values + bwd_in[0][0, self.batch, :size]
 
-    def keep(name):
+    def keep(name):  # device k's value came back from its tick t − k
       k, delay = self._metric_owner(name)
-      made = t if k == 0 else t - k + 1  # the tick device k made it at
-      return made - k - delay >= 0
-    return new_state, self._metrics_of(values, keep)
+      return (t - k) - k - delay >= 0
+    return new_state, {n: v for n, v in own[0].items() if keep(n)}
 
   def evaluate_state(self, state: dict, batches) -> dict:
     return self.evaluate(state["groups"], batches)
