@@ -130,12 +130,29 @@ def _pipeline() -> None:
     out = pipe.exchange(zeros, zeros)
   jax.block_until_ready(out)
   exchange_s = (time.perf_counter() - t0) / _STEPS.value
+  compute_s = None
+  if not backprop:  # this process's device alone: its tick, no transfer
+    k = pipe.local[0]
+    data = {n: jax.device_put(v, pipe.devices[k]) for n, v in batch.items()}
+    tick = pipe._ticks[k]  # pylint: disable=protected-access
+    args = (state["inbox_fwd"][k], state["inbox_bwd"][k],
+            data["inputs"] if k == 0 else None, data["labels"])
+    group = state["groups"][k]
+    group, *_ = tick(group, *args, fwd_valid=True, target_valid=True)
+    jax.block_until_ready(group)
+    t0 = time.perf_counter()
+    for _ in range(_STEPS.value):
+      group, *_ = tick(group, *args, fwd_valid=True, target_valid=True)
+    jax.block_until_ready(group)
+    compute_s = (time.perf_counter() - t0) / _STEPS.value
   if jax.process_index() == 0:
     _report(seconds, _STEPS.value * _BATCH.value, exchange_s=exchange_s,
-            transfer_mb=2 * 4 * rows * pipe.width / 2**20)
+            transfer_mb=2 * 4 * rows * pipe.width / 2**20,
+            compute_s=compute_s)
   else:
     print("RESULT " + json.dumps(dict(peak_mb=resource.getrusage(
-        resource.RUSAGE_SELF).ru_maxrss / 1024)), flush=True)
+        resource.RUSAGE_SELF).ru_maxrss / 1024, compute_s=compute_s)),
+          flush=True)
 
 
 def _result(output: str) -> dict:
@@ -183,6 +200,7 @@ def measure_pipeline(method: str, net: str, microbatches: int = 1) -> dict:
   outs = [p.communicate(timeout=1200)[0] for p in procs]
   first, second = _result(outs[0]), _result(outs[1])
   first["peak_mb_other"] = second["peak_mb"]
+  first["compute_s_other"] = second.get("compute_s")
   return first
 
 
@@ -227,17 +245,24 @@ def main(argv):
          k * b_stage / ((1 + k - 1) * (b_stage + 2 * x)),
          k * b_stage / ((8 + k - 1) * (b_stage / 8 + 2 * x / 8)))
         for k in (4, 8, 16)]
-    speedups[net + "_x"] = (x, dni_pipe["transfer_mb"], d_stage, b_stage)
+    speedups[net + "_x"] = (x, dni_pipe["transfer_mb"], d_stage, b_stage,
+                            dni_pipe["compute_s"], dni_pipe["compute_s_other"],
+                            _BATCH.value / single["dni"]["examples_per_s"],
+                            _BATCH.value / dni_pipe["examples_per_s"])
   print(f"{'network':<8}{'run':<30}{'examples/s':>12}{'vs 1 process':>14}"
         f"{'peak MB p0':>12}{'peak MB p1':>12}")
   for net, name, eps, ratio, mb0, mb1 in rows:
     print(f"{net:<8}{name:<30}{eps:>12.0f}{ratio:>14.3f}{mb0:>12.0f}"
           f"{'-' if mb1 is None else f'{mb1:.0f}':>12}")
   for net in ("equal", "fcn"):
-    x, mb, d_stage, b_stage = speedups[net + "_x"]
+    x, mb, d_stage, b_stage, c0, c1, whole, tick = speedups[net + "_x"]
     print(f"\n{net}: per-stage step on one core: DNI {1e3 * d_stage:.2f} ms, "
           f"backprop {1e3 * b_stage:.2f} ms; a tick's transfer "
           f"({mb:.2f} MB both ways, gloo): {1e3 * x:.2f} ms")
+    print(f"{net}: DNI step on one device {1e3 * whole:.2f} ms; pipeline tick "
+          f"{1e3 * tick:.2f} ms; each device's tick alone: device 0 "
+          f"{1e3 * c0:.2f} ms, device 1 {1e3 * c1:.2f} ms (compute ceiling "
+          f"{whole / max(c0, c1):.2f}x)")
     print(f"PROJECTED speed-up over one device with K equal stages "
           f"(measured stage and transfer costs; not measured at this K):")
     print(f"  {'K':>4}{'DNI pipeline':>14}{'backprop M=1':>14}"
