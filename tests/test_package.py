@@ -7,6 +7,8 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NOT_FOR_THE_CORE = ("tensorflow_datasets", "orbax", "ml_collections",
                      "matplotlib")
@@ -34,18 +36,22 @@ def test_the_check_sees_the_training_layer():
       _loaded_after("import dni_jax.training"))
 
 
-def test_core_imports_nothing_outside_the_core():
-  """``dni_jax/core`` imports only jax/flax/optax and ``dni_jax.core``."""
-  core = os.path.join(ROOT, "dni_jax", "core")
-  for name in sorted(os.listdir(core)):
+@pytest.mark.parametrize("layer,allowed", [
+    ("core", ("dni_jax.core",)),
+    ("parallel", ("dni_jax.core", "dni_jax.parallel", "dni_jax.errors")),
+])
+def test_method_layers_import_only_the_method(layer, allowed):
+  """``dni_jax/core`` and ``dni_jax/parallel`` import no data or training."""
+  folder = os.path.join(ROOT, "dni_jax", layer)
+  for name in sorted(os.listdir(folder)):
     if not name.endswith(".py"):
       continue
-    with open(os.path.join(core, name)) as f:
+    with open(os.path.join(folder, name)) as f:
       for line in f:
         words = line.split()
         if words[:1] in (["import"], ["from"]) and words[1].startswith(
             "dni_jax"):
-          assert words[1].startswith("dni_jax.core"), (name, line)
+          assert words[1].startswith(allowed), (name, line)
 
 
 def test_built_wheel_contains_every_subpackage(tmp_path):

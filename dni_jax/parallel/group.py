@@ -37,28 +37,20 @@ KEPT = 2  # micro-batches a device keeps its output for: the target's round trip
 
 
 @flax.struct.dataclass
-class GroupState:
-  """Everything device ``k`` holds.
+class GroupState(TrainState):
+  """Everything device ``k`` holds: a ``TrainState`` of its stages, plus.
+
+  The ``TrainState`` fields hold the group's stages (``stage_*``) and the
+  synthesizers of ``group.boundaries`` (``synth_*``); ``step`` counts the
+  micro-batches this device has updated on; ``rng`` is the same base key on
+  every device, as in the one-device step.
 
   Attributes:
-    step: micro-batches this device has updated its stages on.
-    rng: the base key (the same on every device, as in the one-device step).
-    stage_params, stage_state, stage_opt_state: per stage of the group.
-    synth_params, synth_state, synth_opt_state: per boundary of
-      ``group.boundaries``.
     kept_h: ``[KEPT, B, ...]``: the group's output for the last ``KEPT``
       micro-batches, newest first (the output synthesizer regresses on the
       oldest when its target comes back); ``None`` on the last device.
     kept_labels: the labels of those micro-batches (cDNI's context).
   """
-  step: jax.Array
-  rng: jax.Array
-  stage_params: tuple
-  stage_state: tuple
-  stage_opt_state: tuple
-  synth_params: tuple = ()
-  synth_state: tuple = ()
-  synth_opt_state: tuple = ()
   kept_h: Any = None
   kept_labels: Any = None
 
