@@ -7,14 +7,15 @@ single-threaded: one process on one core for the network on one device
 (backprop, DNI); two processes on two cores (``jax.distributed``, gloo
 collectives over 127.0.0.1), each owning one device and half the stages,
 for the DNI pipeline and for the backprop pipeline (GPipe fill–drain) at
-M = 1, 4 and 8 micro-batches. Networks: 4 equal stages of 1024 units
-(784 → 1024 → 1024 → 1024 → 10) and the paper's MNIST FCN (3 × 256).
+M = 1, 4 and 8 micro-batches. Networks (``--nets``): ``equal``, 4 stages of
+1024 units (784 → 1024 → 1024 → 1024 → 10), ``fcn``, the paper's MNIST FCN
+(3 × 256), and on request ``deep``, 8 stages of 1024.
 Random MNIST-shaped data (timing only). Prints examples/s, the ratio to
 the one-process run of the same method, and each process's peak resident
 memory; then, from the measured per-stage step time and the measured cost
 of a tick's transfer, the *projected* speed-up at K = 4, 8, 16 devices; the
 last line is ``pipeline processes=2 dni_speedup=<x> bp_pipeline_speedup=<y>``
-(the equal-stage network, M = 1, each against one process on one core).
+(the first of ``--nets``, M = 1, each against one process on one core).
 """
 
 import json
@@ -29,7 +30,9 @@ from absl import flags
 
 _WORKER = flags.DEFINE_enum("worker", None, ["single", "pipeline"],
                             "Internal: run one measurement.")
-_NET = flags.DEFINE_enum("net", "equal", ["equal", "fcn"], "Network.")
+_NET = flags.DEFINE_enum("net", "equal", ["equal", "deep", "fcn"],
+                         "Network (a worker's).")
+_NETS_RUN = flags.DEFINE_list("nets", ["equal", "fcn"], "Networks to measure.")
 _METHOD = flags.DEFINE_string("method", "dni", "backprop | dni | cdni.")
 _MICRO = flags.DEFINE_integer("microbatches", 1, "Backprop pipeline's M.")
 _STEPS = flags.DEFINE_integer("steps", 40, "Timed steps (ticks).")
@@ -37,7 +40,7 @@ _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed steps first.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Examples per step (DNI: "
                               "per tick; backprop pipeline: per global batch).")
 
-_NETS = {"equal": (4, 1024), "fcn": (3, 256)}
+_NETS = {"equal": (4, 1024), "deep": (8, 1024), "fcn": (3, 256)}
 _SINGLE_THREAD = ("--xla_cpu_multi_thread_eigen=false "
                   "intra_op_parallelism_threads=1")
 
@@ -214,7 +217,7 @@ def main(argv):
     sys.exit("error: the pipeline benchmark needs 2 CPU cores (one per "
              "process).")
   rows, speedups = [], {}
-  for net in ("equal", "fcn"):
+  for net in _NETS_RUN.value:
     single = {m: measure_single(m, net) for m in ("backprop", "dni")}
     runs = [("1 process, backprop", "backprop", single["backprop"],
              single["backprop"]),
@@ -254,7 +257,7 @@ def main(argv):
   for net, name, eps, ratio, mb0, mb1 in rows:
     print(f"{net:<8}{name:<30}{eps:>12.0f}{ratio:>14.3f}{mb0:>12.0f}"
           f"{'-' if mb1 is None else f'{mb1:.0f}':>12}")
-  for net in ("equal", "fcn"):
+  for net in _NETS_RUN.value:
     x, mb, d_stage, b_stage, c0, c1, whole, tick = speedups[net + "_x"]
     print(f"\n{net}: per-stage step on one core: DNI {1e3 * d_stage:.2f} ms, "
           f"backprop {1e3 * b_stage:.2f} ms; a tick's transfer "
@@ -269,7 +272,7 @@ def main(argv):
           f"{'backprop M=8':>14}")
     for k, dni_k, bp1, bp8 in speedups[net + "_proj"]:
       print(f"  {k:>4}{dni_k:>14.2f}{bp1:>14.2f}{bp8:>14.2f}")
-  dni_x, bp_x = speedups["equal"]
+  dni_x, bp_x = speedups[_NETS_RUN.value[0]]
   print(f"\npipeline processes=2 dni_speedup={dni_x:.3f} "
         f"bp_pipeline_speedup={bp_x:.3f}")
 

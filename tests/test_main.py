@@ -102,3 +102,15 @@ def test_nan_message_does_not_contradict_itself(tmp_path):
   line = _one_line_error(done, "training diverged")
   assert "no checkpoint had been saved yet" in line
   assert "resumes from" not in line
+
+
+def test_benchmark_prints_its_table_first_with_no_absl_noise():
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--rounds=1",
+       "--steps=1", "--batch_size=8", "--width=16"], cwd=ROOT,
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.splitlines()[0].startswith("device: cpu")
+  assert "Unable to initialize backend" not in done.stdout + done.stderr
+  assert done.stdout.splitlines()[-1].startswith("ratio dni/backprop=")
