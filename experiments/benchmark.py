@@ -16,7 +16,6 @@ as the last line, ``ratio dni/backprop=<x> cdni/backprop=<y>``.
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import optax
 
 import dni_jax as dni

@@ -266,8 +266,8 @@ def main(argv):
           f"{1e3 * tick:.2f} ms; each device's tick alone: device 0 "
           f"{1e3 * c0:.2f} ms, device 1 {1e3 * c1:.2f} ms (compute ceiling "
           f"{whole / max(c0, c1):.2f}x)")
-    print(f"PROJECTED speed-up over one device with K equal stages "
-          f"(measured stage and transfer costs; not measured at this K):")
+    print("PROJECTED speed-up over one device with K equal stages "
+          "(measured stage and transfer costs; not measured at this K):")
     print(f"  {'K':>4}{'DNI pipeline':>14}{'backprop M=1':>14}"
           f"{'backprop M=8':>14}")
     for k, dni_k, bp1, bp8 in speedups[net + "_proj"]:

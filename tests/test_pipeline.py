@@ -101,7 +101,6 @@ def _replay(net, opt, source, groups, batches, ticks):
       stage_rng, synth_rng = jax.random.split(rng)
       ctx = jax.nn.one_hot(b["labels"], tiny.NUM_CLASSES) if cond else None
       h = b["inputs"] if k == 0 else inbox_f.pop((k, m))
-      cotangents = {}  # stage i -> cotangent on its output
       vjps, outs = {}, {}
       for i in g.stages:
         def f(p, x, i=i):

@@ -57,6 +57,8 @@ class Exchange:
     self.sharding = NamedSharding(self.mesh, P(AXIS))
     self.local = tuple(k for k, d in enumerate(self.devices)
                        if d.process_index == jax.process_index())
+    self._no_metrics = {k: jax.device_put(jnp.zeros((1, 1)), self.devices[k])
+                        for k in self.local}
 
   @functools.lru_cache(maxsize=None)
   def _program(self, forward: bool, backward: bool, reduce: bool):
@@ -108,8 +110,7 @@ class Exchange:
     """
     reduce = metrics is not None
     if not reduce:
-      metrics = {k: jax.device_put(jnp.zeros((1, 1)), self.devices[k])
-                 for k in self.local}
+      metrics = self._no_metrics
     out_f, out_b, summed = self._program(forward, backward, reduce)(
         self._global(fwd), self._global(bwd), self._global(metrics))
     fwd_in = {s.device: s.data for s in out_f.addressable_shards}

@@ -319,8 +319,3 @@ def bp_apply(state: GroupState, grad_sums, num_microbatches: int, new_bn,
 
 def zeros_like_grads(state: GroupState):
   return jax.tree_util.tree_map(jnp.zeros_like, state.stage_params)
-
-
-def tree_add(a, b):
-  return jax.tree_util.tree_map(jnp.add, a, b)
-

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -420,6 +420,3 @@ class BackpropPipeline(_Pipeline):
 
   def evaluate_state(self, state: dict, batches) -> dict:
     return self.evaluate(state["groups"], batches)
-
-
-Pipeline = Any

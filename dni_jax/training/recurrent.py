@@ -44,9 +44,11 @@ def _eval_chunk(core, params, state, inputs, targets, mask):
   return end, jnp.sum(xent * mask)
 
 
-def evaluate_lm(core: rnn.RecurrentCore, params, tokens: np.ndarray,
+def evaluate_lm(core, params, tokens: np.ndarray,
                 num_streams: int, chunk: int = 500) -> dict:
   """Bits per character of ``tokens``, cut into ``num_streams`` streams.
+
+  ``core`` is any recurrent core (``dni_jax.core.recurrent``'s protocol).
 
   Each stream starts from the zero state and carries it to its end; every
   character after a stream's first is predicted once.
