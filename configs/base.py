@@ -46,6 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.dni.use_batch_norm = True  # mlp/conv synthesizers: BatchNorm in hidden layers
   config.dni.sg_scale = 1.0  # λ: synthetic gradient = λ·M(h, c) (recurrent configs: 0.1)
   config.dni.aux_weight = 1.0  # dni_aux: weight of the Aux head's L2 loss
+  # Stochastic updates: each stage and, independently, its synthesizer applies
+  # its update with this probability (backprop: the whole network at once).
+  config.dni.update_prob = 1.0
+  config.dni.stage_update_probs = ()  # one probability per stage; () = update_prob for all
   config.dni.track_alignment = False  # log cosine(δ̂, ∂L/∂h) per boundary (costs a backward pass)
 
   config.opt = ml_collections.ConfigDict()

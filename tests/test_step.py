@@ -292,3 +292,63 @@ def test_a_none_boundary_is_backpropagated_through():
   # Stage 0 gets the synthetic gradient of M_0, not the true one.
   assert not np.allclose(new.stage_params[0]["Dense_0"]["kernel"],
                          bp_new.stage_params[0]["Dense_0"]["kernel"])
+
+
+def _stochastic_run(update_prob, method="dni", steps=4):
+  net = tiny.network("fcn", depth=3)
+  source = dni.get_source(method)
+  state = tiny.init(net, source)
+  state = state.replace(synth_params=tiny.randomize(state.synth_params))
+  step = dni.make_train_step(net, tiny.optimizers(), source,
+                             update_prob=update_prob)
+  metrics = []
+  for seed in range(steps):
+    state, m = step(state, tiny.batch(seed=seed))
+    metrics.append(m)
+  return state, metrics
+
+
+def test_update_prob_one_is_the_ordinary_step_bitwise():
+  ordinary, _ = _stochastic_run(1.0)
+  for probs in ((1.0, 1.0, 1.0), 1):
+    state, _ = _stochastic_run(probs)
+    chex.assert_trees_all_equal(state, ordinary)
+
+
+def test_a_stage_with_update_prob_zero_stays_put_and_the_others_move():
+  net = tiny.network("fcn", depth=3)
+  initial = tiny.init(net, "dni")
+  initial = initial.replace(synth_params=tiny.randomize(initial.synth_params))
+  state, metrics = _stochastic_run((1.0, 0.0, 1.0))
+  chex.assert_trees_all_equal(state.stage_params[1], initial.stage_params[1])
+  chex.assert_trees_all_equal(state.stage_opt_state[1],
+                              initial.stage_opt_state[1])
+  chex.assert_trees_all_equal(state.synth_params[1], initial.synth_params[1])
+  for i in (0, 2):
+    assert not np.allclose(state.stage_params[i]["Dense_0"]["kernel"],
+                           initial.stage_params[i]["Dense_0"]["kernel"])
+  assert not np.allclose(state.synth_params[0]["output"]["kernel"],
+                         initial.synth_params[0]["output"]["kernel"])
+  assert all(float(m["update_rate"]) == pytest.approx(2 / 3) for m in metrics)
+
+
+def test_update_pattern_is_a_function_of_seed_step_and_stage():
+  a, ma = _stochastic_run(0.5, steps=8)
+  b, mb = _stochastic_run(0.5, steps=8)
+  chex.assert_trees_all_equal(a, b)
+  rates = [float(m["update_rate"]) for m in ma]
+  assert rates == [float(m["update_rate"]) for m in mb]
+  assert len(set(rates)) > 1  # the coins do vary from step to step
+  # Backprop: one coin for all stages.
+  _, mbp = _stochastic_run(0.5, method="backprop", steps=8)
+  assert {float(m["update_rate"]) for m in mbp} <= {0.0, 1.0}
+
+
+def test_update_prob_of_the_wrong_length_or_range_is_refused():
+  net = tiny.network("fcn", depth=3)
+  with pytest.raises(ValueError, match="2 values for 3 stages"):
+    dni.make_train_step(net, tiny.optimizers(), dni.get_source("dni"),
+                        update_prob=(1.0, 0.5))
+  with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+    dni.make_train_step(net, tiny.optimizers(), dni.get_source("dni"),
+                        update_prob=1.2)

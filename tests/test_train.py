@@ -102,9 +102,13 @@ def _final_state(workdir):
   return step, restored
 
 
-def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
+@pytest.mark.parametrize("update_prob", [1.0, 0.5])
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch,
+                                                        update_prob):
+  # update_prob 0.5: the stochastic updates' coins survive a resume too.
   config = tiny("binary_addition", method="cdni", num_steps=8,
-                checkpoint_every=3, log_every=1)
+                checkpoint_every=3, log_every=1,
+                **{"dni.update_prob": update_prob})
   train.train_and_evaluate(config, tmp_path / "straight")
 
   real_batch_at = dataset_lib.batch_at
@@ -148,6 +152,12 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     ({"data.dir": "/no/such/dir"}, "data.dir='/no/such/dir' does not exist"),
     ({"dni.synthesizer": "conv"}, "needs feature maps"),
     ({"batch_size": 0}, "batch_size must be positive"),
+    ({"dni.update_prob": 1.5}, r"must lie in \[0, 1\]"),
+    ({"dni.stage_update_probs": (1.0, -0.1)}, r"must lie in \[0, 1\]"),
+    ({"method": "backprop", "dni.stage_update_probs": (1.0, 0.5)},
+     "one coin per step"),
+    ({"dni.update_prob": 0.5, "parallel.num_devices": 2},
+     "not to sequence tasks or pipelines"),
 ])
 def test_bad_config_values_name_the_field(overrides, message, tmp_path):
   with pytest.raises(ConfigError, match=message):

@@ -9,6 +9,7 @@ Models are plain Flax modules passed in; nothing here names one.
 - ``gradient_sources``: backprop / DNI / cDNI as injectable gradient sources.
 - ``synthesizers``: linear, MLP and conv synthetic-gradient models.
 - ``train_state``, ``step``: the train state pytree and the pure, jitted step.
+- ``stochastic``: stochastic (asynchronous) updates, per-stage coins.
 - ``losses``: task losses and metrics, gradient-alignment diagnostics.
 - ``module_state``: Flax modules as pure ``(params, state)`` functions.
 - ``recurrent``: the recurrent-core protocol and the window unroll.

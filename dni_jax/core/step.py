@@ -12,11 +12,13 @@ import functools
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from dni_jax.core import losses
 from dni_jax.core import module_state
 from dni_jax.core import staged
+from dni_jax.core import stochastic
 from dni_jax.core.network import DecoupledNetwork
 from dni_jax.core.train_state import Optimizers, TrainState
 
@@ -51,7 +53,8 @@ def _alignment_metrics(fwd: staged.ForwardPass, boundary_grads: tuple) -> dict:
 
 def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
                optimizers: Optimizers, source: Callable,
-               track_alignment: bool = False) -> tuple[TrainState, dict]:
+               track_alignment: bool = False,
+               update_prob: float | tuple = 1.0) -> tuple[TrainState, dict]:
   """One update of every stage and synthesizer.
 
   Args:
@@ -63,6 +66,10 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
     track_alignment: also compute the true gradient (a full backward pass)
       and report, per boundary, its cosine and relative error against the
       gradient the stage was updated with.
+    update_prob: stochastic updates (``dni_jax.core.stochastic``): each
+      stage and, independently, its synthesizer applies its update with this
+      probability (one value or one per stage); backprop flips one coin for
+      the whole network. 1 (static) is the ordinary step.
 
   Returns:
     ``(new_state, metrics)``; metrics are scalars: ``loss``, the
@@ -92,12 +99,41 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
   if track_alignment and out.synth_grads:
     metrics.update(_alignment_metrics(fwd, out.boundary_grads))
 
+  probs = stochastic.probabilities(update_prob, len(net.stages))
+  if any(p < 1.0 for p in probs):
+    stage_params, stage_opt_state, synth_params, synth_opt_state = (
+        _stochastic(state, probs, source, stage_params, stage_opt_state,
+                    synth_params, synth_opt_state, metrics))
   new_state = state.replace(
       step=state.step + 1, stage_params=stage_params,
       stage_state=fwd.new_stage_state, stage_opt_state=stage_opt_state,
       synth_params=synth_params, synth_state=out.new_synth_state,
       synth_opt_state=synth_opt_state)
   return new_state, metrics
+
+
+def _stochastic(state, probs, source, stage_params, stage_opt_state,
+                synth_params, synth_opt_state, metrics):
+  """Keeps the old parameters of every unit whose coin says "no update"."""
+  num = len(probs)
+  if source.uses_synthesizers:
+    stage_flags = [stochastic.coin(state.rng, state.step, i, p)
+                   for i, p in enumerate(probs)]
+  else:  # backprop: one coin for the whole network
+    stage_flags = [stochastic.coin(state.rng, state.step, 0, probs[0])] * num
+  stage_params = tuple(stochastic.select(f, n, o) for f, n, o in zip(
+      stage_flags, stage_params, state.stage_params))
+  stage_opt_state = tuple(stochastic.select(f, n, o) for f, n, o in zip(
+      stage_flags, stage_opt_state, state.stage_opt_state))
+  synth_flags = [stochastic.coin(state.rng, state.step, num + b, probs[b])
+                 for b in range(len(synth_params))]
+  synth_params = tuple(stochastic.select(f, n, o) for f, n, o in zip(
+      synth_flags, synth_params, state.synth_params))
+  synth_opt_state = tuple(stochastic.select(f, n, o) for f, n, o in zip(
+      synth_flags, synth_opt_state, state.synth_opt_state))
+  metrics["update_rate"] = jnp.mean(jnp.stack(stage_flags).astype(
+      jnp.float32))
+  return stage_params, stage_opt_state, synth_params, synth_opt_state
 
 
 def predict(state: TrainState, inputs: jax.Array, *,
@@ -120,11 +156,14 @@ def eval_step(state: TrainState, batch: dict, *,
 
 
 def make_train_step(net: DecoupledNetwork, optimizers: Optimizers,
-                    source: Callable, track_alignment: bool = False):
+                    source: Callable, track_alignment: bool = False,
+                    update_prob: float | tuple = 1.0):
   """``train_step`` with the static choices bound, jitted, state donated."""
+  stochastic.probabilities(update_prob, len(net.stages))  # fail early
   return jax.jit(
       functools.partial(train_step, net=net, optimizers=optimizers,
-                        source=source, track_alignment=track_alignment),
+                        source=source, track_alignment=track_alignment,
+                        update_prob=update_prob),
       donate_argnums=0)
 
 

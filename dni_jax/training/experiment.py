@@ -99,6 +99,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(math.isfinite(config.dni.sg_scale),
            f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
   _validate_parallel(config)
+  _validate_update_probs(config)
 
 
 def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
@@ -125,6 +126,28 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
              f"{config.data.check_every}")
   _require(config.opt.clip_norm >= 0,
            f"opt.clip_norm must be >= 0 (0 = off), got {config.opt.clip_norm}")
+
+
+def update_probs(config: ml_collections.ConfigDict):
+  """``dni.stage_update_probs`` if given, else ``dni.update_prob``."""
+  return tuple(config.dni.stage_update_probs) or config.dni.update_prob
+
+
+def _validate_update_probs(config: ml_collections.ConfigDict) -> None:
+  probs = update_probs(config)
+  values = probs if isinstance(probs, tuple) else (probs,)
+  _require(all(0.0 <= float(p) <= 1.0 for p in values),
+           f"dni.update_prob / dni.stage_update_probs must lie in [0, 1], "
+           f"got {probs}")
+  if all(float(p) == 1.0 for p in values):
+    return
+  _require(not is_recurrent(config) and not config.parallel.num_devices,
+           "stochastic updates (dni.update_prob < 1) apply to the "
+           "feed-forward step on one device, not to sequence tasks or "
+           "pipelines.")
+  _require(not ("backprop" in methods(config) and len(set(values)) > 1),
+           "backprop updates the whole network at once (one coin per "
+           "step); give it one dni.update_prob, not per-stage values.")
 
 
 def _validate_parallel(config: ml_collections.ConfigDict) -> None:

@@ -15,6 +15,7 @@ from dni_jax.core import gradient_sources
 from dni_jax.core import step as step_lib
 from dni_jax.core import train_state
 from dni_jax.data import dataset as dataset_lib
+from dni_jax.errors import ConfigError
 from dni_jax.training import experiment
 from dni_jax.training import report
 from dni_jax.training import run as run_lib
@@ -37,8 +38,12 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
   net = experiment.build_network(config, train)
   optimizers = experiment.build_optimizers(config)
   source = gradient_sources.get_source(config.method)
-  step_fn = step_lib.make_train_step(net, optimizers, source,
-                                     config.dni.track_alignment)
+  try:
+    step_fn = step_lib.make_train_step(net, optimizers, source,
+                                       config.dni.track_alignment,
+                                       experiment.update_probs(config))
+  except ValueError as e:
+    raise ConfigError(f"dni.stage_update_probs: {e}") from e
   eval_fn = step_lib.make_eval_step(net)
 
   def init():
