@@ -187,12 +187,9 @@ class _Pipeline:
                    **net.metrics_fn(out, labels)}
         vec = self._metric_vector({key: v * n * valid
                                    for key, v in metrics.items()})
-        return self._zeros_like_buffer(n), vec
+        return jnp.zeros((1, n, self.width), jnp.float32), vec
       return pack(out, self.width), self._metric_vector({})
     return jax.jit(fn)
-
-  def _zeros_like_buffer(self, n: int):
-    return jnp.zeros((1, n, self.width), jnp.float32)
 
 
 class DNIPipeline(_Pipeline):
@@ -207,8 +204,8 @@ class DNIPipeline(_Pipeline):
     super().__init__(*args, **kwargs)
     if not self.source.uses_synthesizers:
       raise ConfigError("the DNI pipeline needs synthetic gradients (method "
-                        "dni or cdni); for backprop use the backprop "
-                        "pipeline (parallel.schedule=gpipe).")
+                        "dni or cdni); method backprop runs the backprop "
+                        "pipeline (BackpropPipeline).")
     if getattr(self.source, "conditioning", "none") == "batch":
       raise ConfigError("the pipeline supports conditioning none (dni) or "
                         "labels (cdni), not batch['context'].")
@@ -343,18 +340,16 @@ class BackpropPipeline(_Pipeline):
   def _backward_fn(self, k):
     group = self.groups[k]
 
-    def fn(state, kept_in, x, inbox_b, labels, m, grad_sums, valid):
+    def fn(state, kept_in, x, inbox_b, labels, m, grad_sums):
       h_in = None if group.is_first else unpack(kept_in, self.in_shape(k))
       cot = None if group.is_last else unpack(inbox_b, self.out_shape(k))
       grads, g_in, metrics, st = group_lib.bp_backward(
           state, h_in, x, cot, labels, net=self.net, group=group,
           rng=self._rng(state, m))
-      grad_sums = jax.tree_util.tree_map(
-          lambda s, g: s + jnp.where(valid, g, 0.0), grad_sums, grads)
+      grad_sums = jax.tree_util.tree_map(jnp.add, grad_sums, grads)
       out_b = (jnp.zeros((1, labels.shape[0], self.width)) if g_in is None
                else pack(g_in, self.width))
-      vec = self._metric_vector({n: v * valid for n, v in metrics.items()})
-      return grad_sums, out_b, vec, st
+      return grad_sums, out_b, self._metric_vector(metrics), st
     return jax.jit(fn)
 
   def step(self, state: dict, batches: Sequence[dict]) -> tuple[dict, dict]:
@@ -381,7 +376,7 @@ class BackpropPipeline(_Pipeline):
         if k == last:
           sums[k], pending_cot[m], vec, bn[k] = self._bwd[k](
               groups[k], inbox[k], x, None, put(batches[m]["labels"], k),
-              m, sums[k], jnp.asarray(True))
+              m, sums[k])
           loss_sum = vec if loss_sum is None else loss_sum + vec
           out[k] = self._zeros(k)
         else:
@@ -403,7 +398,7 @@ class BackpropPipeline(_Pipeline):
         kept_in, x = kept[k].pop(m)
         sums[k], out_b[k], _, _ = self._bwd[k](
             groups[k], kept_in, x, inbox_b[k],
-            put(batches[m]["labels"], k), m, sums[k], jnp.asarray(True))
+            put(batches[m]["labels"], k), m, sums[k])
       _, inbox_b, _ = self.exchange(
           {k: self._zeros(k) for k in self.local}, out_b, forward=False)
     new = {k: self._apply[k](groups[k], sums[k], new_bn=bn[k])
