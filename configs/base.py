@@ -11,7 +11,8 @@ from ml_collections import config_dict
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  # backprop | dni | cdni (sequence tasks: bptt | dni | dni_aux); several
+  # backprop | dni | cdni | dni_unlocked | cdni_unlocked (sequence tasks:
+  # bptt | dni | dni_aux; two_timescale: dni | locked | bptt); several
   # comma-separated runs each in workdir/<method> and prints a comparison table.
   config.method = "dni"
   config.seed = 0  # parameters, data order and held-out split
@@ -50,6 +51,14 @@ def get_config() -> ml_collections.ConfigDict:
   # its update with this probability (backprop: the whole network at once).
   config.dni.update_prob = 1.0
   config.dni.stage_update_probs = ()  # one probability per stage; () = update_prob for all
+  # Stale interface: the stages' synthetic gradients come from the
+  # synthesizers of synth_delay steps before (a slow link); 0 = current.
+  config.dni.synth_delay = 0
+  # Complete unlock (methods dni_unlocked / cdni_unlocked): a synthetic-input
+  # model I_i(x) ≈ h_i per boundary, regressed onto the real h_i; stage i+1
+  # trains on I_i(x). linear | mlp | conv (cnn only).
+  config.dni.input_model = "mlp"
+  config.dni.input_hidden = (1024,)  # mlp: hidden widths; conv: hidden channels
   config.dni.track_alignment = False  # log cosine(δ̂, ∂L/∂h) per boundary (costs a backward pass)
 
   config.opt = ml_collections.ConfigDict()

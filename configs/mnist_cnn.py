@@ -19,4 +19,7 @@ def get_config():
   config.model.features = 128
   config.dni.synthesizer = "conv"
   config.dni.hidden = (128, 128)
+  # Complete unlock (dni_unlocked / cdni_unlocked): conv input models.
+  config.dni.input_model = "conv"
+  config.dni.input_hidden = (64,)
   return config

@@ -57,6 +57,21 @@ def test_image_configs_run_on_tfds_mock_data(name, tmp_path, mock_tfds):
   assert summaries["cdni"]["step"] == 4
 
 
+@pytest.mark.parametrize("name,input_model", [("mnist_fcn", "mlp"),
+                                              ("mnist_cnn", "conv")])
+def test_complete_unlock_runs_end_to_end(name, input_model, tmp_path,
+                                         mock_tfds):
+  config = tiny(name, method="dni_unlocked,cdni_unlocked",
+                **{"dni.input_model": input_model, "dni.input_hidden": (4,)})
+  with mock_tfds(num_examples=24):
+    summaries = train.train_and_evaluate(config, tmp_path)
+  for method in ("dni_unlocked", "cdni_unlocked"):
+    assert summaries[method]["step"] == 4
+    records = read_metrics(tmp_path / method / "metrics.jsonl")
+    train_r = [r for r in records if r["split"] == "train"]
+    assert {"input_loss/0", "synth_loss/0"} <= set(train_r[-1])
+
+
 def test_binary_addition_default_compares_three_methods(tmp_path, capsys):
   config = tiny("binary_addition")
   config.model.hidden = (8, 8)
@@ -102,13 +117,16 @@ def _final_state(workdir):
   return step, restored
 
 
-@pytest.mark.parametrize("update_prob", [1.0, 0.5])
-def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch,
-                                                        update_prob):
-  # update_prob 0.5: the stochastic updates' coins survive a resume too.
-  config = tiny("binary_addition", method="cdni", num_steps=8,
+@pytest.mark.parametrize("update_prob,delay,method", [
+    (1.0, 0, "cdni"), (0.5, 0, "cdni"), (1.0, 2, "cdni_unlocked")])
+def test_resume_after_interruption_equals_uninterrupted(
+    tmp_path, monkeypatch, update_prob, delay, method):
+  # update_prob 0.5: the stochastic updates' coins survive a resume too;
+  # delay 2: the stale synthesizers are part of the checkpoint, and so are
+  # the input models of complete unlock.
+  config = tiny("binary_addition", method=method, num_steps=8,
                 checkpoint_every=3, log_every=1,
-                **{"dni.update_prob": update_prob})
+                **{"dni.update_prob": update_prob, "dni.synth_delay": delay})
   train.train_and_evaluate(config, tmp_path / "straight")
 
   real_batch_at = dataset_lib.batch_at
@@ -158,6 +176,13 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
      "one coin per step"),
     ({"dni.update_prob": 0.5, "parallel.num_devices": 2},
      "not to sequence tasks or pipelines"),
+    ({"dni.synth_delay": -1}, "synth_delay must be a whole number"),
+    ({"dni.synth_delay": 2, "parallel.num_devices": 2}, "run on one device"),
+    ({"method": "cdni_unlocked", "model.depth": 1}, "needs at least two stages"),
+    ({"method": "dni_unlocked", "dni.input_model": "rbf"},
+     "unknown input model 'rbf'"),
+    ({"method": "dni_unlocked", "dni.input_model": "conv"},
+     "predicts feature maps"),
 ])
 def test_bad_config_values_name_the_field(overrides, message, tmp_path):
   with pytest.raises(ConfigError, match=message):

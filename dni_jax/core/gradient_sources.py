@@ -14,7 +14,12 @@ training step (``dni_jax.step``) and one test harness.
   ``B·target_i``. ``conditioning`` picks ``c``: nothing (DNI), one-hot labels (cDNI) or
   ``batch["context"]``. ``oracle=True`` feeds the exact ``∂L/∂h_i`` instead of
   ``λ·M_i`` (the synthesizers still regress): the key invariant's test, and an
-  upper bound for diagnostics.
+  upper bound for diagnostics. ``unlocked=True`` marks complete unlock
+  (REFERENCE.md §4): the step feeds every stage its synthetic input
+  ``I_i(x)`` (``dni_jax.core.synthetic_inputs``); the source is unchanged.
+- A stale interface (``stale_synth_params``): the stages are updated with the
+  prediction of an older copy of the synthesizers (a slow link), while the
+  current synthesizers regress onto the targets.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def label_context(labels: jax.Array, num_outputs: int) -> jax.Array:
 class Backprop:
   """Exact gradients by a stage-by-stage reverse sweep."""
   uses_synthesizers = False
+  unlocked = False
 
   def context(self, batch: staged.Batch, outputs: jax.Array) -> None:
     del batch, outputs
@@ -74,8 +80,9 @@ class Backprop:
 
   def __call__(self, net: DecoupledNetwork, fwd: staged.ForwardPass,
                synth_params: Sequence, synth_state: Sequence,
-               batch: staged.Batch, rng: jax.Array) -> SourceOutput:
-    del net, synth_params, batch, rng
+               batch: staged.Batch, rng: jax.Array,
+               stale_synth_params: Sequence | None = None) -> SourceOutput:
+    del net, synth_params, batch, rng, stale_synth_params
     stage_grads, true_grads = staged.backprop_grads(fwd)
     return SourceOutput(stage_grads, (), tuple(synth_state), true_grads)
 
@@ -89,9 +96,13 @@ class SyntheticGradients:
       one-hot labels, or float targets as they are) or "batch"
       (``batch["context"]``).
     oracle: update the stages with the exact gradient instead of ``λ·M_i``.
+    unlocked: complete unlock: every stage after the first reads its
+      synthetic input ``I_i(x)`` (the step runs it; the network needs
+      ``input_models``).
   """
   conditioning: str = "none"
   oracle: bool = False
+  unlocked: bool = False
   uses_synthesizers = True
 
   def __post_init__(self):
@@ -112,7 +123,14 @@ class SyntheticGradients:
 
   def __call__(self, net: DecoupledNetwork, fwd: staged.ForwardPass,
                synth_params: Sequence, synth_state: Sequence,
-               batch: staged.Batch, rng: jax.Array) -> SourceOutput:
+               batch: staged.Batch, rng: jax.Array,
+               stale_synth_params: Sequence | None = None) -> SourceOutput:
+    """The stage and synthesizer gradients of one forward pass.
+
+    ``stale_synth_params``: if given, the stages are updated with the
+    predictions of these (older) synthesizer parameters; the current ones
+    still make the predictions that regress onto the targets.
+    """
     if len(net.synthesizers) != net.num_boundaries:
       raise ValueError("synthetic gradients need one synthesizer per "
                        "boundary; build the network with `decouple(stages, "
@@ -120,12 +138,16 @@ class SyntheticGradients:
     context = self.context(batch, fwd.outputs)
     preds, pred_vjps, new_state = predict_synthetic_grads(
         net, synth_params, synth_state, fwd.hidden, context, rng)
+    used = preds
+    if stale_synth_params is not None:
+      used = predict_synthetic_grads(net, stale_synth_params, synth_state,
+                                     fwd.hidden, context, rng)[0]
     units = fwd.outputs.shape[0] if net.per_example else 1
     if self.oracle:
       boundary_grads = staged.backprop_grads(fwd)[1]
     else:
       boundary_grads = tuple(None if p is None else net.sg_scale / units * p
-                             for p in preds)
+                             for p in used)
     stage_grads, targets = staged.decoupled_grads(fwd, boundary_grads)
     # A boundary without a synthesizer was updated with its target.
     boundary_grads = tuple(t if g is None else g
@@ -193,11 +215,13 @@ METHODS = {
     "backprop": Backprop(),
     "dni": SyntheticGradients("none"),
     "cdni": SyntheticGradients("labels"),
+    "dni_unlocked": SyntheticGradients("none", unlocked=True),
+    "cdni_unlocked": SyntheticGradients("labels", unlocked=True),
 }
 
 
 def get_source(method: str):
-  """The gradient source of a method name: backprop, dni or cdni."""
+  """The gradient source of a method name (a key of ``METHODS``)."""
   if method not in METHODS:
     raise ValueError(f"unknown method {method!r}; choose one of "
                      f"{sorted(METHODS)}")

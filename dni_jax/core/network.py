@@ -33,6 +33,9 @@ class DecoupledNetwork:
     loss_fn: ``(outputs, labels) -> scalar``, the batch-mean task loss.
     metrics_fn: ``(outputs, labels) -> dict`` of extra scalar metrics.
     sg_scale: λ, the factor applied to every synthesizer output (1 for FF).
+    input_models: complete unlock (REFERENCE.md §4): one synthetic-input
+      model ``I_i(x) ≈ h_i`` per boundary (``dni_jax.core.synthetic_inputs``),
+      or ``()``. Used by the unlocked methods only.
     per_example: the synthesizers predict the gradient of the *per-example*
       loss, ``B·∂L/∂h`` for a batch-mean loss ``L`` over ``B`` examples; the
       stage's cotangent is then ``λ·M(h, c)/B`` and ``M`` regresses onto ``B``
@@ -47,10 +50,12 @@ class DecoupledNetwork:
   metrics_fn: MetricsFn = losses.classification_metrics
   sg_scale: float = 1.0
   per_example: bool = True
+  input_models: tuple[nn.Module, ...] = ()
 
   def __post_init__(self):
     object.__setattr__(self, "stages", tuple(self.stages))
     object.__setattr__(self, "synthesizers", tuple(self.synthesizers))
+    object.__setattr__(self, "input_models", tuple(self.input_models))
     if not self.stages:
       raise ValueError("DecoupledNetwork needs at least one stage.")
     if self.synthesizers and len(self.synthesizers) != self.num_boundaries:
@@ -59,6 +64,11 @@ class DecoupledNetwork:
           f"but {len(self.synthesizers)} synthesizers were given; pass one "
           "per boundary, or a single module to `decouple` to share its "
           "architecture across boundaries.")
+    if self.input_models and len(self.input_models) != self.num_boundaries:
+      raise ValueError(
+          f"{len(self.stages)} stages have {self.num_boundaries} boundaries, "
+          f"but {len(self.input_models)} input models were given; pass one "
+          "per boundary.")
     if not math.isfinite(self.sg_scale):
       raise ValueError(f"sg_scale must be finite, got {self.sg_scale}.")
 
@@ -72,7 +82,9 @@ def decouple(stages: Sequence[nn.Module],
              loss_fn: LossFn = losses.softmax_cross_entropy,
              metrics_fn: MetricsFn = losses.classification_metrics,
              sg_scale: float = 1.0,
-             per_example: bool = True) -> DecoupledNetwork:
+             per_example: bool = True,
+             input_model: nn.Module | Sequence[nn.Module] | None = None
+             ) -> DecoupledNetwork:
   """Builds a ``DecoupledNetwork``, a synthesizer at every stage boundary.
 
   Args:
@@ -85,6 +97,8 @@ def decouple(stages: Sequence[nn.Module],
     sg_scale: λ, multiplies every synthetic gradient.
     per_example: synthesizers predict per-example gradients (see
       ``DecoupledNetwork``).
+    input_model: complete unlock: one synthetic-input module used (with its
+      own parameters) at every boundary, or one per boundary, or ``None``.
 
   Returns:
     The network description.
@@ -96,5 +110,11 @@ def decouple(stages: Sequence[nn.Module],
     synthesizers = (synthesizer,) * (len(stages) - 1)
   else:
     synthesizers = tuple(synthesizer)
+  if input_model is None:
+    input_models = ()
+  elif isinstance(input_model, nn.Module):
+    input_models = (input_model,) * (len(stages) - 1)
+  else:
+    input_models = tuple(input_model)
   return DecoupledNetwork(stages, synthesizers, loss_fn, metrics_fn, sg_scale,
-                          per_example)
+                          per_example, input_models)

@@ -47,7 +47,8 @@ def _params_only(vjp: Callable) -> Callable:
 
 
 def forward(net: DecoupledNetwork, stage_params: Sequence, stage_state: Sequence,
-            batch: Batch, rng: jax.Array) -> ForwardPass:
+            batch: Batch, rng: jax.Array,
+            stage_inputs: Sequence | None = None) -> ForwardPass:
   """Training-mode forward pass, keeping each stage's vjp.
 
   Args:
@@ -56,17 +57,27 @@ def forward(net: DecoupledNetwork, stage_params: Sequence, stage_state: Sequence
     stage_state: per-stage mutable state.
     batch: ``inputs`` and ``labels``.
     rng: folded with the stage index for each stage's dropout.
+    stage_inputs: forward unlocking (REFERENCE.md §4): the inputs of stages
+      ``1…N-1`` (e.g. synthetic inputs ``I_i(x)``), read instead of the
+      previous stage's output; ``None``: the ordinary chain.
 
   Returns:
     The ``ForwardPass``.
   """
+  if stage_inputs is not None and len(stage_inputs) != net.num_boundaries:
+    raise ValueError(f"stage_inputs needs one input per stage after the "
+                     f"first ({net.num_boundaries}), got {len(stage_inputs)}")
+
+  def input_of(i, h):
+    return h if stage_inputs is None or i == 0 else stage_inputs[i - 1]
+
   h = batch["inputs"]
   hidden, vjps, new_state = [], [], []
   for i, stage in enumerate(net.stages[:-1]):
     def stage_fn(params, h_in, stage=stage, i=i):
       return module_state.apply(stage, params, stage_state[i], h_in,
                                 train=True, rng=jax.random.fold_in(rng, i))
-    h_in = lax.stop_gradient(h)
+    h_in = lax.stop_gradient(input_of(i, h))
     if i == 0:  # no cotangent for the data: skip the input-gradient matmul
       h, vjp, state = jax.vjp(lambda p: stage_fn(p, h_in), stage_params[0],
                               has_aux=True)
@@ -89,12 +100,35 @@ def forward(net: DecoupledNetwork, stage_params: Sequence, stage_state: Sequence
   argnums = (0,) if last == 0 else (0, 1)
   (loss, (outputs, state)), grads = jax.value_and_grad(
       objective, argnums=argnums, has_aux=True)(
-          stage_params[last], lax.stop_gradient(h))
+          stage_params[last], lax.stop_gradient(input_of(last, h)))
   new_state.append(state)
   return ForwardPass(
       hidden=tuple(hidden), vjps=tuple(vjps), last_grads=grads[0],
       last_input_grad=grads[1] if last else None, loss=loss, outputs=outputs,
       new_stage_state=tuple(new_state))
+
+
+def real_chain(net: DecoupledNetwork, stage_params: Sequence,
+               stage_state: Sequence, inputs: jax.Array,
+               rng: jax.Array) -> tuple[tuple, tuple]:
+  """The composed chain in training mode, without vjps (stop-gradient).
+
+  Forward unlocking's targets: the real ``h_1 … h_{N-1}`` that the synthetic
+  inputs regress onto, and every stage's state updated on the real chain
+  (the BatchNorm statistics that evaluation, which runs the real chain,
+  uses). Same dropout keys as ``forward``.
+
+  Returns:
+    ``(hidden, new_stage_state)``.
+  """
+  h, hidden, new_state = inputs, [], []
+  for i, stage in enumerate(net.stages):
+    h, state = module_state.apply(stage, stage_params[i], stage_state[i], h,
+                                  train=True, rng=jax.random.fold_in(rng, i))
+    h = lax.stop_gradient(h)
+    hidden.append(h)
+    new_state.append(state)
+  return tuple(hidden[:-1]), tuple(new_state)
 
 
 def backprop_grads(fwd: ForwardPass) -> tuple[tuple, tuple]:

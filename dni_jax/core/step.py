@@ -15,10 +15,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dni_jax.core import gradient_sources
 from dni_jax.core import losses
 from dni_jax.core import module_state
 from dni_jax.core import staged
 from dni_jax.core import stochastic
+from dni_jax.core import train_state as train_state_lib
 from dni_jax.core.network import DecoupledNetwork
 from dni_jax.core.train_state import Optimizers, TrainState
 
@@ -58,31 +60,44 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
   """One update of every stage and synthesizer.
 
   Args:
-    state: the current state.
+    state: the current state. A non-empty ``state.synth_history`` (see
+      ``init_train_state(..., synth_delay=d)``) makes the interface stale:
+      the stages' synthetic gradients come from the synthesizers of ``d``
+      steps before.
     batch: ``inputs`` and ``labels`` (and ``context`` if the source uses it).
     net: the network (static).
     optimizers: the optax transformations (static).
-    source: the gradient source, e.g. ``get_source("dni")`` (static).
+    source: the gradient source, e.g. ``get_source("dni")`` (static). An
+      unlocked source (``dni_unlocked``, ``cdni_unlocked``) feeds every stage
+      after the first its synthetic input ``I_i(x)``; the input models
+      regress onto the real chain's ``h_i``.
     track_alignment: also compute the true gradient (a full backward pass)
       and report, per boundary, its cosine and relative error against the
       gradient the stage was updated with.
     update_prob: stochastic updates (``dni_jax.core.stochastic``): each
-      stage and, independently, its synthesizer applies its update with this
-      probability (one value or one per stage); backprop flips one coin for
-      the whole network. 1 (static) is the ordinary step.
+      stage and, independently, its synthesizer (and input model) applies
+      its update with this probability (one value or one per stage);
+      backprop flips one coin for the whole network. 1 (static) is the
+      ordinary step.
 
   Returns:
     ``(new_state, metrics)``; metrics are scalars: ``loss``, the
-    ``metrics_fn`` entries, ``synth_loss/i`` and, on request,
-    ``grad_cosine/i`` and ``grad_rel_error/i``.
+    ``metrics_fn`` entries, ``synth_loss/i``, ``input_loss/i`` (complete
+    unlock) and, on request, ``grad_cosine/i`` and ``grad_rel_error/i``.
   """
   _check_batch(batch)
   stage_rng, synth_rng = jax.random.split(
       jax.random.fold_in(state.rng, state.step))
-  fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
-                       stage_rng)
+  unlocked = getattr(source, "unlocked", False)
+  if unlocked:
+    fwd, inputs = _unlocked_forward(state, batch, net, stage_rng, synth_rng)
+  else:
+    fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
+                         stage_rng)
+  stale = state.synth_history[0] if state.synth_history else None
+  kwargs = {} if stale is None else {"stale_synth_params": stale}
   out = source(net, fwd, state.synth_params, state.synth_state, batch,
-               synth_rng)
+               synth_rng, **kwargs)
   stage_params, stage_opt_state = update_each(
       optimizers.stage, out.stage_grads + (fwd.last_grads,),
       state.stage_opt_state, state.stage_params)
@@ -91,49 +106,92 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
     synth_params, synth_opt_state = update_each(
         optimizers.synth, out.synth_grads, state.synth_opt_state,
         state.synth_params)
+  new = dict(stage_params=stage_params, stage_opt_state=stage_opt_state,
+             synth_params=synth_params, synth_opt_state=synth_opt_state)
 
   metrics = {"loss": fwd.loss, **net.metrics_fn(fwd.outputs, batch["labels"])}
   for i, synth_loss in enumerate(out.synth_losses):
     if synth_loss is not None:  # None: a boundary without a synthesizer
       metrics[f"synth_loss/{i}"] = synth_loss
+  if unlocked:
+    input_losses, input_grads = gradient_sources.regress(*inputs[:3])
+    new["input_params"], new["input_opt_state"] = update_each(
+        optimizers.synth, input_grads, state.input_opt_state,
+        state.input_params)
+    for i, input_loss in enumerate(input_losses):
+      metrics[f"input_loss/{i}"] = input_loss
   if track_alignment and out.synth_grads:
     metrics.update(_alignment_metrics(fwd, out.boundary_grads))
 
   probs = stochastic.probabilities(update_prob, len(net.stages))
   if any(p < 1.0 for p in probs):
-    stage_params, stage_opt_state, synth_params, synth_opt_state = (
-        _stochastic(state, probs, source, stage_params, stage_opt_state,
-                    synth_params, synth_opt_state, metrics))
+    new, metrics["update_rate"] = _stochastic(state, probs, source, new)
+  history = state.synth_history
+  if history:  # the synthesizers of this step join the end of the queue
+    history = history[1:] + (state.synth_params,)
   new_state = state.replace(
-      step=state.step + 1, stage_params=stage_params,
-      stage_state=fwd.new_stage_state, stage_opt_state=stage_opt_state,
-      synth_params=synth_params, synth_state=out.new_synth_state,
-      synth_opt_state=synth_opt_state)
+      step=state.step + 1, stage_state=fwd.new_stage_state,
+      synth_state=out.new_synth_state, synth_history=history,
+      input_state=inputs[3] if unlocked else state.input_state, **new)
   return new_state, metrics
 
 
-def _stochastic(state, probs, source, stage_params, stage_opt_state,
-                synth_params, synth_opt_state, metrics):
-  """Keeps the old parameters of every unit whose coin says "no update"."""
+def _unlocked_forward(state, batch, net, stage_rng, synth_rng):
+  """Complete unlock's forward: stage ``i+1`` reads ``I_i(x)``, not ``h_i``.
+
+  Returns the ``ForwardPass`` on the synthetic inputs (with the stage state
+  of the real chain, which evaluation uses) and ``(predictions, vjps,
+  targets, new_input_state)`` of the input models: the real chain's ``h_i``
+  are their stop-gradient targets.
+  """
+  if len(net.input_models) != net.num_boundaries:
+    raise ValueError("complete unlock needs an input model per boundary; "
+                     "build the network with `decouple(..., input_model=...)`.")
+  x = batch["inputs"]
+  real_hidden, real_state = staged.real_chain(
+      net, state.stage_params, state.stage_state, x, stage_rng)
+  input_rng = jax.random.fold_in(synth_rng, train_state_lib.INPUT_STREAM)
+  preds, vjps, input_state = [], [], []
+  for i, (model, h) in enumerate(zip(net.input_models, real_hidden)):
+    def input_fn(params, model=model, i=i, shape=h.shape[1:]):
+      return module_state.apply(model, params, state.input_state[i], x, shape,
+                                train=True,
+                                rng=jax.random.fold_in(input_rng, i))
+    pred, vjp, new_state = jax.vjp(input_fn, state.input_params[i],
+                                   has_aux=True)
+    preds.append(pred)
+    vjps.append(vjp)
+    input_state.append(new_state)
+  fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
+                       stage_rng, stage_inputs=tuple(preds))
+  fwd = fwd._replace(new_stage_state=real_state)
+  return fwd, (tuple(preds), tuple(vjps), real_hidden, tuple(input_state))
+
+
+def _stochastic(state, probs, source, new):
+  """Keeps the old values of every unit whose coin says "no update".
+
+  Coins: stage ``i`` is unit ``i``, synthesizer ``b`` unit ``N + b``, input
+  model ``b`` unit ``2N + b``; backprop flips unit 0's coin for all stages.
+  Returns the masked ``new`` and the fraction of stages that updated.
+  """
   num = len(probs)
   if source.uses_synthesizers:
     stage_flags = [stochastic.coin(state.rng, state.step, i, p)
                    for i, p in enumerate(probs)]
   else:  # backprop: one coin for the whole network
     stage_flags = [stochastic.coin(state.rng, state.step, 0, probs[0])] * num
-  stage_params = tuple(stochastic.select(f, n, o) for f, n, o in zip(
-      stage_flags, stage_params, state.stage_params))
-  stage_opt_state = tuple(stochastic.select(f, n, o) for f, n, o in zip(
-      stage_flags, stage_opt_state, state.stage_opt_state))
-  synth_flags = [stochastic.coin(state.rng, state.step, num + b, probs[b])
-                 for b in range(len(synth_params))]
-  synth_params = tuple(stochastic.select(f, n, o) for f, n, o in zip(
-      synth_flags, synth_params, state.synth_params))
-  synth_opt_state = tuple(stochastic.select(f, n, o) for f, n, o in zip(
-      synth_flags, synth_opt_state, state.synth_opt_state))
-  metrics["update_rate"] = jnp.mean(jnp.stack(stage_flags).astype(
-      jnp.float32))
-  return stage_params, stage_opt_state, synth_params, synth_opt_state
+  flags = {"stage": stage_flags}
+  for kind, offset in (("synth", num), ("input", 2 * num)):
+    flags[kind] = [stochastic.coin(state.rng, state.step, offset + b, probs[b])
+                   for b in range(len(new.get(f"{kind}_params", ())))]
+  masked = {}
+  for name, value in new.items():
+    kind = name.split("_")[0]
+    masked[name] = tuple(stochastic.select(f, n, o) for f, n, o in zip(
+        flags[kind], value, getattr(state, name)))
+  rate = jnp.mean(jnp.stack(stage_flags).astype(jnp.float32))
+  return masked, rate
 
 
 def predict(state: TrainState, inputs: jax.Array, *,

@@ -16,6 +16,8 @@ import optax
 from dni_jax.core import module_state
 from dni_jax.core.network import DecoupledNetwork
 
+INPUT_STREAM = 0x696E  # "in": the input models' keys off the synthesizers'
+
 
 class Optimizers(NamedTuple):
   """The optax transformations of the stages and of the synthesizers.
@@ -36,6 +38,11 @@ class TrainState:
     stage_params, stage_state, stage_opt_state: per-stage tuples.
     synth_params, synth_state, synth_opt_state: per-boundary tuples (empty
       for backprop).
+    synth_history: a stale interface of delay ``d``: the synthesizer
+      parameters of the last ``d`` steps, oldest first (the stages' synthetic
+      gradients come from ``synth_history[0]``); ``()`` for ``d = 0``.
+    input_params, input_state, input_opt_state: complete unlock's
+      synthetic-input models, per boundary (empty otherwise).
   """
   step: jax.Array
   rng: jax.Array
@@ -45,10 +52,15 @@ class TrainState:
   synth_params: tuple = ()
   synth_state: tuple = ()
   synth_opt_state: tuple = ()
+  synth_history: tuple = ()
+  input_params: tuple = ()
+  input_state: tuple = ()
+  input_opt_state: tuple = ()
 
 
 def init_train_state(net: DecoupledNetwork, optimizers: Optimizers, source,
-                     rng: jax.Array, batch: dict) -> TrainState:
+                     rng: jax.Array, batch: dict,
+                     synth_delay: int = 0) -> TrainState:
   """Initialises every stage (and synthesizer, if ``source`` uses them).
 
   Args:
@@ -58,10 +70,14 @@ def init_train_state(net: DecoupledNetwork, optimizers: Optimizers, source,
       whether synthesizers exist and what context they see.
     rng: PRNG key (``jax.random.PRNGKey(seed)``).
     batch: an example batch (``inputs``, ``labels``); fixes the shapes.
+    synth_delay: ``d``, a stale interface: the stages' synthetic gradients
+      come from the synthesizers of ``d`` steps before (0: the current ones).
 
   Returns:
     The initial ``TrainState`` (step 0).
   """
+  if synth_delay < 0:
+    raise ValueError(f"synth_delay must be >= 0, got {synth_delay}")
   param_rng, synth_rng, step_rng = jax.random.split(rng, 3)
   h = batch["inputs"]
   hidden, stage_params, stage_state = [], [], []
@@ -90,12 +106,35 @@ def init_train_state(net: DecoupledNetwork, optimizers: Optimizers, source,
           synth, jax.random.fold_in(synth_rng, i), hidden[i], context)
       synth_params.append(params)
       synth_state.append(state)
+  input_params, input_state = [], []
+  if getattr(source, "unlocked", False):
+    if net.num_boundaries == 0:
+      raise ValueError("complete unlock needs at least two stages: a "
+                       "one-stage network has no boundary to unlock.")
+    if len(net.input_models) != net.num_boundaries:
+      raise ValueError(f"complete unlock needs {net.num_boundaries} input "
+                       f"models, the network has {len(net.input_models)}; "
+                       "build it with `decouple(..., input_model=...)`.")
+    input_rng = jax.random.fold_in(synth_rng, INPUT_STREAM)
+    for i, model in enumerate(net.input_models):
+      params, state = module_state.init(
+          model, jax.random.fold_in(input_rng, i), batch["inputs"],
+          hidden[i].shape[1:])
+      input_params.append(params)
+      input_state.append(state)
+  synth_params = tuple(synth_params)
   return TrainState(
       step=jax.numpy.zeros((), jax.numpy.int32),
       rng=step_rng,
       stage_params=tuple(stage_params),
       stage_state=tuple(stage_state),
       stage_opt_state=tuple(optimizers.stage.init(p) for p in stage_params),
-      synth_params=tuple(synth_params),
+      synth_params=synth_params,
       synth_state=tuple(synth_state),
-      synth_opt_state=tuple(optimizers.synth.init(p) for p in synth_params))
+      synth_opt_state=tuple(optimizers.synth.init(p) for p in synth_params),
+      # Copies: a donated state may not hold one buffer twice.
+      synth_history=tuple(jax.tree_util.tree_map(jax.numpy.copy, synth_params)
+                          for _ in range(synth_delay if synth_params else 0)),
+      input_params=tuple(input_params),
+      input_state=tuple(input_state),
+      input_opt_state=tuple(optimizers.synth.init(p) for p in input_params))

@@ -19,6 +19,7 @@ from dni_jax.core import gradient_sources
 from dni_jax.core import losses
 from dni_jax.core import network
 from dni_jax.core import synthesizers
+from dni_jax.core import synthetic_inputs
 from dni_jax.core import tbptt
 from dni_jax.core.train_state import Optimizers
 from dni_jax.data import char_corpus
@@ -29,6 +30,7 @@ from dni_jax.models import rnn
 
 MODEL_KINDS = ("fcn", "cnn", "mlp")
 SYNTHESIZERS = ("linear", "mlp", "conv")
+INPUT_MODELS = ("linear", "mlp", "conv")
 OPTIMIZERS = ("adam", "sgd", "momentum")
 _MAX_LINEAR_SYNTH_PARAMS = 50_000_000
 COPY_TASKS = ("copy", "repeat_copy")
@@ -100,6 +102,39 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
   _validate_parallel(config)
   _validate_update_probs(config)
+  _validate_unlocking(config)
+
+
+def _num_stages(config: ml_collections.ConfigDict) -> int:
+  if config.model.kind == "mlp":
+    return len(config.model.hidden) + 1
+  return config.model.depth
+
+
+def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
+  """``dni.synth_delay`` and complete unlock's ``dni.input_*`` fields."""
+  d = config.dni
+  _require(isinstance(d.synth_delay, int) and d.synth_delay >= 0,
+           f"dni.synth_delay must be a whole number of steps >= 0 (0 = the "
+           f"current synthesizer), got {d.synth_delay}")
+  unlocked = [m for m in methods(config) if m.endswith("_unlocked")]
+  _require(not (d.synth_delay or unlocked) or not config.parallel.num_devices,
+           "dni.synth_delay and the unlocked methods run on one device; "
+           "set parallel.num_devices=0 (the pipeline has its own, fixed "
+           "staleness: REFERENCE.md §6).")
+  if not unlocked:
+    return
+  _require(_num_stages(config) >= 2,
+           f"complete unlock ({', '.join(unlocked)}) needs at least two "
+           f"stages, but model.kind={config.model.kind!r} has one (no "
+           "boundary to unlock); raise model.depth (or add model.hidden "
+           "widths).")
+  _require(d.input_model in INPUT_MODELS,
+           f"unknown input model {d.input_model!r} in dni.input_model; "
+           f"choose one of {INPUT_MODELS}")
+  _require(d.input_model != "conv" or config.model.kind == "cnn",
+           "dni.input_model=conv predicts feature maps: use it with "
+           "model.kind=cnn, or choose linear/mlp.")
 
 
 def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
@@ -109,6 +144,9 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
   _require(config.dni.synthesizer in ("linear", "mlp"),
            f"dni.synthesizer={config.dni.synthesizer!r} does not apply to a "
            "recurrent state; choose linear or mlp.")
+  _require(not config.dni.synth_delay,
+           "dni.synth_delay applies to the feed-forward step; set it to 0 "
+           "for sequence tasks.")
   for field, value in (("unroll", config.unroll),
                        ("model.width", config.model.width)):
     _require(value > 0, f"config.{field} must be positive, got {value}")
@@ -217,14 +255,25 @@ def build_network(config: ml_collections.ConfigDict,
   num_outputs = (int(train.labels.max()) + 1 if classification
                  else train.labels.shape[-1])
   stages = _stages(config, num_outputs)
-  uses_synths = gradient_sources.get_source(config.method).uses_synthesizers
+  source = gradient_sources.get_source(config.method)
+  uses_synths = source.uses_synthesizers
   return network.decouple(
       stages, _synthesizer(config) if uses_synths else None,
       loss_fn=(losses.softmax_cross_entropy if classification
                else losses.sigmoid_binary_cross_entropy),
       metrics_fn=(losses.classification_metrics if classification
                   else losses.bit_metrics),
-      sg_scale=config.dni.sg_scale)
+      sg_scale=config.dni.sg_scale,
+      input_model=_input_model(config) if source.unlocked else None)
+
+
+def _input_model(config):
+  d = config.dni
+  if d.input_model == "conv":
+    return synthetic_inputs.ConvInputModel(tuple(d.input_hidden))
+  if d.input_model == "mlp":
+    return synthetic_inputs.MLPInputModel(tuple(d.input_hidden))
+  return synthetic_inputs.LinearInputModel()
 
 
 def _optimizer(opt, learning_rate):

@@ -49,7 +49,8 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
   def init():
     example = dataset_lib.batch_at(train, 0, config.batch_size, config.seed)
     return train_state.init_train_state(
-        net, optimizers, source, jax.random.PRNGKey(config.seed), example)
+        net, optimizers, source, jax.random.PRNGKey(config.seed), example,
+        synth_delay=config.dni.synth_delay)
 
   def step(state, i):
     return step_fn(state, dataset_lib.batch_at(train, i, config.batch_size,
