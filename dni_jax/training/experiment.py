@@ -21,9 +21,11 @@ from dni_jax.core import network
 from dni_jax.core import synthesizers
 from dni_jax.core import synthetic_inputs
 from dni_jax.core import tbptt
+from dni_jax.core import two_timescale
 from dni_jax.core.train_state import Optimizers
 from dni_jax.data import char_corpus
 from dni_jax.data import copy_tasks
+from dni_jax.data import digit_stream
 from dni_jax.errors import ConfigError
 from dni_jax.models import feedforward as models
 from dni_jax.models import rnn
@@ -41,9 +43,15 @@ def is_recurrent(config: ml_collections.ConfigDict) -> bool:
   return config.data.name in data_lib.SEQUENCE_TASKS
 
 
+def is_two_timescale(config: ml_collections.ConfigDict) -> bool:
+  """Whether ``config`` is a two-timescale system (it has ``timescale``)."""
+  return "timescale" in config
+
+
 def methods(config: ml_collections.ConfigDict) -> list[str]:
   """``config.method`` split at commas: one method, or several to compare."""
-  known = (tbptt.METHODS if is_recurrent(config)
+  known = (two_timescale.METHODS if is_two_timescale(config) else
+           tbptt.METHODS if is_recurrent(config)
            else sorted(gradient_sources.METHODS))
   names = [m.strip() for m in str(config.method).split(",") if m.strip()]
   if not names:
@@ -68,6 +76,9 @@ def _require(condition: bool, message: str) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` for the first unusable value in ``config``."""
   methods(config)
+  if is_two_timescale(config):
+    _validate_two_timescale(config)
+    return
   _require(config.data.name in data_lib.DATASETS + data_lib.SEQUENCE_TASKS,
            f"unknown dataset {config.data.name!r} in --config.data.name; "
            f"choose one of {data_lib.DATASETS + data_lib.SEQUENCE_TASKS}")
@@ -135,6 +146,42 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
   _require(d.input_model != "conv" or config.model.kind == "cnn",
            "dni.input_model=conv predicts feature maps: use it with "
            "model.kind=cnn, or choose linear/mlp.")
+
+
+def _validate_two_timescale(config: ml_collections.ConfigDict) -> None:
+  ts = config.timescale
+  _require(isinstance(ts.k, int) and ts.k >= 1,
+           f"timescale.k must be a whole number >= 1 (B ticks once every k "
+           f"steps of A), got {ts.k}")
+  for field in ("ticks", "eval_ticks", "b_width"):
+    _require(ts[field] >= 1, f"timescale.{field} must be >= 1, got "
+             f"{ts[field]}")
+  _require(config.data.name in digit_stream.SOURCES,
+           f"unknown digit source {config.data.name!r} for a two-timescale "
+           f"system; choose one of {digit_stream.SOURCES}")
+  _require(not config.data.dir or os.path.isdir(config.data.dir),
+           f"--config.data.dir={config.data.dir!r} does not exist; point it "
+           "at the folder with MNIST's files, or leave it empty.")
+  _require(config.model.kind in rnn.CELLS,
+           f"unknown model kind {config.model.kind!r} for a two-timescale "
+           f"system; choose one of {rnn.CELLS}")
+  _require(config.dni.synthesizer in ("linear", "mlp"),
+           f"dni.synthesizer={config.dni.synthesizer!r} does not apply to a "
+           "recurrent state; choose linear or mlp.")
+  _require(config.opt.name in OPTIMIZERS,
+           f"unknown optimiser {config.opt.name!r}; choose one of "
+           f"{OPTIMIZERS}")
+  for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
+                "checkpoint_every", "num_steps", "model.width"):
+    node, leaf = (config.model, "width") if "." in field else (config, field)
+    _require(node[leaf] > 0, f"config.{field} must be positive, got "
+             f"{node[leaf]}")
+  _require(config.opt.learning_rate > 0 and math.isfinite(
+      config.opt.learning_rate), "opt.learning_rate must be a positive "
+           f"number, got {config.opt.learning_rate}")
+  _require(not config.parallel.num_devices,
+           "parallel.num_devices applies to feed-forward configs; set it to "
+           "0 for a two-timescale system.")
 
 
 def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
@@ -296,6 +343,32 @@ def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
   synth_lr = opt.get("synth_learning_rate") or opt.learning_rate
   return Optimizers(_optimizer(opt, opt.learning_rate),
                     _optimizer(opt, synth_lr))
+
+
+def load_digit_streams(config: ml_collections.ConfigDict):
+  """``(train, test)`` ``DigitStream``s of a two-timescale config."""
+  if config.data.name == "synthetic_digits":
+    splits = [digit_stream.synthetic_digits(s, config.seed)
+              for s in ("train", "test")]
+  else:
+    splits = load_data(config)
+  return tuple(digit_stream.DigitStream.from_dataset(d) for d in splits)
+
+
+def build_two_timescale(config: ml_collections.ConfigDict,
+                        input_size: int) -> two_timescale.TwoTimescale:
+  """Networks A (digits → class) and B (A's state → odd count), method."""
+  del input_size  # the cores read any input width
+  ts = config.timescale
+  core_a = rnn.RecurrentCore(config.model.kind, config.model.width, 10)
+  core_b = rnn.RecurrentCore(config.model.kind, ts.b_width, ts.k + 1)
+  d = config.dni
+  synth = None
+  if config.method == "dni":
+    synth = (synthesizers.MLPSynthesizer(tuple(d.hidden), d.use_batch_norm)
+             if d.synthesizer == "mlp" else synthesizers.LinearSynthesizer())
+  return two_timescale.TwoTimescale(core_a, core_b, ts.k, ts.ticks,
+                                    config.method, synth, d.sg_scale)
 
 
 def load_corpus(config: ml_collections.ConfigDict) -> char_corpus.Corpus:

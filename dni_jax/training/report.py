@@ -71,6 +71,20 @@ RECURRENT_COLUMNS: tuple[Column, ...] = (
 )
 
 
+TWO_TIMESCALE_COLUMNS: tuple[Column, ...] = (
+    ("steps", 8, lambda s: str(s["step"])),
+    ("digits", 12, lambda s: _fmt(s["test"].get("digits"), 0)),
+    ("A test err %", 14, lambda s: _pct(s["test"].get("a_error"))),
+    ("B test err %", 14, lambda s: _pct(s["test"].get("b_error"))),
+    ("B best err %", 14, lambda s: _pct(s.get("best_test_b_error"))),
+    ("time s", 9, lambda s: _fmt(s["seconds"], 1)),
+)
+
+
+def _pct(value) -> str:
+  return _fmt(None if value is None else 100 * value, 2)
+
+
 def comparison_table(summaries: dict[str, dict]) -> str:
   """One row per feed-forward method: test accuracy, error, exact match."""
   return table(summaries, COMPARISON_COLUMNS)
@@ -79,3 +93,8 @@ def comparison_table(summaries: dict[str, dict]) -> str:
 def recurrent_table(summaries: dict[str, dict]) -> str:
   """One row per recurrent method: curriculum length or bits per character."""
   return table(summaries, RECURRENT_COLUMNS)
+
+
+def two_timescale_table(summaries: dict[str, dict]) -> str:
+  """One row per two-timescale method: A's and B's test errors."""
+  return table(summaries, TWO_TIMESCALE_COLUMNS)

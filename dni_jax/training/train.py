@@ -1,8 +1,9 @@
 """``train_and_evaluate(config, workdir)``: the entry point of every run.
 
 Validates the config, then trains each method named in ``config.method``
-with the loop of its task family: ``feedforward`` (images, binary addition)
-or ``recurrent`` (sequence tasks). Several comma-separated methods each run
+with the loop of its task family: ``feedforward`` (images, binary addition),
+``pipelined`` (stages on several devices), ``recurrent`` (sequence tasks) or
+``two_timescale`` (two networks joined by a DNI). Several comma-separated methods each run
 in ``workdir/<method>`` and a comparison table is printed at the end; a
 single method prints the same table with one row.
 """
@@ -21,6 +22,7 @@ from dni_jax.training import pipelined
 from dni_jax.training import recurrent
 from dni_jax.training import report
 from dni_jax.training import run as run_lib
+from dni_jax.training import two_timescale
 from dni_jax.training import workdir as workdir_lib
 
 
@@ -48,7 +50,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           f"of {len(names)} methods writes each into {workdir}/<method>; "
           "choose a new --workdir for the comparison.")
   is_recurrent = experiment.is_recurrent(config)
-  loops = (recurrent if is_recurrent else
+  is_two_timescale = experiment.is_two_timescale(config)
+  loops = (two_timescale if is_two_timescale else
+           recurrent if is_recurrent else
            pipelined if config.parallel.num_devices else feedforward)
   summaries = {}
   for name in names:
@@ -60,7 +64,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       run_dir = os.path.join(run_dir, f"process_{jax.process_index()}")
     summaries[name] = run_lib.run(loops.make_loop(run_config), run_config,
                                   run_dir, overwrite)
-  table = (report.recurrent_table if is_recurrent
+  table = (report.two_timescale_table if is_two_timescale else
+           report.recurrent_table if is_recurrent
            else report.comparison_table)(summaries)
   what = "comparison" if len(names) > 1 else "result"
   print(f"\n{config.data.name}: {what} after {config.num_steps} steps "

@@ -1,0 +1,45 @@
+"""Two networks at two timescales (the paper's multi-network system, §3.3).
+
+  python -m experiments.main --config=configs/two_timescale.py \\
+      --workdir=/tmp/dni/two_timescale --config.timescale.k=4
+
+Network A (an LSTM) reads a stream of digits, one per step, and names each;
+network B (an LSTM) ticks every ``timescale.k`` steps, reads only A's state,
+and says how many of the last k digits were odd. Methods
+(``dni_jax.core.two_timescale``): ``dni`` (A updates at every step from a
+synthetic gradient on its state), ``locked`` (A updates only when B's true
+gradient arrives, every k steps, by BPTT over them) and ``bptt`` (full BPTT
+through both over a step's ``timescale.ticks`` ticks). Generated digits by
+default (no download); ``--config.data.name=mnist`` with ``data.dir`` (or
+tensorflow-datasets) for MNIST digits. README for results.
+"""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config():
+  config = base.get_config()
+  config.method = "dni,locked,bptt"
+  config.data.name = "synthetic_digits"  # synthetic_digits | mnist
+  config.model.kind = "lstm"  # A's and B's cell: lstm | rnn
+  config.model.width = 64  # A's hidden units
+  config.dni.synthesizer = "linear"
+  config.dni.sg_scale = 1.0  # λ on A's state
+  config.opt.learning_rate = 1e-3
+  config.opt.decay_steps = ()
+
+  config.timescale = ml_collections.ConfigDict()
+  config.timescale.k = 4  # B ticks once every k steps of A (k >= 1)
+  config.timescale.ticks = 4  # B's ticks per training step (bptt's window)
+  config.timescale.b_width = 64  # B's hidden units
+  config.timescale.eval_ticks = 16  # B's ticks per held-out stream
+
+  config.batch_size = 32  # parallel streams
+  config.eval_batch_size = 256
+  config.num_steps = 2000
+  config.log_every = 100
+  config.eval_every = 250
+  config.checkpoint_every = 1000
+  return config
