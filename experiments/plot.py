@@ -35,6 +35,13 @@ import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-t
 from matplotlib import ticker  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from dni_jax.training.metrics_log import read_metrics  # noqa: E402
+from experiments.plot_style import method_color  # noqa: E402,F401
+from experiments.plot_style import METHOD_COLORS  # noqa: E402,F401
+from experiments.plot_style import METHOD_ORDER  # noqa: E402,F401
+from experiments.plot_style import percent  # noqa: E402
+from experiments.plot_style import plain  # noqa: E402
+from experiments.plot_style import series  # noqa: E402
+from experiments.plot_style import sort_key  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "curves.png", "Output image file.")
 _TITLE = flags.DEFINE_string("title", "", "Figure title.")
@@ -48,12 +55,6 @@ _TRAIN_METRIC = flags.DEFINE_string(
     "the task.")
 _X = flags.DEFINE_enum("x", "step", ["step", "chars"], "Horizontal axis.")
 
-# Fixed colours: a method looks the same in every figure. The legend
-# follows METHOD_ORDER.
-METHOD_COLORS = {"backprop": "C0", "bptt": "C0", "dni": "C1", "cdni": "C2",
-                 "dni_aux": "C2", "locked": "C3", "dni_unlocked": "C4",
-                 "cdni_unlocked": "C5"}
-METHOD_ORDER = tuple(METHOD_COLORS)
 _COPY_TASKS = ("copy", "repeat_copy")
 _CORPORA = ("ptb_char", "tiny_shakespeare")
 
@@ -65,32 +66,6 @@ def default_panels(data_name: str | None) -> tuple[str, str, str]:
   if data_name in _CORPORA:
     return "bpc", "bpc", "valid"
   return "loss", "error", "test"
-
-
-def method_of(label: str) -> str:
-  return label.rsplit("/", 1)[-1]
-
-
-def method_color(label: str) -> str:
-  """The colour of a run's method (matplotlib's cycle, by ``METHOD_ORDER``)."""
-  method = method_of(label)
-  return METHOD_COLORS.get(method, f"C{6 + sum(map(ord, method)) % 4}")
-
-
-def sort_key(label: str):
-  method = method_of(label)
-  rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else 99
-  return (label.rsplit("/", 1)[0] if "/" in label else "", rank, method)
-
-
-def plain(value: float, _=None) -> str:
-  """A plain tick: 0.5, 2, 40 (never 4×10^1)."""
-  return f"{value:g}"
-
-
-def percent(value: float, _=None) -> str:
-  """A plain percent tick: 0.5%, 2%, 40%."""
-  return f"{value:g}%"
 
 
 def _plain_log_ticks(ax, fmt) -> None:
@@ -124,16 +99,6 @@ def data_name(run_dir: str) -> str | None:
       return json.load(f)["data"]["name"]
   except (OSError, ValueError, KeyError):
     return None
-
-
-def series(records, split: str, key: str, x: str = "step"):
-  """``(xs, ys)`` of ``key`` in the ``split`` records (error: 100·(1−acc))."""
-  source = "accuracy" if key == "error" else key
-  points = [(r.get(x), r[source]) for r in records
-            if r["split"] == split and r.get(source) is not None
-            and r.get(x) is not None]
-  ys = [100 * (1 - y) if key == "error" else y for _, y in points]
-  return [p[0] for p in points], ys
 
 
 def _pick(flag: str, default: str) -> str:

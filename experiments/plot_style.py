@@ -1,0 +1,47 @@
+"""What every figure shares: a colour per method, plain ticks, a metric series.
+
+No flags here, so that every plotting entry point can import it.
+"""
+
+# Fixed colours: a method looks the same in every figure. The legend
+# follows METHOD_ORDER.
+METHOD_COLORS = {"backprop": "C0", "bptt": "C0", "dni": "C1", "cdni": "C2",
+                 "dni_aux": "C2", "locked": "C3", "dni_unlocked": "C4",
+                 "cdni_unlocked": "C5"}
+METHOD_ORDER = tuple(METHOD_COLORS)
+
+
+def method_of(label: str) -> str:
+  return label.rsplit("/", 1)[-1]
+
+
+def method_color(label: str) -> str:
+  """The colour of a run's method (matplotlib's cycle, by ``METHOD_ORDER``)."""
+  method = method_of(label)
+  return METHOD_COLORS.get(method, f"C{6 + sum(map(ord, method)) % 4}")
+
+
+def sort_key(label: str):
+  method = method_of(label)
+  rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else 99
+  return (label.rsplit("/", 1)[0] if "/" in label else "", rank, method)
+
+
+def plain(value: float, _=None) -> str:
+  """A plain tick: 0.5, 2, 40 (never 4×10^1)."""
+  return f"{value:g}"
+
+
+def percent(value: float, _=None) -> str:
+  """A plain percent tick: 0.5%, 2%, 40%."""
+  return f"{value:g}%"
+
+
+def series(records, split: str, key: str, x: str = "step"):
+  """``(xs, ys)`` of ``key`` in the ``split`` records (error: 100·(1−acc))."""
+  source = "accuracy" if key == "error" else key
+  points = [(r.get(x), r[source]) for r in records
+            if r["split"] == split and r.get(source) is not None
+            and r.get(x) is not None]
+  ys = [100 * (1 - y) if key == "error" else y for _, y in points]
+  return [p[0] for p in points], ys

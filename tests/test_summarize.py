@@ -1,0 +1,89 @@
+"""Seeds into error bars: experiments.summarize and experiments.plot_seeds."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dni_jax.training import results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(folder, config, test_accuracies):
+  os.makedirs(folder)
+  with open(os.path.join(folder, "config.json"), "w") as f:
+    json.dump(config, f)
+  with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+    for step, acc in enumerate(test_accuracies, 1):
+      f.write(json.dumps({"step": 100 * step, "split": "test",
+                          "accuracy": acc, "loss": 1.0 - acc}) + "\n")
+      f.write(json.dumps({"step": 100 * step, "split": "train",
+                          "loss": 2.0}) + "\n")
+
+
+@pytest.fixture
+def sweep(tmp_path):
+  """Two methods × three seeds; one old run without a newer field."""
+  finals = {"dni": (0.90, 0.92, 0.94), "cdni": (0.97, 0.98, 0.99)}
+  for method, accs in finals.items():
+    for seed, acc in enumerate(accs):
+      config = {"method": method, "seed": seed, "num_steps": 200 + seed,
+                "dni": {"update_prob": 0.5}}
+      if seed == 0:
+        del config["dni"]  # written before dni.update_prob existed
+      _run(tmp_path / f"p/{method}/seed{seed}", config, [acc - 0.1, acc])
+  return tmp_path
+
+
+def test_groups_differ_only_in_method_and_carry_seed_statistics(sweep):
+  sys.path.insert(0, ROOT)
+  from experiments import summarize  # pylint: disable=g-import-not-at-top
+  rows = summarize.summarize(str(sweep), metrics=("error", "accuracy"))
+  by = {(r["group"], r["metric"]): r for r in rows}
+  assert {g for g, _ in by} == {"method=dni", "method=cdni"}
+  final = by[("method=dni", "accuracy")]["final"]
+  assert final["n"] == 3
+  assert final["mean"] == pytest.approx(0.92)
+  assert final["std"] == pytest.approx(0.02)  # sample std (n - 1)
+  assert (final["min"], final["max"]) == pytest.approx((0.90, 0.94))
+  # Best: the maximum accuracy, the minimum error.
+  assert by[("method=cdni", "error")]["best"]["mean"] == pytest.approx(0.02)
+
+
+def test_summarize_writes_markdown_and_csv(sweep):
+  out = subprocess.run([sys.executable, "-m", "experiments.summarize",
+                        str(sweep), "--metrics=error", "--scale=100"],
+                       cwd=ROOT, capture_output=True, text=True, check=True)
+  assert "| method=dni | error | 8 ± 2 |" in out.stdout
+  with open(sweep / "summary.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert {r["group"] for r in rows} == {"method=dni", "method=cdni"}
+  assert (sweep / "summary.md").read_text().startswith("| group |")
+
+
+def test_plot_seeds_draws_error_bars_and_bands(sweep, tmp_path):
+  for extra in (["--x_field=dni.update_prob"], ["--curves"]):
+    out = tmp_path / f"{extra[0][2:8]}.png"
+    subprocess.run([sys.executable, "-m", "experiments.plot_seeds",
+                    str(sweep), f"--out={out}", *extra],
+                   cwd=ROOT, check=True, capture_output=True)
+    assert out.stat().st_size > 1000
+
+
+def test_varying_fields_ignore_seed_resumable_and_missing_fields():
+  configs = [{"seed": 0, "num_steps": 1, "a": 1},
+             {"seed": 1, "num_steps": 2, "a": 1, "b": 3},
+             {"seed": 2, "num_steps": 3, "a": 2, "b": 3}]
+  assert results.varying_fields(configs) == ["a"]
+
+
+def test_no_runs_is_a_clear_error(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "experiments.summarize",
+                        str(tmp_path)], cwd=ROOT, capture_output=True,
+                       text=True)
+  assert out.returncode != 0
+  assert "no runs under" in out.stderr
