@@ -26,7 +26,7 @@ def get_config():
   config.model.kind = "lstm"  # A's and B's cell: lstm | rnn
   config.model.width = 64  # A's hidden units
   config.dni.synthesizer = "linear"
-  config.dni.sg_scale = 1.0  # λ on A's state
+  config.dni.sg_scale = 0.1  # λ on A's state: the paper's value for RNNs
   config.opt.learning_rate = 1e-3
   config.opt.decay_steps = ()
 
