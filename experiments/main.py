@@ -179,18 +179,21 @@ def _parse_flags(argv: list[str]) -> list[str]:
     _fail(f"{text[:500]} (see --help; --list_configs, --print_config)", 2)
 
 
-def _run(workdir: str) -> None:
+def _run(workdir: str, action=None) -> None:
+  """``action(config, workdir, overwrite)`` (default: train_and_evaluate),
+  with one-paragraph errors, Ctrl-C's message and exit codes."""
   # Imported here so that --help and --list_configs answer without jax.
   from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
   from dni_jax.parallel import distributed  # pylint: disable=g-import-not-at-top
   from dni_jax.training import train  # pylint: disable=g-import-not-at-top
+  action = action or train.train_and_evaluate
   try:
     env = distributed.from_env() or ("127.0.0.1:8476", 1, 0)
     distributed.initialize(
         _COORDINATOR.value or env[0],
         _NUM_PROCESSES.value if _NUM_PROCESSES.value is not None else env[1],
         _PROCESS_ID.value if _PROCESS_ID.value is not None else env[2])
-    train.train_and_evaluate(_CONFIG.value, workdir, _OVERWRITE.value)
+    action(_CONFIG.value, workdir, _OVERWRITE.value)
   except KeyboardInterrupt as e:
     if _TRACEBACK.value:
       raise
@@ -210,6 +213,12 @@ def _run(workdir: str) -> None:
           "for the full traceback; checkpoints already saved are kept)")
 
 
+def config_name() -> str:
+  """The config file's name without folder and ``.py`` (e.g. mnist_fcn)."""
+  return os.path.splitext(os.path.basename(
+      config_flags.get_config_filename(flags.FLAGS["config"])))[0]
+
+
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}: every option is a flag, e.g. "
@@ -223,9 +232,7 @@ def main(argv):
     return
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  config_name = os.path.splitext(os.path.basename(
-      config_flags.get_config_filename(flags.FLAGS["config"])))[0]
-  _run(_WORKDIR.value or os.path.join("/tmp/dni_jax", config_name))
+  _run(_WORKDIR.value or os.path.join("/tmp/dni_jax", config_name()))
 
 
 if __name__ == "__main__":

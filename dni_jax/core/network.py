@@ -69,7 +69,9 @@ class DecoupledNetwork:
           f"{len(self.stages)} stages have {self.num_boundaries} boundaries, "
           f"but {len(self.input_models)} input models were given; pass one "
           "per boundary.")
-    if not math.isfinite(self.sg_scale):
+    # (A traced λ, e.g. one per vmapped sweep member, is not checked here.)
+    if isinstance(self.sg_scale, (int, float)) and not math.isfinite(
+        self.sg_scale):
       raise ValueError(f"sg_scale must be finite, got {self.sg_scale}.")
 
   @property

@@ -233,6 +233,20 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   return new, metrics
 
 
+def task_step(state: RecurrentTrainState, data, *, rdni: RecurrentDNI,
+              optimizers: Optimizers, task):
+  """One window of a task: its batch, ``train_step``, the task's update.
+
+  The window's batch is made on the device by ``task.window(task_state,
+  data, step)``; ``task.update`` advances the task's own state (e.g. the
+  curriculum) from the window's metrics. Pure; ``make_train_step`` jits it.
+  """
+  batch = task.window(state.task, data, state.step)
+  new, metrics = train_step(state, batch, rdni=rdni, optimizers=optimizers)
+  task_state, task_metrics = task.update(state.task, metrics, state.step)
+  return new.replace(task=task_state), {**metrics, **task_metrics}
+
+
 def make_train_step(rdni: RecurrentDNI, optimizers: Optimizers, task):
   """The jitted step of a task: ``step(state, data) -> (state, metrics)``.
 
@@ -242,9 +256,6 @@ def make_train_step(rdni: RecurrentDNI, optimizers: Optimizers, task):
   advances the task's own state (e.g. the curriculum) from the window's
   metrics. The state is donated.
   """
-  def step(state, data):
-    batch = task.window(state.task, data, state.step)
-    new, metrics = train_step(state, batch, rdni=rdni, optimizers=optimizers)
-    task_state, task_metrics = task.update(state.task, metrics, state.step)
-    return new.replace(task=task_state), {**metrics, **task_metrics}
-  return jax.jit(step, donate_argnums=0)
+  return jax.jit(functools.partial(task_step, rdni=rdni,
+                                   optimizers=optimizers, task=task),
+                 donate_argnums=0)

@@ -44,6 +44,16 @@ class Checkpointer:
     step = self.latest_step()
     if step is None:
       return state, 0
+    return self.restore_at(step, state), step
+
+  def restore_at(self, step: int, state):
+    """The checkpoint of ``step`` (one of the kept ones), shaped as ``state``."""
+    if step not in self._manager.all_steps():
+      raise CheckpointError(
+          f"no checkpoint of step {step} in {self.directory} (kept: "
+          f"{sorted(self._manager.all_steps())}); the members of a sweep "
+          "group were saved at different steps. Rerun with --overwrite to "
+          "start the sweep over.")
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
     try:
       restored = self._manager.restore(
@@ -56,7 +66,7 @@ class Checkpointer:
           f"{first_line}). It was made by another config or version of the "
           "code, or is damaged; it is left as it is. Choose a new --workdir, "
           "or rerun with --overwrite to delete it and start over.") from e
-    return restored, step
+    return restored
 
   def close(self) -> None:
     self._manager.close()

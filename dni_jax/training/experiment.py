@@ -296,8 +296,13 @@ def _synthesizer(config):
 
 
 def build_network(config: ml_collections.ConfigDict,
-                  train: data_lib.ArrayDataset) -> network.DecoupledNetwork:
-  """The stages, a synthesizer per boundary (unless backprop), task loss."""
+                  train: data_lib.ArrayDataset,
+                  sg_scale=None) -> network.DecoupledNetwork:
+  """The stages, a synthesizer per boundary (unless backprop), task loss.
+
+  ``sg_scale``: λ instead of ``config.dni.sg_scale`` (e.g. a traced value,
+  one per member of a vmapped sweep).
+  """
   classification = train.labels.ndim == 1
   num_outputs = (int(train.labels.max()) + 1 if classification
                  else train.labels.shape[-1])
@@ -310,7 +315,7 @@ def build_network(config: ml_collections.ConfigDict,
                else losses.sigmoid_binary_cross_entropy),
       metrics_fn=(losses.classification_metrics if classification
                   else losses.bit_metrics),
-      sg_scale=config.dni.sg_scale,
+      sg_scale=config.dni.sg_scale if sg_scale is None else sg_scale,
       input_model=_input_model(config) if source.unlocked else None)
 
 
@@ -337,12 +342,20 @@ def _optimizer(opt, learning_rate):
   return tx
 
 
-def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
-  """One transformation for the stages, one for the synthesizers."""
+def build_optimizers(config: ml_collections.ConfigDict,
+                     learning_rate=None,
+                     synth_learning_rate=None) -> Optimizers:
+  """One transformation for the stages, one for the synthesizers.
+
+  ``learning_rate`` / ``synth_learning_rate``: instead of the config's
+  (e.g. traced values, one per member of a vmapped sweep).
+  """
   opt = config.opt
-  synth_lr = opt.get("synth_learning_rate") or opt.learning_rate
-  return Optimizers(_optimizer(opt, opt.learning_rate),
-                    _optimizer(opt, synth_lr))
+  lr = opt.learning_rate if learning_rate is None else learning_rate
+  synth_lr = synth_learning_rate
+  if synth_lr is None:
+    synth_lr = opt.get("synth_learning_rate") or lr
+  return Optimizers(_optimizer(opt, lr), _optimizer(opt, synth_lr))
 
 
 def load_digit_streams(config: ml_collections.ConfigDict):
@@ -398,12 +411,13 @@ def build_task(config: ml_collections.ConfigDict):
 
 
 def build_recurrent(config: ml_collections.ConfigDict,
-                    task) -> tbptt.RecurrentDNI:
+                    task, sg_scale=None) -> tbptt.RecurrentDNI:
   """The core, synthesizer and method of a sequence-task config."""
   core = rnn.RecurrentCore(config.model.kind, config.model.width,
                            task.num_outputs, task.vocab_size)
   d = config.dni
   synth = (synthesizers.MLPSynthesizer(tuple(d.hidden), d.use_batch_norm)
            if d.synthesizer == "mlp" else synthesizers.LinearSynthesizer())
-  return tbptt.build(config.method, core, task.loss, synth, d.sg_scale,
+  return tbptt.build(config.method, core, task.loss, synth,
+                     d.sg_scale if sg_scale is None else sg_scale,
                      d.aux_weight)

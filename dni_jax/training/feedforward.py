@@ -8,8 +8,11 @@ checkpoints, resume, NaN stop) is ``dni_jax.training.run``'s.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import ml_collections
+import numpy as np
 
 from dni_jax.core import gradient_sources
 from dni_jax.core import step as step_lib
@@ -19,6 +22,7 @@ from dni_jax.errors import ConfigError
 from dni_jax.training import experiment
 from dni_jax.training import report
 from dni_jax.training import run as run_lib
+from dni_jax.training import sweep
 
 
 def evaluate(eval_fn, state, dataset, batch_size: int) -> dict:
@@ -63,3 +67,75 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
   return run_lib.Loop(init=init, step=step, evaluate=evaluate_test,
                       summarize=report.summarize,
                       eval_shown=("loss", "accuracy", "exact_match"))
+
+
+def make_batched_loop(configs: list[ml_collections.ConfigDict]
+                      ) -> run_lib.Loop:
+  """A vmapped group of runs (``dni_jax.training.sweep``) as one ``Loop``.
+
+  The configs differ only in ``sweep.VMAPPABLE`` fields. Each member trains
+  on its own seed's batches (and, for generated data, its own seed's
+  dataset); the state, the metrics and the evaluations carry a leading
+  member axis.
+  """
+  config = configs[0]
+  cache = {}
+  for c in configs:
+    key = c.seed if c.data.name == "binary_addition" else None
+    if key not in cache:
+      cache[key] = experiment.load_data(c)
+  datasets = [cache[c.seed if c.data.name == "binary_addition" else None]
+              for c in configs]
+  train0 = datasets[0][0]
+  source = gradient_sources.get_source(config.method)
+  probs = experiment.update_probs(config)
+  net = experiment.build_network(config, train0)
+  hp = sweep.hyperparameters(configs)
+
+  def member_step(h, state, batch):
+    optimizers = experiment.build_optimizers(
+        config, h["opt.learning_rate"], h["opt.synth_learning_rate"])
+    member_net = experiment.build_network(config, train0,
+                                          sg_scale=h["dni.sg_scale"])
+    return step_lib.train_step(state, batch, net=member_net,
+                               optimizers=optimizers, source=source,
+                               track_alignment=config.dni.track_alignment,
+                               update_prob=probs)
+
+  step_fn = jax.jit(jax.vmap(member_step), donate_argnums=1)
+  eval_fn = jax.jit(jax.vmap(lambda s, b: step_lib.eval_step(s, b, net=net)))
+
+  def init():
+    states = []
+    for c, (train, _) in zip(configs, datasets):
+      example = dataset_lib.batch_at(train, 0, c.batch_size, c.seed)
+      states.append(train_state.init_train_state(
+          net, experiment.build_optimizers(c), source,
+          jax.random.PRNGKey(c.seed), example,
+          synth_delay=c.dni.synth_delay))
+    return sweep.stack(states)
+
+  def step(state, i):
+    batches = [dataset_lib.batch_at(train, i, c.batch_size, c.seed)
+               for c, (train, _) in zip(configs, datasets)]
+    return step_fn(hp, state, _stack_host(batches))
+
+  def evaluate_test(state, i):
+    del i
+    sums, count = {}, 0
+    for batches in zip(*(dataset_lib.eval_batches(test, config.eval_batch_size)
+                         for _, test in datasets)):
+      n = len(batches[0]["labels"])
+      for k, v in eval_fn(state, _stack_host(batches)).items():
+        sums[k] = sums.get(k, 0.0) + v * n
+      count += n
+    return {"test": {k: np.asarray(v) / count
+                     for k, v in jax.device_get(sums).items()}}
+
+  base = make_loop(config)
+  return dataclasses.replace(base, init=init, step=step,
+                             evaluate=evaluate_test)
+
+
+def _stack_host(batches: list[dict]) -> dict:
+  return {k: np.stack([b[k] for b in batches]) for k in batches[0]}

@@ -15,6 +15,7 @@ a progress line, Orbax checkpoints, exact resumption, a clean stop on NaN.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -29,6 +30,7 @@ from dni_jax.core import tbptt
 from dni_jax.data import char_corpus
 from dni_jax.training import experiment
 from dni_jax.training import run as run_lib
+from dni_jax.training import sweep
 
 
 def example_input(task, batch_size: int) -> jax.Array:
@@ -108,13 +110,26 @@ def _stopper(patience: int):
   return should_stop
 
 
+def make_evaluate(core, corpus, config: ml_collections.ConfigDict):
+  """``(state, step) -> {valid, test: {loss, bpc, chars}}`` of a corpus."""
+  chars_per_step = config.batch_size * config.unroll
+
+  def evaluate(state, i):
+    results = {}
+    for split in ("valid", "test"):
+      results[split] = evaluate_lm(core, state.params, corpus.splits[split],
+                                   config.eval_batch_size)
+      results[split]["chars"] = i * chars_per_step
+    return results
+  return evaluate
+
+
 def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
   """Task, core and optimisers of ``config``, as a ``run_lib.Loop``."""
   task, data, corpus = experiment.build_task(config)
   rdni = experiment.build_recurrent(config, task)
   optimizers = experiment.build_optimizers(config)
   step_fn = tbptt.make_train_step(rdni, optimizers, task)
-  chars_per_step = config.batch_size * config.unroll
 
   def init():
     return tbptt.init_train_state(
@@ -125,15 +140,7 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
     del i  # the window is made on the device from the state's step
     return step_fn(state, data)
 
-  def evaluate(state, i):
-    results = {}
-    for split in ("valid", "test"):
-      results[split] = evaluate_lm(rdni.core, state.params,
-                                   corpus.splits[split],
-                                   config.eval_batch_size)
-      results[split]["chars"] = i * chars_per_step
-    return results
-
+  evaluate = make_evaluate(rdni.core, corpus, config)
   is_lm = corpus is not None
   return run_lib.Loop(
       init=init, step=step, summarize=summarize,
@@ -164,3 +171,54 @@ def summarize(records: list[dict], seconds: float | None = None) -> dict:
       "best_step": best["step"] if best else None,
       "seconds": seconds,
   }
+
+
+def make_batched_loop(configs: list[ml_collections.ConfigDict]
+                      ) -> run_lib.Loop:
+  """A vmapped group of runs (``dni_jax.training.sweep``) as one ``Loop``.
+
+  The configs differ only in ``sweep.VMAPPABLE`` fields; a generated task
+  (Copy, Repeat Copy) draws each member's episodes from its own seed. Early
+  stopping is per run, so a group trains every member for ``num_steps``.
+  """
+  config = configs[0]
+  task, data, corpus = experiment.build_task(config)
+  hp = sweep.hyperparameters(configs)
+  seeded = hasattr(task, "seed")
+
+  def member_task(seed):
+    return dataclasses.replace(task, seed=seed) if seeded else task
+
+  def member_step(h, state, data):
+    member = member_task(h["seed"])
+    rdni = experiment.build_recurrent(config, member,
+                                      sg_scale=h["dni.sg_scale"])
+    optimizers = experiment.build_optimizers(
+        config, h["opt.learning_rate"], h["opt.synth_learning_rate"])
+    return tbptt.task_step(state, data, rdni=rdni, optimizers=optimizers,
+                           task=member)
+
+  step_fn = jax.jit(jax.vmap(member_step, in_axes=(0, 0, None)),
+                    donate_argnums=1)
+  rdni = experiment.build_recurrent(config, task)
+
+  def init():
+    return sweep.stack([tbptt.init_train_state(
+        rdni, experiment.build_optimizers(c), jax.random.PRNGKey(c.seed),
+        c.batch_size, example_input(task, c.batch_size),
+        member_task(c.seed).init_state()) for c in configs])
+
+  def step(state, i):
+    del i
+    return step_fn(hp, state, data)
+
+  def evaluate(state, i):
+    per_member = [make_evaluate(rdni.core, corpus, config)(
+        sweep.unstack(state, m), i) for m in range(len(configs))]
+    return {split: {k: np.array([r[split][k] for r in per_member])
+                    for k in per_member[0][split]} for split in per_member[0]}
+
+  base = make_loop(config)
+  return dataclasses.replace(base, init=init, step=step,
+                             evaluate=evaluate if corpus is not None else None,
+                             should_stop=None)

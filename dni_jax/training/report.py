@@ -36,11 +36,13 @@ Column = tuple[str, int, Callable[[dict], str]]
 
 def table(summaries: dict[str, dict], columns: Sequence[Column]) -> str:
   """A plain-text table, one row per method, one column per ``Column``."""
-  header = f"{'method':<10}" + "".join(f"{t:>{w}}" for t, w, _ in columns)
+  width = max([10] + [len(m) + 1 for m in summaries])
+  header = f"{'method':<{width}}" + "".join(f"{t:>{w}}"
+                                            for t, w, _ in columns)
   rows = [header, "-" * len(header)]
   for method, s in summaries.items():
-    rows.append(f"{method:<10}" + "".join(f"{cell(s):>{w}}"
-                                          for _, w, cell in columns))
+    rows.append(f"{method:<{width}}" + "".join(f"{cell(s):>{w}}"
+                                               for _, w, cell in columns))
   return "\n".join(rows)
 
 

@@ -215,7 +215,7 @@ class Recorder:
       print(f"{self._prefix(step)} | {split} {shown}", flush=True)
 
 
-def _finished(loop: Loop, config, workdir: str, step: int) -> dict | None:
+def finished(loop: Loop, config, workdir: str, step: int) -> dict | None:
   """The summary of a run already finished in ``workdir``, else ``None``."""
   records = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))
              if r["step"] <= step]
@@ -257,7 +257,7 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
   checkpointer = (ProcessLocalCheckpointer(directory)
                   if jax.process_count() > 1 else Checkpointer(directory))
   try:
-    done = _finished(loop, config, workdir, checkpointer.latest_step() or 0)
+    done = finished(loop, config, workdir, checkpointer.latest_step() or 0)
     if done is None:
       state, start_step = checkpointer.restore_or(loop.init())
   except BaseException:
@@ -270,7 +270,7 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
     print(f"[{config.method}] resuming from step {start_step} in {workdir}")
   recorder = Recorder(config, workdir, start_step, checkpointer, loop)
   try:
-    state, stop_reason = _train(loop, config, state, start_step, recorder)
+    state, stop_reason = train_steps(loop, config, state, start_step, recorder)
   except KeyboardInterrupt as e:
     if isinstance(e, RunInterrupted):
       raise
@@ -285,9 +285,13 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
   return summary
 
 
-def _train(loop: Loop, config, state, start_step: int,
+def train_steps(loop: Loop, config, state, start_step: int,
            recorder: Recorder) -> tuple[State, str | None]:
-  """The host loop; returns the final state and why it stopped early."""
+  """The host loop; returns the final state and why it stopped early.
+
+  ``recorder`` is a ``Recorder`` or anything with its interface (a sweep's
+  vmapped group fans it out to its members).
+  """
   checkpointer = recorder.checkpointer
   stop_reason, pending = None, None
   for step in range(start_step, config.num_steps):

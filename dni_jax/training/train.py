@@ -26,6 +26,15 @@ from dni_jax.training import two_timescale
 from dni_jax.training import workdir as workdir_lib
 
 
+def loop_module(config: ml_collections.ConfigDict):
+  """The module whose ``make_loop(config)`` trains this kind of config."""
+  if experiment.is_two_timescale(config):
+    return two_timescale
+  if experiment.is_recurrent(config):
+    return recurrent
+  return pipelined if config.parallel.num_devices else feedforward
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        overwrite: bool = False) -> dict[str, dict]:
   """Trains every method named in ``config.method``; returns their summaries.
@@ -51,9 +60,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           "choose a new --workdir for the comparison.")
   is_recurrent = experiment.is_recurrent(config)
   is_two_timescale = experiment.is_two_timescale(config)
-  loops = (two_timescale if is_two_timescale else
-           recurrent if is_recurrent else
-           pipelined if config.parallel.num_devices else feedforward)
+  loops = loop_module(config)
   summaries = {}
   for name in names:
     run_config = ml_collections.ConfigDict(config.to_dict())

@@ -1,0 +1,323 @@
+"""Sweeps: a config's members, vmapped where they can share one program.
+
+A config may define ``get_sweep()``: a list of dotted overrides, e.g.
+``[{"seed": s} for s in range(3)]`` or ``{"opt.learning_rate": 1e-4,
+"dni.sg_scale": 0.5}`` (as big_vision and the Flax examples do). Each
+member runs into ``<workdir>/<member name>/`` with the usual
+``config.json``, ``metrics.jsonl``, TensorBoard events and checkpoints, so a
+member folder is an ordinary run: ``experiments.main`` resumes it,
+``experiments.summarize`` aggregates it.
+
+Members whose configs differ only in ``VMAPPABLE`` fields (the seed and
+scalar hyper-parameters) form one *group*, trained as one batched state
+under ``jax.vmap``: one compiled step, each member on the data its own run
+would see (its own seed's batches, or its own generated stream). Members
+that change a shape or a static choice run one group after another. A group
+of one member is the plain run (``run_lib.run``), bit for bit.
+
+The batched step is the single run's step, vmapped; XLA may pick other
+kernels for the batched matmuls, so a member's numbers equal its single
+run's to float rounding (tests/test_sweep.py says how close), not bit for
+bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from dni_jax.errors import ConfigError
+from dni_jax.errors import RunInterrupted
+from dni_jax.training import experiment
+from dni_jax.training import run as run_lib
+from dni_jax.training import workdir as workdir_lib
+from dni_jax.training.checkpoint import Checkpointer
+
+# Fields a vmapped group's members may differ in: each member gets its own
+# value as a traced scalar (the seed picks its initial state and data).
+VMAPPABLE = ("seed", "opt.learning_rate", "opt.synth_learning_rate",
+             "dni.sg_scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+  """One run of a sweep: its folder name, overrides and resolved config."""
+  name: str
+  overrides: dict
+  config: ml_collections.ConfigDict
+
+
+def _name(overrides: dict) -> str:
+  text = ",".join(f"{k}={v}" for k, v in overrides.items()) or "base"
+  return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)
+
+
+def _set(config: ml_collections.ConfigDict, key: str, value) -> None:
+  node = config
+  *parents, leaf = key.split(".")
+  for i, part in enumerate(parents):
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise ConfigError(f"sweep override {key!r}: the config has no field "
+                        f"{'.'.join(parents[:i + 1])!r}; fix the name in "
+                        "get_sweep() (--print_config lists every field).")
+    node = node[part]
+  if leaf not in node:
+    raise ConfigError(f"sweep override {key!r}: the config has no field "
+                      f"{key!r}; fix the name in get_sweep() "
+                      "(--print_config lists every field).")
+  try:
+    node[leaf] = value
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"sweep override {key}={value!r} has the wrong type "
+                      f"for the field ({type(node[leaf]).__name__} "
+                      f"expected): {e}") from None
+
+
+def members(config: ml_collections.ConfigDict, sweep) -> list[Member]:
+  """The sweep's members, each validated; every error before any work.
+
+  Args:
+    config: the base config (command-line overrides applied).
+    sweep: ``get_sweep()``'s list of ``{dotted field: value}``; an entry may
+      name its folder with ``"name"``.
+
+  Raises:
+    ConfigError: an unknown field, a value of the wrong type, a bad value,
+      a sweep that is not a list of dicts, or two members with one name.
+  """
+  if not isinstance(sweep, (list, tuple)) or not sweep or not all(
+      isinstance(m, dict) for m in sweep):
+    raise ConfigError("get_sweep() must return a non-empty list of dicts "
+                      "of dotted overrides, e.g. [{'seed': 0}, {'seed': 1}]")
+  out, names = [], {}
+  for i, overrides in enumerate(sweep):
+    overrides = dict(overrides)
+    name = str(overrides.pop("name", "")) or _name(overrides)
+    member = ml_collections.ConfigDict(config.to_dict())
+    for key, value in overrides.items():
+      _set(member, key, value)
+    if len(experiment.methods(member)) != 1:
+      raise ConfigError(f"sweep member {name!r} names several methods "
+                        f"({member.method!r}); a sweep member is one run: "
+                        "set --config.method to one method.")
+    try:
+      experiment.validate(member)
+    except ConfigError as e:
+      raise ConfigError(f"sweep member {name!r}: {e}") from None
+    if name in names:
+      raise ConfigError(f"sweep members {names[name]} and {i} are both "
+                        f"named {name!r}; give them distinct overrides or "
+                        "'name' entries.")
+    names[name] = i
+    out.append(Member(name, overrides, member))
+  return out
+
+
+def _static_part(config: ml_collections.ConfigDict) -> dict:
+  fields = workdir_lib.config_fields(config)
+  return {k: v for k, v in fields.items() if k not in VMAPPABLE}
+
+
+def vmappable(config: ml_collections.ConfigDict) -> bool:
+  """Whether this kind of run can train as a member of a vmapped group."""
+  return not (config.parallel.num_devices
+              or experiment.is_two_timescale(config)
+              or (experiment.is_recurrent(config) and config.patience))
+
+
+def groups(sweep_members: list[Member]) -> list[list[Member]]:
+  """Members split into vmapped groups (static fields equal), in order."""
+  out: list[list[Member]] = []
+  for member in sweep_members:
+    for group in out:
+      if (vmappable(member.config) and
+          _static_part(group[0].config) == _static_part(member.config)):
+        group.append(member)
+        break
+    else:
+      out.append([member])
+  return out
+
+
+def hyperparameters(configs) -> dict[str, jax.Array]:
+  """Each ``VMAPPABLE`` field as an array over the members."""
+  hp = {}
+  for key in VMAPPABLE:
+    values = []
+    for c in configs:
+      node = c
+      for part in key.split("."):
+        node = node.get(part) if node is not None else None
+      values.append(node)
+    if key == "opt.synth_learning_rate":
+      values = [v or c.opt.learning_rate for v, c in zip(values, configs)]
+    dtype = jnp.int32 if key == "seed" else jnp.float32
+    hp[key] = jnp.asarray(values, dtype)
+  return hp
+
+
+def stack(trees):
+  """One pytree with a leading member axis from equal-structured pytrees."""
+  return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree, index: int):
+  """Member ``index`` of a stacked pytree."""
+  return jax.tree_util.tree_map(lambda x: x[index], tree)
+
+
+class _GroupRecorder:
+  """``run_lib.Recorder``'s interface over the members of a group."""
+
+  def __init__(self, recorders: list[run_lib.Recorder], checkpointers, name):
+    self.recorders, self.name = recorders, name
+    self.checkpointer = _GroupCheckpointer(checkpointers)
+    self.start_time = time.time()
+    self.last_step = recorders[0].last_step
+
+  def record(self, step, metrics):
+    host = jax.device_get(metrics)
+    for i, r in enumerate(self.recorders):
+      r.record(step, {k: v[i] for k, v in host.items()})
+
+  def flush_train(self, step):
+    for r in self.recorders:
+      r.flush_train(step)
+
+  def write_eval(self, step, split, metrics):
+    for i, r in enumerate(self.recorders):
+      r.write_eval(step, split, {k: v[i] for k, v in metrics.items()})
+
+  def diverged(self, step, what):
+    self.recorders[0].diverged(step, f"{what} (in the vmapped group {self.name})")
+
+  def interrupted(self, step):
+    return self.recorders[0].interrupted(step)
+
+  def close(self):
+    for r in self.recorders:
+      r.close()
+
+  @property
+  def log(self):  # early stopping is per run; a group has none
+    return self.recorders[0].log
+
+
+class _GroupCheckpointer:
+  """Saves each member's slice of the batched state in its own folder."""
+
+  def __init__(self, checkpointers):
+    self.checkpointers = checkpointers
+
+  def save(self, step, state):
+    for i, c in enumerate(self.checkpointers):
+      c.save(step, unstack(state, i))
+
+  def latest_step(self):
+    steps = [c.latest_step() for c in self.checkpointers]
+    return None if None in steps else min(steps)
+
+  @property
+  def directory(self):
+    return os.path.dirname(os.path.dirname(self.checkpointers[0].directory))
+
+
+def run_group(group: list[Member], workdir: str, overwrite: bool = False):
+  """Trains a vmapped group; returns ``{member name: summary}``.
+
+  Each member's folder is prepared like a single run's (its config.json
+  identity, refusal of another config). The group resumes from the last
+  step that every member has a checkpoint of; members already finished are
+  not trained again, and a group whose members all finished is skipped.
+  """
+  from dni_jax.training import train  # pylint: disable=g-import-not-at-top
+  configs = [m.config for m in group]
+  dirs = [os.path.join(workdir, m.name) for m in group]
+  for d, c in zip(dirs, configs):
+    workdir_lib.prepare(d, c, overwrite)
+  module = train.loop_module(configs[0])
+  loop = module.make_batched_loop(configs)
+  checkpointers = [Checkpointer(os.path.join(d, "checkpoints")) for d in dirs]
+  try:
+    summaries = {}
+    for m, d, c, ckpt in zip(group, dirs, configs, checkpointers):
+      done = run_lib.finished(loop, c, d, ckpt.latest_step() or 0)
+      if done is not None:
+        summaries[m.name] = done
+    if len(summaries) == len(group):
+      return summaries
+    steps = [c.latest_step() for c in checkpointers]
+    start_step = min(s or 0 for s in steps)
+    template = loop.init()
+    if start_step:
+      states = [ckpt.restore_at(start_step, unstack(template, i))
+                for i, ckpt in enumerate(checkpointers)]
+      state = stack(states)
+      print(f"[sweep] resuming {len(group)} members from step {start_step}")
+    else:
+      state = template
+  except BaseException:
+    for c in checkpointers:
+      c.close()
+    raise
+  recorders = []
+  for m, d, ckpt in zip(group, dirs, checkpointers):
+    shown = ml_collections.ConfigDict(m.config.to_dict())
+    shown.method = f"{m.config.method} {m.name}"  # the progress lines' prefix
+    recorders.append(run_lib.Recorder(shown, d, start_step, ckpt, loop))
+  name = f"{group[0].name} … {group[-1].name}" if len(group) > 1 else group[0].name
+  recorder = _GroupRecorder(recorders, checkpointers, name)
+  config = ml_collections.ConfigDict(configs[0].to_dict())
+  config.method = f"{configs[0].method} ×{len(group)}"
+  try:
+    state, _ = run_lib.train_steps(loop, config, state, start_step, recorder)
+  except KeyboardInterrupt as e:
+    if isinstance(e, RunInterrupted):
+      raise
+    raise recorder.interrupted(recorder.last_step) from None
+  finally:
+    recorder.close()
+    for c in checkpointers:
+      c.close()
+  seconds = time.time() - recorder.start_time
+  for m, d, r in zip(group, dirs, recorders):
+    summary = loop.summarize(r.log.records, seconds)
+    summary["stopped_early"] = False
+    workdir_lib.write_summary(d, summary)
+    summaries[m.name] = summary
+  return summaries
+
+
+def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
+              overwrite: bool = False) -> dict[str, dict]:
+  """Every member of ``sweep`` into ``workdir/<name>``; their summaries.
+
+  Validates every member before any work; then runs the groups one after
+  another (a one-member group as the plain run).
+  """
+  sweep_members = members(config, sweep)
+  workdir_lib.check_writable(workdir)
+  if workdir_lib.has_run(workdir):
+    raise ConfigError(f"--workdir={workdir} holds a single run; a sweep "
+                      "writes each member into <workdir>/<member>: choose a "
+                      "new --workdir.")
+  from dni_jax.training import train  # pylint: disable=g-import-not-at-top
+  summaries = {}
+  for group in groups(sweep_members):
+    names = ", ".join(m.name for m in group)
+    print(f"[sweep] {'vmapped group' if len(group) > 1 else 'run'}: {names}",
+          flush=True)
+    if len(group) == 1:
+      m = group[0]
+      loop = train.loop_module(m.config).make_loop(m.config)
+      summaries[m.name] = run_lib.run(loop, m.config,
+                                      os.path.join(workdir, m.name), overwrite)
+    else:
+      summaries.update(run_group(group, workdir, overwrite))
+  return summaries

@@ -1,0 +1,67 @@
+"""Runs a config's sweep: every member into <workdir>/<member>/, vmapped where it can.
+
+  python -m experiments.sweep --config=configs/binary_addition.py --workdir=/tmp/sweep \\
+      [--seeds=3] [--config.field=value ...]
+
+The members are the config's ``get_sweep()`` (a list of dotted overrides),
+or, with ``--seeds=N``, seeds 0…N−1 of the config as it is. Members that
+differ only in the seed or scalar hyper-parameters (learning rates, λ) train
+as one vmapped program; the others one after another
+(``dni_jax.training.sweep``). Every member folder is an ordinary run:
+rerunning the same command resumes it member by member, and
+``python -m experiments.summarize <workdir>`` prints mean ± std over seeds.
+All the flags of ``experiments.main`` apply (--overwrite, --traceback, ...).
+"""
+
+import importlib.util
+import os
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import main as main_lib
+
+_SEEDS = flags.DEFINE_integer(
+    "seeds", 0, "Sweep seeds 0…N−1 of the config instead of its get_sweep().")
+
+
+def _get_sweep():
+  """The config file's ``get_sweep()``, or the ``--seeds`` sweep."""
+  if _SEEDS.value:
+    return [{"seed": s} for s in range(_SEEDS.value)]
+  path = config_flags.get_config_filename(flags.FLAGS["config"])
+  spec = importlib.util.spec_from_file_location("_sweep_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_sweep"):
+    main_lib._fail(f"{path} defines no get_sweep(); add one (a list of "  # pylint: disable=protected-access
+                   "dicts of dotted overrides) or pass --seeds=N.", 2)
+  return module.get_sweep()
+
+
+def main(argv):
+  if len(argv) > 1:
+    main_lib._fail(f"unexpected arguments {argv[1:]} (see --help)", 2)  # pylint: disable=protected-access
+  if _SEEDS.value < 0:
+    main_lib._fail(f"--seeds must be >= 0, got {_SEEDS.value}", 2)  # pylint: disable=protected-access
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  members = _get_sweep()
+  from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
+
+  def action(config, workdir, overwrite):
+    summaries = sweep.run_sweep(config, members, workdir, overwrite)
+    print(f"\nsweep of {len(summaries)} members done in {workdir}; "
+          f"python -m experiments.summarize {workdir}", flush=True)
+
+  workdir = (flags.FLAGS["workdir"].value or
+             os.path.join("/tmp/dni_jax", main_lib.config_name() + "_sweep"))
+  main_lib._run(workdir, action)  # pylint: disable=protected-access
+
+
+if __name__ == "__main__":
+  sys.argv[0] = "experiments.sweep"
+  app.run(main, flags_parser=main_lib._parse_flags)  # pylint: disable=protected-access

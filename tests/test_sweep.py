@@ -1,0 +1,142 @@
+"""Sweeps: vmapped members equal their separate runs; grouping, resume, errors."""
+
+import importlib
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from dni_jax.data import dataset as dataset_lib
+from dni_jax.errors import ConfigError
+from dni_jax.training import sweep
+from dni_jax.training import train
+from dni_jax.training.checkpoint import Checkpointer
+from dni_jax.training.metrics_log import read_metrics
+
+
+def _config(name="binary_addition", **overrides):
+  config = importlib.import_module(f"configs.{name}").get_config()
+  config.model.update(hidden=(8, 8), width=16)
+  config.dni.hidden = (4,)
+  config.update(method="cdni", batch_size=8, eval_batch_size=64, num_steps=6,
+                log_every=2, eval_every=3, checkpoint_every=3)
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def _state(run_dir):
+  ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
+  restored = ckpt._manager.restore(ckpt.latest_step())  # pylint: disable=protected-access
+  ckpt.close()
+  return restored
+
+
+def _assert_close_runs(a_dir, b_dir, rtol=1e-4, atol=1e-5):
+  ra, rb = (read_metrics(os.path.join(d, "metrics.jsonl")) for d in (a_dir, b_dir))
+  assert [(r["step"], r["split"]) for r in ra] == [(r["step"], r["split"])
+                                                   for r in rb]
+  for x, y in zip(ra, rb):
+    for k in x:
+      if k not in ("step", "split"):
+        np.testing.assert_allclose(x[k], y[k], rtol=rtol, atol=atol, err_msg=k)
+  jax.tree_util.tree_map(
+      lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol),
+      _state(a_dir), _state(b_dir))
+
+
+@pytest.mark.parametrize("name,overrides,sweep_list", [
+    ("binary_addition", {}, [{"seed": s} for s in range(3)]),
+    ("binary_addition", {}, [{"opt.learning_rate": 1e-2, "seed": 1},
+                             {"opt.learning_rate": 3e-3, "dni.sg_scale": 0.5}]),
+    ("copy", {"method": "dni", "unroll": 3, "data.check_every": 2},
+     [{"seed": 0}, {"seed": 1}]),
+])
+def test_vmapped_members_equal_their_separate_runs(tmp_path, name, overrides,
+                                                   sweep_list):
+  config = _config(name, **overrides)
+  members = sweep.members(config, sweep_list)
+  assert len(sweep.groups(members)) == 1  # one vmapped program
+  sweep.run_sweep(config, sweep_list, str(tmp_path / "sweep"))
+  for m in members:
+    train.train_and_evaluate(m.config, str(tmp_path / "single" / m.name))
+    _assert_close_runs(tmp_path / "sweep" / m.name,
+                       tmp_path / "single" / m.name)
+
+
+def test_single_member_sweep_is_the_plain_run_bitwise(tmp_path):
+  config = _config()
+  sweep.run_sweep(config, [{"seed": 2}], str(tmp_path / "sweep"))
+  config.seed = 2
+  train.train_and_evaluate(config, str(tmp_path / "plain"))
+  assert read_metrics(tmp_path / "sweep/seed=2/metrics.jsonl") == read_metrics(
+      tmp_path / "plain/metrics.jsonl")
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         _state(tmp_path / "sweep/seed=2"),
+                         _state(tmp_path / "plain"))
+
+
+def test_mixed_sweep_runs_a_vmapped_group_and_a_static_one(tmp_path):
+  config = _config()
+  sweep_list = [{"seed": 0}, {"seed": 1},
+                {"model.hidden": (4, 4), "name": "narrow"}]
+  groups = sweep.groups(sweep.members(config, sweep_list))
+  assert [[m.name for m in g] for g in groups] == [["seed=0", "seed=1"],
+                                                   ["narrow"]]
+  summaries = sweep.run_sweep(config, sweep_list, str(tmp_path))
+  assert set(summaries) == {"seed=0", "seed=1", "narrow"}
+  for name in summaries:
+    assert summaries[name]["step"] == 6
+    assert os.path.exists(tmp_path / name / "config.json")
+
+
+def test_half_finished_sweep_resumes_member_by_member(tmp_path, monkeypatch):
+  # log_every 1: a train average spanning the resume point would cover
+  # fewer steps after it (as for a single run).
+  config = _config(num_steps=8, log_every=1)
+  sweep_list = [{"seed": 0}, {"seed": 1}, {"model.hidden": (4, 4)}]
+  sweep.run_sweep(config, sweep_list, str(tmp_path / "straight"))
+
+  real_batch_at = dataset_lib.batch_at
+
+  def crash_at_step_5(dataset, step, *args):
+    if step == 5:
+      raise KeyboardInterrupt("simulated interruption")
+    return real_batch_at(dataset, step, *args)
+
+  monkeypatch.setattr(dataset_lib, "batch_at", crash_at_step_5)
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
+  assert not os.path.exists(tmp_path / "resumed/model.hidden=_4,_4_")
+  monkeypatch.setattr(dataset_lib, "batch_at", real_batch_at)
+  sweep.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
+  for name in os.listdir(tmp_path / "straight"):
+    a, b = tmp_path / "straight" / name, tmp_path / "resumed" / name
+    assert read_metrics(a / "metrics.jsonl") == read_metrics(
+        b / "metrics.jsonl"), name
+    jax.tree_util.tree_map(np.testing.assert_array_equal, _state(a),
+                           _state(b))
+  # A finished sweep trains nothing again.
+  again = sweep.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
+  assert {s["step"] for s in again.values()} == {8}
+
+
+@pytest.mark.parametrize("sweep_list,message", [
+    ([{"opt.learning_rat": 1e-3}], "no field 'opt.learning_rat'"),
+    ([{"optim.learning_rate": 1e-3}], "no field 'optim'"),
+    ([{"seed": "one"}], "wrong type"),
+    ([{"seed": 1}, {"seed": 1}], "both named 'seed=1'"),
+    ([{"seed": 0}, {"name": "a", "seed": 1}, {"name": "a", "seed": 2}],
+     "both named 'a'"),
+    ([{"dni.update_prob": 1.5}], r"must lie in \[0, 1\]"),
+    ([], "non-empty list"),
+])
+def test_bad_sweeps_are_refused_before_any_work(tmp_path, sweep_list, message):
+  with pytest.raises(ConfigError, match=message):
+    sweep.run_sweep(_config(), sweep_list, str(tmp_path))
+  assert not os.listdir(tmp_path)
