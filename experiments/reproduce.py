@@ -1,0 +1,159 @@
+"""The README's tables with error bars: 3 seeds per cell, each cell one vmapped sweep.
+
+  python -m experiments.reproduce --table=<name> --budget=<small|full> \\
+      [--workdir=/tmp/dni_jax/reproduce] [--data_dir=../shared/data/mnist] [--seeds=3]
+
+Tables (``--table``):
+
+- ``mnist_fcn``: MNIST FCN test error (%), depth 3–6 × {backprop, DNI, cDNI}.
+- ``binary_addition``: held-out whole-sum accuracy and bit accuracy,
+  {backprop, DNI, cDNI}.
+- ``copy``: Copy and Repeat Copy, longest length solved, T ∈ {2, 3, 5} ×
+  {BPTT, DNI, DNI+Aux}.
+- ``ptb_char``: PTB characters, T = 8, best valid BPC and its test BPC,
+  {BPTT, DNI, DNI+Aux} (``--data_dir`` with ``ptb.char.*.txt``).
+
+``--budget=full`` is what the README reports (the configs' own step
+budgets; Copy: ``--copy_windows`` = 100k windows per run); ``--budget=small``
+shrinks every cell to seconds on a CPU (narrow networks, a few dozen steps),
+to check that the whole table runs. The seeds of a cell train as one
+vmapped program (``experiments.sweep``), into ``<workdir>/<table>/<cell>/
+seed=<s>/``, so a rerun resumes where it stopped. Prints the table as
+Markdown, mean ± std over the seeds (n − 1), and writes it to
+``<workdir>/<table>_<budget>.md``.
+"""
+
+import contextlib
+import importlib
+import io
+import os
+
+from absl import app
+from absl import flags
+
+from experiments import timing
+
+TABLES = ("mnist_fcn", "binary_addition", "copy", "ptb_char")
+_TABLE = flags.DEFINE_enum("table", None, TABLES, "Which table.")
+_BUDGET = flags.DEFINE_enum("budget", "small", ["small", "full"],
+                            "small: seconds per cell; full: the README's.")
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/dni_jax/reproduce",
+                               "Where the runs go.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "config.data.dir (MNIST IDX "
+                                "files; PTB's ptb.char.*.txt).")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per cell.")
+_COPY_WINDOWS = flags.DEFINE_integer("copy_windows", 100_000,
+                                     "Copy tables, full budget: windows per run.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the runs' progress lines.")
+
+
+def _shrink(config):
+  """The small budget: narrow networks, a few dozen steps."""
+  config.model.update(width=16, features=4, hidden=(16, 16))
+  config.dni.hidden = (8,)
+  config.update(batch_size=16, eval_batch_size=256, num_steps=24,
+                log_every=8, eval_every=12, checkpoint_every=12)
+  if "patience" in config:
+    config.patience = 0
+  return config
+
+
+def cells(table: str, budget: str):
+  """``[(row, column, config)]`` of a table."""
+  out = []
+  if table in ("mnist_fcn", "binary_addition"):
+    depths = (3, 4, 5, 6) if table == "mnist_fcn" else (None,)
+    for depth in depths:
+      for method in ("backprop", "dni", "cdni"):
+        config = importlib.import_module(f"configs.{table}").get_config()
+        config.method = method
+        if depth is not None:
+          config.model.depth = depth
+        row = f"depth {depth}" if depth else "binary addition"
+        out.append((row, method, config))
+  elif table == "copy":
+    for task in ("copy", "repeat_copy"):
+      for unroll in (2, 3, 5):
+        for method in ("bptt", "dni", "dni_aux"):
+          config = importlib.import_module(f"configs.{task}").get_config()
+          config.update(method=method, unroll=unroll)
+          if budget == "full":
+            config.num_steps = _COPY_WINDOWS.value
+          out.append((f"{task} T={unroll}", method, config))
+  else:
+    for method in ("bptt", "dni", "dni_aux"):
+      config = importlib.import_module("configs.ptb_char").get_config()
+      config.method = method
+      out.append(("ptb_char T=8", method, config))
+  for _, _, config in out:
+    if _DATA_DIR.value and table in ("mnist_fcn", "ptb_char"):
+      config.data.dir = _DATA_DIR.value
+    if budget == "small":
+      _shrink(config)
+  return out
+
+
+def value(table: str, summary: dict) -> dict:
+  """The numbers a table shows from one run's summary."""
+  if table == "mnist_fcn":
+    return {"test error %": 100 * (1 - summary["test"]["accuracy"])}
+  if table == "binary_addition":
+    return {"whole-sum acc %": 100 * summary["test"]["exact_match"],
+            "bit acc %": 100 * summary["test"]["accuracy"]}
+  if table == "copy":
+    return {"max length solved": summary["max_length_solved"] or 0}
+  return {"best valid bpc": summary["best_valid_bpc"],
+          "test bpc": summary["test_bpc_at_best_valid"]}
+
+
+def _cell_text(values: list[float]) -> str:
+  from dni_jax.training import results  # pylint: disable=g-import-not-at-top
+  s = results.stats(values)
+  return f"{s['mean']:.4g} ± {s['std']:.2g}"
+
+
+def reproduce(table: str, budget: str, workdir: str, seeds: int) -> str:
+  """Runs every cell's seeds (vmapped); returns the Markdown table."""
+  from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
+  grid: dict = {}
+  for row, column, config in cells(table, budget):
+    name = f"{row}_{column}".replace(" ", "_").replace("=", "")
+    members = [{"seed": s} for s in range(seeds)]
+    out = io.StringIO()
+    redirect = (contextlib.nullcontext() if _VERBOSE.value
+                else contextlib.redirect_stdout(out))
+    with redirect:
+      summaries = sweep.run_sweep(config, members,
+                                  os.path.join(workdir, table, name))
+    numbers = [value(table, summaries[f"seed={s}"]) for s in range(seeds)]
+    for key in numbers[0]:
+      grid.setdefault((row, key), {})[column] = _cell_text(
+          [n[key] for n in numbers])
+    print(f"[reproduce] {row} {column}: " + ", ".join(
+        f"{k} {grid[(row, k)][column]}" for k in numbers[0]), flush=True)
+  columns = list(dict.fromkeys(c for _, c, _ in cells(table, budget)))
+  lines = [f"| {table} ({budget}, {seeds} seeds, mean ± std) | " +
+           " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+  for (row, key), by_column in grid.items():
+    lines.append(f"| {row}: {key} | " + " | ".join(
+        by_column.get(c, "-") for c in columns) + " |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  if _TABLE.value is None:
+    raise app.UsageError(f"give --table, one of {TABLES}")
+  timing.quiet_logs()
+  text = reproduce(_TABLE.value, _BUDGET.value, _WORKDIR.value, _SEEDS.value)
+  print(text)
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  path = os.path.join(_WORKDIR.value, f"{_TABLE.value}_{_BUDGET.value}.md")
+  with open(path, "w") as f:
+    f.write(text + "\n")
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
