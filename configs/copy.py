@@ -25,3 +25,10 @@ def get_config():
   config.eval_every = 1000  # unused: the training stream is the measure
   config.checkpoint_every = 5000
   return config
+
+
+def get_sweep():
+  """Every method × seeds 0–2 (``python -m experiments.sweep``); the seeds
+  of a method train as one vmapped program."""
+  return [{"method": m, "seed": s} for m in ("bptt", "dni", "dni_aux")
+          for s in range(3)]

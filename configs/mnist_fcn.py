@@ -26,3 +26,10 @@ def get_config():
   config.eval_every = 2000
   config.checkpoint_every = 10_000
   return config
+
+
+def get_sweep():
+  """Every method × seeds 0–2 (``python -m experiments.sweep``); the seeds
+  of a method train as one vmapped program."""
+  return [{"method": m, "seed": s} for m in ("backprop", "dni", "cdni")
+          for s in range(3)]

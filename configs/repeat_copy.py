@@ -17,3 +17,10 @@ def get_config():
   config.data.name = "repeat_copy"
   config.data.max_repeats = 3
   return config
+
+
+def get_sweep():
+  """Every method × seeds 0–2 (``python -m experiments.sweep``); the seeds
+  of a method train as one vmapped program."""
+  return [{"method": m, "seed": s} for m in ("bptt", "dni", "dni_aux")
+          for s in range(3)]

@@ -43,3 +43,10 @@ def get_config():
   config.eval_every = 250
   config.checkpoint_every = 1000
   return config
+
+
+def get_sweep():
+  """Every method × seeds 0–2 (``python -m experiments.sweep``); the seeds
+  of a method train as one vmapped program."""
+  return [{"method": m, "seed": s} for m in ("dni", "locked", "bptt")
+          for s in range(3)]
