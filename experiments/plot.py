@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-t
 from matplotlib import ticker  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from dni_jax.training.metrics_log import read_metrics  # noqa: E402
+from experiments import plot_style  # noqa: E402
 from experiments.plot_style import method_color  # noqa: E402,F401
 from experiments.plot_style import METHOD_COLORS  # noqa: E402,F401
 from experiments.plot_style import METHOD_ORDER  # noqa: E402,F401
@@ -138,14 +139,7 @@ def main(argv):
   _plain_log_ticks(ax_train, plain)
   if ax_eval.get_yscale() == "log":
     _plain_log_ticks(ax_eval, percent if metric == "error" else plain)
-  for ax in (ax_train, ax_eval):
-    ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend()
-  if _TITLE.value:
-    fig.suptitle(_TITLE.value)
-  fig.tight_layout()
-  fig.savefig(_OUT.value, dpi=120)
+  plot_style.finish(fig, (ax_train, ax_eval), _OUT.value, _TITLE.value)
   print(f"wrote {_OUT.value} ({len(runs)} runs)")
 
 

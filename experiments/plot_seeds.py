@@ -178,13 +178,7 @@ def main(argv):
   for ax in axes:
     if _LOG.value:
       ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend()
-  if _TITLE.value:
-    fig.suptitle(_TITLE.value)
-  fig.tight_layout()
-  fig.savefig(_OUT.value, dpi=110)
+  plot_style.finish(fig, axes, _OUT.value, _TITLE.value)
   print(f"wrote {_OUT.value} ({len(runs)} runs)")
 
 

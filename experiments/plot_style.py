@@ -45,3 +45,16 @@ def series(records, split: str, key: str, x: str = "step"):
             and r.get(x) is not None]
   ys = [100 * (1 - y) if key == "error" else y for _, y in points]
   return [p[0] for p in points], ys
+
+
+def finish(fig, axes, out: str, title: str = "", dpi: int = 120) -> None:
+  """Grid and legend on every panel, the title, then the file."""
+  for ax in axes:
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend()
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(out, dpi=dpi)
+

@@ -40,9 +40,7 @@ def sweep(tmp_path):
 
 
 def test_groups_differ_only_in_method_and_carry_seed_statistics(sweep):
-  sys.path.insert(0, ROOT)
-  from experiments import summarize  # pylint: disable=g-import-not-at-top
-  rows = summarize.summarize(str(sweep), metrics=("error", "accuracy"))
+  rows = results.summarize(str(sweep), metrics=("error", "accuracy"))
   by = {(r["group"], r["metric"]): r for r in rows}
   assert {g for g, _ in by} == {"method=dni", "method=cdni"}
   final = by[("method=dni", "accuracy")]["final"]

@@ -7,12 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from dni_jax.data import dataset as dataset_lib
 from dni_jax.errors import ConfigError
 from dni_jax.training import sweep
 from dni_jax.training import train
 from dni_jax.training.checkpoint import Checkpointer
 from dni_jax.training.metrics_log import read_metrics
+import tiny
 
 
 def _config(name="binary_addition", **overrides):
@@ -21,13 +21,7 @@ def _config(name="binary_addition", **overrides):
   config.dni.hidden = (4,)
   config.update(method="cdni", batch_size=8, eval_batch_size=64, num_steps=6,
                 log_every=2, eval_every=3, checkpoint_every=3)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return tiny.override(config, **overrides)
 
 
 def _state(run_dir):
@@ -102,18 +96,11 @@ def test_half_finished_sweep_resumes_member_by_member(tmp_path, monkeypatch):
   sweep_list = [{"seed": 0}, {"seed": 1}, {"model.hidden": (4, 4)}]
   sweep.run_sweep(config, sweep_list, str(tmp_path / "straight"))
 
-  real_batch_at = dataset_lib.batch_at
-
-  def crash_at_step_5(dataset, step, *args):
-    if step == 5:
-      raise KeyboardInterrupt("simulated interruption")
-    return real_batch_at(dataset, step, *args)
-
-  monkeypatch.setattr(dataset_lib, "batch_at", crash_at_step_5)
+  undo = tiny.crash_batches_at(monkeypatch, 5)
   with pytest.raises(KeyboardInterrupt):
     sweep.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
   assert not os.path.exists(tmp_path / "resumed/model.hidden=_4,_4_")
-  monkeypatch.setattr(dataset_lib, "batch_at", real_batch_at)
+  undo()
   sweep.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
   for name in os.listdir(tmp_path / "straight"):
     a, b = tmp_path / "straight" / name, tmp_path / "resumed" / name

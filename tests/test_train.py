@@ -9,13 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from dni_jax.data import dataset as dataset_lib
 from dni_jax.errors import ConfigError
 from dni_jax.errors import TrainingDivergedError
 from dni_jax.training import train
 from dni_jax.training.checkpoint import Checkpointer
 from dni_jax.training.metrics_log import read_metrics
 import test_data
+import tiny as tiny_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_MNIST = test_data.SHARED_MNIST
@@ -28,13 +28,7 @@ def tiny(name, **overrides):
   config.dni.hidden = (4,)
   config.update(batch_size=8, eval_batch_size=16, num_steps=4, log_every=2,
                 eval_every=2, checkpoint_every=2)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return tiny_lib.override(config, **overrides)
 
 
 def _check_metrics(workdir, synth=True):
@@ -129,19 +123,12 @@ def test_resume_after_interruption_equals_uninterrupted(
                 **{"dni.update_prob": update_prob, "dni.synth_delay": delay})
   train.train_and_evaluate(config, tmp_path / "straight")
 
-  real_batch_at = dataset_lib.batch_at
-
-  def crash_at_step_5(dataset, step, *args):
-    if step == 5:
-      raise KeyboardInterrupt("simulated interruption")
-    return real_batch_at(dataset, step, *args)
-
-  monkeypatch.setattr(dataset_lib, "batch_at", crash_at_step_5)
+  undo = tiny_lib.crash_batches_at(monkeypatch, 5)
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(config, tmp_path / "resumed")
   assert max(r["step"] for r in read_metrics(
       tmp_path / "resumed" / "metrics.jsonl")) == 5  # logged past the checkpoint
-  monkeypatch.setattr(dataset_lib, "batch_at", real_batch_at)
+  undo()
   train.train_and_evaluate(config, tmp_path / "resumed")
 
   step_a, a = _final_state(tmp_path / "straight")

@@ -16,6 +16,7 @@ from dni_jax.data import digit_stream
 from dni_jax.errors import ConfigError
 from dni_jax.training import train
 from dni_jax.training.metrics_log import read_metrics
+import tiny
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 D = 6  # input width
@@ -210,13 +211,7 @@ def _config(**overrides):
   config.timescale.update(k=2, ticks=2, b_width=8, eval_ticks=3)
   config.update(batch_size=4, eval_batch_size=8, num_steps=4, log_every=2,
                 eval_every=2, checkpoint_every=2)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return tiny.override(config, **overrides)
 
 
 def test_two_timescale_config_runs_every_method(tmp_path, capsys):

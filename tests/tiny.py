@@ -79,3 +79,29 @@ def hidden_states(net, stage_params, stage_state, batch_):
                        mutable=list(state))
     hidden.append(h)
   return hidden
+
+
+def override(config, **overrides):
+  """Sets dotted fields (``**{"dni.hidden": (4,)}``) of a config; returns it."""
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def crash_batches_at(monkeypatch, step: int):
+  """Makes ``batch_at`` raise KeyboardInterrupt at ``step``; returns an undo."""
+  from dni_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  real = dataset_lib.batch_at
+
+  def crashing(dataset, at, *args):
+    if at == step:
+      raise KeyboardInterrupt("simulated interruption")
+    return real(dataset, at, *args)
+
+  monkeypatch.setattr(dataset_lib, "batch_at", crashing)
+  return lambda: monkeypatch.setattr(dataset_lib, "batch_at", real)
+

@@ -189,18 +189,24 @@ def _bptt_step(state, batch, tt, optimizers):
       parts.append(metric)
     return total.mean(), (a, b, parts)
 
-  (a_grads, b_grads), (a_end, b_end, parts) = jax.grad(
+  new, parts = _update_both(state, objective, optimizers)
+  stacked = [jnp.stack([p[i] for p in parts]) for i in range(4)]
+  return new, _metrics(*stacked)
+
+
+def _update_both(state, objective, optimizers):
+  """One update of A and B from ``objective(a, b) -> (J, (a_end, b_end,
+  aux))``; the carries move to the ends. Returns ``(state, aux)``."""
+  (a_grads, b_grads), (a_end, b_end, aux) = jax.grad(
       objective, argnums=(0, 1), has_aux=True)(state.a_params, state.b_params)
   a_params, a_opt = _update(optimizers.stage, a_grads, state.a_opt_state,
                             state.a_params)
   b_params, b_opt = _update(optimizers.stage, b_grads, state.b_opt_state,
                             state.b_params)
-  stacked = [jnp.stack([p[i] for p in parts]) for i in range(4)]
-  new = state.replace(a_params=a_params, a_opt_state=a_opt,
-                      b_params=b_params, b_opt_state=b_opt,
-                      a_carry=jax.lax.stop_gradient(a_end),
-                      b_carry=jax.lax.stop_gradient(b_end))
-  return new, _metrics(*stacked)
+  return state.replace(a_params=a_params, a_opt_state=a_opt,
+                       b_params=b_params, b_opt_state=b_opt,
+                       a_carry=jax.lax.stop_gradient(a_end),
+                       b_carry=jax.lax.stop_gradient(b_end)), aux
 
 
 def _locked_step(state, batch, tt, optimizers):
@@ -215,16 +221,7 @@ def _locked_step(state, batch, tt, optimizers):
           tt, a_params, b_params, st.a_carry, st.b_carry, x, y, z)
       return obj.mean(), (a_end, b_end, metric)
 
-    (a_grads, b_grads), (a_end, b_end, metric) = jax.grad(
-        objective, argnums=(0, 1), has_aux=True)(st.a_params, st.b_params)
-    a_params, a_opt = _update(optimizers.stage, a_grads, st.a_opt_state,
-                              st.a_params)
-    b_params, b_opt = _update(optimizers.stage, b_grads, st.b_opt_state,
-                              st.b_params)
-    st = st.replace(a_params=a_params, a_opt_state=a_opt, b_params=b_params,
-                    b_opt_state=b_opt, a_carry=jax.lax.stop_gradient(a_end),
-                    b_carry=jax.lax.stop_gradient(b_end))
-    return st, metric
+    return _update_both(st, objective, optimizers)
 
   state, metric = jax.lax.scan(tick, state, (xs, ys, zs))
   return state, _metrics(*metric)

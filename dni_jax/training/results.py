@@ -1,12 +1,14 @@
 """Finished runs on disk: finding them, their configs, metric series, stats.
 
-Shared by ``experiments.summarize`` (tables over seeds) and
-``experiments.plot_seeds`` (error bars and bands). A *run* is a folder with
+Shared by ``experiments.summarize`` (tables over seeds: ``summarize``,
+``markdown``, ``write_summary``), ``experiments.plot_seeds`` (error bars and
+bands) and ``experiments.reproduce``. A *run* is a folder with
 ``config.json`` and ``metrics.jsonl`` (what ``experiments.main`` writes).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -73,3 +75,70 @@ def stats(values: list[float]) -> dict:
          if n > 1 else 0.0)
   return {"mean": mean, "std": std, "min": min(values), "max": max(values),
           "n": n}
+
+
+_HIGHER_IS_BETTER = ("accuracy", "exact_match", "max_length_solved")
+
+
+def summarize(root: str, split: str = "test", metrics=(),
+              scale: float = 1.0) -> list[dict]:
+  """One row per (group, metric): final and best values over the seeds."""
+  runs = find_runs(root)
+  if not runs:
+    raise FileNotFoundError(
+        f"no runs under {root}: a run folder holds config.json and "
+        "metrics.jsonl (made by experiments.main or experiments.sweep).")
+  configs = {run: flat_config(run) for run in runs}
+  varying = varying_fields(list(configs.values()))
+  groups: dict[str, list[str]] = {}
+  for run in runs:
+    name = " ".join(f"{k}={configs[run].get(k)}" for k in varying) or "all"
+    groups.setdefault(name, []).append(run)
+  rows = []
+  for name, members in groups.items():
+    series = [{k: v for k, (_, v) in metric_series(run, split).items()}
+              for run in members]
+    names = metrics or sorted(set().union(*series))
+    for metric in names:
+      finals, bests = [], []
+      for s in series:
+        if metric in s:
+          pick = max if metric in _HIGHER_IS_BETTER else min
+          finals.append(scale * s[metric][-1])
+          bests.append(scale * pick(s[metric]))
+      if finals:
+        rows.append({"group": name, "metric": metric,
+                     "final": stats(finals), "best": stats(bests)})
+  return rows
+
+
+def _cell(s: dict) -> str:
+  return f"{s['mean']:.4g} ± {s['std']:.2g}"
+
+
+def markdown(rows: list[dict]) -> str:
+  """``summarize``'s rows as a Markdown table."""
+  lines = ["| group | metric | final (mean ± std) | best (mean ± std) | "
+           "final min / max | seeds |", "|---|---|---|---|---|---|"]
+  for r in rows:
+    f = r["final"]
+    lines.append(f"| {r['group']} | {r['metric']} | {_cell(f)} | "
+                 f"{_cell(r['best'])} | {f['min']:.4g} / {f['max']:.4g} | "
+                 f"{f['n']} |")
+  return "\n".join(lines)
+
+
+def write_summary(root: str, rows: list[dict]) -> None:
+  """``root/summary.md`` and ``root/summary.csv`` of ``summarize``'s rows."""
+  with open(os.path.join(root, "summary.md"), "w") as f:
+    f.write(markdown(rows) + "\n")
+  with open(os.path.join(root, "summary.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["group", "metric", "final_mean", "final_std",
+                     "final_min", "final_max", "best_mean", "best_std",
+                     "seeds"])
+    for r in rows:
+      fin, best = r["final"], r["best"]
+      writer.writerow([r["group"], r["metric"], fin["mean"], fin["std"],
+                       fin["min"], fin["max"], best["mean"], best["std"],
+                       fin["n"]])
