@@ -33,12 +33,15 @@ _TASKS = flags.DEFINE_list("tasks", ["binary_addition", "copy"],
                            "Tasks to time: binary_addition, copy.")
 _COPY_WINDOWS = flags.DEFINE_integer("copy_windows", 5000,
                                      "Windows per copy run.")
+_BINARY_STEPS = flags.DEFINE_integer(
+    "binary_steps", 0, "Steps per binary addition run; 0 = the config's.")
 
 
 def _config(task: str):
   config = importlib.import_module(f"configs.{task}").get_config()
   if task == "binary_addition":
     config.method = "cdni"
+    config.num_steps = _BINARY_STEPS.value or config.num_steps
   else:
     config.method = "dni"
     config.unroll = 3

@@ -1,6 +1,7 @@
 """``experiments.main`` as a user meets it: one-paragraph errors, help, Ctrl-C."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,3 +115,16 @@ def test_benchmark_prints_its_table_first_with_no_absl_noise():
   assert done.stdout.splitlines()[0].startswith("device: cpu")
   assert "Unable to initialize backend" not in done.stdout + done.stderr
   assert done.stdout.splitlines()[-1].startswith("ratio dni/backprop=")
+
+
+def test_benchmark_sweep_prints_its_speedup_line():
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark_sweep", "--members=2",
+       "--binary_steps=20", "--copy_windows=10"], cwd=ROOT,
+      capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert done.returncode == 0, done.stderr[-2000:]
+  lines = done.stdout.splitlines()
+  assert lines[0].split()[:2] == ["task", "runs"]
+  assert re.fullmatch(r"sweep2 speedup binary_addition=[\d.]+ copy=[\d.]+",
+                      lines[-1])
