@@ -93,15 +93,19 @@ def override(config, **overrides):
 
 
 def crash_batches_at(monkeypatch, step: int):
-  """Makes ``batch_at`` raise KeyboardInterrupt at ``step``; returns an undo."""
-  from dni_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
-  real = dataset_lib.batch_at
+  """Makes the batches of ``step`` raise KeyboardInterrupt; returns an undo.
 
-  def crashing(dataset, at, *args):
+  Patches ``batch_indices``, which every feed-forward loop (single runs via
+  ``batch_at``, vmapped sweep groups directly) asks for a step's batch.
+  """
+  from dni_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  real = dataset_lib.batch_indices
+
+  def crashing(size, at, *args):
     if at == step:
       raise KeyboardInterrupt("simulated interruption")
-    return real(dataset, at, *args)
+    return real(size, at, *args)
 
-  monkeypatch.setattr(dataset_lib, "batch_at", crashing)
-  return lambda: monkeypatch.setattr(dataset_lib, "batch_at", real)
+  monkeypatch.setattr(dataset_lib, "batch_indices", crashing)
+  return lambda: monkeypatch.setattr(dataset_lib, "batch_indices", real)
 

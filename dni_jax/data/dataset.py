@@ -40,11 +40,15 @@ class ArrayDataset:
 
   def batch(self, indices: np.ndarray) -> dict:
     """``{"inputs": float32, "labels": ...}`` for ``indices``, normalised."""
-    x = self.inputs[indices]
-    if x.dtype == np.uint8:
-      x = x.astype(np.float32) / 255.0
-    x = ((x - self.mean) / self.std).astype(np.float32)
-    return {"inputs": x, "labels": self.labels[indices]}
+    return {"inputs": self.normalize(self.inputs[indices], np),
+            "labels": self.labels[indices]}
+
+  def normalize(self, x, xp=np):
+    """uint8 to [0, 1], then ``(x − mean) / std`` in float32 (``xp``: numpy
+    on the host, ``jax.numpy`` inside a jitted step)."""
+    if x.dtype == xp.uint8:
+      x = x.astype(xp.float32) / 255.0
+    return ((x - self.mean) / self.std).astype(xp.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -52,16 +56,22 @@ def _epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(size)
 
 
+def batch_indices(size: int, step: int, batch_size: int,
+                  seed: int) -> np.ndarray:
+  """The example indices of ``step``'s batch in a dataset of ``size``."""
+  steps_per_epoch = size // batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"batch_size={batch_size} exceeds the dataset's "
+                     f"{size} examples; lower --config.batch_size")
+  epoch, index = divmod(step, steps_per_epoch)
+  order = _epoch_order(size, seed, epoch)
+  return order[index * batch_size:(index + 1) * batch_size]
+
+
 def batch_at(dataset: ArrayDataset, step: int, batch_size: int,
              seed: int) -> dict:
   """The training batch of ``step``: shuffled per epoch, remainder dropped."""
-  steps_per_epoch = len(dataset) // batch_size
-  if steps_per_epoch == 0:
-    raise ValueError(f"batch_size={batch_size} exceeds the dataset's "
-                     f"{len(dataset)} examples; lower --config.batch_size")
-  epoch, index = divmod(step, steps_per_epoch)
-  order = _epoch_order(len(dataset), seed, epoch)
-  return dataset.batch(order[index * batch_size:(index + 1) * batch_size])
+  return dataset.batch(batch_indices(len(dataset), step, batch_size, seed))
 
 
 def eval_batches(dataset: ArrayDataset, batch_size: int):

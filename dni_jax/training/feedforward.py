@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -92,7 +93,17 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   net = experiment.build_network(config, train0)
   hp = sweep.hyperparameters(configs)
 
-  def member_step(h, state, batch):
+  # The training sets live on the device: one copy when the members share
+  # it, stacked when each seed has its own (generated data). A step's
+  # batches are gathered there from the host's per-member index arrays.
+  shared = all(d[0] is train0 for d in datasets)
+  inputs = (jnp.asarray(train0.inputs) if shared else
+            jnp.stack([jnp.asarray(d[0].inputs) for d in datasets]))
+  labels = (jnp.asarray(train0.labels) if shared else
+            jnp.stack([jnp.asarray(d[0].labels) for d in datasets]))
+
+  def member_step(h, state, index, x, y):
+    batch = {"inputs": train0.normalize(x[index], jnp), "labels": y[index]}
     optimizers = experiment.build_optimizers(
         config, h["opt.learning_rate"], h["opt.synth_learning_rate"])
     member_net = experiment.build_network(config, train0,
@@ -102,7 +113,10 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
                                track_alignment=config.dni.track_alignment,
                                update_prob=probs)
 
-  step_fn = jax.jit(jax.vmap(member_step), donate_argnums=1)
+  data_axis = None if shared else 0
+  step_fn = jax.jit(jax.vmap(member_step,
+                             in_axes=(0, 0, 0, data_axis, data_axis)),
+                    donate_argnums=1)
   eval_fn = jax.jit(jax.vmap(lambda s, b: step_lib.eval_step(s, b, net=net)))
 
   def init():
@@ -116,9 +130,9 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
     return sweep.stack(states)
 
   def step(state, i):
-    batches = [dataset_lib.batch_at(train, i, c.batch_size, c.seed)
-               for c, (train, _) in zip(configs, datasets)]
-    return step_fn(hp, state, _stack_host(batches))
+    index = np.stack([dataset_lib.batch_indices(len(train0), i, c.batch_size,
+                                                c.seed) for c in configs])
+    return step_fn(hp, state, index, inputs, labels)
 
   def evaluate_test(state, i):
     del i
