@@ -32,7 +32,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
-from matplotlib import ticker  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from dni_jax.training.metrics_log import read_metrics  # noqa: E402
 from experiments import plot_style  # noqa: E402
@@ -67,13 +66,6 @@ def default_panels(data_name: str | None) -> tuple[str, str, str]:
   if data_name in _CORPORA:
     return "bpc", "bpc", "valid"
   return "loss", "error", "test"
-
-
-def _plain_log_ticks(ax, fmt) -> None:
-  """Plain major ticks; minor ticks labelled at 2 and 5 only."""
-  ax.yaxis.set_major_formatter(ticker.FuncFormatter(fmt))
-  ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
-      lambda v, _: fmt(v) if f"{v:g}".lstrip("0.")[:1] in "25" else ""))
 
 
 def find_runs(paths: list[str]) -> dict[str, str]:
@@ -136,9 +128,9 @@ def main(argv):
   ylabel = f"{split} error (%)" if metric == "error" else f"{split} {metric}"
   ax_eval.set(xlabel=x, ylabel=ylabel, title=ylabel,
               yscale="log" if metric in ("error", "loss", "bpc") else "linear")
-  _plain_log_ticks(ax_train, plain)
+  plot_style.plain_log_ticks(ax_train, plain)
   if ax_eval.get_yscale() == "log":
-    _plain_log_ticks(ax_eval, percent if metric == "error" else plain)
+    plot_style.plain_log_ticks(ax_eval, percent if metric == "error" else plain)
   plot_style.finish(fig, (ax_train, ax_eval), _OUT.value, _TITLE.value)
   print(f"wrote {_OUT.value} ({len(runs)} runs)")
 

@@ -178,6 +178,9 @@ def main(argv):
   for ax in axes:
     if _LOG.value:
       ax.set_yscale("log")
+      plot_style.plain_log_ticks(
+          ax, plot_style.percent if _METRIC.value == "error"
+          else plot_style.plain)
   plot_style.finish(fig, axes, _OUT.value, _TITLE.value)
   print(f"wrote {_OUT.value} ({len(runs)} runs)")
 

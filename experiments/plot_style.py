@@ -3,6 +3,8 @@
 No flags here, so that every plotting entry point can import it.
 """
 
+from matplotlib import ticker
+
 # Fixed colours: a method looks the same in every figure. The legend
 # follows METHOD_ORDER.
 METHOD_COLORS = {"backprop": "C0", "bptt": "C0", "dni": "C1", "cdni": "C2",
@@ -45,6 +47,13 @@ def series(records, split: str, key: str, x: str = "step"):
             and r.get(x) is not None]
   ys = [100 * (1 - y) if key == "error" else y for _, y in points]
   return [p[0] for p in points], ys
+
+
+def plain_log_ticks(ax, fmt) -> None:
+  """Plain major ticks; minor ticks labelled at 2 and 5 only."""
+  ax.yaxis.set_major_formatter(ticker.FuncFormatter(fmt))
+  ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
+      lambda v, _: fmt(v) if f"{v:g}".lstrip("0.")[:1] in "25" else ""))
 
 
 def finish(fig, axes, out: str, title: str = "", dpi: int = 120) -> None:
