@@ -80,6 +80,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.parallel.stages_per_device = ()  # consecutive stages per device; () = balanced
   config.parallel.microbatches = 1  # backprop pipeline: micro-batches per batch (M)
 
+  # Two networks at two timescales: configs/two_timescale.py adds a
+  # `timescale` block (its presence selects that loop): timescale.k (B ticks
+  # every k steps of A, k >= 1), timescale.ticks (B's ticks per training
+  # step), timescale.b_width (B's units), timescale.eval_ticks (held-out
+  # stream length); data.name there: synthetic_digits | mnist.
+
   config.batch_size = 256
   config.eval_batch_size = 1000
   config.num_steps = 10_000
