@@ -14,4 +14,6 @@ Models are plain Flax modules passed in; nothing here names one.
 - ``module_state``: Flax modules as pure ``(params, state)`` functions.
 - ``recurrent``: the recurrent-core protocol and the window unroll.
 - ``tbptt``: recurrent DNI, the bptt / dni / dni_aux window step.
+- ``synthetic_inputs``: input models ``I_i(x) ≈ h_i`` (complete unlock).
+- ``two_timescale``: networks A and B at two timescales (dni / locked / bptt).
 """

@@ -3,7 +3,12 @@
 - ``train``: ``train_and_evaluate(config, workdir)``, the entry point.
 - ``experiment``: config → data, network, optimisers (validates every field).
 - ``run``: the run bookkeeping every loop shares (``Loop``, ``run``).
-- ``feedforward``, ``recurrent``: the loops of the two task families.
+- ``feedforward``, ``recurrent``, ``pipelined``, ``two_timescale``: the
+  loops of the task families (each a ``run.Loop``; the first two also
+  vmap a sweep group, ``make_batched_loop``).
+- ``sweep``: a config's sweep members, vmapped groups, the group runner.
+- ``results``: finished runs on disk, grouped by config, seed statistics.
+- ``workdir``, ``tensorboard``: a workdir's config identity; event files.
 - ``checkpoint``, ``metrics_log``, ``report``: Orbax checkpoints,
   ``metrics.jsonl``, summaries and tables.
 """
