@@ -138,3 +138,21 @@ def test_tensorboard_events_hold_every_metric(tmp_path):
                                              "metrics.jsonl")
              if r["split"] == "train"]
     assert [v for _, v in scalars["train/loss"]] == pytest.approx(jsonl)
+
+
+def test_a_run_made_before_a_field_existed_still_matches_its_config(tmp_path,
+                                                                     capsys):
+  """config.json without dni.synth_delay etc.: the neutral value matches."""
+  import json  # pylint: disable=g-import-not-at-top
+  train.train_and_evaluate(_binary(), tmp_path)
+  path = tmp_path / "config.json"
+  config = json.loads(path.read_text())
+  for key in ("synth_delay", "input_model", "input_hidden", "update_prob"):
+    del config["dni"][key]
+  path.write_text(json.dumps(config))
+  capsys.readouterr()
+  train.train_and_evaluate(_binary(), tmp_path)
+  assert "already finished at step 4" in capsys.readouterr().out
+  # A value that behaves differently from the old code is another config.
+  with pytest.raises(WorkdirError, match=r"dni.synth_delay: 0 -> 2"):
+    train.train_and_evaluate(_binary(**{"dni.synth_delay": 2}), tmp_path)

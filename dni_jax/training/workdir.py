@@ -46,12 +46,36 @@ def config_fields(config: ml_collections.ConfigDict) -> dict:
   return _flatten(json.loads(config.to_json_best_effort()))
 
 
+# Fields added to the configs after runs were made without them, with the
+# value that behaves as the code did before (``ANY``: the field only matters
+# to a method that did not exist then). A run whose config.json lacks such a
+# field resumes under a config that has it at that value.
+ANY = object()
+ADDED_FIELDS = {
+    "dni.update_prob": 1.0,
+    "dni.stage_update_probs": [],
+    "dni.synth_delay": 0,
+    "dni.input_model": ANY,
+    "dni.input_hidden": ANY,
+}
+
+
 def differing_fields(old: dict, new: dict) -> list[str]:
-  """Fields that differ between two flattened configs, minus ``RESUMABLE``."""
+  """Fields that differ between two flattened configs, minus ``RESUMABLE``.
+
+  A field of ``ADDED_FIELDS`` missing from ``old`` counts as its neutral
+  value there.
+  """
   keys = sorted(set(old) | set(new))
+
+  def old_value(k):
+    if k not in old and k in ADDED_FIELDS:
+      neutral = ADDED_FIELDS[k]
+      return new.get(k, "<absent>") if neutral is ANY else neutral
+    return old.get(k, "<absent>")
+
   return [k for k in keys
-          if k not in RESUMABLE and old.get(k, "<absent>") != new.get(
-              k, "<absent>")]
+          if k not in RESUMABLE and old_value(k) != new.get(k, "<absent>")]
 
 
 def _describe(fields: list[str], old: dict, new: dict) -> str:
