@@ -245,18 +245,18 @@ def dni_a_step(state, x_t, y_t, z=None, *, tt, optimizers):
   """
   start = jax.lax.stop_gradient(state.a_carry)
   tick = z is not None
-  m_end_params = state.synth_params
 
   def objective(a_params, b_params, s_prev):
     s, logits = tt.core_a.apply(a_params, s_prev, x_t)
     a_loss, a_err = _xent(logits, y_t)
     obj = a_loss
-    b_end, b_loss, b_err = state.b_carry, jnp.zeros_like(a_loss), a_err * 0
+    b_end, b_loss, b_err = (state.b_carry, jnp.zeros_like(a_loss),
+                            jnp.zeros_like(a_err))
     if tick:
       b_end, b_logits = tt.core_b.apply(b_params, state.b_carry, s)
       b_loss, b_err = _xent(b_logits, z)
       obj = obj + b_loss
-    m, _ = _synth(tt, m_end_params, state.synth_state,
+    m, _ = _synth(tt, state.synth_params, state.synth_state,
                   jax.lax.stop_gradient(s), train=False)
     obj = obj + jnp.sum(jax.lax.stop_gradient(tt.sg_scale * m) * s, -1)
     return obj.mean(), (s, b_end, (a_loss, a_err, b_loss, b_err))

@@ -6,7 +6,9 @@
 - ``feedforward``, ``recurrent``, ``pipelined``, ``two_timescale``: the
   loops of the task families (each a ``run.Loop``; the first two also
   vmap a sweep group, ``make_batched_loop``).
-- ``sweep``: a config's sweep members, vmapped groups, the group runner.
+- ``loops``: which loop module trains a config.
+- ``sweep``: a config's sweep members, vmapped groups, the group runner;
+  ``batching``: a group's member axis and per-member hyper-parameters.
 - ``results``: finished runs on disk, grouped by config, seed statistics.
 - ``workdir``, ``tensorboard``: a workdir's config identity; event files.
 - ``checkpoint``, ``metrics_log``, ``report``: Orbax checkpoints,

@@ -368,10 +368,9 @@ def load_digit_streams(config: ml_collections.ConfigDict):
   return tuple(digit_stream.DigitStream.from_dataset(d) for d in splits)
 
 
-def build_two_timescale(config: ml_collections.ConfigDict,
-                        input_size: int) -> two_timescale.TwoTimescale:
+def build_two_timescale(config: ml_collections.ConfigDict
+                        ) -> two_timescale.TwoTimescale:
   """Networks A (digits → class) and B (A's state → odd count), method."""
-  del input_size  # the cores read any input width
   ts = config.timescale
   core_a = rnn.RecurrentCore(config.model.kind, config.model.width, 10)
   core_b = rnn.RecurrentCore(config.model.kind, ts.b_width, ts.k + 1)

@@ -8,8 +8,6 @@ checkpoints, resume, NaN stop) is ``dni_jax.training.run``'s.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -20,21 +18,35 @@ from dni_jax.core import step as step_lib
 from dni_jax.core import train_state
 from dni_jax.data import dataset as dataset_lib
 from dni_jax.errors import ConfigError
+from dni_jax.training import batching
 from dni_jax.training import experiment
 from dni_jax.training import report
 from dni_jax.training import run as run_lib
-from dni_jax.training import sweep
+
+
+def weighted_means(eval_fn, state, sized_batches) -> dict:
+  """Example-weighted means of ``eval_fn``'s metrics over ``(n, batch)``s.
+
+  The metrics may carry a leading member axis (a vmapped sweep group).
+  """
+  sums, count = {}, 0
+  for n, batch in sized_batches:
+    for k, v in eval_fn(state, batch).items():
+      sums[k] = sums.get(k, 0.0) + v * n
+    count += n
+  return {k: np.asarray(v, np.float64) / count
+          for k, v in jax.device_get(sums).items()}
 
 
 def evaluate(eval_fn, state, dataset, batch_size: int) -> dict:
   """Example-weighted means of ``eval_fn``'s metrics over the whole split."""
-  sums, count = {}, 0
-  for batch in dataset_lib.eval_batches(dataset, batch_size):
-    n = len(batch["labels"])
-    for k, v in eval_fn(state, batch).items():
-      sums[k] = sums.get(k, 0.0) + v * n
-    count += n
-  return {k: float(v) / count for k, v in jax.device_get(sums).items()}
+  means = weighted_means(eval_fn, state, (
+      (len(b["labels"]), b)
+      for b in dataset_lib.eval_batches(dataset, batch_size)))
+  return {k: float(v) for k, v in means.items()}
+
+
+EVAL_SHOWN = ("loss", "accuracy", "exact_match")
 
 
 def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
@@ -66,15 +78,14 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
     return {"test": evaluate(eval_fn, state, test, config.eval_batch_size)}
 
   return run_lib.Loop(init=init, step=step, evaluate=evaluate_test,
-                      summarize=report.summarize,
-                      eval_shown=("loss", "accuracy", "exact_match"))
+                      summarize=report.summarize, eval_shown=EVAL_SHOWN)
 
 
 def make_batched_loop(configs: list[ml_collections.ConfigDict]
                       ) -> run_lib.Loop:
   """A vmapped group of runs (``dni_jax.training.sweep``) as one ``Loop``.
 
-  The configs differ only in ``sweep.VMAPPABLE`` fields. Each member trains
+  The configs differ only in ``batching.VMAPPABLE`` fields. Each member trains
   on its own seed's batches (and, for generated data, its own seed's
   dataset); the state, the metrics and the evaluations carry a leading
   member axis.
@@ -91,7 +102,7 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   source = gradient_sources.get_source(config.method)
   probs = experiment.update_probs(config)
   net = experiment.build_network(config, train0)
-  hp = sweep.hyperparameters(configs)
+  hp = batching.hyperparameters(configs)
 
   # The training sets live on the device: one copy when the members share
   # it, stacked when each seed has its own (generated data). A step's
@@ -127,7 +138,7 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
           net, experiment.build_optimizers(c), source,
           jax.random.PRNGKey(c.seed), example,
           synth_delay=c.dni.synth_delay))
-    return sweep.stack(states)
+    return batching.stack(states)
 
   def step(state, i):
     index = np.stack([dataset_lib.batch_indices(len(train0), i, c.batch_size,
@@ -136,19 +147,14 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
 
   def evaluate_test(state, i):
     del i
-    sums, count = {}, 0
-    for batches in zip(*(dataset_lib.eval_batches(test, config.eval_batch_size)
-                         for _, test in datasets)):
-      n = len(batches[0]["labels"])
-      for k, v in eval_fn(state, _stack_host(batches)).items():
-        sums[k] = sums.get(k, 0.0) + v * n
-      count += n
-    return {"test": {k: np.asarray(v) / count
-                     for k, v in jax.device_get(sums).items()}}
+    splits = (dataset_lib.eval_batches(test, config.eval_batch_size)
+              for _, test in datasets)
+    return {"test": weighted_means(eval_fn, state, (
+        (len(batches[0]["labels"]), _stack_host(batches))
+        for batches in zip(*splits)))}
 
-  base = make_loop(config)
-  return dataclasses.replace(base, init=init, step=step,
-                             evaluate=evaluate_test)
+  return run_lib.Loop(init=init, step=step, evaluate=evaluate_test,
+                      summarize=report.summarize, eval_shown=EVAL_SHOWN)
 
 
 def _stack_host(batches: list[dict]) -> dict:

@@ -28,9 +28,9 @@ import optax
 from dni_jax.core import recurrent
 from dni_jax.core import tbptt
 from dni_jax.data import char_corpus
+from dni_jax.training import batching
 from dni_jax.training import experiment
 from dni_jax.training import run as run_lib
-from dni_jax.training import sweep
 
 
 def example_input(task, batch_size: int) -> jax.Array:
@@ -143,13 +143,17 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
   evaluate = make_evaluate(rdni.core, corpus, config)
   is_lm = corpus is not None
   return run_lib.Loop(
-      init=init, step=step, summarize=summarize,
-      evaluate=evaluate if is_lm else None,
-      derive=_derive(config, task),
-      last_keys=("length", "max_length_solved"),
-      shown=("loss", "bpc", "bits_per_seq", "length", "synth_loss"),
-      eval_shown=("bpc",),
-      should_stop=_stopper(config.patience) if is_lm else None)
+      init=init, step=step, evaluate=evaluate if is_lm else None,
+      should_stop=_stopper(config.patience) if is_lm else None,
+      **_reporting(config, task))
+
+
+def _reporting(config, task) -> dict:
+  """The ``Loop`` fields of what a sequence run logs, shows and sums up."""
+  return dict(summarize=summarize, derive=_derive(config, task),
+              last_keys=("length", "max_length_solved"),
+              shown=("loss", "bpc", "bits_per_seq", "length", "synth_loss"),
+              eval_shown=("bpc",))
 
 
 
@@ -177,13 +181,13 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
                       ) -> run_lib.Loop:
   """A vmapped group of runs (``dni_jax.training.sweep``) as one ``Loop``.
 
-  The configs differ only in ``sweep.VMAPPABLE`` fields; a generated task
+  The configs differ only in ``batching.VMAPPABLE`` fields; a generated task
   (Copy, Repeat Copy) draws each member's episodes from its own seed. Early
   stopping is per run, so a group trains every member for ``num_steps``.
   """
   config = configs[0]
   task, data, corpus = experiment.build_task(config)
-  hp = sweep.hyperparameters(configs)
+  hp = batching.hyperparameters(configs)
   seeded = hasattr(task, "seed")
 
   def member_task(seed):
@@ -203,7 +207,7 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   rdni = experiment.build_recurrent(config, task)
 
   def init():
-    return sweep.stack([tbptt.init_train_state(
+    return batching.stack([tbptt.init_train_state(
         rdni, experiment.build_optimizers(c), jax.random.PRNGKey(c.seed),
         c.batch_size, example_input(task, c.batch_size),
         member_task(c.seed).init_state()) for c in configs])
@@ -212,13 +216,14 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
     del i
     return step_fn(hp, state, data)
 
+  evaluate_member = make_evaluate(rdni.core, corpus, config)
+
   def evaluate(state, i):
-    per_member = [make_evaluate(rdni.core, corpus, config)(
-        sweep.unstack(state, m), i) for m in range(len(configs))]
+    per_member = [evaluate_member(batching.unstack(state, m), i)
+                  for m in range(len(configs))]
     return {split: {k: np.array([r[split][k] for r in per_member])
                     for k in per_member[0][split]} for split in per_member[0]}
 
-  base = make_loop(config)
-  return dataclasses.replace(base, init=init, step=step,
-                             evaluate=evaluate if corpus is not None else None,
-                             should_stop=None)
+  return run_lib.Loop(init=init, step=step,
+                      evaluate=evaluate if corpus is not None else None,
+                      **_reporting(config, task))

@@ -269,20 +269,31 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
   if start_step:
     print(f"[{config.method}] resuming from step {start_step} in {workdir}")
   recorder = Recorder(config, workdir, start_step, checkpointer, loop)
+  _, stop_reason = train_steps_closing(loop, config, state, start_step,
+                                       recorder)
+  summary = loop.summarize(recorder.log.records,
+                           time.time() - recorder.start_time)
+  summary["stopped_early"] = stop_reason is not None
+  workdir_lib.write_summary(workdir, summary)
+  return summary
+
+
+def train_steps_closing(loop: Loop, config, state, start_step: int,
+                        recorder: Recorder) -> tuple[State, str | None]:
+  """``train_steps``, then the recorder and its checkpointer closed.
+
+  Ctrl-C becomes ``RunInterrupted``, naming the step and the checkpoint a
+  rerun resumes from.
+  """
   try:
-    state, stop_reason = train_steps(loop, config, state, start_step, recorder)
+    return train_steps(loop, config, state, start_step, recorder)
   except KeyboardInterrupt as e:
     if isinstance(e, RunInterrupted):
       raise
     raise recorder.interrupted(recorder.last_step) from None
   finally:
     recorder.close()
-    checkpointer.close()
-  summary = loop.summarize(recorder.log.records,
-                           time.time() - recorder.start_time)
-  summary["stopped_early"] = stop_reason is not None
-  workdir_lib.write_summary(workdir, summary)
-  return summary
+    recorder.checkpointer.close()
 
 
 def train_steps(loop: Loop, config, state, start_step: int,

@@ -8,7 +8,7 @@ member runs into ``<workdir>/<member name>/`` with the usual
 member folder is an ordinary run: ``experiments.main`` resumes it,
 ``experiments.summarize`` aggregates it.
 
-Members whose configs differ only in ``VMAPPABLE`` fields (the seed and
+Members whose configs differ only in ``batching.VMAPPABLE`` fields (the seed and
 scalar hyper-parameters) form one *group*, trained as one batched state
 under ``jax.vmap``: one compiled step, each member on the data its own run
 would see (its own seed's batches, or its own generated stream). Members
@@ -29,21 +29,15 @@ import re
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from dni_jax.errors import ConfigError
-from dni_jax.errors import RunInterrupted
+from dni_jax.training import batching
 from dni_jax.training import experiment
+from dni_jax.training import loops
 from dni_jax.training import run as run_lib
 from dni_jax.training import workdir as workdir_lib
 from dni_jax.training.checkpoint import Checkpointer
-
-# Fields a vmapped group's members may differ in: each member gets its own
-# value as a traced scalar (the seed picks its initial state and data).
-VMAPPABLE = ("seed", "opt.learning_rate", "opt.synth_learning_rate",
-             "dni.sg_scale")
-
 
 @dataclasses.dataclass(frozen=True)
 class Member:
@@ -121,7 +115,7 @@ def members(config: ml_collections.ConfigDict, sweep) -> list[Member]:
 
 def _static_part(config: ml_collections.ConfigDict) -> dict:
   fields = workdir_lib.config_fields(config)
-  return {k: v for k, v in fields.items() if k not in VMAPPABLE}
+  return {k: v for k, v in fields.items() if k not in batching.VMAPPABLE}
 
 
 def vmappable(config: ml_collections.ConfigDict) -> bool:
@@ -145,39 +139,13 @@ def groups(sweep_members: list[Member]) -> list[list[Member]]:
   return out
 
 
-def hyperparameters(configs) -> dict[str, jax.Array]:
-  """Each ``VMAPPABLE`` field as an array over the members."""
-  hp = {}
-  for key in VMAPPABLE:
-    values = []
-    for c in configs:
-      node = c
-      for part in key.split("."):
-        node = node.get(part) if node is not None else None
-      values.append(node)
-    if key == "opt.synth_learning_rate":
-      values = [v or c.opt.learning_rate for v, c in zip(values, configs)]
-    dtype = jnp.int32 if key == "seed" else jnp.float32
-    hp[key] = jnp.asarray(values, dtype)
-  return hp
-
-
-def stack(trees):
-  """One pytree with a leading member axis from equal-structured pytrees."""
-  return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def unstack(tree, index: int):
-  """Member ``index`` of a stacked pytree."""
-  return jax.tree_util.tree_map(lambda x: x[index], tree)
-
-
 class _GroupRecorder:
   """``run_lib.Recorder``'s interface over the members of a group."""
 
-  def __init__(self, recorders: list[run_lib.Recorder], checkpointers, name):
+  def __init__(self, recorders: list[run_lib.Recorder],
+               checkpointer: "_GroupCheckpointer", name: str):
     self.recorders, self.name = recorders, name
-    self.checkpointer = _GroupCheckpointer(checkpointers)
+    self.checkpointer = checkpointer
     self.start_time = time.time()
     self.last_step = recorders[0].last_step
 
@@ -217,11 +185,15 @@ class _GroupCheckpointer:
 
   def save(self, step, state):
     for i, c in enumerate(self.checkpointers):
-      c.save(step, unstack(state, i))
+      c.save(step, batching.unstack(state, i))
 
   def latest_step(self):
     steps = [c.latest_step() for c in self.checkpointers]
     return None if None in steps else min(steps)
+
+  def close(self):
+    for c in self.checkpointers:
+      c.close()
 
   @property
   def directory(self):
@@ -232,60 +204,47 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
   """Trains a vmapped group; returns ``{member name: summary}``.
 
   Each member's folder is prepared like a single run's (its config.json
-  identity, refusal of another config). The group resumes from the last
-  step that every member has a checkpoint of; members already finished are
-  not trained again, and a group whose members all finished is skipped.
+  identity, refusal of another config). A group whose members have all
+  finished is not trained again; otherwise every member resumes from the
+  last step that all of them have a checkpoint of.
   """
-  from dni_jax.training import train  # pylint: disable=g-import-not-at-top
   configs = [m.config for m in group]
   dirs = [os.path.join(workdir, m.name) for m in group]
   for d, c in zip(dirs, configs):
     workdir_lib.prepare(d, c, overwrite)
-  module = train.loop_module(configs[0])
-  loop = module.make_batched_loop(configs)
-  checkpointers = [Checkpointer(os.path.join(d, "checkpoints")) for d in dirs]
+  checkpointers = _GroupCheckpointer(
+      [Checkpointer(os.path.join(d, "checkpoints")) for d in dirs])
   try:
-    summaries = {}
-    for m, d, c, ckpt in zip(group, dirs, configs, checkpointers):
-      done = run_lib.finished(loop, c, d, ckpt.latest_step() or 0)
-      if done is not None:
-        summaries[m.name] = done
-    if len(summaries) == len(group):
+    loop = loops.loop_module(configs[0]).make_batched_loop(configs)
+    steps = [c.latest_step() or 0 for c in checkpointers.checkpointers]
+    if all(s >= c.num_steps for s, c in zip(steps, configs)):
+      summaries = {m.name: run_lib.finished(loop, c, d, s)
+                   for m, c, d, s in zip(group, configs, dirs, steps)}
+      checkpointers.close()
       return summaries
-    steps = [c.latest_step() for c in checkpointers]
-    start_step = min(s or 0 for s in steps)
-    template = loop.init()
+    start_step = min(steps)
+    state = loop.init()
     if start_step:
-      states = [ckpt.restore_at(start_step, unstack(template, i))
-                for i, ckpt in enumerate(checkpointers)]
-      state = stack(states)
+      state = batching.stack([
+          ckpt.restore_at(start_step, batching.unstack(state, i))
+          for i, ckpt in enumerate(checkpointers.checkpointers)])
       print(f"[sweep] resuming {len(group)} members from step {start_step}")
-    else:
-      state = template
   except BaseException:
-    for c in checkpointers:
-      c.close()
+    checkpointers.close()
     raise
   recorders = []
-  for m, d, ckpt in zip(group, dirs, checkpointers):
+  for m, d, ckpt in zip(group, dirs, checkpointers.checkpointers):
     shown = ml_collections.ConfigDict(m.config.to_dict())
     shown.method = f"{m.config.method} {m.name}"  # the progress lines' prefix
     recorders.append(run_lib.Recorder(shown, d, start_step, ckpt, loop))
-  name = f"{group[0].name} … {group[-1].name}" if len(group) > 1 else group[0].name
+  name = (f"{group[0].name} … {group[-1].name}" if len(group) > 1
+          else group[0].name)
   recorder = _GroupRecorder(recorders, checkpointers, name)
   config = ml_collections.ConfigDict(configs[0].to_dict())
   config.method = f"{configs[0].method} ×{len(group)}"
-  try:
-    state, _ = run_lib.train_steps(loop, config, state, start_step, recorder)
-  except KeyboardInterrupt as e:
-    if isinstance(e, RunInterrupted):
-      raise
-    raise recorder.interrupted(recorder.last_step) from None
-  finally:
-    recorder.close()
-    for c in checkpointers:
-      c.close()
+  run_lib.train_steps_closing(loop, config, state, start_step, recorder)
   seconds = time.time() - recorder.start_time
+  summaries = {}
   for m, d, r in zip(group, dirs, recorders):
     summary = loop.summarize(r.log.records, seconds)
     summary["stopped_early"] = False
@@ -307,7 +266,6 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
     raise ConfigError(f"--workdir={workdir} holds a single run; a sweep "
                       "writes each member into <workdir>/<member>: choose a "
                       "new --workdir.")
-  from dni_jax.training import train  # pylint: disable=g-import-not-at-top
   summaries = {}
   for group in groups(sweep_members):
     names = ", ".join(m.name for m in group)
@@ -315,7 +273,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
           flush=True)
     if len(group) == 1:
       m = group[0]
-      loop = train.loop_module(m.config).make_loop(m.config)
+      loop = loops.loop_module(m.config).make_loop(m.config)
       summaries[m.name] = run_lib.run(loop, m.config,
                                       os.path.join(workdir, m.name), overwrite)
     else:

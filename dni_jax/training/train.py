@@ -17,22 +17,10 @@ import ml_collections
 
 from dni_jax.errors import WorkdirError
 from dni_jax.training import experiment
-from dni_jax.training import feedforward
-from dni_jax.training import pipelined
-from dni_jax.training import recurrent
+from dni_jax.training import loops
 from dni_jax.training import report
 from dni_jax.training import run as run_lib
-from dni_jax.training import two_timescale
 from dni_jax.training import workdir as workdir_lib
-
-
-def loop_module(config: ml_collections.ConfigDict):
-  """The module whose ``make_loop(config)`` trains this kind of config."""
-  if experiment.is_two_timescale(config):
-    return two_timescale
-  if experiment.is_recurrent(config):
-    return recurrent
-  return pipelined if config.parallel.num_devices else feedforward
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -60,7 +48,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           "choose a new --workdir for the comparison.")
   is_recurrent = experiment.is_recurrent(config)
   is_two_timescale = experiment.is_two_timescale(config)
-  loops = loop_module(config)
+  loop_module = loops.loop_module(config)
   summaries = {}
   for name in names:
     run_config = ml_collections.ConfigDict(config.to_dict())
@@ -69,8 +57,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if config.parallel.num_devices and jax.process_index() > 0:
       # Process 0 keeps the run's logs; each other process its own state.
       run_dir = os.path.join(run_dir, f"process_{jax.process_index()}")
-    summaries[name] = run_lib.run(loops.make_loop(run_config), run_config,
-                                  run_dir, overwrite)
+    summaries[name] = run_lib.run(loop_module.make_loop(run_config),
+                                  run_config, run_dir, overwrite)
   table = (report.two_timescale_table if is_two_timescale else
            report.recurrent_table if is_recurrent
            else report.comparison_table)(summaries)

@@ -39,7 +39,7 @@ def summarize(records: list[dict], seconds: float | None = None) -> dict:
 def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
   """Streams, networks and optimisers of ``config``, as a ``run_lib.Loop``."""
   train_stream, test_stream = experiment.load_digit_streams(config)
-  tt = experiment.build_two_timescale(config, train_stream.input_size)
+  tt = experiment.build_two_timescale(config)
   optimizers = experiment.build_optimizers(config)
   ts = config.timescale
   key = digit_stream.data_key(config.seed)
