@@ -12,19 +12,24 @@ silenced.
 - ``binary_addition``: cDNI, the config's 12k steps.
 - ``copy``: DNI, T = 3, ``--copy_windows`` windows (5k).
 
-Then each member's final numbers are compared between the two ways (they
-agree to float rounding; tests/test_sweep.py checks it). Last line:
-``sweep8 speedup binary_addition=<x> copy=<y>``.
+Then each member's final numbers and parameters are compared between the
+two ways (they agree to float rounding; tests/test_sweep.py checks it over
+a few steps), and, to say where the time goes, one run's jitted step and
+the vmapped group's step are timed alone (``--step_rounds`` steps after a
+warm-up). Last line: ``sweep8 speedup binary_addition=<x> copy=<y>``.
 """
 
 import contextlib
 import importlib
 import io
+import os
 import tempfile
 import time
 
 from absl import app
 from absl import flags
+import jax
+import numpy as np
 
 from experiments import timing
 
@@ -33,6 +38,8 @@ _TASKS = flags.DEFINE_list("tasks", ["binary_addition", "copy"],
                            "Tasks to time: binary_addition, copy.")
 _COPY_WINDOWS = flags.DEFINE_integer("copy_windows", 5000,
                                      "Windows per copy run.")
+_STEP_ROUNDS = flags.DEFINE_integer(
+    "step_rounds", 300, "Steps timed alone, for one run and for the group.")
 _BINARY_STEPS = flags.DEFINE_integer(
     "binary_steps", 0, "Steps per binary addition run; 0 = the config's.")
 
@@ -55,25 +62,70 @@ def _final(summary: dict, task: str) -> float:
   return summary["test"].get("accuracy")
 
 
-def _time_task(task: str) -> tuple[float, float, list, list]:
+def _final_state(member, run_dir):
+  from dni_jax.training import loops  # pylint: disable=g-import-not-at-top
+  from dni_jax.training.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  template = loops.loop_module(member.config).make_loop(member.config).init()
+  ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
+  state, _ = ckpt.restore_or(template)
+  ckpt.close()
+  return jax.tree_util.tree_leaves(state)
+
+
+def _parameter_agreement(members, tmp) -> tuple[float, int, int]:
+  """Largest |separate − vmapped| over every leaf; identical / all leaves."""
+  worst, same, total = 0.0, 0, 0
+  for m in members:
+    a = _final_state(m, f"{tmp}/separate/{m.name}")
+    b = _final_state(m, f"{tmp}/sweep/{m.name}")
+    for x, y in zip(a, b):
+      x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+      worst = max(worst, float(np.max(np.abs(x - y), initial=0.0)))
+      same += int(np.array_equal(x, y))
+      total += 1
+  return worst, same, total
+
+
+def _step_times(config, members) -> tuple[float, float]:
+  """Seconds per step of one run's jitted step and of the group's."""
+  from dni_jax.training import loops  # pylint: disable=g-import-not-at-top
+  module = loops.loop_module(config)
+  out = []
+  for loop in (module.make_loop(members[0].config),
+               module.make_batched_loop([m.config for m in members])):
+    state = loop.init()
+    state, metrics = loop.step(state, 0)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for i in range(1, _STEP_ROUNDS.value + 1):
+      state, metrics = loop.step(state, i)
+    jax.block_until_ready(metrics)
+    out.append((time.perf_counter() - start) / _STEP_ROUNDS.value)
+  return tuple(out)
+
+
+def _time_task(task: str):
   from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
   from dni_jax.training import train  # pylint: disable=g-import-not-at-top
   config = _config(task)
   seeds = [{"seed": s} for s in range(_MEMBERS.value)]
+  members = sweep.members(config, seeds)
   quiet = io.StringIO()
   with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(quiet):
     start = time.perf_counter()
     separate = []
-    for member in sweep.members(config, seeds):
+    for member in members:
       separate.append(train.train_and_evaluate(
           member.config, f"{tmp}/separate/{member.name}")[config.method])
     t_separate = time.perf_counter() - start
     start = time.perf_counter()
     summaries = sweep.run_sweep(config, seeds, f"{tmp}/sweep")
     t_sweep = time.perf_counter() - start
+    agreement = _parameter_agreement(members, tmp)
+    steps = _step_times(config, members)
   together = [summaries[f"seed={s}"] for s in range(_MEMBERS.value)]
   return (t_separate, t_sweep, [_final(s, task) for s in separate],
-          [_final(s, task) for s in together])
+          [_final(s, task) for s in together], agreement, steps)
 
 
 def main(argv):
@@ -82,19 +134,25 @@ def main(argv):
   n = _MEMBERS.value
   print(f"{'task':<16}{'runs':>6}{'one after another s':>22}"
         f"{'vmapped s':>12}{'speedup':>10}")
-  speedups = {}
-  finals = {}
+  speedups, details = {}, {}
   for task in _TASKS.value:
-    t_sep, t_sweep, f_sep, f_sweep = _time_task(task)
+    t_sep, t_sweep, *rest = _time_task(task)
     speedups[task] = t_sep / t_sweep
-    finals[task] = (f_sep, f_sweep)
+    details[task] = rest
     print(f"{task:<16}{n:>6}{t_sep:>22.1f}{t_sweep:>12.1f}"
           f"{speedups[task]:>10.2f}", flush=True)
-  for task, (f_sep, f_sweep) in finals.items():
+  for task, (f_sep, f_sweep, agreement, steps) in details.items():
     what = "max length solved" if task == "copy" else "test bit accuracy"
     print(f"{task} {what} per seed: separate "
           f"{[round(x, 4) for x in f_sep]} vmapped "
           f"{[round(x, 4) for x in f_sweep]}")
+    worst, same, total = agreement
+    print(f"{task} final parameters, separate vs vmapped: max |diff| "
+          f"{worst:.3g}, {same}/{total} leaves identical")
+    single, group = steps
+    print(f"{task} step alone: one run {1e3 * single:.3f} ms, the group of "
+          f"{n} {1e3 * group:.3f} ms ({1e3 * group / n:.3f} ms per member, "
+          f"ceiling of the step's speedup {n * single / group:.2f}x)")
   print(f"sweep{n} speedup " + " ".join(f"{t}={s:.2f}"
                                          for t, s in speedups.items()))
 

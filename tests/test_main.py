@@ -120,7 +120,8 @@ def test_benchmark_prints_its_table_first_with_no_absl_noise():
 def test_benchmark_sweep_prints_its_speedup_line():
   done = subprocess.run(
       [sys.executable, "-m", "experiments.benchmark_sweep", "--members=2",
-       "--binary_steps=20", "--copy_windows=10"], cwd=ROOT,
+       "--binary_steps=20", "--copy_windows=10",
+       "--step_rounds=2"], cwd=ROOT,
       capture_output=True, text=True, timeout=600,
       env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert done.returncode == 0, done.stderr[-2000:]
