@@ -19,6 +19,7 @@ import jax
 import optax
 
 import dni_jax as dni
+from dni_jax.training import host_memory
 from experiments import timing
 
 _MODEL = flags.DEFINE_enum("model", "fcn", ["fcn", "cnn"], "The paper's FCN "
@@ -67,6 +68,7 @@ def _compiled(method, batch):
 def main(argv):
   del argv
   timing.quiet_logs()
+  host_memory.keep_freed_memory()
   batch = _batch(0)
   runs, flops = {}, {}
   for m in _METHODS:

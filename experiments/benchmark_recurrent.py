@@ -21,6 +21,7 @@ from dni_jax.core import tbptt
 from dni_jax.core.train_state import Optimizers
 from dni_jax.data import char_corpus
 from dni_jax.models import rnn
+from dni_jax.training import host_memory
 from experiments import timing
 
 _UNROLL = flags.DEFINE_integer("unroll", 8, "T, characters per window.")
@@ -50,6 +51,7 @@ def _compiled(method, task, data):
 def main(argv):
   del argv
   timing.quiet_logs()
+  host_memory.keep_freed_memory()
   length = 100 * _UNROLL.value + 1
   data = jax.random.randint(jax.random.PRNGKey(0), (_BATCH.value, length), 0,
                             _VOCAB.value)

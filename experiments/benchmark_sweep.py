@@ -17,6 +17,8 @@ two ways (they agree to float rounding; tests/test_sweep.py checks it over
 a few steps), and, to say where the time goes, one run's jitted step and
 the vmapped group's step are timed alone (``--step_rounds`` steps after a
 warm-up). Last line: ``sweep8 speedup binary_addition=<x> copy=<y>``.
+``--keep_freed_memory=false`` leaves glibc's allocator as it is (see
+``dni_jax.training.host_memory``).
 """
 
 import contextlib
@@ -40,6 +42,9 @@ _COPY_WINDOWS = flags.DEFINE_integer("copy_windows", 5000,
                                      "Windows per copy run.")
 _STEP_ROUNDS = flags.DEFINE_integer(
     "step_rounds", 300, "Steps timed alone, for one run and for the group.")
+_KEEP = flags.DEFINE_bool(
+    "keep_freed_memory", True, "glibc keeps freed memory (dni_jax.training."
+    "host_memory); false: its defaults, to see what that buys.")
 _BINARY_STEPS = flags.DEFINE_integer(
     "binary_steps", 0, "Steps per binary addition run; 0 = the config's.")
 
@@ -131,6 +136,9 @@ def _time_task(task: str):
 def main(argv):
   del argv
   timing.quiet_logs()
+  if _KEEP.value:
+    from dni_jax.training import host_memory  # pylint: disable=g-import-not-at-top
+    host_memory.keep_freed_memory()
   n = _MEMBERS.value
   print(f"{'task':<16}{'runs':>6}{'one after another s':>22}"
         f"{'vmapped s':>12}{'speedup':>10}")

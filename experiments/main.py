@@ -185,7 +185,9 @@ def _run(workdir: str, action=None) -> None:
   # Imported here so that --help and --list_configs answer without jax.
   from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
   from dni_jax.parallel import distributed  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import host_memory  # pylint: disable=g-import-not-at-top
   from dni_jax.training import train  # pylint: disable=g-import-not-at-top
+  host_memory.keep_freed_memory()  # XLA:CPU's big scratch buffers reused
   action = action or train.train_and_evaluate
   try:
     env = distributed.from_env() or ("127.0.0.1:8476", 1, 0)

@@ -146,6 +146,8 @@ def main(argv):
   if _TABLE.value is None:
     raise app.UsageError(f"give --table, one of {TABLES}")
   timing.quiet_logs()
+  from dni_jax.training import host_memory  # pylint: disable=g-import-not-at-top
+  host_memory.keep_freed_memory()
   text = reproduce(_TABLE.value, _BUDGET.value, _WORKDIR.value, _SEEDS.value)
   print(text)
   os.makedirs(_WORKDIR.value, exist_ok=True)

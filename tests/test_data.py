@@ -187,6 +187,27 @@ def test_batches_are_deterministic_and_reshuffled_each_epoch():
     batch_at(ds, 0, 11, seed=0)
 
 
+
+def test_interleaved_seeds_draw_each_epoch_order_once(monkeypatch):
+  """A sweep group of 8 seeds asks for 8 orders every step; each seed's
+  permutation is drawn once per epoch, not once per step (the orders are
+  the same as a lone run's)."""
+  from dni_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  lone = {s: [dataset_lib.batch_indices(100, i, 10, s).copy()
+              for i in range(20)] for s in range(8)}
+  dataset_lib._ORDERS.clear()  # pylint: disable=protected-access
+  draws = []
+  real = np.random.default_rng
+  monkeypatch.setattr(np.random, "default_rng",
+                      lambda seed: draws.append(tuple(seed)) or real(seed))
+  for i in range(20):  # 2 epochs of 10 steps
+    for s in range(8):
+      np.testing.assert_array_equal(
+          dataset_lib.batch_indices(100, i, 10, s), lone[s][i])
+  assert sorted(draws) == [(s, e) for s in range(8) for e in range(2)]
+  with pytest.raises(ValueError, match="read-only"):
+    dataset_lib.batch_indices(100, 0, 10, 0)[0] = 1
+
 class DniTestDigits(tfds_lib.core.GeneratorBasedBuilder):
   """Ten-class 28×28×1 uint8 images written by the test, no TensorFlow."""
   VERSION = tfds_lib.core.Version("1.0.0")

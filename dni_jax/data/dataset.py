@@ -10,8 +10,6 @@ iterator state to checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import functools
-
 import numpy as np
 
 
@@ -51,9 +49,23 @@ class ArrayDataset:
     return ((x - self.mean) / self.std).astype(xp.float32)
 
 
-@functools.lru_cache(maxsize=4)
+# The current epoch's permutation per (size, seed): a run, or each member of
+# a vmapped sweep group, draws its permutation once per epoch, however many
+# seeds are in flight.
+_ORDERS: dict[tuple[int, int], tuple[int, np.ndarray]] = {}
+_MAX_ORDERS = 256
+
+
 def _epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
-  return np.random.default_rng([seed, epoch]).permutation(size)
+  cached = _ORDERS.get((size, seed))
+  if cached is not None and cached[0] == epoch:
+    return cached[1]
+  order = np.random.default_rng([seed, epoch]).permutation(size)
+  order.flags.writeable = False  # shared by every caller
+  if len(_ORDERS) >= _MAX_ORDERS and (size, seed) not in _ORDERS:
+    _ORDERS.pop(next(iter(_ORDERS)))
+  _ORDERS[(size, seed)] = (epoch, order)
+  return order
 
 
 def batch_indices(size: int, step: int, batch_size: int,

@@ -13,6 +13,8 @@
 - ``workdir``, ``tensorboard``: a workdir's config identity; event files.
 - ``checkpoint``, ``metrics_log``, ``report``: Orbax checkpoints,
   ``metrics.jsonl``, summaries and tables.
+- ``host_memory``: glibc keeps freed memory, so XLA:CPU's big scratch
+  buffers are reused instead of page-faulted in at every step.
 """
 
 from dni_jax.training.train import train_and_evaluate
