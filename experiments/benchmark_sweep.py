@@ -16,8 +16,9 @@ Then each member's final numbers and parameters are compared between the
 two ways (they agree to float rounding; tests/test_sweep.py checks it over
 a few steps), and, to say where the time goes, one run's jitted step and
 the vmapped group's step are timed alone (``--step_rounds`` steps after a
-warm-up). Last line: ``sweep8 speedup binary_addition=<x> copy=<y>``.
-``--keep_freed_memory=false`` leaves glibc's allocator as it is (see
+warm-up); with those, each whole time is split into its steps and the
+rest (compilation, evaluation, checkpoints, host loop). Last line:
+``sweep8 speedup binary_addition=<x> copy=<y>``. ``--keep_freed_memory=false`` leaves glibc's allocator as it is (see
 ``dni_jax.training.host_memory``).
 """
 
@@ -146,10 +147,11 @@ def main(argv):
   for task in _TASKS.value:
     t_sep, t_sweep, *rest = _time_task(task)
     speedups[task] = t_sep / t_sweep
-    details[task] = rest
+    details[task] = (t_sep, t_sweep, *rest)
     print(f"{task:<16}{n:>6}{t_sep:>22.1f}{t_sweep:>12.1f}"
           f"{speedups[task]:>10.2f}", flush=True)
-  for task, (f_sep, f_sweep, agreement, steps) in details.items():
+  for task, (t_sep, t_sweep, f_sep, f_sweep, agreement,
+             steps) in details.items():
     what = "max length solved" if task == "copy" else "test bit accuracy"
     print(f"{task} {what} per seed: separate "
           f"{[round(x, 4) for x in f_sep]} vmapped "
@@ -161,6 +163,15 @@ def main(argv):
     print(f"{task} step alone: one run {1e3 * single:.3f} ms, the group of "
           f"{n} {1e3 * group:.3f} ms ({1e3 * group / n:.3f} ms per member, "
           f"ceiling of the step's speedup {n * single / group:.2f}x)")
+    # The steps' share of each whole time; the rest is compilation,
+    # evaluation, checkpoints and the host loop's bookkeeping.
+    num_steps = _config(task).num_steps
+    for name, whole, train in (("one after another", t_sep,
+                                n * num_steps * single),
+                               ("vmapped", t_sweep, num_steps * group)):
+      print(f"{task} {name}: {whole:.1f} s = {train:.1f} s of steps "
+            f"({num_steps} x the step alone) + {whole - train:.1f} s of "
+            "compilation, evaluation, checkpoints and host loop")
   print(f"sweep{n} speedup " + " ".join(f"{t}={s:.2f}"
                                          for t, s in speedups.items()))
 
