@@ -17,13 +17,22 @@ characters seen (sequence tasks) instead of steps, e.g.
 
   python -m experiments.plot workdirs/ptb_T8 --x=chars --out=docs/ptb_char_bpc.png
 
+A sweep's folder (``python -m experiments.sweep``) works too: runs whose
+configs differ only in the seed are drawn as one mean curve with a shaded
+± one-std band (over the steps every seed logged), labelled without the
+seed and with the number of seeds, e.g.
+
+  python -m experiments.plot /tmp/copy3 --out=copy_seeds.png
+
 Each method keeps its colour in every figure (backprop/bptt blue, dni
 orange, cdni/dni_aux green, ...); a series with no points is named in a
-warning.
+warning. (``experiments.plot_seeds`` draws final values as error bars
+against a config field, and curves against wall time.)
 """
 
 import json
 import os
+import re
 import sys
 
 from absl import app
@@ -32,7 +41,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
+import numpy as np  # noqa: E402  pylint: disable=g-import-not-at-top
 
+from dni_jax.training import results  # noqa: E402
 from dni_jax.training.metrics_log import read_metrics  # noqa: E402
 from experiments import plot_style  # noqa: E402
 from experiments.plot_style import method_color  # noqa: E402,F401
@@ -86,6 +97,41 @@ def find_runs(paths: list[str]) -> dict[str, str]:
   return dict(sorted(runs.items(), key=lambda item: sort_key(item[0])))
 
 
+def _seedless(label: str) -> str:
+  """A member's label without its ``seed=N`` part (``seed=0`` → ``seeds``)."""
+  return re.sub(r"(^|[,/])seed=\d+(?=$|[,/])", "", label).strip(",/") or "seeds"
+
+
+def group_seeds(runs: dict[str, str]) -> dict[str, list[str]]:
+  """``{label: [run folders]}``: runs whose labels differ only in their
+  ``seed=N`` part and whose configs agree on every field but the seed (and
+  what may change on resume) form one group, labelled without the seed.
+  Any other run, or one without a readable config.json, stays on its own."""
+  groups, label_of = {}, {}
+  for label, run_dir in runs.items():
+    try:
+      config = results.flat_config(run_dir)
+      key = (_seedless(label), json.dumps(
+          {k: v for k, v in config.items()
+           if k not in results.IGNORED_FIELDS}, sort_keys=True))
+    except (OSError, ValueError):
+      key = (label, run_dir)
+    if key not in label_of:
+      label_of[key] = key[0] if key[0] not in groups else label
+    groups.setdefault(label_of[key], []).append(run_dir)
+  return groups
+
+
+def mean_band(serieses: list[tuple[list, list]]):
+  """``(xs, mean, std)`` over the xs every series has (std: n − 1)."""
+  common = sorted(set.intersection(*(set(xs) for xs, _ in serieses)))
+  values = np.array([[dict(zip(xs, ys))[x] for x in common]
+                     for xs, ys in serieses])
+  std = (values.std(0, ddof=1) if len(values) > 1
+         else np.zeros(len(common)))
+  return common, values.mean(0), std
+
+
 def data_name(run_dir: str) -> str | None:
   try:
     with open(os.path.join(run_dir, "config.json")) as f:
@@ -98,13 +144,23 @@ def _pick(flag: str, default: str) -> str:
   return default if flag == "auto" else flag
 
 
-def _plot(ax, xs, ys, label, what) -> None:
-  if not xs:
+def _plot(ax, serieses, label, what) -> None:
+  """One run's curve, or the mean ± std band of a group of seeds."""
+  serieses = [s for s in serieses if s[0]]
+  if not serieses:
     print(f"warning: run {label!r} has no {what} records; its curve is empty "
           "(choose another --metric/--split?)", file=sys.stderr)
     return
-  ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=label,
-          color=method_color(label))
+  color = method_color(label)
+  if len(serieses) == 1:
+    xs, ys = serieses[0]
+    ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=label,
+            color=color)
+    return
+  xs, mean, std = mean_band(serieses)
+  ax.plot(xs, mean, label=f"{label} (n={len(serieses)})", color=color,
+          marker="." if len(xs) < 30 else None)
+  ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.2)
 
 
 def main(argv):
@@ -116,12 +172,14 @@ def main(argv):
   train_metric = _pick(_TRAIN_METRIC.value, train_metric)
   metric, split = _pick(_METRIC.value, metric), _pick(_SPLIT.value, split)
   fig, (ax_train, ax_eval) = plt.subplots(1, 2, figsize=(11, 4.2))
-  for label, run_dir in runs.items():
-    records = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
-    _plot(ax_train, *series(records, "train", train_metric, _X.value), label,
-          f"train {train_metric}")
-    _plot(ax_eval, *series(records, split, metric, _X.value), label,
-          f"{split} {metric}")
+  groups = group_seeds(runs)
+  for label, run_dirs in groups.items():
+    records = [read_metrics(os.path.join(d, "metrics.jsonl"))
+               for d in run_dirs]
+    _plot(ax_train, [series(r, "train", train_metric, _X.value)
+                     for r in records], label, f"train {train_metric}")
+    _plot(ax_eval, [series(r, split, metric, _X.value) for r in records],
+          label, f"{split} {metric}")
   x = "characters seen" if _X.value == "chars" else "step"
   ax_train.set(xlabel=x, ylabel=f"train {train_metric}", yscale="log",
                title=f"training {train_metric}")
@@ -132,7 +190,7 @@ def main(argv):
   if ax_eval.get_yscale() == "log":
     plot_style.plain_log_ticks(ax_eval, percent if metric == "error" else plain)
   plot_style.finish(fig, (ax_train, ax_eval), _OUT.value, _TITLE.value)
-  print(f"wrote {_OUT.value} ({len(runs)} runs)")
+  print(f"wrote {_OUT.value} ({len(runs)} runs, {len(groups)} curves)")
 
 
 if __name__ == "__main__":

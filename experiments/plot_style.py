@@ -3,6 +3,8 @@
 No flags here, so that every plotting entry point can import it.
 """
 
+import re
+
 from matplotlib import ticker
 
 # Fixed colours: a method looks the same in every figure. The legend
@@ -14,7 +16,17 @@ METHOD_ORDER = tuple(METHOD_COLORS)
 
 
 def method_of(label: str) -> str:
-  return label.rsplit("/", 1)[-1]
+  """The method a run's label names: its last folder (``dni``), that
+  folder's ``method=`` part (a sweep member, ``method=dni,seed=0``) or its
+  ``_<method>`` suffix (a reproduce cell, ``depth_3_dni``)."""
+  last = label.rsplit("/", 1)[-1]
+  named = re.search(r"(?:^|,)method=(\w+)", last)
+  if named:
+    return named.group(1)
+  for method in sorted(METHOD_ORDER, key=len, reverse=True):
+    if last.endswith("_" + method):
+      return method
+  return last
 
 
 def method_color(label: str) -> str:
