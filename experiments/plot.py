@@ -41,11 +41,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
-import numpy as np  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from dni_jax.training import results  # noqa: E402
 from dni_jax.training.metrics_log import read_metrics  # noqa: E402
 from experiments import plot_style  # noqa: E402
+from experiments.plot_style import mean_band  # noqa: E402,F401
 from experiments.plot_style import method_color  # noqa: E402,F401
 from experiments.plot_style import METHOD_COLORS  # noqa: E402,F401
 from experiments.plot_style import METHOD_ORDER  # noqa: E402,F401
@@ -120,16 +120,6 @@ def group_seeds(runs: dict[str, str]) -> dict[str, list[str]]:
       label_of[key] = key[0] if key[0] not in groups else label
     groups.setdefault(label_of[key], []).append(run_dir)
   return groups
-
-
-def mean_band(serieses: list[tuple[list, list]]):
-  """``(xs, mean, std)`` over the xs every series has (std: n − 1)."""
-  common = sorted(set.intersection(*(set(xs) for xs, _ in serieses)))
-  values = np.array([[dict(zip(xs, ys))[x] for x in common]
-                     for xs, ys in serieses])
-  std = (values.std(0, ddof=1) if len(values) > 1
-         else np.zeros(len(common)))
-  return common, values.mean(0), std
 
 
 def data_name(run_dir: str) -> str | None:

@@ -132,13 +132,10 @@ def plot_curves(runs, panel_field, ylabel, with_time):
   for col, panel in enumerate(panels):
     chosen = [r for r in runs if field(r[0], panel_field) == panel]
     for method, group in _by_method(chosen).items():
-      steps = sorted(set.intersection(*(set(xs) for _, xs, _, _ in group)))
+      steps, mean, std = plot_style.mean_band(
+          [(xs, ys) for _, xs, ys, _ in group])
       if not steps:
         continue
-      values = np.array([[dict(zip(xs, ys))[s] for s in steps]
-                         for _, xs, ys, _ in group])
-      mean, std = values.mean(0), (values.std(0, ddof=1) if len(values) > 1
-                                   else np.zeros(len(steps)))
       color = plot_style.method_color(method)
       xaxes = [np.array(steps)]
       if with_time:
@@ -151,7 +148,7 @@ def plot_curves(runs, panel_field, ylabel, with_time):
         if x is None:
           continue
         ax = axes[row][col]
-        ax.plot(x, mean, label=f"{method} (n={len(values)})", color=color)
+        ax.plot(x, mean, label=f"{method} (n={len(group)})", color=color)
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
     title = f"{panel_field} = {panel}" if panel_field else ""
     axes[0][col].set(xlabel="step", ylabel=ylabel, title=title)

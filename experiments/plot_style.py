@@ -6,6 +6,7 @@ No flags here, so that every plotting entry point can import it.
 import re
 
 from matplotlib import ticker
+import numpy as np
 
 # Fixed colours: a method looks the same in every figure. The legend
 # follows METHOD_ORDER.
@@ -59,6 +60,16 @@ def series(records, split: str, key: str, x: str = "step"):
             and r.get(x) is not None]
   ys = [100 * (1 - y) if key == "error" else y for _, y in points]
   return [p[0] for p in points], ys
+
+
+def mean_band(serieses: list[tuple[list, list]]):
+  """``(xs, mean, std)`` over the xs every series has (std: n − 1)."""
+  common = sorted(set.intersection(*(set(xs) for xs, _ in serieses)))
+  values = np.array([[dict(zip(xs, ys))[x] for x in common]
+                     for xs, ys in serieses])
+  std = (values.std(0, ddof=1) if len(values) > 1
+         else np.zeros(len(common)))
+  return common, values.mean(0), std
 
 
 def plain_log_ticks(ax, fmt) -> None:
