@@ -47,12 +47,14 @@ def _faults(mode: str, **env) -> tuple[str, int]:
                     platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_a_freed_big_block_is_reused_without_page_faults():
   pages = (64 << 20) // 4096
-  # glibc's default: the block is mmap'ed anew and faulted in page by page.
-  applied, faults = _faults("default")
-  assert faults > pages // 2
   # Kept: the second request gets the same, already resident memory.
-  applied, faults = _faults("keep")
-  assert applied == "True" and faults < pages // 20
+  applied, kept = _faults("keep")
+  assert applied == "True" and kept < pages // 20
+  # glibc's default: the block is mmap'ed anew and faulted in again, page
+  # by page (16,384 faults here; a kernel that backs it with 2 MiB huge
+  # pages faults 32 times, still well above the kept count).
+  applied, default = _faults("default")
+  assert default > max(10 * kept, 16)
   # The switch off.
-  applied, faults = _faults("keep", DNI_JAX_KEEP_FREED_MEMORY="0")
-  assert applied == "False" and faults > pages // 2
+  applied, off = _faults("keep", DNI_JAX_KEEP_FREED_MEMORY="0")
+  assert applied == "False" and off > max(10 * kept, 16)
