@@ -18,7 +18,8 @@ a few steps), and, to say where the time goes, one run's jitted step and
 the vmapped group's step are timed alone (``--step_rounds`` steps after a
 warm-up); with those, each whole time is split into its steps and the
 rest (compilation, evaluation, checkpoints, host loop). Last line:
-``sweep8 speedup binary_addition=<x> copy=<y>``. ``--keep_freed_memory=false`` leaves glibc's allocator as it is (see
+``sweep8 speedup binary_addition=<x> copy=<y>``.
+``--keep_freed_memory=false`` leaves glibc's allocator as it is (see
 ``dni_jax.training.host_memory``).
 """
 
@@ -166,11 +167,11 @@ def main(argv):
     # The steps' share of each whole time; the rest is compilation,
     # evaluation, checkpoints and the host loop's bookkeeping.
     num_steps = _config(task).num_steps
-    for name, whole, train in (("one after another", t_sep,
-                                n * num_steps * single),
-                               ("vmapped", t_sweep, num_steps * group)):
-      print(f"{task} {name}: {whole:.1f} s = {train:.1f} s of steps "
-            f"({num_steps} x the step alone) + {whole - train:.1f} s of "
+    for name, whole, stepping in (("one after another", t_sep,
+                                   n * num_steps * single),
+                                  ("vmapped", t_sweep, num_steps * group)):
+      print(f"{task} {name}: {whole:.1f} s = {stepping:.1f} s of steps "
+            f"({num_steps} x the step alone) + {whole - stepping:.1f} s of "
             "compilation, evaluation, checkpoints and host loop")
   print(f"sweep{n} speedup " + " ".join(f"{t}={s:.2f}"
                                          for t, s in speedups.items()))

@@ -5,8 +5,8 @@ it afterwards. glibc serves a request above its mmap threshold (at most
 32 MiB) with a fresh ``mmap`` and unmaps it on ``free``, so every step of a
 program whose scratch is bigger, such as a vmapped sweep group of eight
 LSTMs (39 MiB), page-faults its whole scratch in again. On a 2-core x86
-CPU that made the step of a group of 8 Copy runs 20 ms instead of 12 ms
-(``python -m experiments.benchmark_sweep``, with and without
+CPU that made the step of a group of 8 Copy runs 21.6 ms instead of
+11.5 ms (``python -m experiments.benchmark_sweep``, with and without
 ``--keep_freed_memory``).
 
 ``keep_freed_memory()`` tells glibc to serve every request from its heaps

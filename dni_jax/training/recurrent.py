@@ -156,7 +156,6 @@ def _reporting(config, task) -> dict:
               eval_shown=("bpc",))
 
 
-
 def summarize(records: list[dict], seconds: float | None = None) -> dict:
   """Final numbers of a recurrent run (see ``report.recurrent_table``)."""
   train = [r for r in records if r["split"] == "train"]
