@@ -14,7 +14,7 @@ CPU that made the step of a group of 8 Copy runs 21.6 ms instead of
 the system (``M_TRIM_THRESHOLD``). The process's resident memory stays near
 its peak instead of shrinking; the numbers computed are unchanged. (One
 arena for all threads, ``M_ARENA_MAX = 1``, would also keep the buffers but
-makes XLA's threads queue on one lock: 30 % slower steps here.) The
+makes XLA's threads queue on one lock, and steps slower.) The
 entry points in ``experiments/`` call it first; a program that imports the
 library may call it too. It does nothing where the C library is not glibc
 (macOS, musl) or when ``DNI_JAX_KEEP_FREED_MEMORY=0``.
