@@ -21,6 +21,13 @@ rest (compilation, evaluation, checkpoints, host loop). Last line:
 ``sweep8 speedup binary_addition=<x> copy=<y>``.
 ``--keep_freed_memory=false`` leaves glibc's allocator as it is (see
 ``dni_jax.training.host_memory``).
+
+With several local devices the group's members are split over them
+(``batching.Placement``); on a CPU, ask for one device per core, each
+running its ops on one thread:
+
+  JAX_NUM_CPU_DEVICES=2 XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
+      python -m experiments.benchmark_sweep
 """
 
 import contextlib
@@ -142,6 +149,11 @@ def main(argv):
     from dni_jax.training import host_memory  # pylint: disable=g-import-not-at-top
     host_memory.keep_freed_memory()
   n = _MEMBERS.value
+  from dni_jax.training import batching  # pylint: disable=g-import-not-at-top
+  devices = jax.local_devices()
+  print(f"{len(devices)} local {devices[0].platform} device(s); one run uses "
+        f"one, the group of {n} is split over {batching.member_devices(n)}; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   print(f"{'task':<16}{'runs':>6}{'one after another s':>22}"
         f"{'vmapped s':>12}{'speedup':>10}")
   speedups, details = {}, {}

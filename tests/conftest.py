@@ -20,14 +20,21 @@ jax.config.update("jax_disable_most_optimizations", True)
 
 
 @pytest.fixture
-def mock_tfds(tmp_path_factory, monkeypatch):
-  """``tfds.testing.mock_data``, its scratch folders kept under pytest's.
+def tfds_scratch(tmp_path_factory, monkeypatch):
+  """tensorflow-datasets' scratch folders kept under pytest's.
 
   tensorflow-datasets makes ``tmp*tfds`` folders with ``tempfile.mkdtemp``
   (dataset metadata) and never removes them; pointing ``tempfile`` at the
   test's own folder keeps them out of the system temp directory.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   scratch = tmp_path_factory.mktemp("tfds_scratch")
   monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+  return scratch
+
+
+@pytest.fixture
+def mock_tfds(tfds_scratch):
+  """``tfds.testing.mock_data``, its scratch folders kept under pytest's."""
+  del tfds_scratch
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds.testing.mock_data

@@ -241,6 +241,7 @@ class DniTestPngDigits(DniTestDigits):
             "label": tfds_lib.features.ClassLabel(num_classes=10)}))
 
 
+@pytest.mark.usefixtures("tfds_scratch")
 def test_tfds_data_source_reads_prepared_array_record_files(tmp_path):
   """The real reader (tfds.data_source, no mock) on files the test wrote."""
   DniTestDigits(data_dir=str(tmp_path),
@@ -254,6 +255,7 @@ def test_tfds_data_source_reads_prepared_array_record_files(tmp_path):
   assert any((im == expected).all() for im in images)
 
 
+@pytest.mark.usefixtures("tfds_scratch")
 def test_tfds_download_failure_names_the_cause_and_a_local_way(
     tmp_path, monkeypatch):
   def no_network(*args, **kwargs):
@@ -270,6 +272,7 @@ def test_tfds_download_failure_names_the_cause_and_a_local_way(
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
                     reason="TensorFlow is installed: preparing works")
+@pytest.mark.usefixtures("tfds_scratch")
 def test_preparing_without_tensorflow_says_so(tmp_path):
   with pytest.raises(DataError, match="needs TensorFlow.*tensorflow-cpu"):
     tfds_source.load_tfds("dni_test_png_digits", "train", str(tmp_path),

@@ -126,6 +126,9 @@ def test_benchmark_sweep_prints_its_speedup_line():
       env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert done.returncode == 0, done.stderr[-2000:]
   lines = done.stdout.splitlines()
-  assert lines[0].split()[:2] == ["task", "runs"]
+  # The suite's 4 fake CPU devices (conftest.py) reach the subprocess.
+  assert lines[0].startswith("4 local cpu device(s); one run uses one, the "
+                             "group of 2 is split over 2;"), lines[0]
+  assert lines[1].split()[:2] == ["task", "runs"]
   assert re.fullmatch(r"sweep2 speedup binary_addition=[\d.]+ copy=[\d.]+",
                       lines[-1])

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from dni_jax.errors import ConfigError
+from dni_jax.training import batching
+from dni_jax.training import loops
 from dni_jax.training import sweep
 from dni_jax.training import train
 from dni_jax.training.checkpoint import Checkpointer
@@ -61,6 +63,28 @@ def test_vmapped_members_equal_their_separate_runs(tmp_path, name, overrides,
     train.train_and_evaluate(m.config, str(tmp_path / "single" / m.name))
     _assert_close_runs(tmp_path / "sweep" / m.name,
                        tmp_path / "single" / m.name)
+
+
+def test_member_devices_divide_the_group_evenly():
+  # The suite runs on 4 fake CPU devices (conftest.py).
+  assert len(jax.local_devices()) == 4
+  assert [batching.member_devices(n) for n in (1, 2, 3, 4, 5, 6, 8, 12)] == [
+      1, 2, 3, 4, 1, 3, 4, 4]
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("binary_addition", {}),
+    ("copy", {"method": "dni", "unroll": 3, "data.check_every": 2}),
+])
+def test_a_group_is_split_over_the_devices_member_by_member(name, overrides):
+  configs = [m.config for m in sweep.members(
+      _config(name, **overrides), [{"seed": s} for s in range(8)])]
+  loop = loops.loop_module(configs[0]).make_batched_loop(configs)
+  state, metrics = loop.step(loop.init(), 0)
+  for leaf in jax.tree_util.tree_leaves((state, metrics)):
+    assert len(leaf.sharding.device_set) == 4
+    # Each device holds two whole members.
+    assert {s.data.shape[0] for s in leaf.addressable_shards} == {2}
 
 
 def test_single_member_sweep_is_the_plain_run_bitwise(tmp_path):

@@ -88,7 +88,7 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   The configs differ only in ``batching.VMAPPABLE`` fields. Each member trains
   on its own seed's batches (and, for generated data, its own seed's
   dataset); the state, the metrics and the evaluations carry a leading
-  member axis.
+  member axis, split over the local devices (``batching.Placement``).
   """
   config = configs[0]
   cache = {}
@@ -102,16 +102,19 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   source = gradient_sources.get_source(config.method)
   probs = experiment.update_probs(config)
   net = experiment.build_network(config, train0)
-  hp = batching.hyperparameters(configs)
+  place = batching.Placement(len(configs))
+  hp = place.members(batching.hyperparameters(configs))
 
-  # The training sets live on the device: one copy when the members share
-  # it, stacked when each seed has its own (generated data). A step's
-  # batches are gathered there from the host's per-member index arrays.
+  # The training sets live on the devices: one copy on each when the
+  # members share it, each member's with it when each seed has its own
+  # (generated data). A step's batches are gathered there from the host's
+  # per-member index arrays.
   shared = all(d[0] is train0 for d in datasets)
-  inputs = (jnp.asarray(train0.inputs) if shared else
-            jnp.stack([jnp.asarray(d[0].inputs) for d in datasets]))
-  labels = (jnp.asarray(train0.labels) if shared else
-            jnp.stack([jnp.asarray(d[0].labels) for d in datasets]))
+  if shared:
+    inputs, labels = place.replicated((train0.inputs, train0.labels))
+  else:
+    inputs, labels = place.members((np.stack([d[0].inputs for d in datasets]),
+                                    np.stack([d[0].labels for d in datasets])))
 
   def member_step(h, state, index, x, y):
     batch = {"inputs": train0.normalize(x[index], jnp), "labels": y[index]}
@@ -138,12 +141,12 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
           net, experiment.build_optimizers(c), source,
           jax.random.PRNGKey(c.seed), example,
           synth_delay=c.dni.synth_delay))
-    return batching.stack(states)
+    return place.members(batching.stack(states))
 
   def step(state, i):
     index = np.stack([dataset_lib.batch_indices(len(train0), i, c.batch_size,
                                                 c.seed) for c in configs])
-    return step_fn(hp, state, index, inputs, labels)
+    return step_fn(hp, state, place.members(index), inputs, labels)
 
   def evaluate_test(state, i):
     del i

@@ -183,10 +183,13 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   The configs differ only in ``batching.VMAPPABLE`` fields; a generated task
   (Copy, Repeat Copy) draws each member's episodes from its own seed. Early
   stopping is per run, so a group trains every member for ``num_steps``.
+  The member axis is split over the local devices (``batching.Placement``).
   """
   config = configs[0]
   task, data, corpus = experiment.build_task(config)
-  hp = batching.hyperparameters(configs)
+  place = batching.Placement(len(configs))
+  hp = place.members(batching.hyperparameters(configs))
+  data = place.replicated(data)
   seeded = hasattr(task, "seed")
 
   def member_task(seed):
@@ -206,10 +209,10 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   rdni = experiment.build_recurrent(config, task)
 
   def init():
-    return batching.stack([tbptt.init_train_state(
+    return place.members(batching.stack([tbptt.init_train_state(
         rdni, experiment.build_optimizers(c), jax.random.PRNGKey(c.seed),
         c.batch_size, example_input(task, c.batch_size),
-        member_task(c.seed).init_state()) for c in configs])
+        member_task(c.seed).init_state()) for c in configs]))
 
   def step(state, i):
     del i

@@ -225,9 +225,9 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
     start_step = min(steps)
     state = loop.init()
     if start_step:
-      state = batching.stack([
+      state = batching.Placement(len(group)).members(batching.stack([
           ckpt.restore_at(start_step, batching.unstack(state, i))
-          for i, ckpt in enumerate(checkpointers.checkpointers)])
+          for i, ckpt in enumerate(checkpointers.checkpointers)]))
       print(f"[sweep] resuming {len(group)} members from step {start_step}")
   except BaseException:
     checkpointers.close()
