@@ -75,7 +75,6 @@ class Placement:
 
   def __init__(self, num_members: int):
     devices = jax.local_devices()[:member_devices(num_members)]
-    self.num_devices = len(devices)
     mesh = Mesh(np.array(devices), (MEMBER_AXIS,))
     self._split = NamedSharding(mesh, P(MEMBER_AXIS))
     self._copied = NamedSharding(mesh, P())
