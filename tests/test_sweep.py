@@ -87,6 +87,38 @@ def test_a_group_is_split_over_the_devices_member_by_member(name, overrides):
     assert {s.data.shape[0] for s in leaf.addressable_shards} == {2}
 
 
+@pytest.mark.parametrize("name,overrides", [
+    ("binary_addition", {}),
+    ("copy", {"method": "dni", "unroll": 3, "data.check_every": 2}),
+])
+def test_a_split_groups_step_moves_nothing_between_devices(
+    monkeypatch, name, overrides):
+  calls = []
+  jit = jax.jit
+
+  def recording_jit(fun, **kwargs):
+    jitted = jit(fun, **kwargs)
+
+    def call(*args):
+      calls.append((jitted, args))
+      return jitted(*args)
+    return call
+
+  monkeypatch.setattr(jax, "jit", recording_jit)
+  configs = [m.config for m in sweep.members(
+      _config(name, **overrides), [{"seed": s} for s in range(8)])]
+  loop = loops.loop_module(configs[0]).make_batched_loop(configs)
+  state = loop.init()
+  calls.clear()
+  loop.step(state, 0)
+  (jitted, args), = calls
+  hlo = jitted.lower(*args).compile().as_text()
+  assert "num_partitions=4" in hlo
+  for collective in ("all-gather", "all-reduce", "all-to-all",
+                     "collective-permute", "reduce-scatter"):
+    assert collective not in hlo
+
+
 def test_single_member_sweep_is_the_plain_run_bitwise(tmp_path):
   config = _config()
   sweep.run_sweep(config, [{"seed": 2}], str(tmp_path / "sweep"))
