@@ -13,7 +13,9 @@ scalar hyper-parameters) form one *group*, trained as one batched state
 under ``jax.vmap``: one compiled step, each member on the data its own run
 would see (its own seed's batches, or its own generated stream). Members
 that change a shape or a static choice run one group after another. A group
-of one member is the plain run (``run_lib.run``), bit for bit.
+of one member is the plain run (``run_lib.run``), bit for bit. With several
+local devices a group's members are split over them
+(``batching.Placement``).
 
 The batched step is the single run's step, vmapped; XLA may pick other
 kernels for the batched matmuls, so a member's numbers equal its single
