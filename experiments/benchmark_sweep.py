@@ -17,7 +17,12 @@ two ways (they agree to float rounding; tests/test_sweep.py checks it over
 a few steps), and, to say where the time goes, one run's jitted step and
 the vmapped group's step are timed alone (``--step_rounds`` steps after a
 warm-up); with those, each whole time is split into its steps and the
-rest (compilation, evaluation, checkpoints, host loop). Last line:
+rest (compilation, evaluation, checkpoints, host loop). Last, to say why
+the group's step costs about as much per member as one run's, the task's
+largest matmul is timed alone the same two ways, once and as ``--members``
+batched (vmapped, placed as the group's members are): on a CPU the batched
+matmul does little more work per second than the single one, and the
+step's ceiling follows. Last line:
 ``sweep8 speedup binary_addition=<x> copy=<y>``.
 ``--keep_freed_memory=false`` leaves glibc's allocator as it is (see
 ``dni_jax.training.host_memory``).
@@ -40,6 +45,7 @@ import time
 from absl import app
 from absl import flags
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from experiments import timing
@@ -118,6 +124,40 @@ def _step_times(config, members) -> tuple[float, float]:
   return tuple(out)
 
 
+def _matmul_shape(config) -> tuple[int, int, int]:
+  """``(m, k, n)``: the largest matmul of the task's step, ``[m×k]·[k×n]``.
+
+  Binary addition (cDNI): the first hidden layer's synthesizer, which also
+  reads the 8 target bits. Copy: the LSTM's recurrent gates, ``h·W_h``.
+  """
+  if config.data.name == "binary_addition":
+    width = config.model.hidden[0]
+    return config.batch_size, width + 8, width
+  return config.batch_size, config.model.width, 4 * config.model.width
+
+
+def _matmul_times(shape, members: int) -> tuple[float, float]:
+  """Seconds of one ``[m×k]·[k×n]`` and of ``members`` of them vmapped."""
+  from dni_jax.training import batching  # pylint: disable=g-import-not-at-top
+  m, k, n = shape
+  rng = np.random.default_rng(0)
+  one = (rng.standard_normal((m, k), np.float32),
+         rng.standard_normal((k, n), np.float32))
+  many = batching.Placement(members).members(
+      tuple(np.stack([x] * members) for x in one))
+  out = []
+  for fn, args in ((jax.jit(jnp.matmul), jax.device_put(one)),
+                   (jax.jit(jax.vmap(jnp.matmul)), many)):
+    jax.block_until_ready(fn(*args))
+    rounds = 20 * _STEP_ROUNDS.value
+    start = time.perf_counter()
+    for _ in range(rounds):
+      y = fn(*args)
+    jax.block_until_ready(y)
+    out.append((time.perf_counter() - start) / rounds)
+  return tuple(out)
+
+
 def _time_task(task: str):
   from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
   from dni_jax.training import train  # pylint: disable=g-import-not-at-top
@@ -137,9 +177,11 @@ def _time_task(task: str):
     t_sweep = time.perf_counter() - start
     agreement = _parameter_agreement(members, tmp)
     steps = _step_times(config, members)
+    matmul = (_matmul_shape(config),
+              _matmul_times(_matmul_shape(config), len(members)))
   together = [summaries[f"seed={s}"] for s in range(_MEMBERS.value)]
   return (t_separate, t_sweep, [_final(s, task) for s in separate],
-          [_final(s, task) for s in together], agreement, steps)
+          [_final(s, task) for s in together], agreement, steps, matmul)
 
 
 def main(argv):
@@ -163,8 +205,8 @@ def main(argv):
     details[task] = (t_sep, t_sweep, *rest)
     print(f"{task:<16}{n:>6}{t_sep:>22.1f}{t_sweep:>12.1f}"
           f"{speedups[task]:>10.2f}", flush=True)
-  for task, (t_sep, t_sweep, f_sep, f_sweep, agreement,
-             steps) in details.items():
+  for task, (t_sep, t_sweep, f_sep, f_sweep, agreement, steps,
+             matmul) in details.items():
     what = "max length solved" if task == "copy" else "test bit accuracy"
     print(f"{task} {what} per seed: separate "
           f"{[round(x, 4) for x in f_sep]} vmapped "
@@ -185,6 +227,10 @@ def main(argv):
       print(f"{task} {name}: {whole:.1f} s = {stepping:.1f} s of steps "
             f"({num_steps} x the step alone) + {whole - stepping:.1f} s of "
             "compilation, evaluation, checkpoints and host loop")
+    (m, k, w), (one, batched) = matmul
+    print(f"{task} largest matmul [{m}x{k}]·[{k}x{w}] alone: one "
+          f"{1e6 * one:.1f} us, {n} batched {1e6 * batched:.1f} us "
+          f"({n * one / batched:.2f}x the work per second)")
   print(f"sweep{n} speedup " + " ".join(f"{t}={s:.2f}"
                                          for t, s in speedups.items()))
 
