@@ -165,10 +165,13 @@ def test_bootstrapped_target_is_dJ_dstart(method):
 def test_state_carries_across_windows():
   rdni, opt, state = _setup("dni")
   batch = _batch(3)
-  new, _ = tbptt.train_step(state, batch, rdni=rdni, optimizers=opt)
+  new, metrics = tbptt.train_step(state, batch, rdni=rdni, optimizers=opt)
   end, _, _ = _manual_unroll(rdni.core, state.params, state.carry,
                              batch["inputs"])
   np.testing.assert_allclose(new.carry, end, rtol=1e-6, atol=1e-7)
+  # ``state_norm`` reports the carried state's mean L2 norm.
+  np.testing.assert_allclose(metrics["state_norm"],
+                             np.linalg.norm(end, axis=-1).mean(), rtol=1e-5)
   # The next window starts from it: its loss differs from a fresh start's.
   again = _batch(4)
   _, m_carried = tbptt.train_step(new, again, rdni=rdni, optimizers=opt)

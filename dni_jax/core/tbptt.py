@@ -188,6 +188,10 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
       metrics["aux_loss"] = aux_B.mean()
     metrics["sg_norm"] = jnp.sqrt(jnp.sum(jnp.square(sg_B), -1)).mean()
   metrics["loss"] = task_B.mean() / logits.shape[1]  # per time step
+  # The carried state's size: what the synthetic term can inflate, since
+  # the core lowers ⟨λ·M(s_T), s_T⟩ by growing s_T against M (an LSTM's
+  # cell state is unbounded).
+  metrics["state_norm"] = jnp.sqrt(jnp.sum(jnp.square(end), -1)).mean()
   return objective_B.mean(), (end, metrics)
 
 
@@ -207,8 +211,10 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   """One window: update the core (and synthesizer); carry the state on.
 
   Returns:
-    ``(new_state, metrics)``: ``loss`` (task loss per time step), the task's
-    metrics and, with a synthesizer, ``synth_loss`` and ``sg_norm``.
+    ``(new_state, metrics)``: ``loss`` (task loss per time step),
+    ``state_norm`` (the mean L2 norm of the window's end state, the carry),
+    the task's metrics and, with a synthesizer, ``synth_loss`` and
+    ``sg_norm``.
   """
   start = jax.lax.stop_gradient(state.carry)
   grads, target, end, metrics = window_grads(
