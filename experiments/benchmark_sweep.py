@@ -177,8 +177,8 @@ def _time_task(task: str):
     t_sweep = time.perf_counter() - start
     agreement = _parameter_agreement(members, tmp)
     steps = _step_times(config, members)
-    matmul = (_matmul_shape(config),
-              _matmul_times(_matmul_shape(config), len(members)))
+    shape = _matmul_shape(config)
+    matmul = (shape, _matmul_times(shape, len(members)))
   together = [summaries[f"seed={s}"] for s in range(_MEMBERS.value)]
   return (t_separate, t_sweep, [_final(s, task) for s in separate],
           [_final(s, task) for s in together], agreement, steps, matmul)

@@ -189,8 +189,8 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
     metrics["sg_norm"] = jnp.sqrt(jnp.sum(jnp.square(sg_B), -1)).mean()
   metrics["loss"] = task_B.mean() / logits.shape[1]  # per time step
   # The carried state's size: what the synthetic term can inflate, since
-  # the core lowers ⟨λ·M(s_T), s_T⟩ by growing s_T against M (an LSTM's
-  # cell state is unbounded).
+  # the core can lower ⟨λ·M(s_T), s_T⟩ without bound by growing s_T
+  # against M (an LSTM's cell state is unbounded).
   metrics["state_norm"] = jnp.sqrt(jnp.sum(jnp.square(end), -1)).mean()
   return objective_B.mean(), (end, metrics)
 
