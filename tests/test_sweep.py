@@ -65,6 +65,13 @@ def test_vmapped_members_equal_their_separate_runs(tmp_path, name, overrides,
                        tmp_path / "single" / m.name)
 
 
+# One feed-forward and one recurrent task: the two batched loops.
+_EACH_LOOP = pytest.mark.parametrize("name,overrides", [
+    ("binary_addition", {}),
+    ("copy", {"method": "dni", "unroll": 3, "data.check_every": 2}),
+])
+
+
 def test_member_devices_divide_the_group_evenly():
   # The suite runs on 4 fake CPU devices (conftest.py).
   assert len(jax.local_devices()) == 4
@@ -72,10 +79,7 @@ def test_member_devices_divide_the_group_evenly():
       1, 2, 3, 4, 1, 3, 4, 4]
 
 
-@pytest.mark.parametrize("name,overrides", [
-    ("binary_addition", {}),
-    ("copy", {"method": "dni", "unroll": 3, "data.check_every": 2}),
-])
+@_EACH_LOOP
 def test_a_group_is_split_over_the_devices_member_by_member(name, overrides):
   configs = [m.config for m in sweep.members(
       _config(name, **overrides), [{"seed": s} for s in range(8)])]
@@ -87,10 +91,7 @@ def test_a_group_is_split_over_the_devices_member_by_member(name, overrides):
     assert {s.data.shape[0] for s in leaf.addressable_shards} == {2}
 
 
-@pytest.mark.parametrize("name,overrides", [
-    ("binary_addition", {}),
-    ("copy", {"method": "dni", "unroll": 3, "data.check_every": 2}),
-])
+@_EACH_LOOP
 def test_a_split_groups_step_moves_nothing_between_devices(
     monkeypatch, name, overrides):
   calls = []
