@@ -17,19 +17,21 @@ two ways (they agree to float rounding; tests/test_sweep.py checks it over
 a few steps), and, to say where the time goes, one run's jitted step and
 the vmapped group's step are timed alone (``--step_rounds`` steps after a
 warm-up); with those, each whole time is split into its steps and the
-rest (compilation, evaluation, checkpoints, host loop). Last, to say why
-the group's step costs about as much per member as one run's, the task's
-largest matmul is timed alone the same two ways, once and as ``--members``
-batched (vmapped, placed as the group's members are): on a CPU the batched
-matmul does little more work per second than the single one, and the
-step's ceiling follows. Last line:
+rest (compilation, evaluation, checkpoints, host loop). Last, the floor
+under the group's step: a program of only the step's matmuls
+(``experiments.matmul_floor``: every dot product of the step, read from
+its jaxpr, on random operands placed as the group's members are), timed
+the same two ways. The group's steps cannot take less than that program
+times the steps, which bounds the speedup; the first line gives this
+device's rate on one big matmul to compare with. Last line:
 ``sweep8 speedup binary_addition=<x> copy=<y>``.
 ``--keep_freed_memory=false`` leaves glibc's allocator as it is (see
 ``dni_jax.training.host_memory``).
 
 With several local devices the group's members are split over them
-(``batching.Placement``); on a CPU, ask for one device per core, each
-running its ops on one thread:
+(``batching.Placement``); on a CPU, ask for one device per core (with
+jaxlib 0.10 each device's ops still use every core's threads; the first
+line's big-matmul rate shows how many are at work):
 
   JAX_NUM_CPU_DEVICES=2 XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \
       python -m experiments.benchmark_sweep
@@ -48,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import matmul_floor
 from experiments import timing
 
 _MEMBERS = flags.DEFINE_integer("members", 8, "Runs (seeds 0…N−1).")
@@ -106,56 +109,54 @@ def _parameter_agreement(members, tmp) -> tuple[float, int, int]:
   return worst, same, total
 
 
-def _step_times(config, members) -> tuple[float, float]:
-  """Seconds per step of one run's jitted step and of the group's."""
+def _per_call(call, rounds: int) -> float:
+  """Seconds per ``call(i)``, i = 1…rounds, after a warm-up ``call(0)``;
+  ``call`` returns what to wait for."""
+  jax.block_until_ready(call(0))
+  start = time.perf_counter()
+  for i in range(1, rounds + 1):
+    out = call(i)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / rounds
+
+
+def _steps_and_matmuls(config, members):
+  """One run's step and the group's, each timed alone, then a program of
+  only each one's matmuls (``matmul_floor``): ``((single, group) seconds
+  per step, (single, group) seconds per matmul program, matmul FLOPs per
+  member, dot products per member)``."""
+  from dni_jax.training import batching  # pylint: disable=g-import-not-at-top
   from dni_jax.training import loops  # pylint: disable=g-import-not-at-top
   module = loops.loop_module(config)
-  out = []
-  for loop in (module.make_loop(members[0].config),
-               module.make_batched_loop([m.config for m in members])):
-    state = loop.init()
-    state, metrics = loop.step(state, 0)
-    jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for i in range(1, _STEP_ROUNDS.value + 1):
-      state, metrics = loop.step(state, i)
-    jax.block_until_ready(metrics)
-    out.append((time.perf_counter() - start) / _STEP_ROUNDS.value)
-  return tuple(out)
+  rounds = _STEP_ROUNDS.value
+  steps, programs, dots = [], [], []
+  for loop, place in (
+      (module.make_loop(members[0].config), jax.device_put),
+      (module.make_batched_loop([m.config for m in members]),
+       batching.Placement(len(members)).members)):
+    state = [loop.init()]
+    dots.append(matmul_floor.step_dots(lambda s: loop.step(s, 0), state[0]))
+
+    def step(i, loop=loop, state=state):
+      state[0], metrics = loop.step(state[0], i)
+      return metrics
+
+    steps.append(_per_call(step, rounds))
+    program, operands = matmul_floor.dots_program(dots[-1], place)
+    programs.append(_per_call(lambda _: program(operands), rounds))
+  single, group = dots
+  assert matmul_floor.flops(group) == len(members) * matmul_floor.flops(
+      single), "the group's matmuls should be each member's"
+  return (tuple(steps), tuple(programs), matmul_floor.flops(single),
+          sum(single.values()))
 
 
-def _matmul_shape(config) -> tuple[int, int, int]:
-  """``(m, k, n)``: the largest matmul of the task's step, ``[m×k]·[k×n]``.
-
-  Binary addition (cDNI): the first hidden layer's synthesizer, which also
-  reads the 8 target bits. Copy: the LSTM's recurrent gates, ``h·W_h``.
-  """
-  if config.data.name == "binary_addition":
-    width = config.model.hidden[0]
-    return config.batch_size, width + 8, width
-  return config.batch_size, config.model.width, 4 * config.model.width
-
-
-def _matmul_times(shape, members: int) -> tuple[float, float]:
-  """Seconds of one ``[m×k]·[k×n]`` and of ``members`` of them vmapped."""
-  from dni_jax.training import batching  # pylint: disable=g-import-not-at-top
-  m, k, n = shape
-  rng = np.random.default_rng(0)
-  one = (rng.standard_normal((m, k), np.float32),
-         rng.standard_normal((k, n), np.float32))
-  many = batching.Placement(members).members(
-      tuple(np.stack([x] * members) for x in one))
-  out = []
-  for fn, args in ((jax.jit(jnp.matmul), jax.device_put(one)),
-                   (jax.jit(jax.vmap(jnp.matmul)), many)):
-    jax.block_until_ready(fn(*args))
-    rounds = 20 * _STEP_ROUNDS.value
-    start = time.perf_counter()
-    for _ in range(rounds):
-      y = fn(*args)
-    jax.block_until_ready(y)
-    out.append((time.perf_counter() - start) / rounds)
-  return tuple(out)
+def _peak_gflops() -> float:
+  """GFLOP/s of one jitted 2048³ float32 matmul: this device at its best."""
+  n = 2048
+  a = jax.device_put(np.ones((n, n), np.float32))
+  matmul = jax.jit(jnp.matmul)
+  return 2 * n**3 / _per_call(lambda _: matmul(a, a), 10) / 1e9
 
 
 def _time_task(task: str):
@@ -176,12 +177,10 @@ def _time_task(task: str):
     summaries = sweep.run_sweep(config, seeds, f"{tmp}/sweep")
     t_sweep = time.perf_counter() - start
     agreement = _parameter_agreement(members, tmp)
-    steps = _step_times(config, members)
-    shape = _matmul_shape(config)
-    matmul = (shape, _matmul_times(shape, len(members)))
+    timed = _steps_and_matmuls(config, members)
   together = [summaries[f"seed={s}"] for s in range(_MEMBERS.value)]
   return (t_separate, t_sweep, [_final(s, task) for s in separate],
-          [_final(s, task) for s in together], agreement, steps, matmul)
+          [_final(s, task) for s in together], agreement, timed)
 
 
 def main(argv):
@@ -195,7 +194,8 @@ def main(argv):
   devices = jax.local_devices()
   print(f"{len(devices)} local {devices[0].platform} device(s); one run uses "
         f"one, the group of {n} is split over {batching.member_devices(n)}; "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; a 2048x2048 "
+        f"matmul runs at {_peak_gflops():.0f} GFLOP/s")
   print(f"{'task':<16}{'runs':>6}{'one after another s':>22}"
         f"{'vmapped s':>12}{'speedup':>10}")
   speedups, details = {}, {}
@@ -205,8 +205,8 @@ def main(argv):
     details[task] = (t_sep, t_sweep, *rest)
     print(f"{task:<16}{n:>6}{t_sep:>22.1f}{t_sweep:>12.1f}"
           f"{speedups[task]:>10.2f}", flush=True)
-  for task, (t_sep, t_sweep, f_sep, f_sweep, agreement, steps,
-             matmul) in details.items():
+  for task, (t_sep, t_sweep, f_sep, f_sweep, agreement,
+             timed) in details.items():
     what = "max length solved" if task == "copy" else "test bit accuracy"
     print(f"{task} {what} per seed: separate "
           f"{[round(x, 4) for x in f_sep]} vmapped "
@@ -214,7 +214,8 @@ def main(argv):
     worst, same, total = agreement
     print(f"{task} final parameters, separate vs vmapped: max |diff| "
           f"{worst:.3g}, {same}/{total} leaves identical")
-    single, group = steps
+    (single, group), (mm_single, mm_group), mflop, num_dots = timed
+    mflop /= 1e6
     print(f"{task} step alone: one run {1e3 * single:.3f} ms, the group of "
           f"{n} {1e3 * group:.3f} ms ({1e3 * group / n:.3f} ms per member, "
           f"ceiling of the step's speedup {n * single / group:.2f}x)")
@@ -227,10 +228,19 @@ def main(argv):
       print(f"{task} {name}: {whole:.1f} s = {stepping:.1f} s of steps "
             f"({num_steps} x the step alone) + {whole - stepping:.1f} s of "
             "compilation, evaluation, checkpoints and host loop")
-    (m, k, w), (one, batched) = matmul
-    print(f"{task} largest matmul [{m}x{k}]·[{k}x{w}] alone: one "
-          f"{1e6 * one:.1f} us, {n} batched {1e6 * batched:.1f} us "
-          f"({n * one / batched:.2f}x the work per second)")
+    # The floor: the group's steps cannot beat a program of only their
+    # matmuls, so neither can the sweep's whole time.
+    floor = num_steps * mm_group
+    print(f"{task} matmuls alone ({num_dots} dot products, {mflop:.1f} MFLOP "
+          f"a member's step): one run {1e3 * mm_single:.3f} ms "
+          f"({mflop / 1e3 / mm_single:.0f} GFLOP/s), the group of {n} "
+          f"{1e3 * mm_group:.3f} ms ({n * mflop / 1e3 / mm_group:.0f} "
+          "GFLOP/s)")
+    rest = t_sweep - num_steps * group
+    print(f"{task} floor: the group's {num_steps} steps need at least "
+          f"{floor:.1f} s of matmuls, so the speedup is at most "
+          f"{t_sep / floor:.2f}x ({t_sep / (floor + rest):.2f}x with the "
+          f"vmapped run's other {rest:.1f} s)")
   print(f"sweep{n} speedup " + " ".join(f"{t}={s:.2f}"
                                          for t, s in speedups.items()))
 

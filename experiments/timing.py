@@ -34,18 +34,19 @@ def interleaved_samples(runs: dict, data, rounds: int, steps: int) -> dict:
   return samples
 
 
-def report(samples: dict, flops: dict, baseline: str) -> dict:
+def report(samples: dict, flops: dict, baseline: str,
+           flop_label: str = "MFLOP/step") -> dict:
   """Prints the table of medians, ratios and FLOPs; returns the medians.
 
   The last line is ``ratio <m>/<baseline>=<x> ...`` for every other method.
   """
   median = {m: statistics.median(s) for m, s in samples.items()}
   print(f"{'method':<10}{'median ms/step':>16}{'min':>9}{'max':>9}"
-        f"{'time ratio':>12}{'MFLOP/step':>12}{'flop ratio':>12}")
+        f"{'time ratio':>12}{flop_label:>14}{'flop ratio':>12}")
   for m in samples:
     print(f"{m:<10}{1e3 * median[m]:>16.3f}{1e3 * min(samples[m]):>9.3f}"
           f"{1e3 * max(samples[m]):>9.3f}"
-          f"{median[m] / median[baseline]:>12.3f}{flops[m] / 1e6:>12.1f}"
+          f"{median[m] / median[baseline]:>12.3f}{flops[m] / 1e6:>14.1f}"
           f"{flops[m] / max(flops[baseline], 1.0):>12.3f}")
   print("ratio " + " ".join(f"{m}/{baseline}={median[m] / median[baseline]:.3f}"
                             for m in samples if m != baseline))

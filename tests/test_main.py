@@ -130,12 +130,16 @@ def test_benchmark_sweep_prints_its_speedup_line():
   assert lines[0].startswith("4 local cpu device(s); one run uses one, the "
                              "group of 2 is split over 2;"), lines[0]
   assert lines[1].split()[:2] == ["task", "runs"]
-  # Where the time goes: each task's largest matmul, one against 2 batched.
-  for task, shape in (("binary_addition", r"\[128x136\]·\[136x128\]"),
-                      ("copy", r"\[32x256\]·\[256x1024\]")):
+  # Where the time goes: each task's matmuls alone, and the floor they set.
+  for task, dots, mflop in (("binary_addition", 12, "19.0"),
+                            ("copy", 27, "206.0")):
     assert any(re.fullmatch(
-        rf"{task} largest matmul {shape} alone: one [\d.]+ us, 2 batched "
-        r"[\d.]+ us \([\d.]+x the work per second\)", line)
-               for line in lines), done.stdout
+        rf"{task} matmuls alone \({dots} dot products, {mflop} MFLOP a "
+        r"member's step\): one run [\d.]+ ms \(\d+ GFLOP/s\), the group of 2 "
+        r"[\d.]+ ms \(\d+ GFLOP/s\)", line) for line in lines), done.stdout
+    assert any(re.fullmatch(
+        rf"{task} floor: the group's \d+ steps need at least [\d.]+ s of "
+        r"matmuls, so the speedup is at most [\d.]+x \([\d.]+x with the "
+        r"vmapped run's other [\d.]+ s\)", line) for line in lines), done.stdout
   assert re.fullmatch(r"sweep2 speedup binary_addition=[\d.]+ copy=[\d.]+",
                       lines[-1])
