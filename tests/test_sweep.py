@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dni_jax.errors import ConfigError
+from dni_jax.errors import TrainingDivergedError
 from dni_jax.training import batching
 from dni_jax.training import loops
 from dni_jax.training import sweep
@@ -184,3 +185,10 @@ def test_bad_sweeps_are_refused_before_any_work(tmp_path, sweep_list, message):
   with pytest.raises(ConfigError, match=message):
     sweep.run_sweep(_config(), sweep_list, str(tmp_path))
   assert not os.listdir(tmp_path)
+
+
+def test_a_diverging_member_stops_its_group_naming_that_member(tmp_path):
+  with pytest.raises(TrainingDivergedError,
+                     match=r"at step 2 \(method cdni opt.learning_rate=1e\+30"):
+    sweep.run_sweep(_config(), [{"opt.learning_rate": 1e-2},
+                                {"opt.learning_rate": 1e30}], str(tmp_path))

@@ -115,6 +115,16 @@ def all_finite(state: State) -> bool:
   return all(bool(_finite_flags(part).all()) for part in by_device.values())
 
 
+def accumulate(sums: dict, counts: dict, values: dict,
+               last_keys: tuple[str, ...]) -> None:
+  """Adds one step's ``values`` to an interval's ``sums`` and ``counts``
+  (a ``last_keys`` metric keeps its latest value). The values are floats,
+  or a group's float64 arrays with one entry per member."""
+  for k, v in values.items():
+    sums[k] = v if k in last_keys else sums.get(k, 0.0) + v
+    counts[k] = counts.get(k, 0) + 1
+
+
 class Recorder:
   """The mutable bookkeeping of one run's host loop (never inside jit).
 
@@ -145,10 +155,7 @@ class Recorder:
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
       self.diverged(step, f"{bad[0]} = {values[bad[0]]}")
-    last_keys = self.loop.last_keys
-    for k, v in values.items():
-      self.sums[k] = v if k in last_keys else self.sums.get(k, 0.0) + v
-      self.counts[k] = self.counts.get(k, 0) + 1
+    accumulate(self.sums, self.counts, values, self.loop.last_keys)
     self.count += 1
 
   def diverged(self, step: int, what: str):

@@ -32,6 +32,7 @@ import time
 
 import jax
 import ml_collections
+import numpy as np
 
 from dni_jax.errors import ConfigError
 from dni_jax.training import batching
@@ -150,15 +151,30 @@ class _GroupRecorder:
     self.checkpointer = checkpointer
     self.start_time = time.time()
     self.last_step = recorders[0].last_step
+    # The interval's sums, one entry per member: a step is read and added
+    # for the whole group at once, and each member's recorder gets its
+    # share when the interval is written.
+    self.sums, self.counts, self.count = {}, {}, 0
 
   def record(self, step, metrics):
-    host = jax.device_get(metrics)
-    for i, r in enumerate(self.recorders):
-      r.record(step, {k: v[i] for k, v in host.items()})
+    host = {k: np.asarray(v, np.float64)
+            for k, v in jax.device_get(metrics).items()}
+    if host:
+      bad = ~np.isfinite(np.stack(list(host.values()), axis=-1))  # [M, keys]
+      if bad.any():
+        i = int(np.argmax(bad.any(axis=1)))
+        k = list(host)[int(np.argmax(bad[i]))]
+        self.recorders[i].diverged(step, f"{k} = {float(host[k][i])}")
+    run_lib.accumulate(self.sums, self.counts, host,
+                       self.recorders[0].loop.last_keys)
+    self.count += 1
 
   def flush_train(self, step):
-    for r in self.recorders:
+    for i, r in enumerate(self.recorders):
+      r.sums = {k: float(v[i]) for k, v in self.sums.items()}
+      r.counts, r.count = dict(self.counts), self.count
       r.flush_train(step)
+    self.sums, self.counts, self.count = {}, {}, 0
 
   def write_eval(self, step, split, metrics):
     for i, r in enumerate(self.recorders):
