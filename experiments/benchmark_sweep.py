@@ -227,7 +227,9 @@ def main(argv):
                                   ("vmapped", t_sweep, num_steps * group)):
       print(f"{task} {name}: {whole:.1f} s = {stepping:.1f} s of steps "
             f"({num_steps} x the step alone) + {whole - stepping:.1f} s of "
-            "compilation, evaluation, checkpoints and host loop")
+            "compilation, evaluation, checkpoints and host loop" +
+            ("" if whole >= stepping else
+             " (negative: the steps timed alone ran slower than in the run)"))
     # The floor: the group's steps cannot beat a program of only their
     # matmuls, so neither can the sweep's whole time.
     floor = num_steps * mm_group
@@ -236,7 +238,7 @@ def main(argv):
           f"({mflop / 1e3 / mm_single:.0f} GFLOP/s), the group of {n} "
           f"{1e3 * mm_group:.3f} ms ({n * mflop / 1e3 / mm_group:.0f} "
           "GFLOP/s)")
-    rest = t_sweep - num_steps * group
+    rest = max(0.0, t_sweep - num_steps * group)  # noise can make it < 0
     print(f"{task} floor: the group's {num_steps} steps need at least "
           f"{floor:.1f} s of matmuls, so the speedup is at most "
           f"{t_sep / floor:.2f}x ({t_sep / (floor + rest):.2f}x with the "
