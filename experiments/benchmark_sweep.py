@@ -15,15 +15,17 @@ silenced.
 Then each member's final numbers and parameters are compared between the
 two ways (they agree to float rounding; tests/test_sweep.py checks it over
 a few steps), and, to say where the time goes, one run's jitted step and
-the vmapped group's step are timed alone (``--step_rounds`` steps after a
-warm-up); with those, each whole time is split into its steps and the
-rest (compilation, evaluation, checkpoints, host loop). Last, the floor
-under the group's step: a program of only the step's matmuls
-(``experiments.matmul_floor``: every dot product of the step, read from
-its jaxpr, on random operands placed as the group's members are), timed
-the same two ways. The group's steps cannot take less than that program
-times the steps, which bounds the speedup; the first line gives this
-device's rate on one big matmul to compare with. Last line:
+the vmapped group's step are timed alone, and with them the floor under
+each: a program of only the step's matmuls (``experiments.matmul_floor``:
+every dot product of the step, read from its jaxpr, on random operands
+placed as the group's members are). The four are timed side by side, the
+median of 10 interleaved rounds that share ``--step_rounds`` calls each,
+after a warm-up. With the steps' times, each whole time is split into its
+steps and the rest (compilation, evaluation, checkpoints, host loop).
+Unless XLA merges some of their products, the group's steps cannot take
+less than the steps times the group's matmul program, which bounds the
+speedup; the first line gives this device's rate on one big matmul to
+compare with. Last line:
 ``sweep8 speedup binary_addition=<x> copy=<y>``.
 ``--keep_freed_memory=false`` leaves glibc's allocator as it is (see
 ``dni_jax.training.host_memory``).
@@ -41,6 +43,7 @@ import contextlib
 import importlib
 import io
 import os
+import statistics
 import tempfile
 import time
 
@@ -59,7 +62,8 @@ _TASKS = flags.DEFINE_list("tasks", ["binary_addition", "copy"],
 _COPY_WINDOWS = flags.DEFINE_integer("copy_windows", 5000,
                                      "Windows per copy run.")
 _STEP_ROUNDS = flags.DEFINE_integer(
-    "step_rounds", 300, "Steps timed alone, for one run and for the group.")
+    "step_rounds", 300, "Calls timed of each step and matmul program, "
+    "spread over 10 interleaved rounds.")
 _KEEP = flags.DEFINE_bool(
     "keep_freed_memory", True, "glibc keeps freed memory (dni_jax.training."
     "host_memory); false: its defaults, to see what that buys.")
@@ -109,46 +113,53 @@ def _parameter_agreement(members, tmp) -> tuple[float, int, int]:
   return worst, same, total
 
 
-def _per_call(call, rounds: int) -> float:
-  """Seconds per ``call(i)``, i = 1…rounds, after a warm-up ``call(0)``;
-  ``call`` returns what to wait for."""
-  jax.block_until_ready(call(0))
-  start = time.perf_counter()
-  for i in range(1, rounds + 1):
-    out = call(i)
-  jax.block_until_ready(out)
-  return (time.perf_counter() - start) / rounds
+def _median_seconds(runs: dict) -> dict:
+  """Median seconds per call of every ``{name: (step, state)}``
+  (``timing.time_round``'s form), after one warm-up call each, in 10
+  interleaved rounds sharing ``--step_rounds`` calls."""
+  for name, (step, state) in runs.items():
+    runs[name] = (step, timing.time_round(step, state, None, 1)[0])
+  samples = timing.interleaved_samples(runs, None, 10,
+                                       max(1, _STEP_ROUNDS.value // 10))
+  return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def _loop_steps(loop):
+  """A loop's step in ``timing.time_round``'s form, counting its steps."""
+  def step(carry, _):
+    state, i = carry
+    state, metrics = loop.step(state, i)
+    return (state, i + 1), metrics
+  return step, (loop.init(), 0)
 
 
 def _steps_and_matmuls(config, members):
-  """One run's step and the group's, each timed alone, then a program of
-  only each one's matmuls (``matmul_floor``): ``((single, group) seconds
-  per step, (single, group) seconds per matmul program, matmul FLOPs per
-  member, dot products per member)``."""
+  """One run's step and the group's, then a program of only each one's
+  matmuls (``matmul_floor``), all timed side by side: ``((single, group)
+  seconds per step, (single, group) seconds per matmul program, matmul
+  FLOPs per member, dot products per member)``."""
   from dni_jax.training import batching  # pylint: disable=g-import-not-at-top
   from dni_jax.training import loops  # pylint: disable=g-import-not-at-top
   module = loops.loop_module(config)
-  rounds = _STEP_ROUNDS.value
-  steps, programs, dots = [], [], []
-  for loop, place in (
-      (module.make_loop(members[0].config), jax.device_put),
-      (module.make_batched_loop([m.config for m in members]),
+  runs, dots = {}, {}
+  for name, loop, place in (
+      ("single", module.make_loop(members[0].config), jax.device_put),
+      ("group", module.make_batched_loop([m.config for m in members]),
        batching.Placement(len(members)).members)):
-    state = [loop.init()]
-    dots.append(matmul_floor.step_dots(lambda s: loop.step(s, 0), state[0]))
-
-    def step(i, loop=loop, state=state):
-      state[0], metrics = loop.step(state[0], i)
-      return metrics
-
-    steps.append(_per_call(step, rounds))
-    program, operands = matmul_floor.dots_program(dots[-1], place)
-    programs.append(_per_call(lambda _: program(operands), rounds))
-  single, group = dots
-  assert matmul_floor.flops(group) == len(members) * matmul_floor.flops(
-      single), "the group's matmuls should be each member's"
-  return (tuple(steps), tuple(programs), matmul_floor.flops(single),
-          sum(single.values()))
+    runs[name] = _loop_steps(loop)
+    dots[name] = matmul_floor.step_dots(lambda s, loop=loop: loop.step(s, 0),
+                                        runs[name][1][0])
+    program, operands = matmul_floor.dots_program(dots[name], place)
+    runs[f"{name} matmuls"] = (
+        lambda carry, _, program=program, operands=operands: (
+            carry, program(operands)), None)
+  assert matmul_floor.flops(dots["group"]) == len(
+      members) * matmul_floor.flops(dots["single"]), (
+          "the group's matmuls should be each member's")
+  median = _median_seconds(runs)
+  return ((median["single"], median["group"]),
+          (median["single matmuls"], median["group matmuls"]),
+          matmul_floor.flops(dots["single"]), sum(dots["single"].values()))
 
 
 def _peak_gflops() -> float:
@@ -156,7 +167,9 @@ def _peak_gflops() -> float:
   n = 2048
   a = jax.device_put(np.ones((n, n), np.float32))
   matmul = jax.jit(jnp.matmul)
-  return 2 * n**3 / _per_call(lambda _: matmul(a, a), 10) / 1e9
+  step = lambda carry, _: (carry, matmul(a, a))
+  timing.time_round(step, None, None, 1)  # compiles
+  return 2 * n**3 / timing.time_round(step, None, None, 10)[1] / 1e9
 
 
 def _time_task(task: str):
