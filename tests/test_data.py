@@ -258,14 +258,17 @@ def test_tfds_data_source_reads_prepared_array_record_files(tmp_path):
 @pytest.mark.usefixtures("tfds_scratch")
 def test_tfds_download_failure_names_the_cause_and_a_local_way(
     tmp_path, monkeypatch):
+  """The download host answers the reachability check, the download fails."""
   def no_network(*args, **kwargs):
     raise ConnectionError("Failed to resolve host (no network in this test)")
   for name in ("download", "download_and_extract"):
     monkeypatch.setattr(tfds_lib.download.DownloadManager, name, no_network)
+  monkeypatch.setattr(tfds_source, "unreachable", lambda *args: None)
   with pytest.raises(DataError) as e:
     data.load_dataset("mnist", "train", tfds_data_dir=str(tmp_path))
   message = str(e.value)
   assert "could not download 'mnist'" in message
+  assert "(no network in this test)" in message
   assert "--config.data.dir" in message and "IDX" in message
   assert "importlib" not in message
 

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import re
 
 import jax
 import numpy as np
@@ -41,20 +42,49 @@ class Corpus:
     return len(self.vocab)
 
 
+def _ptb_path(data_dir: str, split: str) -> str:
+  return os.path.join(data_dir, f"ptb.char.{split}.txt")
+
+
+def _replace_ptb(path: str) -> str:
+  """The fix for a damaged PTB file: get that file again."""
+  return (f"replace {os.path.basename(path)} with a fresh copy (extract "
+          "simple-examples/data/ from Mikolov's simple-examples.tgz again, "
+          "or copy the file again from where you got it)")
+
+
+# Control characters other than the line and word separators: binary data.
+_BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _read_ptb_split(data_dir: str, split: str) -> list[str]:
-  path = os.path.join(data_dir, f"ptb.char.{split}.txt")
+  path = _ptb_path(data_dir, split)
   if not os.path.exists(path):
     raise DataError(
         f"{path} not found; --config.data.dir must hold ptb.char.train.txt, "
         "ptb.char.valid.txt and ptb.char.test.txt (Mikolov's "
         "simple-examples/data).")
-  with open(path, "rb") as f:
-    raw = f.read()
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+  except OSError as e:
+    raise DataError(f"cannot read {path} ({e}); make it a readable "
+                    "file.") from e
+  if raw[:2] == b"\x1f\x8b":
+    raise DataError(f"{path} is gzip-compressed, not text; gunzip it (keep "
+                    f"the name {os.path.basename(path)}), or "
+                    f"{_replace_ptb(path)}.")
   try:
     text = raw.decode("utf-8")
   except UnicodeDecodeError as e:
-    raise DataError(f"{path} is not UTF-8 text ({e}); is it the character "
-                    "level PTB file?") from e
+    raise DataError(f"{path} is not text (byte {e.start} is not UTF-8: "
+                    f"{e.reason}); the file is damaged or not the character "
+                    f"level PTB file: {_replace_ptb(path)}.") from e
+  binary = _BINARY.search(text)
+  if binary:
+    raise DataError(f"{path} is not text (it holds the control character "
+                    f"{binary.group()!r} at character {binary.start()}); the "
+                    f"file is damaged: {_replace_ptb(path)}.")
   tokens = []
   for line in text.splitlines():
     chars = line.split()
@@ -62,22 +92,29 @@ def _read_ptb_split(data_dir: str, split: str) -> list[str]:
       bad = next(c for c in chars if len(c) != 1)
       raise DataError(f"{path}: token {bad!r} is not one character; the "
                       "character-level files separate characters by spaces "
-                      "(did you pass the word-level ptb.*.txt?)")
+                      "(did you pass the word-level ptb.*.txt?); point "
+                      "--config.data.dir at the folder with "
+                      "ptb.char.{train,valid,test}.txt.")
     if chars:
       tokens.extend(chars)
       tokens.append(EOL)
   if not tokens:
-    raise DataError(f"{path} is empty")
+    raise DataError(f"{path} is empty; {_replace_ptb(path)}.")
   return tokens
 
 
-def _encode(texts: dict, source: str) -> Corpus:
+def _encode(texts: dict, source: str, files: dict | None = None) -> Corpus:
   vocab = tuple(sorted(set(texts["train"])))
   index = {c: i for i, c in enumerate(vocab)}
   splits = {}
   for split, tokens in texts.items():
     unknown = sorted(set(tokens) - set(index))
     if unknown:
+      if files:
+        raise DataError(f"{files[split]} has characters not in the training "
+                        f"split ({files['train']}): {unknown[:10]}; one of "
+                        "the two is damaged or from another corpus: "
+                        f"{_replace_ptb(files[split])}.")
       raise DataError(f"{source}: split {split!r} has characters not in the "
                       f"training split: {unknown[:10]}")
     splits[split] = np.fromiter((index[c] for c in tokens), np.int32,
@@ -88,25 +125,29 @@ def _encode(texts: dict, source: str) -> Corpus:
 def load_ptb_char(data_dir: str) -> Corpus:
   """The three PTB character splits from ``data_dir``."""
   texts = {split: _read_ptb_split(data_dir, split) for split in SPLITS}
-  return _encode(texts, data_dir)
+  return _encode(texts, data_dir,
+                 {split: _ptb_path(data_dir, split) for split in SPLITS})
 
 
 def load_tiny_shakespeare(data_dir: str | None = None,
                           download: bool = True) -> Corpus:
   """tiny_shakespeare from tensorflow-datasets (splits train/validation/test)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  texts = {}
-  try:
+  from dni_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+
+  def read(download_now):
+    texts = {}
     for split, tfds_split in _TFDS_SPLITS.items():
       source = tfds.data_source("tiny_shakespeare", split=tfds_split,
-                                data_dir=data_dir, download=download)
+                                data_dir=data_dir, download=download_now)
       text = "".join(_as_str(source[i]["text"]) for i in range(len(source)))
       texts[split] = list(text)
-  except Exception as e:  # pylint: disable=broad-except
-    from dni_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
-    raise DataError(tfds_source.explain_failure(
-        "tiny_shakespeare", e, "use --config.data.name=ptb_char with "
-        "--config.data.dir (PTB characters from local files)")) from e
+    return texts
+
+  texts = tfds_source.read_or_prepare(
+      tfds, "tiny_shakespeare", data_dir, download,
+      "use --config.data.name=ptb_char with --config.data.dir (PTB "
+      "characters from local files)", read)
   return _encode(texts, "tiny_shakespeare")
 
 

@@ -27,32 +27,60 @@ def _to_nhwc(data: np.ndarray) -> np.ndarray:
   return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
+def _replace(path: str, archive: str) -> str:
+  """The fix for a damaged CIFAR-10 file: get that file again."""
+  return (f"replace {os.path.basename(path)} with a fresh copy (download "
+          f"{archive} again from https://www.cs.toronto.edu/~kriz/cifar.html "
+          "and extract it, or copy the file again from where you got it)")
+
+
+def _check_labels(path: str, labels: np.ndarray, archive: str):
+  if labels.size and (labels.min() < 0 or labels.max() > 9):
+    raise DataError(f"{path!r} holds labels from {labels.min()} to "
+                    f"{labels.max()}, expected 0-9; the file is damaged: "
+                    f"{_replace(path, archive)}.")
+
+
 def _read_pickle(path: str) -> tuple[np.ndarray, np.ndarray]:
+  archive = "cifar-10-python.tar.gz"
   try:
     with open(path, "rb") as f:
       batch = pickle.load(f, encoding="bytes")
     data = np.asarray(batch[b"data"], np.uint8)
-    labels = np.asarray(batch[b"labels"], np.int32)
-  except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError,
-          ValueError) as e:
-    raise DataError(f"cannot read CIFAR-10 batch {path!r} ({e!r}); the file is "
-                    "corrupt or truncated: download cifar-10-python.tar.gz "
-                    "again.") from e
+    labels = np.asarray(batch[b"labels"], np.int64)
+  except (PermissionError, IsADirectoryError) as e:
+    raise DataError(f"cannot read {path!r} ({e}); make it a readable "
+                    "file.") from e
+  except Exception as e:  # pylint: disable=broad-except
+    # A damaged pickle fails in many ways (EOFError, UnpicklingError,
+    # KeyError, ImportError, OverflowError, ...): all say the same.
+    raise DataError(f"cannot read CIFAR-10 batch {path!r} ({e!r}); the file "
+                    f"is corrupt or truncated: {_replace(path, archive)}."
+                    ) from e
   if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != data.shape[:1]:
     raise DataError(f"{path!r} holds data {data.shape} and labels "
-                    f"{labels.shape}, expected (N, 3072) and (N,); is it a "
-                    "CIFAR-10 batch file?")
-  return _to_nhwc(data), labels
+                    f"{labels.shape}, expected (N, 3072) and (N,); it is "
+                    "damaged or not a CIFAR-10 batch file: "
+                    f"{_replace(path, archive)}.")
+  _check_labels(path, labels, archive)
+  return _to_nhwc(data), labels.astype(np.int32)
 
 
 def _read_binary(path: str) -> tuple[np.ndarray, np.ndarray]:
-  raw = np.fromfile(path, np.uint8)
+  archive = "cifar-10-binary.tar.gz"
+  try:
+    raw = np.fromfile(path, np.uint8)
+  except OSError as e:
+    raise DataError(f"cannot read {path!r} ({e}); make it a readable "
+                    "file.") from e
   if raw.size == 0 or raw.size % _RECORD:
     raise DataError(f"{path!r} has {raw.size} bytes, not a whole number of "
                     f"{_RECORD}-byte records (1 label + 3072 pixels); the file "
-                    "is truncated: download cifar-10-binary.tar.gz again.")
+                    f"is truncated: {_replace(path, archive)}.")
   records = raw.reshape(-1, _RECORD)
-  return _to_nhwc(records[:, 1:]), records[:, 0].astype(np.int32)
+  labels = records[:, 0].astype(np.int32)
+  _check_labels(path, labels, archive)
+  return _to_nhwc(records[:, 1:]), labels
 
 
 def _locate(data_dir: str) -> tuple[str, str]:
