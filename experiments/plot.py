@@ -2,10 +2,10 @@
 
   python -m experiments.plot <workdir> [<workdir> ...] --out=curves.png
 
-Each workdir is a run (it holds metrics.jsonl) or a comparison (its
-subfolders do, one per method). Left: a training metric; right: an
-evaluation metric. By default both follow the task family, read from the
-run's config.json:
+Each workdir is a run (it holds metrics.jsonl) or a folder of runs at any
+depth: a comparison (one subfolder per method), a sweep, or folders of
+those. Left: a training metric; right: an evaluation metric. By default
+both follow the task family, read from the run's config.json:
 
 - image and bit tasks: train loss | test error (%);
 - Copy / Repeat Copy: train loss | curriculum length (train records);
@@ -19,14 +19,28 @@ characters seen (sequence tasks) instead of steps, e.g.
 
 A sweep's folder (``python -m experiments.sweep``) works too: runs whose
 configs differ only in the seed are drawn as one mean curve with a shaded
-± one-std band (over the steps every seed logged), labelled without the
-seed and with the number of seeds, e.g.
+± one-std band (over the steps every seed logged), labelled by its group
+and the number of seeds (``cdni (n=3)``), e.g.
 
   python -m experiments.plot /tmp/copy3 --out=copy_seeds.png
 
-Each method keeps its colour in every figure (backprop/bptt blue, dni
-orange, cdni/dni_aux green, ...); a series with no points is named in a
-warning. (``experiments.plot_seeds`` draws final values as error bars
+A curve is labelled by its method, read from the run's config.json, not by
+its folder. Curves of one method are told apart by the config fields in
+which they differ (``cdni, opt.learning_rate=0.003``), or else by their
+folders (``dni [copy_T3]``), and drawn in different line styles. Each
+method keeps its colour in every figure, whatever its folder is called
+(backprop/bptt blue, dni orange, cdni/dni_aux green, ...;
+``plot_style.method_color``, shared with ``experiments.plot_seeds``).
+
+Y axes are logarithmic where the metric is a loss, an error or bpc, with
+labelled ticks whatever their span. A series with no points is named in a
+warning, and so are runs whose ``log_every`` (or ``eval_every``) leaves
+fewer than five points over their ``num_steps`` (a 200-step run with
+``log_every=1000`` logs its training metrics once, at the end), with the
+``--config.log_every`` that would give a curve; a series of one point is
+drawn as a dot. Errors (no folder given, a folder that does not exist, one
+with no runs) are one paragraph starting with ``error:`` and a non-zero exit
+status. (``experiments.plot_seeds`` draws final values as error bars
 against a config field, and curves against wall time.)
 """
 
@@ -68,6 +82,15 @@ _X = flags.DEFINE_enum("x", "step", ["step", "chars"], "Horizontal axis.")
 
 _COPY_TASKS = ("copy", "repeat_copy")
 _CORPORA = ("ptb_char", "tiny_shakespeare")
+# Fewer points than this over a whole run is not a curve: say so.
+_FEW_POINTS = 5
+_RUN_HELP = ("give a run's --workdir (a folder with metrics.jsonl, made by "
+             "experiments.main) or a folder of runs (a comparison's or a "
+             "sweep's --workdir)")
+
+
+class PlotError(Exception):
+  """A mistake in the command line, as one paragraph for the user."""
 
 
 def default_panels(data_name: str | None) -> tuple[str, str, str]:
@@ -79,20 +102,43 @@ def default_panels(data_name: str | None) -> tuple[str, str, str]:
   return "loss", "error", "test"
 
 
+def _is_run(folder: str) -> bool:
+  return os.path.exists(os.path.join(folder, "metrics.jsonl"))
+
+
+def _runs_under(path: str) -> list[str]:
+  """Run folders under ``path`` at any depth (a run holds no other runs)."""
+  found = []
+  for folder, dirs, _ in os.walk(path):
+    dirs.sort()
+    if folder != path and _is_run(folder):
+      found.append(os.path.relpath(folder, path))
+      dirs[:] = []
+  return found
+
+
 def find_runs(paths: list[str]) -> dict[str, str]:
-  """``{label: run folder}`` for runs and comparison folders."""
+  """``{label: run folder}`` for runs and folders of runs (at any depth).
+
+  Raises:
+    PlotError: a path that does not exist or holds no run.
+  """
   runs = {}
   for path in paths:
     path = os.path.normpath(path)
-    if os.path.exists(os.path.join(path, "metrics.jsonl")):
+    if not os.path.exists(path):
+      raise PlotError(f"{path} does not exist: {_RUN_HELP}.")
+    if _is_run(path):
       runs[os.path.basename(path)] = path
       continue
-    subruns = sorted(d for d in os.listdir(path) if os.path.exists(
-        os.path.join(path, d, "metrics.jsonl"))) if os.path.isdir(path) else []
+    subruns = _runs_under(path) if os.path.isdir(path) else []
     if not subruns:
-      raise app.UsageError(f"no metrics.jsonl in {path!r} or its subfolders")
+      raise PlotError(f"no runs in {path}: no metrics.jsonl in it or in any "
+                      f"folder under it; {_RUN_HELP}.")
     for d in subruns:
-      label = d if len(paths) == 1 else f"{os.path.basename(path)}/{d}"
+      label = d.replace(os.sep, "/")
+      if len(paths) > 1:
+        label = f"{os.path.basename(path)}/{label}"
       runs[label] = os.path.join(path, d)
   return dict(sorted(runs.items(), key=lambda item: sort_key(item[0])))
 
@@ -102,6 +148,14 @@ def _seedless(label: str) -> str:
   return re.sub(r"(^|[,/])seed=\d+(?=$|[,/])", "", label).strip(",/") or "seeds"
 
 
+def _config(run_dir: str) -> dict | None:
+  """The run's flattened config.json, or ``None`` where it is unreadable."""
+  try:
+    return results.flat_config(run_dir)
+  except (OSError, ValueError):
+    return None
+
+
 def group_seeds(runs: dict[str, str]) -> dict[str, list[str]]:
   """``{label: [run folders]}``: runs whose labels differ only in their
   ``seed=N`` part and whose configs agree on every field but the seed (and
@@ -109,78 +163,187 @@ def group_seeds(runs: dict[str, str]) -> dict[str, list[str]]:
   Any other run, or one without a readable config.json, stays on its own."""
   groups, label_of = {}, {}
   for label, run_dir in runs.items():
-    try:
-      config = results.flat_config(run_dir)
+    config = _config(run_dir)
+    if config is None:
+      key = (label, run_dir)
+    else:
       key = (_seedless(label), json.dumps(
           {k: v for k, v in config.items()
            if k not in results.IGNORED_FIELDS}, sort_keys=True))
-    except (OSError, ValueError):
-      key = (label, run_dir)
     if key not in label_of:
       label_of[key] = key[0] if key[0] not in groups else label
     groups.setdefault(label_of[key], []).append(run_dir)
   return groups
 
 
+def _folder_part(label: str, method: str) -> str:
+  """A group's folder label without what names its method (``copy_T3/dni``
+  → ``copy_T3``; ``method=dni,lr=1`` → ``lr=1``)."""
+  rest = re.sub(rf"(^|[,/]){re.escape(method)}$", "", label)
+  rest = re.sub(rf"(^|,)method={re.escape(method)}(?=$|[,/])", "", rest)
+  return rest.strip(",/") or label
+
+
+def legend_labels(groups: dict[str, list[str]]) -> dict[str, tuple[str, str]]:
+  """``{group: (legend label, method)}``, in legend order.
+
+  A group is named by its method, from its config.json (from its folder
+  label where that is unreadable). Groups of one method add the config
+  fields in which they differ (at most three), or else their folder
+  labels; a group of several seeds adds ``(n=K)``.
+  """
+  configs = {key: _config(dirs[0]) for key, dirs in groups.items()}
+  methods = {key: str((c or {}).get("method") or plot_style.method_of(key))
+             for key, c in configs.items()}
+  by_method = {}
+  for key in groups:
+    by_method.setdefault(methods[key], []).append(key)
+  names = {}
+  for method, keys in by_method.items():
+    known = [configs[k] for k in keys if configs[k] is not None]
+    fields = [f for f in results.varying_fields(known) if f != "method"]
+    for k in keys:
+      described = [f"{f}={configs[k][f]}" for f in fields
+                   if configs[k] is not None and f in configs[k]]
+      names[k] = ", ".join([method] + (described if len(fields) <= 3
+                                       else []))
+    shared = [k for k in keys if [names[j] for j in keys].count(names[k]) > 1]
+    for k in shared:  # the folder tells them apart
+      names[k] = f"{names[k]} [{_folder_part(k, method)}]"
+  labels = {key: (names[key] if len(dirs) == 1 else
+                  f"{names[key]} (n={len(dirs)})", methods[key])
+            for key, dirs in groups.items()}
+  rank = lambda m: (plot_style.METHOD_ORDER.index(m)
+                    if m in plot_style.METHOD_ORDER else 99, m)
+  return dict(sorted(labels.items(),
+                     key=lambda kv: (rank(kv[1][1]), kv[1][0])))
+
+
 def data_name(run_dir: str) -> str | None:
-  try:
-    with open(os.path.join(run_dir, "config.json")) as f:
-      return json.load(f)["data"]["name"]
-  except (OSError, ValueError, KeyError):
-    return None
+  return (_config(run_dir) or {}).get("data.name")
 
 
 def _pick(flag: str, default: str) -> str:
   return default if flag == "auto" else flag
 
 
-def _plot(ax, serieses, label, what) -> None:
+def _plot(ax, serieses, label, what, color, linestyle) -> None:
   """One run's curve, or the mean ± std band of a group of seeds."""
   serieses = [s for s in serieses if s[0]]
   if not serieses:
     print(f"warning: run {label!r} has no {what} records; its curve is empty "
           "(choose another --metric/--split?)", file=sys.stderr)
     return
-  color = method_color(label)
   if len(serieses) == 1:
-    xs, ys = serieses[0]
-    ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=label,
-            color=color)
+    xs, ys, std = *serieses[0], None
+  else:
+    xs, ys, std = mean_band(serieses)
+  plot_style.draw_curve(ax, xs, ys, std, color=color, linestyle=linestyle,
+                        label=label)
+
+
+def _cadence_warning(sparse: dict[str, tuple[dict, dict]]) -> None:
+  """One warning for the runs whose cadence leaves them too few points:
+  ``{label: ({"log_every" or "eval_every": points}, config)}``."""
+  if not sparse:
     return
-  xs, mean, std = mean_band(serieses)
-  ax.plot(xs, mean, label=f"{label} (n={len(serieses)})", color=color,
-          marker="." if len(xs) < 30 else None)
-  ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.2)
+  what = {"log_every": "training", "eval_every": "evaluation"}
+  fields = [f for f in what if any(f in p for p, _ in sparse.values())]
+  logged, advice = [], []
+  for field in fields:
+    counts = sorted({p[field] for p, _ in sparse.values() if field in p})
+    count = "/".join(map(str, counts))
+    every = "/".join(map(str, sorted(
+        {c[field] for p, c in sparse.values() if field in p})))
+    logged.append(f"{count} {what[field]} record"
+                  f"{'' if counts == [1] else 's'} ({field}={every})")
+    steps = min(c["num_steps"] for p, c in sparse.values() if field in p)
+    advice.append(f"--config.{field}="
+                  f"{max(1, steps // (20 if field == 'log_every' else 10))}")
+  steps = "/".join(map(str, sorted({c["num_steps"]
+                                    for _, c in sparse.values()})))
+  names = ", ".join(repr(label) for label in sparse)
+  print(f"warning: too few points for a curve: {names} each logged "
+        f"{' and '.join(logged)} in {steps} steps. For a curve, train again "
+        f"into a new --workdir with {' '.join(advice)}.", file=sys.stderr)
 
 
-def main(argv):
-  runs = find_runs(argv[1:])
-  if not runs:
-    raise app.UsageError("give one or more workdirs")
-  names = {label: data_name(d) for label, d in runs.items()}
-  train_metric, metric, split = default_panels(next(iter(names.values())))
-  train_metric = _pick(_TRAIN_METRIC.value, train_metric)
-  metric, split = _pick(_METRIC.value, metric), _pick(_SPLIT.value, split)
+def draw(paths: list[str], train_metric: str = "auto", metric: str = "auto",
+         split: str = "auto", x: str = "step"):
+  """The figure of the runs under ``paths``: ``(fig, (left, right axes),
+  {group: [run folders]})``.
+
+  Raises:
+    PlotError: no paths, or a path that does not exist or holds no run.
+  """
+  if not paths:
+    raise PlotError("give one or more run folders, e.g. python -m "
+                    "experiments.plot /tmp/dni_jax/binary_addition "
+                    "--out=curves.png")
+  runs = find_runs(paths)
+  default = default_panels(data_name(next(iter(runs.values()))))
+  train_metric = _pick(train_metric, default[0])
+  metric, split = _pick(metric, default[1]), _pick(split, default[2])
   fig, (ax_train, ax_eval) = plt.subplots(1, 2, figsize=(11, 4.2))
   groups = group_seeds(runs)
-  for label, run_dirs in groups.items():
+  sparse, styles = {}, {}
+  for key, (label, method) in legend_labels(groups).items():
+    run_dirs = groups[key]
+    styles[method] = styles.get(method, -1) + 1
+    linestyle = plot_style.LINESTYLES[styles[method] % len(
+        plot_style.LINESTYLES)]
+    color = method_color(method)
     records = [read_metrics(os.path.join(d, "metrics.jsonl"))
                for d in run_dirs]
-    _plot(ax_train, [series(r, "train", train_metric, _X.value)
-                     for r in records], label, f"train {train_metric}")
-    _plot(ax_eval, [series(r, split, metric, _X.value) for r in records],
-          label, f"{split} {metric}")
-  x = "characters seen" if _X.value == "chars" else "step"
-  ax_train.set(xlabel=x, ylabel=f"train {train_metric}", yscale="log",
+    config = _config(run_dirs[0]) or {}
+    panels = ((ax_train, "train", train_metric), (ax_eval, split, metric))
+    for ax, records_split, name in panels:
+      serieses = [series(r, records_split, name, x) for r in records]
+      _plot(ax, serieses, label, f"{records_split} {name}", color, linestyle)
+      # A cadence that leaves the whole run under _FEW_POINTS points (not a
+      # run still on its way to them): the warning names the field to set.
+      field = "log_every" if records_split == "train" else "eval_every"
+      points = max(len(xs) for xs, _ in serieses)
+      if (0 < points < _FEW_POINTS and
+          isinstance(config.get(field), int) and config[field] > 0 and
+          isinstance(config.get("num_steps"), int) and
+          config["num_steps"] // config[field] < _FEW_POINTS):
+        sparse.setdefault(label, ({}, config))[0][field] = points
+  _cadence_warning(sparse)
+  xlabel = "characters seen" if x == "chars" else "step"
+  ax_train.set(xlabel=xlabel, ylabel=f"train {train_metric}", yscale="log",
                title=f"training {train_metric}")
   ylabel = f"{split} error (%)" if metric == "error" else f"{split} {metric}"
-  ax_eval.set(xlabel=x, ylabel=ylabel, title=ylabel,
+  ax_eval.set(xlabel=xlabel, ylabel=ylabel, title=ylabel,
               yscale="log" if metric in ("error", "loss", "bpc") else "linear")
   plot_style.plain_log_ticks(ax_train, plain)
   if ax_eval.get_yscale() == "log":
     plot_style.plain_log_ticks(ax_eval, percent if metric == "error" else plain)
-  plot_style.finish(fig, (ax_train, ax_eval), _OUT.value, _TITLE.value)
-  print(f"wrote {_OUT.value} ({len(runs)} runs, {len(groups)} curves)")
+  return fig, (ax_train, ax_eval), groups
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def main(argv):
+  out = _OUT.value
+  folder = os.path.dirname(os.path.abspath(out))
+  if not os.path.isdir(folder):
+    _fail(f"--out={out}: the folder {folder} does not exist; create it or "
+          "choose another --out.")
+  try:
+    fig, axes, groups = draw(argv[1:], _TRAIN_METRIC.value, _METRIC.value,
+                             _SPLIT.value, _X.value)
+  except PlotError as e:
+    _fail(str(e))
+  try:
+    plot_style.finish(fig, axes, out, _TITLE.value)
+  except OSError as e:
+    _fail(f"--out={out}: could not write the figure ({e.strerror or e}).")
+  runs = sum(map(len, groups.values()))
+  print(f"wrote {out} ({runs} runs, {len(groups)} curves)")
 
 
 if __name__ == "__main__":

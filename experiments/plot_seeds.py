@@ -11,7 +11,9 @@
 Every run under ``DIR`` (``config.json`` + ``metrics.jsonl``) counts; runs
 whose configs agree on ``method`` and the named fields are the seeds of one
 point or curve. ``error`` is ``100·(1 − accuracy)``; ``--scale`` multiplies
-any other metric. Colours follow ``experiments.plot``'s per-method colours.
+any other metric. A method has the same colour as in ``experiments.plot``
+(``plot_style.method_color``, a function of the method's name). Errors are
+one paragraph starting with ``error:``.
 """
 
 import glob
@@ -147,9 +149,8 @@ def plot_curves(runs, panel_field, ylabel, with_time):
       for row, x in enumerate(xaxes):
         if x is None:
           continue
-        ax = axes[row][col]
-        ax.plot(x, mean, label=f"{method} (n={len(group)})", color=color)
-        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2)
+        plot_style.draw_curve(axes[row][col], x, mean, std, color=color,
+                              label=f"{method} (n={len(group)})")
     title = f"{panel_field} = {panel}" if panel_field else ""
     axes[0][col].set(xlabel="step", ylabel=ylabel, title=title)
     if with_time:
@@ -157,20 +158,31 @@ def plot_curves(runs, panel_field, ylabel, with_time):
   return fig, axes.ravel()
 
 
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
 def main(argv):
   if len(argv) != 2:
-    raise app.UsageError("usage: python -m experiments.plot_seeds DIR")
+    _fail("give one folder: python -m experiments.plot_seeds DIR "
+          "--x_field=FIELD (or --curves) --out=seeds.png")
+  if not os.path.isdir(argv[1]):
+    _fail(f"{argv[1]} does not exist: give the --workdir of a sweep "
+          "(experiments.sweep) or a folder of runs (experiments.main).")
   runs = load(argv[1], _METRIC.value, _SPLIT.value, _SCALE.value,
               _CURVES.value and _TIME.value)
   if not runs:
-    raise app.UsageError(f"no runs under {argv[1]}")
+    _fail(f"no runs under {argv[1]}: a run folder holds config.json and "
+          "metrics.jsonl (made by experiments.main or experiments.sweep).")
   ylabel = (f"{_SPLIT.value} error (%)" if _METRIC.value == "error"
             else f"{_SPLIT.value} {_METRIC.value}")
   if _CURVES.value:
     fig, axes = plot_curves(runs, _PANEL_FIELD.value, ylabel, _TIME.value)
   else:
     if not _X_FIELD.value:
-      raise app.UsageError("give --x_field (or --curves)")
+      _fail("give --x_field=FIELD (a config field for the x axis, e.g. "
+            "dni.update_prob), or --curves for mean curves over steps.")
     fig, axes = plot_finals(runs, _X_FIELD.value, _PANEL_FIELD.value, ylabel)
   for ax in axes:
     if _LOG.value:

@@ -1,6 +1,8 @@
 """What every figure shares: a colour per method, plain ticks, a metric series.
 
-No flags here, so that every plotting entry point can import it.
+No flags here, so that every plotting entry point can import it. A curve's
+colour is a function of its method's name alone (``method_color``), so that a
+method looks the same in a comparison, a sweep's bands and ``plot_seeds``.
 """
 
 import re
@@ -30,10 +32,19 @@ def method_of(label: str) -> str:
   return last
 
 
-def method_color(label: str) -> str:
-  """The colour of a run's method (matplotlib's cycle, by ``METHOD_ORDER``)."""
-  method = method_of(label)
+def method_color(method: str) -> str:
+  """The colour of a method (matplotlib's cycle, by ``METHOD_ORDER``).
+
+  Give the method's name (a run's ``config.json`` ``method``); a run's label
+  works too, through ``method_of``. A method outside ``METHOD_COLORS`` gets
+  one of the four remaining colours of the cycle, chosen by its name.
+  """
+  method = method_of(method)
   return METHOD_COLORS.get(method, f"C{6 + sum(map(ord, method)) % 4}")
+
+
+# Line styles that tell apart curves of one method (and so of one colour).
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 def sort_key(label: str):
@@ -72,11 +83,109 @@ def mean_band(serieses: list[tuple[list, list]]):
   return common, values.mean(0), std
 
 
+def draw_curve(ax, xs, ys, std=None, **style) -> None:
+  """A curve (``style``: color, label, linestyle ...) and, given ``std``, its
+  ± std band. Under 30 points each is marked; one point is a large dot (a
+  band of one point an error bar), so that a short run is never invisible."""
+  style = {"marker": "o" if len(xs) < 30 else None,
+           "markersize": 7 if len(xs) == 1 else 3, **style}
+  if std is not None and len(xs) == 1:
+    ax.errorbar(xs, ys, yerr=std, capsize=4, **style)
+    return
+  ax.plot(xs, ys, **style)
+  if std is not None:
+    ys, std = np.asarray(ys), np.asarray(std)
+    ax.fill_between(xs, ys - std, ys + std, color=style.get("color"),
+                    alpha=0.2)
+
+
+class ReadableLogLocator(ticker.Locator):
+  """Y ticks of a log axis that are labelled whatever its span.
+
+  Over a decade or more: 1, 2 and 5 times a power of ten (powers of ten
+  alone over many decades). Over less, where fewer than three of those
+  fall in view: evenly spaced round values (0.3, 0.4, 0.5, 0.6), as on a
+  linear axis; the scale stays logarithmic. Decided at draw time, from the
+  view limits then.
+  """
+
+  def __init__(self, max_ticks: int = 8):
+    self._max_ticks = max_ticks
+    self._linear = ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10])
+    self._log = ticker.LogLocator(base=10)  # its limits for a log axis
+
+  def set_axis(self, axis):
+    super().set_axis(axis)
+    self._log.set_axis(axis)
+
+  def nonsingular(self, vmin, vmax):
+    return self._log.nonsingular(vmin, vmax)
+
+  def view_limits(self, vmin, vmax):
+    return self._log.view_limits(vmin, vmax)
+
+  def __call__(self):
+    return self.tick_values(*self.axis.get_view_interval())
+
+  def tick_values(self, vmin, vmax):
+    return self.ticks(vmin, vmax)[0]
+
+  def ticks(self, vmin, vmax) -> tuple[list[float], bool]:
+    """``(ticks, whether they are powers of ten times 1, 2 or 5)``."""
+    vmin, vmax = sorted((vmin, vmax))
+    if vmax <= 0:
+      return [], False
+    if vmin <= 0:
+      vmin = vmax * 1e-3
+    lo, hi = int(np.floor(np.log10(vmin))), int(np.ceil(np.log10(vmax)))
+    decades = [10.0 ** e for e in range(lo, hi + 1)]
+    for subs in ((1, 2, 5), (1,)):
+      ticks = [m * d for d in decades for m in subs if vmin <= m * d <= vmax]
+      if len(ticks) <= self._max_ticks:
+        break
+    else:  # very many decades: every k-th power of ten
+      ticks = ticks[::-(-len(ticks) // self._max_ticks)]
+    if len(ticks) >= 3:
+      return ticks, True
+    for nbins in (5, 8, 12):  # round steps, at least three in view
+      self._linear.set_params(nbins=nbins)
+      ticks = [t for t in self._linear.tick_values(vmin, vmax) if t > 0]
+      if sum(vmin <= t <= vmax for t in ticks) >= 3:
+        break
+    return ticks, False
+
+
+class _MinorLogLocator(ticker.Locator):
+  """Unlabelled ticks at 3, 4, 6, 7, 8, 9 × 10^k where the major ticks are
+  1-2-5; none where they are evenly spaced (a span under a decade)."""
+
+  def __init__(self, major: ReadableLogLocator):
+    self._major = major
+    self._log = ticker.LogLocator(base=10, subs=(3, 4, 6, 7, 8, 9))
+
+  def set_axis(self, axis):
+    super().set_axis(axis)
+    self._log.set_axis(axis)
+
+  def __call__(self):
+    return self.tick_values(*self.axis.get_view_interval())
+
+  def tick_values(self, vmin, vmax):
+    vmin, vmax = sorted((vmin, vmax))
+    if vmin <= 0 or not self._major.ticks(vmin, vmax)[1]:
+      return []
+    return self._log.tick_values(vmin, vmax)
+
+
 def plain_log_ticks(ax, fmt) -> None:
-  """Plain major ticks; minor ticks labelled at 2 and 5 only."""
+  """Readable y ticks on a log axis, whatever its span: plain labels
+  (``fmt``: 0.5, 2, 40 or 40%) on ``ReadableLogLocator``'s ticks, unlabelled
+  minor ticks in between."""
+  major = ReadableLogLocator()
+  ax.yaxis.set_major_locator(major)
   ax.yaxis.set_major_formatter(ticker.FuncFormatter(fmt))
-  ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
-      lambda v, _: fmt(v) if f"{v:g}".lstrip("0.")[:1] in "25" else ""))
+  ax.yaxis.set_minor_locator(_MinorLogLocator(major))
+  ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def finish(fig, axes, out: str, title: str = "", dpi: int = 120) -> None:

@@ -7,7 +7,8 @@ Finds every run under ``DIR`` (a folder with ``config.json`` and
 in ``seed`` (and in the fields a run may change on resume: step budget,
 cadence, data location), and prints per group and metric the final value
 and the best value over the run's evaluations as ``mean ± std`` (sample
-standard deviation, n − 1) with min/max and the number of seeds. A group is
+standard deviation, n − 1) with min/max and the number of seeds (a group of
+one seed has no spread: ``value (n = 1)``). A group is
 named by the config fields that tell the groups apart (e.g.
 ``method=cdni model.depth=6``); a field missing from some configs (written
 before the field existed) counts only where present. The table is also written as
@@ -15,10 +16,13 @@ before the field existed) counts only where present. The table is also written a
 
 ``error`` is derived as ``1 − accuracy`` where a run logs accuracy; "best"
 is the maximum of accuracy-like metrics (accuracy, exact_match,
-max_length_solved) and the minimum of the others.
+max_length_solved) and the minimum of the others. Errors (a folder that does
+not exist, one without runs) are one paragraph starting with ``error:``.
 """
 
 from __future__ import annotations
+
+import sys
 
 from absl import app
 from absl import flags
@@ -32,15 +36,21 @@ _SCALE = flags.DEFINE_float(
     "scale", 1.0, "Multiply every value (e.g. 100 for errors in percent).")
 
 
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
 def main(argv):
   if len(argv) != 2:
-    raise app.UsageError("usage: python -m experiments.summarize DIR")
+    _fail("give one folder: python -m experiments.summarize DIR "
+          f"[--metrics=error] [--split=test] (got {len(argv) - 1}).")
   root = argv[1]
   try:
     rows = results.summarize(root, _SPLIT.value, tuple(_METRICS.value),
                              _SCALE.value)
   except FileNotFoundError as e:
-    raise SystemExit(f"error: {e}") from None
+    _fail(str(e))
   print(results.markdown(rows))
   results.write_summary(root, rows)
 

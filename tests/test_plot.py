@@ -1,23 +1,56 @@
-"""experiments.plot: the right metric per task family, stable colours, ticks."""
+"""experiments.plot: the right metric per task family, stable colours, ticks,
+labels by method, short runs and one-paragraph errors."""
 
 import json
 import os
 import subprocess
 import sys
 
+from matplotlib import colors
+import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 
 from experiments import plot
+from experiments import plot_style
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(folder, data_name, records):
+def _run(folder, data_name, records, **fields):
   os.makedirs(folder)
   with open(os.path.join(folder, "config.json"), "w") as f:
-    json.dump({"data": {"name": data_name}}, f)
+    json.dump({"data": {"name": data_name}, **fields}, f)
   with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
     f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def _losses(values, split="train", key="loss", every=10):
+  return [{"step": every * (i + 1), "split": split, key: v}
+          for i, v in enumerate(values)]
+
+
+def _visible_tick_labels(fig, ax):
+  fig.canvas.draw()
+  lo, hi = sorted(ax.get_ylim())
+  return [t.get_text() for t in ax.yaxis.get_ticklabels(which="both")
+          if t.get_text() and lo <= t.get_position()[1] <= hi]
+
+
+def _legend(ax):
+  """``{legend label: colour}`` of the panel's curves."""
+  handles, labels = ax.get_legend_handles_labels()
+  out = {}
+  for handle, label in zip(handles, labels):
+    line = handle.lines[0] if hasattr(handle, "lines") else handle
+    out[label] = colors.to_hex(line.get_color())
+  return out
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+  yield
+  plt.close("all")
 
 
 def test_panels_follow_the_task_family():
@@ -103,3 +136,138 @@ def test_a_sweeps_seeds_are_one_band(tmp_path):
        f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
   assert "(4 runs, 3 curves)" in done.stdout and os.path.getsize(out) > 0
+
+
+@pytest.mark.parametrize("lo,hi", [(0.3, 0.6), (0.31, 0.45), (1.1, 1.8),
+                                   (49.9, 50.3)])
+def test_a_log_axis_under_a_decade_has_tick_labels(tmp_path, lo, hi):
+  """A Copy run's loss over less than a decade (and a test error near 50%)
+  still reads: at least two labelled ticks in view, plain numbers."""
+  values = list(np.linspace(hi, lo, 6))
+  _run(tmp_path / "copy", "copy", _losses(values))
+  _run(tmp_path / "mnist", "mnist", _losses(values) +
+       _losses([1 - v / 100 for v in values], "test", "accuracy"))
+  fig, (ax_train, _), _ = plot.draw([str(tmp_path / "copy")])
+  labels = _visible_tick_labels(fig, ax_train)
+  assert len(labels) >= 2, labels
+  assert all(float(t) > 0 for t in labels)
+  fig, (_, ax_error), _ = plot.draw([str(tmp_path / "mnist")])
+  assert ax_error.get_yscale() == "log"
+  labels = _visible_tick_labels(fig, ax_error)
+  assert len(labels) >= 2 and all(t.endswith("%") for t in labels), labels
+
+
+def test_a_log_axis_over_decades_keeps_plain_1_2_5_ticks():
+  fig, ax = plt.subplots()
+  ax.plot([1, 2], [0.01, 3])
+  ax.set_yscale("log")
+  plot_style.plain_log_ticks(ax, plot.plain)
+  labels = _visible_tick_labels(fig, ax)
+  assert {"0.01", "0.1", "0.2", "0.5", "1", "2"} <= set(labels), labels
+  assert not any("10^" in t or "e" in t for t in labels)
+
+
+def test_a_run_is_labelled_by_its_method_not_its_folder(tmp_path):
+  _run(tmp_path / "my_run", "mnist", _losses([2, 1]), method="cdni")
+  _, (ax, _), _ = plot.draw([str(tmp_path / "my_run")])
+  assert list(_legend(ax)) == ["cdni"]
+  # Two workdirs of other methods: the method alone.
+  _run(tmp_path / "a", "mnist", _losses([2, 1]), method="dni")
+  _run(tmp_path / "b", "mnist", _losses([2, 1]), method="backprop")
+  _, (ax, _), _ = plot.draw([str(tmp_path / "a"), str(tmp_path / "b")])
+  assert list(_legend(ax)) == ["backprop", "dni"]
+  # Two runs of one method: the field that differs tells them apart, or
+  # else the folder.
+  _run(tmp_path / "lr" / "x", "mnist", _losses([2, 1]), method="dni",
+       opt={"learning_rate": 0.1})
+  _run(tmp_path / "lr" / "y", "mnist", _losses([2, 1]), method="dni",
+       opt={"learning_rate": 0.2})
+  _, (ax, _), _ = plot.draw([str(tmp_path / "lr")])
+  assert list(_legend(ax)) == ["dni, opt.learning_rate=0.1",
+                               "dni, opt.learning_rate=0.2"]
+  _, (ax, _), _ = plot.draw([str(tmp_path / "a"), str(tmp_path / "my_run"),
+                             str(tmp_path / "lr" / "x")])
+  assert list(_legend(ax)) == ["dni [a]", "dni [x]", "cdni"]
+  lines = {line.get_label(): line for line in ax.get_lines()}
+  assert lines["dni [a]"].get_linestyle() != lines["dni [x]"].get_linestyle()
+
+
+def _sweep_member(folder, method, seed, losses, **fields):
+  _run(folder, "binary_addition", _losses(losses), method=method, seed=seed,
+       num_steps=20, **fields)
+
+
+def test_a_sweeps_band_names_its_group_and_n(tmp_path):
+  """``experiments.sweep --seeds=2 --config.method=cdni`` names its members
+  seed=0 and seed=1: the band is still cdni's."""
+  for seed in (0, 1):
+    _sweep_member(tmp_path / "cdni" / f"seed={seed}", "cdni", seed,
+                  [2 + seed, 1])
+    _sweep_member(tmp_path / "dni" / f"seed={seed}", "dni", seed,
+                  [2 + seed, 1.5], opt={"learning_rate": 0.01})
+    _sweep_member(tmp_path / "dni_lr" / f"seed={seed}", "dni", seed,
+                  [2 + seed, 1.2], opt={"learning_rate": 0.1})
+  _, (ax, _), groups = plot.draw([str(tmp_path / "cdni")])
+  assert list(_legend(ax)) == ["cdni (n=2)"] and len(groups) == 1
+  _, (ax, _), groups = plot.draw([str(tmp_path)])
+  assert list(_legend(ax)) == [
+      "dni, opt.learning_rate=0.01 (n=2)", "dni, opt.learning_rate=0.1 (n=2)",
+      "cdni (n=2)"]
+
+
+def test_a_method_has_one_colour_in_comparisons_and_sweeps(tmp_path):
+  for method in ("backprop", "dni", "cdni"):
+    _run(tmp_path / "comparison" / method, "binary_addition",
+         _losses([2, 1]), method=method, num_steps=20)
+  for seed in (0, 1):
+    _sweep_member(tmp_path / "sweep" / f"seed={seed}", "cdni", seed, [2, 1])
+  _, (ax, _), _ = plot.draw([str(tmp_path / "comparison")])
+  comparison = _legend(ax)
+  _, (ax, _), _ = plot.draw([str(tmp_path / "sweep")])
+  sweep = _legend(ax)
+  cdni = colors.to_hex(plot_style.method_color("cdni"))
+  assert comparison["cdni"] == sweep["cdni (n=2)"] == cdni
+  assert len(set(comparison.values())) == 3
+
+
+def test_a_short_run_is_a_dot_and_its_cadence_is_named(tmp_path, capsys):
+  """200 steps with log_every=1000 and eval_every=500 log once, at the end:
+  the dot shows and a warning names the flags that would give a curve."""
+  records = [{"step": 200, "split": "train", "loss": 5.6},
+             {"step": 200, "split": "test", "accuracy": 0.5}]
+  for method in ("dni", "cdni"):
+    _run(tmp_path / "short" / method, "binary_addition", records,
+         method=method, num_steps=200, log_every=1000, eval_every=500)
+  _, axes, _ = plot.draw([str(tmp_path / "short")])
+  for ax in axes:
+    (line, *_) = ax.get_lines()
+    assert line.get_marker() not in (None, "None", "", ".")
+    assert line.get_markersize() >= 6
+  err = capsys.readouterr().err
+  assert "'dni', 'cdni'" in err and "in 200 steps" in err
+  assert "--config.log_every=10" in err and "--config.eval_every=20" in err
+  # A long run that has logged few points so far is not warned about.
+  _run(tmp_path / "long", "binary_addition", records, method="dni",
+       num_steps=12000, log_every=1000, eval_every=500)
+  plot.draw([str(tmp_path / "long")])
+  assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["/no/such/folder"], "error: /no/such/folder does not exist: give a "
+     "run's --workdir"),
+    (["{empty}"], "error: no runs in {empty}"),
+    ([], "error: give one or more run folders"),
+])
+def test_plot_errors_are_one_paragraph(tmp_path, args, expected):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  args = [a.format(empty=empty) for a in args]
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.plot", *args,
+       f"--out={tmp_path / 'x.png'}"], cwd=ROOT, capture_output=True,
+      text=True, timeout=120)
+  assert done.returncode != 0
+  assert done.stderr.startswith(expected.format(empty=empty)), done.stderr
+  assert done.stderr.count("\n") == 1 and not done.stdout
+  assert "Traceback" not in done.stderr and "flags" not in done.stderr

@@ -84,4 +84,27 @@ def test_no_runs_is_a_clear_error(tmp_path):
                         str(tmp_path)], cwd=ROOT, capture_output=True,
                        text=True)
   assert out.returncode != 0
-  assert "no runs under" in out.stderr
+  assert out.stderr.startswith(f"error: no runs under {tmp_path}:")
+
+
+def test_a_missing_folder_is_said_to_be_missing(tmp_path):
+  missing = tmp_path / "no_such_folder"
+  out = subprocess.run([sys.executable, "-m", "experiments.summarize",
+                        str(missing)], cwd=ROOT, capture_output=True,
+                       text=True)
+  assert out.returncode != 0 and not out.stdout
+  assert out.stderr == (f"error: {missing} does not exist: give the --workdir "
+                        "of a sweep (experiments.sweep) or a folder of runs "
+                        "(experiments.main).\n")
+  assert not missing.exists()  # nothing written there
+
+
+def test_a_group_of_one_seed_shows_n_1_not_a_spread(tmp_path):
+  _run(tmp_path / "dni" / "seed0", {"method": "dni", "seed": 0}, [0.8, 0.9])
+  _run(tmp_path / "cdni" / "seed0", {"method": "cdni", "seed": 0}, [0.9, 1.0])
+  _run(tmp_path / "cdni" / "seed1", {"method": "cdni", "seed": 1}, [0.9, 0.98])
+  table = results.markdown(results.summarize(str(tmp_path),
+                                             metrics=("accuracy",)))
+  assert "| method=dni | accuracy | 0.9 (n = 1) | 0.9 (n = 1) |" in table
+  assert "| method=cdni | accuracy | 0.99 ± 0.014 |" in table
+  assert "± 0 " not in table and "± 0|" not in table

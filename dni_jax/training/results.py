@@ -82,7 +82,16 @@ _HIGHER_IS_BETTER = ("accuracy", "exact_match", "max_length_solved")
 
 def summarize(root: str, split: str = "test", metrics=(),
               scale: float = 1.0) -> list[dict]:
-  """One row per (group, metric): final and best values over the seeds."""
+  """One row per (group, metric): final and best values over the seeds.
+
+  Raises:
+    FileNotFoundError: ``root`` is not a folder, or holds no run.
+  """
+  if not os.path.isdir(root):
+    raise FileNotFoundError(
+        f"{root} " + ("is not a folder" if os.path.exists(root) else
+                      "does not exist") + ": give the --workdir of a sweep "
+        "(experiments.sweep) or a folder of runs (experiments.main).")
   runs = find_runs(root)
   if not runs:
     raise FileNotFoundError(
@@ -113,6 +122,9 @@ def summarize(root: str, split: str = "test", metrics=(),
 
 
 def _cell(s: dict) -> str:
+  """``mean ± std``; a single seed has no spread: ``value (n = 1)``."""
+  if s["n"] == 1:
+    return f"{s['mean']:.4g} (n = 1)"
   return f"{s['mean']:.4g} ± {s['std']:.2g}"
 
 
