@@ -3,17 +3,100 @@
 Saves are synchronous: the training step donates the state's buffers, so a
 save must finish before the next step reuses them. In a run of several
 processes, each process keeps its own state (``ProcessLocalCheckpointer``).
+
+Every checkpoint carries a digest of its arrays (sha256 per leaf, written
+atomically after the arrays), checked on restore. A checkpoint that fails
+its check, or cannot be read, while an older kept one restores intact is
+moved aside to ``<step>.damaged`` (nothing is deleted) and the run resumes
+from the older one, saying so in one line. A checkpoint saved before digests
+existed (or whose save was killed between the arrays and the digest, after
+Orbax's atomic commit) restores unverified.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import sys
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from dni_jax.errors import CheckpointError
+
+DIGEST_FILE = "dni_digest.json"
+
+
+def _leaf_names(state) -> list[str]:
+  paths, _ = jax.tree_util.tree_flatten_with_path(state)
+  return [jax.tree_util.keystr(path) for path, _ in paths]
+
+
+def digest(leaves) -> list[str]:
+  """sha256 of each leaf's dtype, shape and bytes (host arrays)."""
+  out = []
+  for leaf in leaves:
+    array = np.ascontiguousarray(np.asarray(leaf))
+    h = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    h.update(array.tobytes())
+    out.append(h.hexdigest())
+  return out
+
+
+def write_atomic(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` by a synced temporary file and a rename."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  _sync_dir(os.path.dirname(path) or ".")
+
+
+def _sync_dir(directory: str) -> None:
+  try:
+    fd = os.open(directory, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def _mismatch(names, stored, restored_leaves) -> str | None:
+  """Which leaves differ from the stored digest, or ``None``."""
+  got = digest(restored_leaves)
+  if len(stored) != len(got):
+    return (f"the digest lists {len(stored)} arrays, the checkpoint holds "
+            f"{len(got)}")
+  bad = [n for n, a, b in zip(names, stored, got) if a != b]
+  if not bad:
+    return None
+  return (f"{len(bad)} of {len(got)} arrays differ from the digest written "
+          f"with them (first: {bad[0]})")
+
+
+def _move_aside(path: str) -> str:
+  target, n = f"{path}.damaged", 1
+  while os.path.exists(target):
+    n += 1
+    target = f"{path}.damaged{n}"
+  os.replace(path, target)
+  return target
+
+
+def _say_fallback(directory, damaged, step, aside) -> None:
+  what = "; ".join(f"step {s}: {why}" for s, why in damaged)
+  print(f"warning: damaged checkpoint in {directory} ({what}); moved aside "
+        f"to {', '.join(os.path.basename(a) for a in aside)} and resuming "
+        f"from step {step}, the newest intact one.", file=sys.stderr,
+        flush=True)
 
 
 class Checkpointer:
@@ -30,24 +113,53 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
   def save(self, step: int, state) -> None:
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
     self._manager.wait_until_finished()
+    if jax.process_index() == 0:
+      write_atomic(os.path.join(self.directory, str(step), DIGEST_FILE),
+                   json.dumps({"step": int(step), "leaves": digest(
+                       jax.device_get(jax.tree_util.tree_leaves(state)))}))
 
   def restore_or(self, state):
-    """``(state, step)``: the latest checkpoint, or ``state`` at step 0.
+    """``(state, step)``: the latest intact checkpoint, or ``state`` at 0.
+
+    A newer checkpoint that is damaged (fails its digest or cannot be
+    read) while an older one restores intact is moved aside, with one line
+    saying so. If none restores, the newest's error is raised and nothing
+    is moved.
 
     Args:
       state: a freshly initialised state; gives the tree structure, shapes
         and dtypes to restore into.
     """
-    step = self.latest_step()
-    if step is None:
+    steps = self.all_steps()
+    if not steps:
       return state, 0
-    return self.restore_at(step, state), step
+    damaged, first_error = [], None
+    for step in reversed(steps):
+      try:
+        restored = self.restore_at(step, state)
+      except CheckpointError as e:
+        first_error = first_error or e
+        damaged.append((step, str(e.__cause__ or e)[:200]))
+        continue
+      if damaged:
+        aside = [_move_aside(os.path.join(self.directory, str(s)))
+                 for s, _ in damaged]
+        self._manager.reload()
+        _say_fallback(self.directory, damaged, step, aside)
+      return restored, step
+    raise first_error
 
   def restore_at(self, step: int, state):
-    """The checkpoint of ``step`` (one of the kept ones), shaped as ``state``."""
+    """The checkpoint of ``step`` (one of the kept ones), shaped as ``state``.
+
+    Checked against its digest where it has one.
+    """
     if step not in self._manager.all_steps():
       raise CheckpointError(
           f"no checkpoint of step {step} in {self.directory} (kept: "
@@ -66,6 +178,22 @@ class Checkpointer:
           f"{first_line}). It was made by another config or version of the "
           "code, or is damaged; it is left as it is. Choose a new --workdir, "
           "or rerun with --overwrite to delete it and start over.") from e
+    path = os.path.join(self.directory, str(step), DIGEST_FILE)
+    if os.path.exists(path):
+      try:
+        with open(path) as f:
+          stored = json.load(f)["leaves"]
+      except (OSError, ValueError, KeyError, TypeError) as e:
+        stored, bad = None, f"its digest file is unreadable ({e})"
+      else:
+        bad = _mismatch(_leaf_names(state), stored,
+                        jax.device_get(jax.tree_util.tree_leaves(restored)))
+      if bad:
+        raise CheckpointError(
+            f"the checkpoint of step {step} in {self.directory} is damaged: "
+            f"{bad}. It is left as it is; delete that step's folder to "
+            "resume from an older checkpoint, or choose a new --workdir."
+        ) from ValueError(bad)
     return restored
 
   def close(self) -> None:
@@ -98,36 +226,69 @@ class ProcessLocalCheckpointer:
     steps = self._steps()
     return steps[-1] if steps else None
 
+  def all_steps(self) -> list[int]:
+    return self._steps()
+
   def save(self, step: int, state) -> None:
-    leaves = jax.device_get(jax.tree_util.tree_leaves(state))
+    leaves = [np.asarray(x) for x in
+              jax.device_get(jax.tree_util.tree_leaves(state))]
     tmp = os.path.join(self.directory, f".{step}.tmp.npz")
-    np.savez(tmp, **{f"{i:05d}": np.asarray(x) for i, x in enumerate(leaves)})
+    with open(tmp, "wb") as f:
+      np.savez(f, digest=np.array(json.dumps(digest(leaves))),
+               **{f"{i:05d}": x for i, x in enumerate(leaves)})
+      f.flush()
+      os.fsync(f.fileno())
     os.replace(tmp, os.path.join(self.directory, f"{step}.npz"))
+    _sync_dir(self.directory)
     for old in self._steps()[:-self.max_to_keep]:
       os.remove(os.path.join(self.directory, f"{old}.npz"))
 
-  def restore_or(self, state):
-    step = self.latest_step()
-    if step is None:
-      return state, 0
+  def restore_at(self, step: int, state):
+    """The checkpoint of ``step``, checked against its digest."""
     path = os.path.join(self.directory, f"{step}.npz")
     leaves, treedef = jax.tree_util.tree_flatten(state)
     try:
       with np.load(path) as data:
         restored = [data[f"{i:05d}"] for i in range(len(leaves))]
+        stored = (json.loads(str(data["digest"])) if "digest" in data.files
+                  else None)
       for r, leaf in zip(restored, leaves):
         if r.shape != leaf.shape or r.dtype != leaf.dtype:
           raise ValueError(f"leaf of shape {r.shape} {r.dtype} where this "
                            f"run has {leaf.shape} {leaf.dtype}")
+      bad = (None if stored is None else
+             _mismatch(_leaf_names(state), stored, restored))
+      if bad:
+        raise ValueError(f"damaged: {bad}")
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(
           f"the checkpoint {path} cannot be restored into this run's state "
           f"({type(e).__name__}: {str(e)[:300]}). It was made by another "
-          "config, or is damaged; it is left as it is. Choose a new "
-          "--workdir, or rerun with --overwrite to start over.") from e
+          "config, or is damaged; it is left as it is. Delete it to resume "
+          "from an older checkpoint, or choose a new --workdir.") from e
     return jax.tree_util.tree_unflatten(treedef, [
         jax.device_put(r, leaf.sharding) for r, leaf in zip(restored, leaves)
-    ]), step
+    ])
+
+  def restore_or(self, state):
+    """As ``Checkpointer.restore_or``: the newest intact checkpoint."""
+    steps = self._steps()
+    if not steps:
+      return state, 0
+    damaged, first_error = [], None
+    for step in reversed(steps):
+      try:
+        restored = self.restore_at(step, state)
+      except CheckpointError as e:
+        first_error = first_error or e
+        damaged.append((step, str(e.__cause__ or e)[:200]))
+        continue
+      if damaged:
+        aside = [_move_aside(os.path.join(self.directory, f"{s}.npz"))
+                 for s, _ in damaged]
+        _say_fallback(self.directory, damaged, step, aside)
+      return restored, step
+    raise first_error
 
   def close(self) -> None:
     pass

@@ -3,7 +3,12 @@
 Each record has ``step`` and ``split`` ("train" or "test") and the scalar
 metrics (``loss``, ``accuracy``, ``synth_loss/i``, ...). A resumed run first
 drops the records past the step it resumes from, so that the file of an
-interrupted-and-resumed run equals the file of an uninterrupted one.
+interrupted-and-resumed run equals the file of an uninterrupted one. That
+rewrite is atomic (a synced temporary file, then a rename) and every record
+is synced as it is appended, so a kill or a full disk leaves either the old
+file or the new one, at worst with its last line cut; a cut last line is
+dropped on reading, with one warning (the checkpoint it belongs after is
+older, so a resumed run writes it again).
 """
 
 from __future__ import annotations
@@ -11,14 +16,51 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+
+from dni_jax.errors import WorkdirError
 
 
-def read_metrics(path: str) -> list[dict]:
-  """All records of a ``metrics.jsonl``, in order."""
+def read_metrics(path: str, warn: bool = True) -> list[dict]:
+  """All records of a ``metrics.jsonl``, in order.
+
+  A last line cut short (a write interrupted by a kill or a full disk) is
+  left out, with a warning on stderr; a damaged line before it is a
+  ``WorkdirError`` naming the file and the line.
+  """
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
+  records = []
+  numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
+  for n, (i, line) in enumerate(numbered):
+    try:
+      record = json.loads(line)
+      if not isinstance(record, dict) or "step" not in record:
+        raise ValueError("not a record with a step")
+    except ValueError as e:
+      if n == len(numbered) - 1 and i == len(lines) and line:  # no newline
+        if warn:
+          print(f"warning: {path}: its last line is cut short (a write was "
+                "interrupted); it is left out.", file=sys.stderr, flush=True)
+        break
+      raise WorkdirError(
+          f"{path} line {i} is not a metrics record ({e}); the file is "
+          "damaged. Delete that line (and any after it) by hand, and the "
+          "run resumes and rewrites the records after its last checkpoint; "
+          "or choose a new --workdir.") from e
+    records.append(record)
+  return records
+
+
+def _write_atomic(path: str, lines: list[str]) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.writelines(lines)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
 
 
 class MetricsLog:
@@ -31,8 +73,7 @@ class MetricsLog:
   def __init__(self, path: str, resume_step: int = 0):
     self.path = path
     self.records = [r for r in read_metrics(path) if r["step"] <= resume_step]
-    with open(path, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in self.records)
+    _write_atomic(path, [json.dumps(r) + "\n" for r in self.records])
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     record = {"step": int(step), "split": split}
@@ -40,6 +81,8 @@ class MetricsLog:
     line = json.dumps(record)
     with open(self.path, "a") as f:
       f.write(line + "\n")
+      f.flush()
+      os.fsync(f.fileno())
     self.records.append(json.loads(line))
 
 
