@@ -168,3 +168,24 @@ def test_run_with_a_cut_metrics_line_resumes_exactly(tmp_path, monkeypatch):
   assert read_metrics(tmp_path / "straight" / "metrics.jsonl") == (
       read_metrics(str(path)))
   assert not os.path.exists(str(path) + ".tmp")
+
+
+@pytest.mark.parametrize("dying,code", [
+    ("import sys; sys.exit(3)", 3),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 137)])
+def test_launcher_stops_the_others_when_one_process_dies(capsys, dying, code):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from experiments import launch  # pylint: disable=g-import-not-at-top
+  survivor = subprocess.Popen([sys.executable, "-c",
+                               "import time; time.sleep(60)"])
+  dies = subprocess.Popen([sys.executable, "-c", f"import time; "
+                           f"time.sleep(0.5); {dying}"])
+  start = time.time()
+  assert launch.supervise([survivor, dies], grace=2.0, poll=0.05) == code
+  assert time.time() - start < 10
+  assert survivor.poll() is not None  # stopped, not left at a barrier
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("launch: process 1 ") and "stopped process(es) 0" in err
+  assert len(err.splitlines()) == 1
