@@ -200,6 +200,13 @@ class Checkpointer:
     self._manager.close()
 
 
+def common_step(steps_per_process: list[list[int]]) -> int | None:
+  """The newest step in every process's list, or ``None``."""
+  common = set.intersection(*map(set, steps_per_process)) if (
+      steps_per_process) else set()
+  return max(common) if common else None
+
+
 class ProcessLocalCheckpointer:
   """One process's own state in a run of several processes.
 
@@ -213,10 +220,64 @@ class ProcessLocalCheckpointer:
   interface as ``Checkpointer``.
   """
 
-  def __init__(self, directory: str, max_to_keep: int = 2):
+  def __init__(self, directory: str, max_to_keep: int = 2,
+               agree: bool | None = None):
     self.directory = os.path.abspath(directory)
     self.max_to_keep = max_to_keep
     os.makedirs(self.directory, exist_ok=True)
+    if agree if agree is not None else jax.process_count() > 1:
+      self._agree()
+
+  def _intact(self, step: int) -> bool:
+    """Whether ``<step>.npz`` reads back equal to its stored digest."""
+    try:
+      with np.load(os.path.join(self.directory, f"{step}.npz")) as data:
+        names = sorted(k for k in data.files if k != "digest")
+        stored = (json.loads(str(data["digest"])) if "digest" in data.files
+                  else None)
+        return stored is None or stored == digest([data[k] for k in names])
+    except Exception:  # pylint: disable=broad-except
+      return False
+
+  def _agree(self) -> None:
+    """Every process keeps the newest step that all of them hold intact.
+
+    A collective: every process of the run constructs its checkpointer at
+    the same point. Steps past the agreed one (a save that only some
+    processes finished) are moved aside to ``<step>.npz.ahead``, damaged
+    ones to ``<step>.npz.damaged``; nothing is deleted.
+    """
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    steps = self._steps()
+    intact = [s for s in steps if self._intact(s)]
+    padded = np.full((16,), -1, np.int64)
+    padded[:len(intact[-16:])] = intact[-16:]
+    gathered = np.asarray(multihost_utils.process_allgather(padded))
+    per_process = [[int(s) for s in row if s >= 0] for row in gathered]
+    agreed = common_step(per_process)
+    if agreed is None and any(per_process):
+      raise CheckpointError(
+          f"the processes of this run hold no common intact checkpoint "
+          f"(intact steps per process: {per_process}) under "
+          f"{self.directory} and its siblings; they are left as they are. "
+          "Choose a new --workdir, or rerun with --overwrite to start over.")
+    moved = []
+    for step in steps:
+      if agreed is not None and step <= agreed and step in intact:
+        continue
+      suffix = "ahead" if step in intact else "damaged"
+      path = os.path.join(self.directory, f"{step}.npz")
+      target, n = f"{path}.{suffix}", 1
+      while os.path.exists(target):
+        n += 1
+        target = f"{path}.{suffix}{n}"
+      os.replace(path, target)
+      moved.append(os.path.basename(target))
+    if moved:
+      print(f"warning: process {jax.process_index()}: resuming from step "
+            f"{agreed}, the newest checkpoint every process holds intact "
+            f"(per process: {per_process}); moved aside in {self.directory}: "
+            f"{', '.join(moved)}.", file=sys.stderr, flush=True)
 
   def _steps(self) -> list[int]:
     return sorted(int(f[:-4]) for f in os.listdir(self.directory)
