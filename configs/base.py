@@ -63,11 +63,11 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.opt = ml_collections.ConfigDict()
   config.opt.name = "adam"  # adam | sgd | momentum
-  config.opt.learning_rate = 3e-5  # stages (the paper's FF setting)
-  config.opt.synth_learning_rate = config_dict.placeholder(float)  # None = learning_rate
+  config.opt.learning_rate = 3e-5  # the stages' learning rate (3e-5: the paper's FF setting)
+  config.opt.synth_learning_rate = config_dict.placeholder(float)  # the synthesizers' learning rate; None = learning_rate
   config.opt.momentum = 0.9  # momentum optimiser only
   config.opt.decay_steps = ()  # steps at which both learning rates are multiplied by decay_factor
-  config.opt.decay_factor = 0.1
+  config.opt.decay_factor = 0.1  # multiplies both learning rates at each of decay_steps
   config.opt.clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 
   config.parallel = ml_collections.ConfigDict()
@@ -86,12 +86,12 @@ def get_config() -> ml_collections.ConfigDict:
   # step), timescale.b_width (B's units), timescale.eval_ticks (held-out
   # stream length); data.name there: synthetic_digits | mnist.
 
-  config.batch_size = 256
-  config.eval_batch_size = 1000
-  config.num_steps = 10_000
+  config.batch_size = 256  # training examples per step (sequence tasks: parallel streams)
+  config.eval_batch_size = 1000  # examples per evaluation batch (character corpora: streams)
+  config.num_steps = 10_000  # training steps (sequence tasks: windows of unroll time steps)
   config.log_every = 100  # train-metric averages + progress line
   config.eval_every = 1000  # evaluation on the test split
-  config.checkpoint_every = 5000
+  config.checkpoint_every = 5000  # steps between Orbax checkpoints (and one at the end)
   config.unroll = 8  # sequence tasks: T, time steps per window (truncation length)
   config.patience = 0  # character corpora: stop after this many evaluations without a better valid bpc; 0 = never
   return config

@@ -11,8 +11,10 @@ For example:
 With no --config it runs configs/binary_addition.py (backprop vs DNI vs cDNI,
 generated data, well under a minute on a 2-core CPU). Rerunning with the same
 --workdir resumes or extends the run (raise --config.num_steps); a workdir
-made by another config is refused (--overwrite starts it over).
---print_config prints every field of the resolved config; --list_configs
+made by another config is refused (--overwrite deletes that run, saying
+so, and starts over). ``python -m experiments.evaluate <workdir>`` evaluates
+a run's latest checkpoint. --print_config prints every field of the
+resolved config with its comment from the config files; --list_configs
 lists the configs. Errors are one paragraph; --traceback shows the Python
 traceback as well.
 """
@@ -20,9 +22,11 @@ traceback as well.
 import ast
 import difflib
 import glob
+import io
 import os
 import re
 import sys
+import tokenize
 
 from absl import app
 from absl import flags
@@ -91,48 +95,183 @@ def _config_path(argv) -> str:
   return _DEFAULT_CONFIG
 
 
-def _field_names(path: str) -> list[str]:
-  """Every dotted field of the config at ``path`` (for suggestions)."""
+def _load_config(path: str):
+  """``get_config()`` of the config file at ``path`` (its defaults)."""
   import importlib.util  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location("_config_for_names", path)
   module = importlib.util.module_from_spec(spec)
   sys.path.insert(0, _ROOT)
   try:
     spec.loader.exec_module(module)
-    config = module.get_config()
+    return module.get_config()
   finally:
     sys.path.remove(_ROOT)
 
-  def walk(node, prefix):
-    for key in node.keys():
-      value = node[key]
-      if hasattr(value, "keys"):
-        yield from walk(value, f"{prefix}{key}.")
-      else:
-        yield f"{prefix}{key}"
-  return list(walk(config, ""))
+
+def _walk(node, prefix=""):
+  """``(dotted name, value, type)`` of every leaf field, in name order."""
+  for key in node.keys():
+    value = node[key]
+    if hasattr(value, "keys"):
+      yield from _walk(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value, node.get_type(key)
+
+
+def _field_types(path: str) -> dict:
+  """``{dotted field: type}`` of the config at ``path``; ``{}`` if it cannot
+  be loaded."""
+  try:
+    return {name: kind for name, _, kind in _walk(_load_config(path))}
+  except Exception:  # pylint: disable=broad-except
+    return {}
 
 
 def _unknown_field_message(field: str, path: str) -> str:
-  try:
-    names = _field_names(path)
-  except Exception:  # pylint: disable=broad-except
-    names = []
+  names = list(_field_types(path))
   close = difflib.get_close_matches(field, names, n=3, cutoff=0.6)
   hint = f" Did you mean {' or '.join(close)}?" if close else ""
   return (f"--config.{field}: the config {path} has no field {field!r}.{hint} "
           "--print_config lists every field with its value.")
 
 
+def _overrides(argv: list[str]) -> list[str]:
+  """The dotted fields of the ``--config.<field>=<value>`` arguments, in order."""
+  return [a.split("=", 1)[0][len("--config."):] for a in argv
+          if a.startswith("--config.")]
+
+
 def _unknown_override(error: Exception, argv: list[str]) -> str:
-  """The message for an override naming no field (ml_collections' error)."""
-  field = re.search(r"'(\w+)'", str(error))
-  overrides = [a.split("=", 1)[0][len("--config."):] for a in argv
-               if a.startswith("--config.")]
-  # The override whose last part is the unknown key.
-  named = [o for o in overrides if field and o.split(".")[-1] ==
-           field.group(1)] or overrides or ["?"]
-  return _unknown_field_message(named[0], _config_path(argv))
+  """The message for an override naming no field (ml_collections' error).
+
+  The override is found by checking each one against the config's fields,
+  not by reading ml_collections' message (which names only the last part of
+  the field, quoted and escaped differently across versions).
+  """
+  path = _config_path(argv)
+  overrides = _overrides(argv)
+  names = set(_field_types(path))
+  unknown = [o for o in overrides if o not in names and
+             not any(n.startswith(o + ".") for n in names)]
+  if not unknown:  # the config could not be loaded: go by the message
+    text = str(error).replace("\\", "")
+    key = (re.search(r"instead of \W*(\w+)", text) or
+           re.search(r"'(\w+)", text))
+    unknown = [o for o in overrides
+               if key and o.split(".")[-1] == key.group(1)] or overrides
+  return _unknown_field_message((unknown or ["?"])[0], path)
+
+
+_TYPE_NAMES = {int: "a whole number (int)", float: "a number (float)",
+               bool: "true or false (bool)", str: "a string (str)",
+               tuple: "a tuple, e.g. (128,64)"}
+
+
+def _bad_value_message(field: str, value: str, path: str) -> str:
+  """The message for an override whose value does not parse as the field's
+  type."""
+  kind = _field_types(path).get(field)
+  expected = _TYPE_NAMES.get(kind, getattr(kind, "__name__", "another type"))
+  return (f"--config.{field}={value}: the field {field} takes {expected}, "
+          f"and {value!r} is not one. Give a value of that type (--print_config "
+          "shows every field with its value).")
+
+
+def _attribute_path(node) -> list[str] | None:
+  """``["opt", "learning_rate"]`` of ``config.opt.learning_rate``; else None."""
+  parts = []
+  while isinstance(node, ast.Attribute):
+    parts.append(node.attr)
+    node = node.value
+  if isinstance(node, ast.Name) and node.id == "config":
+    return parts[::-1]
+  return None
+
+
+def _file_comments(source: str) -> dict[str, str]:
+  """``{dotted field: comment}`` of one config file's source.
+
+  A field's comment is the comment at the end of the line that sets it
+  (``config.x = 1  # ...``, or a keyword of ``config.update(x=1,  # ...)``),
+  else the comment lines right above that line.
+  """
+  trailing, whole_line = {}, {}
+  for token in tokenize.generate_tokens(io.StringIO(source).readline):
+    if token.type == tokenize.COMMENT:
+      text = token.string.lstrip("#").strip()
+      if token.line.strip().startswith("#"):
+        whole_line[token.start[0]] = text
+      else:
+        trailing[token.start[0]] = text
+
+  def above(line):
+    block = []
+    while line - 1 in whole_line:
+      line -= 1
+      block.insert(0, whole_line[line])
+    return " ".join(block)
+
+  found = {}
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Assign):
+      for target in node.targets:
+        path = _attribute_path(target)
+        if path:
+          lines = range(node.lineno, node.end_lineno + 1)
+          comment = " ".join(trailing[i] for i in lines if i in trailing)
+          found[".".join(path)] = comment or above(node.lineno)
+    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+          and node.func.attr == "update"):
+      prefix = _attribute_path(node.func.value)
+      if prefix is None:
+        continue
+      ends = [k.value.end_lineno for k in node.keywords]
+      for keyword in node.keywords:
+        end = keyword.value.end_lineno
+        if keyword.arg and ends.count(end) == 1 and end in trailing:
+          found[".".join(prefix + [keyword.arg])] = trailing[end]
+  return {k: v for k, v in found.items() if v}
+
+
+def config_comments(path: str) -> dict[str, str]:
+  """``{dotted field: comment}`` of the config file at ``path``.
+
+  The comments written beside the fields in that file and in the config
+  files it builds on (``from configs import base``); a file's own comment
+  wins over its base's.
+  """
+  with open(path) as f:
+    source = f.read()
+  comments = {}
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.ImportFrom) and node.module == "configs":
+      for alias in node.names:
+        base = os.path.join(_CONFIG_DIR, alias.name + ".py")
+        if os.path.isfile(base) and os.path.abspath(base) != os.path.abspath(
+            path):
+          comments.update(config_comments(base))
+  comments.update(_file_comments(source))
+  return comments
+
+
+def _value_text(value) -> str:
+  if isinstance(value, str) and value and not any(c.isspace() for c in value):
+    return value
+  return repr(value)
+
+
+def config_text(config, path: str) -> str:
+  """Every field of ``config``, one a line, with its comment from the config
+  files (``config_comments``)."""
+  try:
+    comments = config_comments(path)
+  except (OSError, SyntaxError, ValueError):
+    comments = {}
+  rows = [(f"{name}: {_value_text(value)}", comments.get(name))
+          for name, value, _ in _walk(config)]
+  width = min(max(len(text) for text, _ in rows), 40)
+  return "\n".join(f"{text:<{width}}   # {comment}" if comment else text
+                   for text, comment in rows)
 
 
 def _define_config_flag():
@@ -151,6 +290,11 @@ def _define_config_flag():
 _CONFIG = _define_config_flag()
 
 
+# absl's help flags; absl exits with status 1 after printing the help.
+_HELP_FLAGS = frozenset(("--help", "-help", "-?", "--helpshort", "--helpfull",
+                         "--helpxml"))
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with one-paragraph errors instead of tracebacks."""
   path = _config_path(argv)
@@ -162,6 +306,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
     if not flags.FLAGS["list_configs"].value:
       _CONFIG.value  # loads the config file and applies the overrides
     return rest
+  except SystemExit as e:  # asking for --help is not an error
+    if e.code == 1 and _HELP_FLAGS.intersection(argv[1:]):
+      sys.exit(0)
+    raise
   except Exception as e:  # pylint: disable=broad-except
     if "--traceback" in argv:
       raise
@@ -170,6 +318,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
                         text)
     if unknown:
       _fail(_unknown_field_message(unknown.group(1)[len("config."):], path),
+            2)
+    bad_value = re.match(r"flag --config\.([\w.]+)=(.*?): ", text)
+    if bad_value:
+      _fail(_bad_value_message(bad_value.group(1), bad_value.group(2), path),
             2)
     if re.search(r"(No such file|Failed loading config file)", text):
       _fail(f"the config file {path} could not be loaded ({text[:300]}). "
@@ -186,6 +338,7 @@ def _run(workdir: str, action=None) -> None:
   from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
   from dni_jax.parallel import distributed  # pylint: disable=g-import-not-at-top
   from dni_jax.training import host_memory  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import report  # pylint: disable=g-import-not-at-top
   from dni_jax.training import train  # pylint: disable=g-import-not-at-top
   host_memory.keep_freed_memory()  # XLA:CPU's big scratch buffers reused
   action = action or train.train_and_evaluate
@@ -195,6 +348,7 @@ def _run(workdir: str, action=None) -> None:
         _COORDINATOR.value or env[0],
         _NUM_PROCESSES.value if _NUM_PROCESSES.value is not None else env[1],
         _PROCESS_ID.value if _PROCESS_ID.value is not None else env[2])
+    print(report.devices_line(), flush=True)
     action(_CONFIG.value, workdir, _OVERWRITE.value)
   except KeyboardInterrupt as e:
     if _TRACEBACK.value:
@@ -230,7 +384,8 @@ def main(argv):
           _configs_text())
     return
   if _PRINT_CONFIG.value:
-    print(_CONFIG.value)
+    print(config_text(_CONFIG.value, config_flags.get_config_filename(
+        flags.FLAGS["config"])))
     return
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO

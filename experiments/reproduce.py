@@ -27,6 +27,7 @@ import contextlib
 import importlib
 import io
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -34,25 +35,57 @@ from absl import flags
 from experiments import timing
 
 TABLES = ("mnist_fcn", "binary_addition", "copy", "ptb_char")
+# The small budget: every cell shrunk to seconds on a CPU.
+SMALL_STEPS = 24
+SMALL_BATCH = 16
+SMALL_MODEL = dict(width=16, features=4, hidden=(16, 16))
+SMALL_SYNTH_HIDDEN = (8,)
+_COPY_WINDOWS_DEFAULT = 100_000
+
+
+def _full_steps(table: str) -> int:
+  if table == "copy":
+    return _COPY_WINDOWS_DEFAULT
+  return importlib.import_module(f"configs.{table}").get_config().num_steps
+
+
+def budgets_text() -> str:
+  """What ``--budget=small`` and ``--budget=full`` run, for --help."""
+  full = ", ".join(f"{t} {_full_steps(t)}" for t in TABLES if t != "copy")
+  return (f"small: {SMALL_STEPS} steps per run (Copy and PTB: windows of T "
+          f"time steps), batch {SMALL_BATCH}, narrow networks (width "
+          f"{SMALL_MODEL['width']}, cnn features {SMALL_MODEL['features']}, "
+          f"mlp hidden {SMALL_MODEL['hidden']}, synthesizer hidden "
+          f"{SMALL_SYNTH_HIDDEN}), no early stopping: seconds per cell on a "
+          "CPU, a check that the whole table runs, not its numbers. full: "
+          f"the README's, each config's own steps per run ({full}; ptb_char "
+          "stops early when valid BPC stops improving) and --copy_windows "
+          f"(default {_COPY_WINDOWS_DEFAULT}) windows per Copy run.")
+
+
+# absl prints the module docstring as --help's usage text.
+__doc__ += "\nBudgets (``--budget``):\n\n" + budgets_text() + "\n"
+
 _TABLE = flags.DEFINE_enum("table", None, TABLES, "Which table.")
 _BUDGET = flags.DEFINE_enum("budget", "small", ["small", "full"],
-                            "small: seconds per cell; full: the README's.")
+                            budgets_text())
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/dni_jax/reproduce",
                                "Where the runs go.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "config.data.dir (MNIST IDX "
                                 "files; PTB's ptb.char.*.txt).")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per cell.")
-_COPY_WINDOWS = flags.DEFINE_integer("copy_windows", 100_000,
+_COPY_WINDOWS = flags.DEFINE_integer("copy_windows", _COPY_WINDOWS_DEFAULT,
                                      "Copy tables, full budget: windows per run.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show the runs' progress lines.")
 
 
 def _shrink(config):
   """The small budget: narrow networks, a few dozen steps."""
-  config.model.update(width=16, features=4, hidden=(16, 16))
-  config.dni.hidden = (8,)
-  config.update(batch_size=16, eval_batch_size=256, num_steps=24,
-                log_every=8, eval_every=12, checkpoint_every=12)
+  config.model.update(**SMALL_MODEL)
+  config.dni.hidden = SMALL_SYNTH_HIDDEN
+  config.update(batch_size=SMALL_BATCH, eval_batch_size=256,
+                num_steps=SMALL_STEPS, log_every=SMALL_STEPS // 3,
+                eval_every=SMALL_STEPS // 2, checkpoint_every=SMALL_STEPS // 2)
   if "patience" in config:
     config.patience = 0
   return config
@@ -106,6 +139,30 @@ def value(table: str, summary: dict) -> dict:
           "test bpc": summary["test_bpc_at_best_valid"]}
 
 
+def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
+  """What ``reproduce`` is about to run: the budget, the cells, the seeds."""
+  table_cells = cells(table, budget)
+  rows = list(dict.fromkeys(r for r, _, _ in table_cells))
+  columns = list(dict.fromkeys(c for _, c, _ in table_cells))
+  steps = sorted({c.num_steps for _, _, c in table_cells})
+  unit = "windows" if table in ("copy", "ptb_char") else "steps"
+  each = (f"{steps[0]} {unit}" if len(steps) == 1
+          else f"{steps[0]}–{steps[-1]} {unit}")
+  batch = sorted({c.batch_size for _, _, c in table_cells})
+  if budget == "small":
+    how = (f"narrow networks (width {SMALL_MODEL['width']}, synthesizer "
+           f"hidden {SMALL_SYNTH_HIDDEN}): a check that the table runs, not "
+           "its numbers")
+  else:
+    how = "the configs' own networks: the README's numbers"
+  return "\n".join([
+      f"[reproduce] table {table}, budget {budget}: {len(table_cells)} cells "
+      f"× {seeds} seeds = {len(table_cells) * seeds} runs of {each} each "
+      f"(batch {'/'.join(map(str, batch))}), {how}; into "
+      f"{os.path.join(workdir, table)}",
+      f"[reproduce] cells: {', '.join(rows)} × {', '.join(columns)}"])
+
+
 def _cell_text(values: list[float]) -> str:
   from dni_jax.training import results  # pylint: disable=g-import-not-at-top
   s = results.stats(values)
@@ -140,13 +197,24 @@ def reproduce(table: str, budget: str, workdir: str, seeds: int) -> str:
   return "\n".join(lines)
 
 
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    _fail(f"unexpected arguments {argv[1:]}: every option is a flag, e.g. "
+          "--table=copy (see --help)")
   if _TABLE.value is None:
-    raise app.UsageError(f"give --table, one of {TABLES}")
+    _fail(f"give --table, one of {', '.join(TABLES)} (see --help for the "
+          "tables and the budgets)")
   timing.quiet_logs()
+  print(describe(_TABLE.value, _BUDGET.value, _SEEDS.value, _WORKDIR.value),
+        flush=True)
   from dni_jax.training import host_memory  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import report  # pylint: disable=g-import-not-at-top
+  print(report.devices_line(), flush=True)
   host_memory.keep_freed_memory()
   text = reproduce(_TABLE.value, _BUDGET.value, _WORKDIR.value, _SEEDS.value)
   print(text)
@@ -157,5 +225,18 @@ def main(argv):
   print(f"wrote {path}")
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, but --help exits with status 0 (absl's: 1)."""
+  try:
+    return flags.FLAGS(argv)
+  except SystemExit as e:
+    if e.code == 1 and {"--help", "-?", "--helpshort",
+                        "--helpfull"}.intersection(argv[1:]):
+      sys.exit(0)
+    raise
+  except flags.Error as e:
+    _fail(f"{e} (see --help)")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -7,7 +7,8 @@ The members are the config's ``get_sweep()`` (a list of dotted overrides),
 or, with ``--seeds=N``, seeds 0…N−1 of the config as it is. Members that
 differ only in the seed or scalar hyper-parameters (learning rates, λ) train
 as one vmapped program; the others one after another
-(``dni_jax.training.sweep``). Every member folder is an ordinary run:
+(``dni_jax.training.sweep``); before any training it prints the members
+by group and their step budget. Every member folder is an ordinary run:
 rerunning the same command resumes it member by member, and
 ``python -m experiments.summarize <workdir>`` prints mean ± std over seeds.
 All the flags of ``experiments.main`` apply (--overwrite, --traceback, ...).

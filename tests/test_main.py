@@ -13,9 +13,9 @@ _TINY = ("--config.num_steps=4", "--config.log_every=2",
          "--config.eval_every=2", "--config.model.hidden=(8,8)")
 
 
-def _main(*args, timeout=300):
+def _main(*args, timeout=300, module="experiments.main"):
   return subprocess.run(
-      [sys.executable, "-m", "experiments.main", *args], cwd=ROOT,
+      [sys.executable, "-m", module, *args], cwd=ROOT,
       capture_output=True, text=True, timeout=timeout,
       env=dict(os.environ, JAX_PLATFORMS="cpu"))
 
@@ -39,7 +39,18 @@ def _one_line_error(done, *fragments):
      ("no field 'unrol'", "Did you mean unroll")),
     (("--config=configs/no_such.py",), ("no such config file",
                                         "--list_configs")),
-    (("--config.num_steps=abc",), ("--config.num_steps=abc",)),
+    (("--config.num_steps=abc",),
+     ("--config.num_steps=abc", "num_steps takes a whole number (int)")),
+    (("--config.opt.decay_steps=abc",),
+     ("--config.opt.decay_steps=('abc',)", "takes a tuple of whole numbers "
+      "(int)", "'abc' is not one")),
+    (("--config.model.use_batch_norm=abc",),
+     ("model.use_batch_norm takes true or false (bool)", "'abc'")),
+    (("--config=configs/mnist_fcn.py", "--config.model.depth=1",
+      "--config.method=dni"),
+     ("method dni needs at least two stages", "model.depth=1 has 1 stage",
+      "raise --config.model.depth to 2 or more",
+      "--config.method=backprop")),
     (("--workdir=/proc/dni_jax_x",), ("cannot write to --workdir",)),
     (("--config.num_steps=0",), ("num_steps must be positive",)),
     (("--config.method=bprop",), ("unknown method 'bprop'",)),
@@ -48,9 +59,27 @@ def test_mistakes_end_in_one_line(args, fragments, tmp_path):
   _one_line_error(_main(f"--workdir={tmp_path / 'w'}", *args), *fragments)
 
 
+@pytest.mark.parametrize("module", ["experiments.main", "experiments.sweep"])
+@pytest.mark.parametrize("order", [1, -1])
+def test_did_you_mean_names_the_unknown_override_in_any_order(module, order,
+                                                              tmp_path):
+  overrides = ("--config.num_steps=100", "--config.method=dni",
+               "--config.opt.learnig_rate=1e-3")[::order]
+  line = _one_line_error(_main(f"--workdir={tmp_path}", *overrides,
+                               module=module),
+                         "--config.opt.learnig_rate:",
+                         "no field 'opt.learnig_rate'",
+                         "Did you mean opt.learning_rate")
+  assert "'num_steps'" not in line and "'method'" not in line
+
+
 def test_workdir_of_another_config_and_file_as_workdir(tmp_path):
   done = _main(f"--workdir={tmp_path}", "--config.method=cdni", *_TINY)
   assert done.returncode == 0, done.stderr[-2000:]
+  # The first line names the backend and devices (4 fake CPU devices:
+  # conftest.py).
+  assert done.stdout.splitlines()[0] == (
+      "backend: cpu, devices: 4 (cpu:0, cpu:1, cpu:2, cpu:3)"), done.stdout
   assert "[cdni] step 4 | test loss" in done.stdout
   assert "result after 4 steps" in done.stdout
   _one_line_error(_main(f"--workdir={tmp_path}", "--config.method=cdni",
@@ -64,13 +93,65 @@ def test_workdir_of_another_config_and_file_as_workdir(tmp_path):
 
 
 def test_help_lists_the_configs_and_print_config_every_field():
-  help_text = _main("--help").stdout
+  done = _main("--help")
+  assert done.returncode == 0, done.stderr[-2000:]
+  help_text = done.stdout
   assert "configs/mnist_fcn.py" in help_text and "configs/copy.py" in help_text
   assert "--overwrite" in help_text and "--print_config" in help_text
   printed = _main("--config=configs/copy.py", "--print_config",
                   "--config.unroll=5")
   assert printed.returncode == 0
   assert "unroll: 5" in printed.stdout and "sg_scale: 0.1" in printed.stdout
+
+
+@pytest.mark.parametrize("module", ["experiments.sweep",
+                                    "experiments.reproduce",
+                                    "experiments.evaluate"])
+def test_help_of_every_entry_point_exits_zero(module):
+  done = _main("--help", module=module)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "Try --helpfull" in done.stdout
+
+
+def test_print_config_shows_each_fields_comment(tmp_path):
+  printed = _main("--config=configs/mnist_fcn.py", "--print_config",
+                  "--config.opt.learning_rate=0.001")
+  assert printed.returncode == 0, printed.stderr[-2000:]
+  lines = printed.stdout.splitlines()
+
+  def line(field):
+    (found,) = [l for l in lines if l.startswith(field + ":")]
+    return re.sub(r"  +", " ", found)
+
+  # From configs/base.py: a comment at the end of the line, and the comment
+  # lines above a field.
+  assert line("opt.learning_rate") == (
+      "opt.learning_rate: 0.001 # the stages' learning rate (3e-5: the "
+      "paper's FF setting)")
+  assert line("method").startswith("method: dni # backprop | dni | cdni")
+  # The experiment config's own comment wins over base.py's.
+  assert line("opt.decay_steps") == ("opt.decay_steps: (24000, 32000) # the "
+                                     "paper's 300k/400k of 500k, scaled")
+  # Keywords of config.update(...), and a field without any comment.
+  config = tmp_path / "my_config.py"
+  config.write_text(
+      "from configs import base\n\n\ndef get_config():\n"
+      "  config = base.get_config()\n"
+      "  config.update(batch_size=8,  # tiny batches\n"
+      "                num_steps=3)\n"
+      "  # two lines of comment\n  # above a field\n"
+      "  config.seed = 5\n"
+      "  config.opt.update(name='sgd')\n"
+      "  return config\n")
+  printed = _main(f"--config={config}", "--print_config")
+  assert printed.returncode == 0, printed.stderr[-2000:]
+  lines = printed.stdout.splitlines()
+  assert line("batch_size") == "batch_size: 8 # tiny batches"
+  assert line("seed") == "seed: 5 # two lines of comment above a field"
+  assert line("num_steps").startswith("num_steps: 3 # training steps")
+  assert line("opt.name") == "opt.name: sgd # adam | sgd | momentum"
+  assert line("eval_batch_size").startswith("eval_batch_size: 1000 #")
+  assert line("opt.momentum") == "opt.momentum: 0.9 # momentum optimiser only"
 
 
 @pytest.mark.filterwarnings("ignore:os.fork")  # preexec_fn; the child execs
@@ -103,6 +184,20 @@ def test_nan_message_does_not_contradict_itself(tmp_path):
   line = _one_line_error(done, "training diverged")
   assert "no checkpoint had been saved yet" in line
   assert "resumes from" not in line
+  # The advice is a command that works: a lower learning rate and
+  # --overwrite (or a new --workdir); the lower rate alone is refused.
+  assert "--config.opt.learning_rate=1e+37" in line
+  assert "--overwrite" in line and "a new --workdir" in line
+  _one_line_error(_main(f"--workdir={tmp_path}", "--config.method=backprop",
+                        "--config.opt.learning_rate=0.01", *_TINY),
+                  "another config", "--overwrite")
+  again = _main(f"--workdir={tmp_path}", "--config.method=backprop",
+                "--config.opt.learning_rate=0.01", "--overwrite", *_TINY)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert (f"--overwrite: deleting the run in {tmp_path} (made by another "
+          "config: opt.learning_rate: 1e+38 -> 0.01; no checkpoint yet) and "
+          "starting over there.") in again.stdout.splitlines()
+  assert "result after 4 steps" in again.stdout
 
 
 def test_benchmark_prints_its_table_first_with_no_absl_noise():

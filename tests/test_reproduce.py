@@ -31,8 +31,39 @@ def test_small_budget_table_runs_end_to_end(tmp_path):
        "--budget=small", "--seeds=2", f"--workdir={tmp_path}"],
       cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-2000:]
+  # What the small budget is, before any run.
+  assert out.stdout.splitlines()[:2] == [
+      "[reproduce] table binary_addition, budget small: 3 cells × 2 seeds = "
+      "6 runs of 24 steps each (batch 16), narrow networks (width 16, "
+      "synthesizer hidden (8,)): a check that the table runs, not its "
+      f"numbers; into {tmp_path}/binary_addition",
+      "[reproduce] cells: binary addition × backprop, dni, cdni"], out.stdout
   assert "| binary addition: bit acc % |" in out.stdout
   assert (tmp_path / "binary_addition_small.md").exists()
   # Each cell is a sweep of ordinary runs, one folder per seed.
   assert sorted(os.listdir(tmp_path / "binary_addition" /
                            "binary_addition_cdni")) == ["seed=0", "seed=1"]
+
+
+def test_help_states_both_budgets():
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce", "--help"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  text = " ".join(out.stdout.split())
+  assert "small: 24 steps per run (Copy and PTB: windows of T time steps), " \
+         "batch 16, narrow networks" in text
+  assert ("full: the README's, each config's own steps per run (mnist_fcn "
+          "40000, binary_addition 12000, ptb_char 40000;") in text
+  assert "--copy_windows (default 100000) windows per Copy run" in text
+
+
+def test_copy_full_budget_is_described_in_windows():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.FLAGS(["reproduce"])  # defaults
+  lines = reproduce.describe("copy", "full", 3, "/w").splitlines()
+  assert lines[0].startswith("[reproduce] table copy, budget full: 18 cells × "
+                             "3 seeds = 54 runs of 100000 windows each")
+  assert lines[1] == ("[reproduce] cells: copy T=2, copy T=3, copy T=5, "
+                      "repeat_copy T=2, repeat_copy T=3, repeat_copy T=5 × "
+                      "bptt, dni, dni_aux")

@@ -133,7 +133,7 @@ def test_single_member_sweep_is_the_plain_run_bitwise(tmp_path):
                          _state(tmp_path / "plain"))
 
 
-def test_mixed_sweep_runs_a_vmapped_group_and_a_static_one(tmp_path):
+def test_mixed_sweep_runs_a_vmapped_group_and_a_static_one(tmp_path, capsys):
   config = _config()
   sweep_list = [{"seed": 0}, {"seed": 1},
                 {"model.hidden": (4, 4), "name": "narrow"}]
@@ -141,6 +141,15 @@ def test_mixed_sweep_runs_a_vmapped_group_and_a_static_one(tmp_path):
   assert [[m.name for m in g] for g in groups] == [["seed=0", "seed=1"],
                                                    ["narrow"]]
   summaries = sweep.run_sweep(config, sweep_list, str(tmp_path))
+  # The members and the budget, before anything trains.
+  out = capsys.readouterr().out.splitlines()
+  assert out[:4] == [
+      f"[sweep] 3 members into {tmp_path}, as 2 groups run one after "
+      "another (1 vmapped, 1 single run):",
+      "[sweep]   1. vmapped group of 2, 6 steps of batch 8: seed=0; seed=1",
+      "[sweep]   2. single run, 6 steps of batch 8: narrow",
+      "[sweep] budget: 12 steps of the groups in all (18 member steps); "
+      "finished members are not trained again."], out
   assert set(summaries) == {"seed=0", "seed=1", "narrow"}
   for name in summaries:
     assert summaries[name]["step"] == 6

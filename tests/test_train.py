@@ -166,6 +166,23 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     ({"dni.synth_delay": -1}, "synth_delay must be a whole number"),
     ({"dni.synth_delay": 2, "parallel.num_devices": 2}, "run on one device"),
     ({"method": "cdni_unlocked", "model.depth": 1}, "needs at least two stages"),
+    ({"method": "dni", "model.depth": 1},
+     r"method dni needs at least two stages.*model.depth=1 has 1 stage "
+     r"\(no boundary, nothing decoupled\).*--config.method=backprop"),
+    ({"method": "backprop,cdni", "model.depth": 1},
+     "method cdni needs at least two stages"),
+    ({"method": "dni,cdni", "model.kind": "cnn", "model.depth": 1},
+     "methods dni and cdni need at least two stages"),
+    ({"method": "dni", "model.kind": "mlp", "model.hidden": ()},
+     r"model.hidden=\(\) has 1 stage.*give model.hidden at least one width"),
+    ({"method": "backprop", "model.depth": 0}, "model.depth must be >= 1"),
+    ({"opt.decay_steps": ("abc",)},
+     r"opt.decay_steps=\('abc',\): the field opt.decay_steps takes a tuple "
+     r"of whole numbers \(int\).*'abc' is not one"),
+    ({"opt.decay_steps": (1.5,)}, "whole numbers"),
+    ({"dni.stage_update_probs": (1.0, "x")},
+     r"takes a tuple of numbers \(float\)"),
+    ({"model.hidden": (8, True)}, "whole numbers"),
     ({"method": "dni_unlocked", "dni.input_model": "rbf"},
      "unknown input model 'rbf'"),
     ({"method": "dni_unlocked", "dni.input_model": "conv"},
@@ -175,6 +192,16 @@ def test_bad_config_values_name_the_field(overrides, message, tmp_path):
   with pytest.raises(ConfigError, match=message):
     train.train_and_evaluate(tiny("mnist_fcn", **overrides), tmp_path)
   assert not os.listdir(tmp_path)  # rejected before anything was written
+
+
+@pytest.mark.parametrize("overrides", [
+    {"method": "backprop", "model.depth": 1},
+    {"method": "backprop", "model.kind": "mlp", "model.hidden": ()},
+    {"method": "dni", "model.depth": 2},
+])
+def test_one_stage_is_fine_where_nothing_is_decoupled(overrides):
+  from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
+  experiment.validate(tiny("mnist_fcn", **overrides))
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path,

@@ -47,10 +47,16 @@ def test_another_config_is_refused_and_nothing_changes(tmp_path, field,
 
 def test_overwrite_starts_over(tmp_path, capsys):
   train.train_and_evaluate(_binary(), tmp_path)
+  capsys.readouterr()
   summary = train.train_and_evaluate(_binary(seed=1), tmp_path,
                                      overwrite=True)["cdni"]
   assert summary["step"] == 4
-  assert "resuming" not in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "resuming" not in out
+  # What is deleted is said first.
+  assert out.splitlines()[0] == (
+      f"--overwrite: deleting the run in {tmp_path} (made by another config: "
+      "seed: 0 -> 1; its checkpoint of step 4) and starting over there.")
   assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")
           if r["split"] == "train"] == [2, 4]
 
@@ -90,11 +96,16 @@ def test_single_run_prints_compiling_test_lines_and_a_summary_row(tmp_path,
   assert "result after 4 steps" in out and "test err %" in out
 
 
-def test_files_without_a_config_are_refused(tmp_path):
+def test_files_without_a_config_are_refused(tmp_path, capsys):
   (tmp_path / "metrics.jsonl").write_text('{"step": 1, "split": "train"}\n')
   with pytest.raises(WorkdirError, match="no config.json"):
     train.train_and_evaluate(_binary(), tmp_path)
   assert (tmp_path / "metrics.jsonl").read_text().startswith('{"step": 1')
+  capsys.readouterr()
+  train.train_and_evaluate(_binary(), tmp_path, overwrite=True)
+  assert capsys.readouterr().out.splitlines()[0] == (
+      f"--overwrite: deleting the run in {tmp_path} (no config.json, config "
+      "unknown; no checkpoint yet) and starting over there.")
 
 
 def test_a_comparison_into_a_single_run_workdir_is_refused(tmp_path):

@@ -10,6 +10,8 @@
 - ``sweep``: a config's sweep members, vmapped groups, the group runner;
   ``batching``: a group's member axis and per-member hyper-parameters.
 - ``results``: finished runs on disk, grouped by config, seed statistics.
+- ``evaluate``: a workdir's latest checkpoints restored with the runs' own
+  ``config.json`` and evaluated (``evaluate_workdir``).
 - ``workdir``, ``tensorboard``: a workdir's config identity; event files.
 - ``checkpoint``, ``metrics_log``, ``report``: Orbax checkpoints,
   ``metrics.jsonl``, summaries and tables.

@@ -30,6 +30,16 @@ from dni_jax.errors import ConfigError
 from dni_jax.models import feedforward as models
 from dni_jax.models import rnn
 
+# The tuple fields: the type of their elements (ConfigDict checks a tuple
+# field's type, not its elements') and an example value.
+TUPLE_FIELDS = {
+    "model.hidden": (int, "(128,64)"),
+    "dni.hidden": (int, "(1024,1024)"),
+    "dni.input_hidden": (int, "(1024,)"),
+    "dni.stage_update_probs": (float, "(1.0,0.5,1.0)"),
+    "opt.decay_steps": (int, "(24000,32000)"),
+    "parallel.stages_per_device": (int, "(2,1)"),
+}
 MODEL_KINDS = ("fcn", "cnn", "mlp")
 SYNTHESIZERS = ("linear", "mlp", "conv")
 INPUT_MODELS = ("linear", "mlp", "conv")
@@ -73,8 +83,30 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
+def _validate_tuple_fields(config: ml_collections.ConfigDict) -> None:
+  """Every element of a ``TUPLE_FIELDS`` field has the field's element type."""
+  for field, (kind, example) in TUPLE_FIELDS.items():
+    node, leaf = config, field
+    while "." in leaf:
+      head, leaf = leaf.split(".", 1)
+      node = node.get(head) if hasattr(node, "get") else None
+    if node is None or leaf not in node:
+      continue
+    value = node[leaf]
+    allowed = (int,) if kind is int else (int, float)
+    bad = [v for v in value if isinstance(v, bool) or
+           not isinstance(v, allowed)]
+    if bad:
+      what = "whole numbers" if kind is int else "numbers"
+      raise ConfigError(
+          f"--config.{field}={value!r}: the field {field} takes a tuple of "
+          f"{what} ({kind.__name__}), e.g. --config.{field}={example}, "
+          f"and {bad[0]!r} is not one.")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` for the first unusable value in ``config``."""
+  _validate_tuple_fields(config)
   methods(config)
   if is_two_timescale(config):
     _validate_two_timescale(config)
@@ -92,6 +124,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(config.model.kind in MODEL_KINDS,
              f"unknown model kind {config.model.kind!r} for data.name="
              f"{config.data.name!r}; choose one of {MODEL_KINDS}")
+    _validate_stages(config)
   _require(config.dni.synthesizer in SYNTHESIZERS,
            f"unknown synthesizer {config.dni.synthesizer!r}; choose one of "
            f"{SYNTHESIZERS}")
@@ -122,6 +155,32 @@ def _num_stages(config: ml_collections.ConfigDict) -> int:
   return config.model.depth
 
 
+def _validate_stages(config: ml_collections.ConfigDict) -> None:
+  """A network of at least one stage, and two where a method decouples."""
+  m = config.model
+  if m.kind == "mlp":
+    size = (f"model.kind='mlp' with model.hidden={tuple(m.hidden)} has "
+            f"{_num_stages(config)} stage")
+    fix = ("give model.hidden at least one width (e.g. "
+           "--config.model.hidden=(128,64))")
+  else:
+    _require(m.depth >= 1, f"model.depth must be >= 1 (stages of the "
+             f"network), got {m.depth}")
+    size = (f"model.kind={m.kind!r} with model.depth={m.depth} has "
+            f"{_num_stages(config)} stage")
+    fix = "raise --config.model.depth to 2 or more"
+  decoupled = [name for name in methods(config)
+               if gradient_sources.get_source(name).uses_synthesizers]
+  names = " and ".join(decoupled)
+  _require(_num_stages(config) >= 2 or not decoupled,
+           f"method{'s' if len(decoupled) > 1 else ''} {names} "
+           f"need{'' if len(decoupled) > 1 else 's'} at least two stages: "
+           "synthetic gradients decouple the network at the boundaries "
+           f"between stages, but {size} (no boundary, nothing decoupled). "
+           f"To use {names}, {fix}; or train this network with "
+           "--config.method=backprop.")
+
+
 def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
   """``dni.synth_delay`` and complete unlock's ``dni.input_*`` fields."""
   d = config.dni
@@ -135,11 +194,6 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
            "staleness: REFERENCE.md §6).")
   if not unlocked:
     return
-  _require(_num_stages(config) >= 2,
-           f"complete unlock ({', '.join(unlocked)}) needs at least two "
-           f"stages, but model.kind={config.model.kind!r} has one (no "
-           "boundary to unlock); raise model.depth (or add model.hidden "
-           "widths).")
   _require(d.input_model in INPUT_MODELS,
            f"unknown input model {d.input_model!r} in dni.input_model; "
            f"choose one of {INPUT_MODELS}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import jax
+
 
 def summarize(records: list[dict], seconds: float | None = None) -> dict:
   """Final train/test metrics and the first step each test target was hit.
@@ -100,3 +102,23 @@ def recurrent_table(summaries: dict[str, dict]) -> str:
 def two_timescale_table(summaries: dict[str, dict]) -> str:
   """One row per two-timescale method: A's and B's test errors."""
   return table(summaries, TWO_TIMESCALE_COLUMNS)
+
+
+def devices_line(shown: int = 4) -> str:
+  """The JAX backend and devices, e.g. ``backend: cpu, devices: 1 (cpu:0)``.
+
+  With several processes: the devices of all of them, the process count and
+  this process's own devices.
+  """
+  local = jax.local_devices()
+  names = [str(d) for d in local[:shown]] + (["…"] if len(local) > shown
+                                             else [])
+  kind = local[0].device_kind if local else ""
+  if kind and kind.lower() != jax.default_backend():
+    names[0] = f"{names[0]} {kind}"
+  line = f"backend: {jax.default_backend()}, devices: {jax.device_count()}"
+  if jax.process_count() > 1:
+    line += (f" in {jax.process_count()} processes (process "
+             f"{jax.process_index()}: {len(local)} local")
+    return line + f", {', '.join(names)})"
+  return line + f" ({', '.join(names)})"

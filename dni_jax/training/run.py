@@ -168,11 +168,16 @@ class Recorder:
       kept = (f"the last good checkpoint (step {last}) is kept in "
               f"{self.checkpointer.directory}, and a rerun with the same "
               "--workdir resumes from it")
+    lower = float(f"{self.config.opt.learning_rate / 10:.2g}")
     raise TrainingDivergedError(
         f"training diverged: {what} at step {step} (method "
         f"{self.config.method}, opt.learning_rate "
-        f"{self.config.opt.learning_rate}); {kept}. Lower "
-        "--config.opt.learning_rate (or dni.sg_scale) and run again.")
+        f"{self.config.opt.learning_rate}); {kept}. To train with a lower "
+        f"learning rate, run the same command with "
+        f"--config.opt.learning_rate={lower} (or a lower dni.sg_scale) and "
+        "either --overwrite, which deletes this diverged run, or a new "
+        "--workdir: a changed learning rate is another config, which this "
+        "workdir refuses.")
 
   def _write(self, step: int, split: str, metrics: Metrics) -> None:
     self.log.write(step, split, metrics)

@@ -271,6 +271,29 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
   return summaries
 
 
+def plan(sweep_groups: list[list[Member]], workdir: str) -> str:
+  """What a sweep is about to run: its members by group, and the budget."""
+  vmapped = [g for g in sweep_groups if len(g) > 1]
+  count = sum(len(g) for g in sweep_groups)
+  steps = sum(g[0].config.num_steps for g in sweep_groups)
+  member_steps = sum(m.config.num_steps for g in sweep_groups for m in g)
+  lines = [f"[sweep] {count} member{'s' * (count != 1)} into {workdir}, as "
+           f"{len(sweep_groups)} group{'s' * (len(sweep_groups) != 1)} run "
+           f"one after another ({len(vmapped)} vmapped, "
+           f"{len(sweep_groups) - len(vmapped)} single run"
+           f"{'s' * (len(sweep_groups) - len(vmapped) != 1)}):"]
+  for i, group in enumerate(sweep_groups):
+    c = group[0].config
+    kind = (f"vmapped group of {len(group)}" if len(group) > 1
+            else "single run")
+    lines.append(f"[sweep]   {i + 1}. {kind}, {c.num_steps} steps of batch "
+                 f"{c.batch_size}: " + "; ".join(m.name for m in group))
+  lines.append(f"[sweep] budget: {steps} steps of the groups in all "
+               f"({member_steps} member steps); finished members are not "
+               "trained again.")
+  return "\n".join(lines)
+
+
 def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
               overwrite: bool = False) -> dict[str, dict]:
   """Every member of ``sweep`` into ``workdir/<name>``; their summaries.
@@ -284,8 +307,10 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
     raise ConfigError(f"--workdir={workdir} holds a single run; a sweep "
                       "writes each member into <workdir>/<member>: choose a "
                       "new --workdir.")
+  sweep_groups = groups(sweep_members)
+  print(plan(sweep_groups, workdir), flush=True)
   summaries = {}
-  for group in groups(sweep_members):
+  for group in sweep_groups:
     names = ", ".join(m.name for m in group)
     print(f"[sweep] {'vmapped group' if len(group) > 1 else 'run'}: {names}",
           flush=True)

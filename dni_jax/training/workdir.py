@@ -90,6 +90,27 @@ def _run_paths(workdir: str) -> list[str]:
            if os.path.exists(p)] + glob.glob(os.path.join(workdir, EVENTS)))
 
 
+def checkpoint_step(workdir: str) -> int | None:
+  """The step of the latest checkpoint in ``workdir``, read from the folder
+  names (Orbax's ``<step>/``, or ``<step>.npz`` of several processes)."""
+  folder = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(folder):
+    return None
+  steps = [int(name.split(".")[0]) for name in os.listdir(folder)
+           if name.split(".")[0].isdigit() and
+           (name.isdigit() or name.endswith(".npz"))]
+  return max(steps, default=None)
+
+
+def _announce_clear(workdir: str, why: str) -> None:
+  """Prints what ``--overwrite`` is about to delete, before deleting it."""
+  step = checkpoint_step(workdir)
+  at = (f"its checkpoint of step {step}" if step is not None
+        else "no checkpoint yet")
+  print(f"--overwrite: deleting the run in {workdir} ({why}; {at}) and "
+        "starting over there.", flush=True)
+
+
 def has_run(workdir: str) -> bool:
   """Whether ``workdir`` holds files of a run."""
   return bool(_run_paths(workdir))
@@ -155,6 +176,8 @@ def prepare(workdir: str, config: ml_collections.ConfigDict,
           f"that run and start over there. (Fields that may change on "
           f"resume: {', '.join(RESUMABLE)}.)")
     if fields:
+      _announce_clear(workdir, "made by another config: " + (
+          _describe(fields, old, new) if old is not None else fields[0]))
       clear(workdir)
   elif has_run(workdir):
     if not overwrite:
@@ -163,9 +186,36 @@ def prepare(workdir: str, config: ml_collections.ConfigDict,
           f"{CONFIG_FILE}, so the config that made them is unknown; they are "
           "left as they are. Choose a new --workdir, or rerun with "
           "--overwrite to delete them and start over there.")
+    _announce_clear(workdir, f"no {CONFIG_FILE}, config unknown")
     clear(workdir)
   with open(path, "w") as f:
     f.write(config.to_json_best_effort(indent=2))
+
+
+def _tuples(tree):
+  """JSON's lists back to the tuples the configs hold."""
+  if isinstance(tree, dict):
+    return {k: _tuples(v) for k, v in tree.items()}
+  if isinstance(tree, list):
+    return tuple(_tuples(v) for v in tree)
+  return tree
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was made by, from its ``config.json``.
+
+  Raises:
+    WorkdirError: ``workdir`` has no readable ``config.json``.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(_tuples(json.load(f)))
+  except (OSError, ValueError) as e:
+    raise WorkdirError(
+        f"cannot read the run's config {path} ({e}); it is written when a "
+        "run starts, so this folder is not a run, or the file is damaged."
+    ) from e
 
 
 def read_summary(workdir: str) -> dict | None:

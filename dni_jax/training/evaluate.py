@@ -1,0 +1,118 @@
+"""A finished (or interrupted) run's latest checkpoint, evaluated again.
+
+``evaluate_workdir(workdir)`` rebuilds each run in ``workdir`` from its own
+``config.json`` (the data, the network, the loop), restores the latest
+Orbax checkpoint into it and runs the loop's evaluation: the test split
+(feed-forward and two-timescale runs), valid and test bits per character
+(character corpora). Copy tasks have no held-out split; their result is the
+last train record logged up to the checkpoint. A comparison workdir (one
+``<method>/`` folder per method) or a sweep's (one folder per member) gives
+one result per folder. Nothing in the workdir is written.
+
+  python -m experiments.evaluate <workdir>
+"""
+
+from __future__ import annotations
+
+import os
+
+from dni_jax.errors import CheckpointError
+from dni_jax.errors import WorkdirError
+from dni_jax.training import experiment
+from dni_jax.training import loops
+from dni_jax.training import workdir as workdir_lib
+from dni_jax.training.checkpoint import Checkpointer
+from dni_jax.training.metrics_log import read_metrics
+
+
+def run_dirs(workdir: str) -> dict[str, str]:
+  """``{name: folder}`` of the runs in ``workdir``.
+
+  ``workdir`` itself if it holds a run (named by its method), else each
+  subfolder that holds one (a comparison's methods, a sweep's members).
+
+  Raises:
+    WorkdirError: ``workdir`` is missing, not a folder, or holds no run.
+  """
+  if not os.path.exists(workdir):
+    raise WorkdirError(
+        f"{workdir} does not exist; give the --workdir of a run that "
+        "experiments.main (or experiments.sweep) trained, e.g. "
+        "python -m experiments.evaluate /tmp/dni_jax/binary_addition.")
+  if not os.path.isdir(workdir):
+    raise WorkdirError(f"{workdir} is a file, not a run's folder; give the "
+                       "--workdir a run was trained into.")
+  config_file = workdir_lib.CONFIG_FILE
+  if os.path.exists(os.path.join(workdir, config_file)):
+    return {str(workdir_lib.read_config(workdir).method): workdir}
+  found = {name: os.path.join(workdir, name)
+           for name in sorted(os.listdir(workdir))
+           if os.path.isfile(os.path.join(workdir, name, config_file))}
+  if not found:
+    raise WorkdirError(
+        f"{workdir} is not a run: it has no {config_file}, and none of its "
+        f"folders has one (a comparison keeps each method in "
+        f"<workdir>/<method>/). Give the --workdir that experiments.main or "
+        "experiments.sweep trained into.")
+  return found
+
+
+def evaluate_run(run_dir: str) -> dict:
+  """The evaluation of the latest checkpoint of the run in ``run_dir``.
+
+  Returns:
+    ``{"method", "step", "checkpoints", "splits": {split: metrics}}``,
+    ``checkpoints`` being the folder restored from. A run whose loop has no
+    evaluation (Copy tasks) has ``{"train": metrics}`` in ``splits``: its
+    last train record up to the checkpoint's step.
+
+  Raises:
+    WorkdirError: no readable ``config.json``.
+    CheckpointError: no checkpoint yet, or one that does not fit the config.
+    ConfigError: the recorded config is no longer usable here (e.g. its
+      data.dir is missing).
+  """
+  config = workdir_lib.read_config(run_dir)
+  directory = os.path.join(run_dir, "checkpoints")
+  no_checkpoint = CheckpointError(
+      f"{run_dir} holds a run ({workdir_lib.CONFIG_FILE}) but no checkpoint "
+      f"yet: the first is saved at step "
+      f"{min(config.checkpoint_every, config.num_steps)}. Train it on (rerun "
+      "the command that started it; it resumes), then evaluate.")
+  if workdir_lib.checkpoint_step(run_dir) is None:
+    raise no_checkpoint
+  if any(name.endswith(".npz") for name in os.listdir(directory)):
+    raise CheckpointError(
+        f"{directory} holds one process's share of a run of several "
+        "processes (<step>.npz); evaluate it with the processes that "
+        "trained it (experiments.launch), not on its own.")
+  experiment.validate(config)
+  loop = loops.loop_module(config).make_loop(config)
+  checkpointer = Checkpointer(directory)
+  try:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise no_checkpoint
+    state = checkpointer.restore_at(step, loop.init())
+  finally:
+    checkpointer.close()
+  if loop.evaluate is not None:
+    splits = {split: {k: float(v) for k, v in metrics.items()}
+              for split, metrics in loop.evaluate(state, step).items()}
+  else:
+    records = [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+               if r["split"] == "train" and r["step"] <= step]
+    splits = {"train": {k: v for k, v in records[-1].items()
+                        if k not in ("step", "split")} if records else {}}
+  return {"method": str(config.method), "step": step,
+          "checkpoints": os.path.abspath(directory), "splits": splits}
+
+
+def evaluate_workdir(workdir: str) -> dict[str, dict]:
+  """``{name: evaluate_run(folder)}`` of every run in ``workdir``.
+
+  ``workdir`` is a run's folder (one entry, named by its method), or a
+  comparison's or sweep's (one entry per method or member folder).
+  """
+  return {name: evaluate_run(path)
+          for name, path in run_dirs(str(workdir)).items()}

@@ -1,0 +1,96 @@
+"""Evaluates a run's latest checkpoint with the run's own config.
+
+  python -m experiments.evaluate <workdir>
+
+``<workdir>`` is the --workdir a run of ``experiments.main`` trained into:
+its ``config.json`` rebuilds the data and the network, the latest checkpoint
+in ``checkpoints/`` is restored into it, and the test metrics are printed
+(character corpora: valid and test bits per character; Copy tasks, which
+have no held-out split: the last logged train metrics). For a comparison
+workdir (one ``<method>/`` folder per method) or a sweep's (one folder per
+member), each folder's. Nothing in the workdir is written. The library
+function is ``dni_jax.training.evaluate.evaluate_workdir(workdir)``, which
+returns the same numbers as a dict. Errors are one paragraph; --traceback
+shows the Python traceback as well.
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "The run's folder (or give it as the only argument).")
+_JSON = flags.DEFINE_bool("json", False, "Print the results as one JSON "
+                          "object instead of lines.")
+_TRACEBACK = flags.DEFINE_bool(
+    "traceback", False, "On an error, show the Python traceback too.")
+
+_HELP_FLAGS = frozenset(("--help", "-help", "-?", "--helpshort", "--helpfull"))
+
+
+def _fail(message: str, code: int = 1):
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing: one-paragraph errors; --help exits with 0."""
+  try:
+    return flags.FLAGS(argv)
+  except SystemExit as e:
+    if e.code == 1 and _HELP_FLAGS.intersection(argv[1:]):
+      sys.exit(0)
+    raise
+  except flags.Error as e:
+    _fail(f"{e} (see --help)", 2)
+
+
+def _metrics_text(metrics: dict) -> str:
+  return " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                  for k, v in metrics.items())
+
+
+def main(argv):
+  if len(argv) > 2 or (len(argv) == 2 and _WORKDIR.value):
+    _fail(f"unexpected arguments {argv[1:]}: give one workdir, e.g. "
+          "python -m experiments.evaluate /tmp/dni_jax/binary_addition", 2)
+  workdir = argv[1] if len(argv) == 2 else _WORKDIR.value
+  if not workdir:
+    _fail("give the workdir of a run, e.g. python -m experiments.evaluate "
+          "/tmp/dni_jax/binary_addition (see --help)", 2)
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
+  # Imported here so that --help answers without jax.
+  from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import report  # pylint: disable=g-import-not-at-top
+  try:
+    if not _JSON.value:
+      print(report.devices_line(), flush=True)
+    results = evaluate.evaluate_workdir(workdir)
+  except DNIError as e:
+    if _TRACEBACK.value:
+      raise
+    _fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except
+    if _TRACEBACK.value:
+      raise
+    first = (str(e).strip().splitlines() or [""])[0][:400]
+    _fail(f"unexpected {type(e).__name__}: {first} (rerun with --traceback "
+          "for the full traceback)")
+  if _JSON.value:
+    print(json.dumps(results, indent=2))
+    return
+  for name, result in results.items():
+    print(f"[{name}] checkpoint of step {result['step']} in "
+          f"{result['checkpoints']}", flush=True)
+    for split, metrics in result["splits"].items():
+      what = "last logged train" if split == "train" else split
+      print(f"[{name}] {what} {_metrics_text(metrics)}", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,113 @@
+"""experiments.evaluate: a run's latest checkpoint, evaluated with its config."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dni_jax.errors import CheckpointError
+from dni_jax.errors import WorkdirError
+from dni_jax.training import evaluate
+from dni_jax.training import train
+from dni_jax.training.metrics_log import read_metrics
+from test_train import tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _binary(**overrides):
+  overrides.setdefault("model.hidden", (8, 8))
+  return tiny("binary_addition", **overrides)
+
+
+def _files(folder):
+  return {p: os.path.getmtime(p) for p in glob.glob(
+      os.path.join(folder, "**"), recursive=True)}
+
+
+def _last(run_dir, split):
+  return [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+          if r["split"] == split][-1]
+
+
+def test_a_comparison_gives_each_methods_test_metrics(tmp_path):
+  train.train_and_evaluate(_binary(method="backprop,cdni", num_steps=6,
+                                   checkpoint_every=4), tmp_path)
+  before = _files(tmp_path)
+  results = evaluate.evaluate_workdir(tmp_path)
+  assert _files(tmp_path) == before  # nothing written
+  assert sorted(results) == ["backprop", "cdni"]
+  for method, result in results.items():
+    assert result["method"] == method and result["step"] == 6
+    assert result["checkpoints"] == str(tmp_path / method / "checkpoints")
+    # The restored state gives the run's own final evaluation.
+    logged = _last(tmp_path / method, "test")
+    assert result["splits"]["test"] == pytest.approx(
+        {k: v for k, v in logged.items() if k not in ("step", "split")},
+        rel=1e-6)
+  # One run's folder: that run alone, named by its method.
+  assert evaluate.evaluate_workdir(tmp_path / "cdni") == {
+      "cdni": results["cdni"]}
+
+
+def test_a_copy_run_gives_its_last_train_metrics(tmp_path):
+  train.train_and_evaluate(tiny("copy", method="dni", unroll=3), tmp_path)
+  (result,) = evaluate.evaluate_workdir(tmp_path).values()
+  logged = _last(tmp_path, "train")
+  assert result["step"] == 4
+  assert result["splits"] == {"train": {k: v for k, v in logged.items()
+                                        if k not in ("step", "split")}}
+
+
+def test_missing_folder_no_run_and_no_checkpoint_are_clear_errors(tmp_path):
+  with pytest.raises(WorkdirError, match="does not exist; give the --workdir"):
+    evaluate.evaluate_workdir(tmp_path / "nowhere")
+  (tmp_path / "empty" / "sub").mkdir(parents=True)
+  with pytest.raises(WorkdirError, match=r"is not a run: it has no "
+                     r"config.json, and none of its folders has one"):
+    evaluate.evaluate_workdir(tmp_path / "empty")
+  (tmp_path / "afile").write_text("")
+  with pytest.raises(WorkdirError, match="is a file"):
+    evaluate.evaluate_workdir(tmp_path / "afile")
+  started = tmp_path / "started"
+  started.mkdir()
+  (started / "config.json").write_text(_binary().to_json_best_effort())
+  with pytest.raises(CheckpointError, match=r"holds a run \(config.json\) "
+                     r"but no checkpoint yet: the first is saved at step 2"):
+    evaluate.evaluate_workdir(started)
+  assert os.listdir(started) == ["config.json"]
+
+
+def _evaluate(*args):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", *args], cwd=ROOT,
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+
+def test_command_prints_each_methods_test_metrics(tmp_path):
+  train.train_and_evaluate(_binary(method="backprop,cdni"), tmp_path)
+  done = _evaluate(str(tmp_path))
+  assert done.returncode == 0, done.stderr[-2000:]
+  lines = done.stdout.splitlines()
+  assert lines[0].startswith("backend: cpu, devices: ")
+  for method in ("backprop", "cdni"):
+    assert (f"[{method}] checkpoint of step 4 in {tmp_path}/{method}/"
+            "checkpoints") in lines
+    logged = _last(tmp_path / method, "test")
+    assert (f"[{method}] test accuracy {logged['accuracy']:.4f} exact_match "
+            f"{logged['exact_match']:.4f} loss {logged['loss']:.4f}") in lines
+
+
+@pytest.mark.parametrize("make,fragment", [
+    (lambda p: p / "nowhere", "does not exist"),
+    (lambda p: p, "is not a run"),
+])
+def test_command_errors_are_one_paragraph(tmp_path, make, fragment):
+  done = _evaluate(str(make(tmp_path)))
+  assert done.returncode == 1
+  assert "Traceback" not in done.stderr
+  errors = [l for l in done.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and fragment in errors[0], done.stderr
