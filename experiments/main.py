@@ -23,8 +23,10 @@ import ast
 import difflib
 import glob
 import io
+import logging as logging_lib
 import os
 import re
+import signal
 import sys
 import tokenize
 
@@ -342,6 +344,10 @@ def _run(workdir: str, action=None) -> None:
   from dni_jax.training import train  # pylint: disable=g-import-not-at-top
   host_memory.keep_freed_memory()  # XLA:CPU's big scratch buffers reused
   action = action or train.train_and_evaluate
+  # A cluster scheduler stops a job with SIGTERM: handled as Ctrl-C is (the
+  # step and the checkpoint a rerun resumes from, files closed).
+  signal.signal(signal.SIGTERM, _terminate)
+  _quiet_failed_saves()
   try:
     env = distributed.from_env() or ("127.0.0.1:8476", 1, 0)
     distributed.initialize(
@@ -364,9 +370,85 @@ def _run(workdir: str, action=None) -> None:
   except Exception as e:  # pylint: disable=broad-except
     if _TRACEBACK.value:
       raise
+    os_error = _os_error(e)
+    if os_error is not None:
+      _fail(_os_error_message(os_error, workdir))
     first = (str(e).strip().splitlines() or [""])[0][:400]
     _fail(f"unexpected {type(e).__name__}: {first} (rerun with --traceback "
           "for the full traceback; checkpoints already saved are kept)")
+
+
+def _quiet_failed_saves() -> None:
+  """Keeps a failed checkpoint save (a full disk) to one paragraph.
+
+  Orbax writes through asyncio and TensorStore: when a write fails, Orbax
+  logs the failure of each of its threads, every pending write logs "Future
+  exception was never retrieved", and their callbacks print "Event loop is
+  closed" tracebacks: hundreds of lines around the one error that matters,
+  which ``_run`` reports. Those, and only those, are silenced
+  (``--traceback`` keeps them).
+  """
+  if _TRACEBACK.value:
+    return
+  logging_lib.getLogger("asyncio").setLevel(logging_lib.CRITICAL)
+  failed_write = ("OUT_OF_RANGE", "RESOURCE_EXHAUSTED", "No space left",
+                  "File too large", "Failed writing", "Disk quota")
+
+  def drop_failed_writes(record) -> bool:
+    return not ("orbax" in record.pathname and
+                any(w in record.getMessage() for w in failed_write))
+
+  logging_lib.getLogger("absl").addFilter(drop_failed_writes)
+
+  def closed_loop(exc_type, value) -> bool:
+    return exc_type is RuntimeError and str(value) == "Event loop is closed"
+
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
+
+  def quiet_excepthook(exc_type, value, tb):
+    if not closed_loop(exc_type, value):
+      excepthook(exc_type, value, tb)
+
+  def quiet_unraisablehook(unraisable):
+    if not closed_loop(unraisable.exc_type, unraisable.exc_value):
+      unraisablehook(unraisable)
+
+  sys.excepthook, sys.unraisablehook = quiet_excepthook, quiet_unraisablehook
+
+
+def _terminate(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt()
+
+
+def _os_error(error: BaseException):
+  """The operating system's error behind ``error`` (a full disk, a file-size
+  limit, a permission), however deep a library wrapped it, or ``None``."""
+  seen = set()
+  stack = [error]
+  while stack:
+    e = stack.pop()
+    if e is None or id(e) in seen:
+      continue
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno is not None:
+      return e
+    stack += [e.__cause__, e.__context__,
+              *getattr(e, "exceptions", ())]  # ExceptionGroup
+  text = str(error)
+  for errno_, name in ((28, "No space left on device"),
+                       (27, "File too large"), (122, "Disk quota exceeded")):
+    if name in text:
+      return OSError(errno_, name)
+  return None
+
+
+def _os_error_message(e: OSError, workdir: str) -> str:
+  where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+  return (f"the system refused a write{where}: {e.strerror or e} [errno "
+          f"{e.errno}]. The run stopped there; the checkpoints it saved "
+          f"before are kept in {workdir}. Free space (or fix the cause) and "
+          "rerun the same command to resume from the last checkpoint.")
 
 
 def config_name() -> str:

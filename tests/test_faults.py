@@ -232,3 +232,151 @@ def test_pipeline_processes_agree_on_the_resume_step(tmp_path):
     for key in first.files:
       np.testing.assert_array_equal(again[key], first[key])
   assert read_metrics(str(workdir / "metrics.jsonl")) == records
+
+
+def test_train_averages_after_a_resume_equal_the_uninterrupted_run(
+    tmp_path, monkeypatch):
+  # log_every 3, checkpoint_every 2: the resume lands inside an interval,
+  # whose sums come back with the checkpoint.
+  config = test_train.tiny("binary_addition", method="cdni", num_steps=9,
+                           checkpoint_every=2, log_every=3, eval_every=9)
+  train.train_and_evaluate(config, tmp_path / "straight")
+  undo = tiny_lib.crash_batches_at(monkeypatch, 5)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, tmp_path / "resumed")
+  undo()
+  train.train_and_evaluate(config, tmp_path / "resumed")
+  straight = read_metrics(str(tmp_path / "straight" / "metrics.jsonl"))
+  assert [r["step"] for r in straight if r["split"] == "train"] == [3, 6, 9]
+  assert straight == read_metrics(str(tmp_path / "resumed" / "metrics.jsonl"))
+  summaries = [json.loads((tmp_path / n / "summary.json").read_text())
+               for n in ("straight", "resumed")]
+  for key in ("train_loss", "train_accuracy"):
+    if key in summaries[0]:
+      assert summaries[0][key] == summaries[1][key]
+
+
+def test_sweep_killed_between_member_saves_resumes_from_a_common_step(
+    tmp_path, monkeypatch):
+  from dni_jax.training import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  config = test_train.tiny("binary_addition", method="cdni", num_steps=8,
+                           checkpoint_every=2, log_every=3, eval_every=4)
+  sweep_list = [{"seed": 0}, {"seed": 1}]
+  sweep_lib.run_sweep(config, sweep_list, str(tmp_path / "straight"))
+  real_save = Checkpointer.save
+
+  def save(self, step, state, extra=None):
+    if step == 6 and "seed=1" in self.directory:  # seed=0 saved step 6
+      raise KeyboardInterrupt("killed between the members' saves")
+    return real_save(self, step, state, extra)
+  monkeypatch.setattr(Checkpointer, "save", save)
+  with pytest.raises(KeyboardInterrupt):
+    sweep_lib.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
+  monkeypatch.setattr(Checkpointer, "save", real_save)
+  assert Checkpointer(tmp_path / "resumed" / "seed=0" / "checkpoints"
+                      ).all_steps() == [4, 6]
+  sweep_lib.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
+  for member in ("seed=0", "seed=1"):
+    a, b = tmp_path / "straight" / member, tmp_path / "resumed" / member
+    assert read_metrics(str(a / "metrics.jsonl")) == read_metrics(
+        str(b / "metrics.jsonl"))
+    sa, sb = test_train._final_state(a), test_train._final_state(b)  # pylint: disable=protected-access
+    assert sa[0] == sb[0] == 8
+    jax.tree_util.tree_map(np.testing.assert_array_equal, sa[1], sb[1])
+    assert (b / "summary.json").exists()
+  assert (tmp_path / "resumed" / "seed=0" / "checkpoints" / "6.ahead").is_dir()
+
+
+def test_a_second_process_on_a_workdir_is_refused(tmp_path):
+  from dni_jax.training import files  # pylint: disable=g-import-not-at-top
+  config = test_train.tiny("binary_addition", method="dni")
+  with files.WorkdirLock(str(tmp_path), "a run in another process"):
+    with pytest.raises(WorkdirError, match=r"is in use by another process "
+                       r"\(pid \d+ .*a run in another process"):
+      train.train_and_evaluate(config, str(tmp_path))
+  assert sorted(os.listdir(tmp_path)) == [".lock"]  # nothing written
+  train.train_and_evaluate(config, str(tmp_path))  # free again
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path,
+                                                              monkeypatch):
+  from dni_jax.training import files  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "config.json"
+  path.write_text("old")
+
+  def fail(*args):
+    raise OSError(28, "No space left on device")
+  monkeypatch.setattr(os, "replace", fail)
+  with pytest.raises(OSError):
+    files.write_atomic(str(path), "new")
+  assert path.read_text() == "old"
+  assert os.listdir(tmp_path) == ["config.json"]  # no temporary left
+
+
+def _main(workdir, *extra, preexec_fn=None, wait=True):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parent.parent
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  args = [sys.executable, "-m", "experiments.main", f"--workdir={workdir}",
+          "--config.method=cdni", "--config.model.hidden=(16,16)",
+          *extra]
+  if not wait:
+    return subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+  return subprocess.run(args, cwd=root, env=env, capture_output=True,
+                        text=True, timeout=300, preexec_fn=preexec_fn)
+
+
+def test_full_disk_is_one_paragraph_and_the_rerun_resumes_exactly(tmp_path):
+  import resource  # pylint: disable=g-import-not-at-top
+  common = ["--config.num_steps=60", "--config.checkpoint_every=20",
+            "--config.log_every=7", "--config.eval_every=30"]
+  done = _main(tmp_path / "straight", *common)
+  assert done.returncode == 0, done.stderr[-2000:]
+  size = sum(p.stat().st_size for p in
+             (tmp_path / "straight" / "checkpoints" / "20").rglob("*")
+             if p.is_file())
+  limit = size // 3  # a file-size limit the first save already exceeds...
+
+  def small_disk():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+  full = _main(tmp_path / "full", *common, preexec_fn=small_disk)
+  assert full.returncode != 0
+  lines = [l for l in full.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1, full.stderr[-3000:]
+  assert lines[0].startswith("error: the system refused a write")
+  assert "rerun the same command" in lines[0]
+  again = _main(tmp_path / "full", *common)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert read_metrics(str(tmp_path / "full" / "metrics.jsonl")) == (
+      read_metrics(str(tmp_path / "straight" / "metrics.jsonl")))
+  digests = [json.loads((tmp_path / n / "checkpoints" / "60" /
+                         checkpoint_lib.DIGEST_FILE).read_text())["leaves"]
+             for n in ("straight", "full")]
+  assert digests[0] == digests[1]
+
+
+def test_sigterm_stops_like_ctrl_c_and_keeps_tensorboard(tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import tensorboard  # pylint: disable=g-import-not-at-top
+  proc = _main(tmp_path, "--config.num_steps=1000000",
+               "--config.checkpoint_every=20", "--config.log_every=10",
+               "--config.eval_every=1000000", wait=False)
+  deadline = time.time() + 120
+  while time.time() < deadline and not list(
+      (tmp_path / "checkpoints").glob("[0-9]*")):
+    time.sleep(0.2)
+  time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=60)
+  assert proc.returncode == 130, err[-2000:]
+  assert "interrupted at step" in err and "resumes from the checkpoint" in err
+  assert "Traceback" not in err
+  events = list(tmp_path.glob("events.out.tfevents.*"))
+  assert events
+  steps = [s for s, _ in tensorboard.read_scalars(str(events[0]))[
+      "train/loss"]]
+  assert steps and max(steps) >= 20  # flushed at the checkpoint, not lost

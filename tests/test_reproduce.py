@@ -41,8 +41,9 @@ def test_small_budget_table_runs_end_to_end(tmp_path):
   assert "| binary addition: bit acc % |" in out.stdout
   assert (tmp_path / "binary_addition_small.md").exists()
   # Each cell is a sweep of ordinary runs, one folder per seed.
-  assert sorted(os.listdir(tmp_path / "binary_addition" /
-                           "binary_addition_cdni")) == ["seed=0", "seed=1"]
+  assert sorted(n for n in os.listdir(
+      tmp_path / "binary_addition" / "binary_addition_cdni")
+                if not n.startswith(".")) == ["seed=0", "seed=1"]
 
 
 def test_help_states_both_budgets():

@@ -169,7 +169,10 @@ def test_half_finished_sweep_resumes_member_by_member(tmp_path, monkeypatch):
   assert not os.path.exists(tmp_path / "resumed/model.hidden=_4,_4_")
   undo()
   sweep.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
-  for name in os.listdir(tmp_path / "straight"):
+  members = [n for n in os.listdir(tmp_path / "straight")
+             if not n.startswith(".")]  # .lock: the sweep's workdir lock
+  assert len(members) == len(sweep_list)
+  for name in members:
     a, b = tmp_path / "straight" / name, tmp_path / "resumed" / name
     assert read_metrics(a / "metrics.jsonl") == read_metrics(
         b / "metrics.jsonl"), name

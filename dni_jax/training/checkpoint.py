@@ -25,6 +25,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dni_jax.errors import CheckpointError
+from dni_jax.training.files import sync_dir as _sync_dir
+from dni_jax.training.files import write_atomic
 
 DIGEST_FILE = "dni_digest.json"
 
@@ -43,30 +45,6 @@ def digest(leaves) -> list[str]:
     h.update(array.tobytes())
     out.append(h.hexdigest())
   return out
-
-
-def write_atomic(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` by a synced temporary file and a rename."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-  _sync_dir(os.path.dirname(path) or ".")
-
-
-def _sync_dir(directory: str) -> None:
-  try:
-    fd = os.open(directory, os.O_RDONLY)
-  except OSError:
-    return
-  try:
-    os.fsync(fd)
-  except OSError:
-    pass
-  finally:
-    os.close(fd)
 
 
 def _mismatch(names, stored, restored_leaves) -> str | None:
@@ -116,13 +94,44 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def save(self, step: int, state) -> None:
+  def save(self, step: int, state, extra: dict | None = None) -> None:
+    """Saves ``state`` as ``step``; ``extra`` (JSON) is kept beside it."""
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
     self._manager.wait_until_finished()
     if jax.process_index() == 0:
       write_atomic(os.path.join(self.directory, str(step), DIGEST_FILE),
                    json.dumps({"step": int(step), "leaves": digest(
-                       jax.device_get(jax.tree_util.tree_leaves(state)))}))
+                       jax.device_get(jax.tree_util.tree_leaves(state))),
+                               "extra": extra}))
+
+  def extra(self, step: int) -> dict | None:
+    """The ``extra`` saved with ``step``, or ``None``."""
+    try:
+      with open(os.path.join(self.directory, str(step), DIGEST_FILE)) as f:
+        return json.load(f).get("extra")
+    except (OSError, ValueError, AttributeError):
+      return None
+
+  def set_aside_after(self, step: int) -> list[str]:
+    """Moves the checkpoints past ``step`` aside to ``<step>.ahead``.
+
+    For a run that resumes from an older step than its newest (a sweep
+    group resuming from the step all its members hold): the steps past it
+    will be saved again, and nothing is deleted. Returns the new names.
+    """
+    moved = []
+    for s in self.all_steps():
+      if s > step:
+        path = os.path.join(self.directory, str(s))
+        target, n = f"{path}.ahead", 1
+        while os.path.exists(target):
+          n += 1
+          target = f"{path}.ahead{n}"
+        os.replace(path, target)
+        moved.append(os.path.basename(target))
+    if moved:
+      self._manager.reload()
+    return moved
 
   def restore_or(self, state):
     """``(state, step)``: the latest intact checkpoint, or ``state`` at 0.
@@ -163,9 +172,7 @@ class Checkpointer:
     if step not in self._manager.all_steps():
       raise CheckpointError(
           f"no checkpoint of step {step} in {self.directory} (kept: "
-          f"{sorted(self._manager.all_steps())}); the members of a sweep "
-          "group were saved at different steps. Rerun with --overwrite to "
-          "start the sweep over.")
+          f"{sorted(self._manager.all_steps())}).")
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
     try:
       restored = self._manager.restore(
@@ -232,7 +239,7 @@ class ProcessLocalCheckpointer:
     """Whether ``<step>.npz`` reads back equal to its stored digest."""
     try:
       with np.load(os.path.join(self.directory, f"{step}.npz")) as data:
-        names = sorted(k for k in data.files if k != "digest")
+        names = sorted(k for k in data.files if k.isdigit())
         stored = (json.loads(str(data["digest"])) if "digest" in data.files
                   else None)
         return stored is None or stored == digest([data[k] for k in names])
@@ -290,12 +297,13 @@ class ProcessLocalCheckpointer:
   def all_steps(self) -> list[int]:
     return self._steps()
 
-  def save(self, step: int, state) -> None:
+  def save(self, step: int, state, extra: dict | None = None) -> None:
     leaves = [np.asarray(x) for x in
               jax.device_get(jax.tree_util.tree_leaves(state))]
     tmp = os.path.join(self.directory, f".{step}.tmp.npz")
     with open(tmp, "wb") as f:
       np.savez(f, digest=np.array(json.dumps(digest(leaves))),
+               extra=np.array(json.dumps(extra)),
                **{f"{i:05d}": x for i, x in enumerate(leaves)})
       f.flush()
       os.fsync(f.fileno())
@@ -303,6 +311,14 @@ class ProcessLocalCheckpointer:
     _sync_dir(self.directory)
     for old in self._steps()[:-self.max_to_keep]:
       os.remove(os.path.join(self.directory, f"{old}.npz"))
+
+  def extra(self, step: int) -> dict | None:
+    try:
+      with np.load(os.path.join(self.directory, f"{step}.npz")) as data:
+        return (json.loads(str(data["extra"])) if "extra" in data.files
+                else None)
+    except Exception:  # pylint: disable=broad-except
+      return None
 
   def restore_at(self, step: int, state):
     """The checkpoint of ``step``, checked against its digest."""

@@ -19,6 +19,7 @@ import os
 import sys
 
 from dni_jax.errors import WorkdirError
+from dni_jax.training.files import write_atomic
 
 
 def read_metrics(path: str, warn: bool = True) -> list[dict]:
@@ -54,15 +55,6 @@ def read_metrics(path: str, warn: bool = True) -> list[dict]:
   return records
 
 
-def _write_atomic(path: str, lines: list[str]) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.writelines(lines)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 class MetricsLog:
   """Appends records to ``path``; starts from the records up to ``resume_step``.
 
@@ -73,7 +65,7 @@ class MetricsLog:
   def __init__(self, path: str, resume_step: int = 0):
     self.path = path
     self.records = [r for r in read_metrics(path) if r["step"] <= resume_step]
-    _write_atomic(path, [json.dumps(r) + "\n" for r in self.records])
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in self.records))
 
   def write(self, step: int, split: str, metrics: dict) -> None:
     record = {"step": int(step), "split": split}

@@ -7,8 +7,10 @@ does everything else, the same way for all of them:
 
 - the workdir, ``config.json`` and Orbax checkpoints in ``checkpoints/``; a
   workdir made by another config is refused (``dni_jax.training.workdir``);
-- exact resumption from the last checkpoint (``metrics.jsonl`` is cut back to
-  the step resumed from, so it equals the file of an uninterrupted run); a
+- a lock on the workdir (``files.WorkdirLock``): a second process is refused;
+- exact resumption from the last intact checkpoint (``metrics.jsonl`` is cut
+  back to the step resumed from, and the train averages' unwritten sums are
+  saved with every checkpoint, so the file equals an uninterrupted run's); a
   finished run says so and returns its summary;
 - metrics to ``metrics.jsonl`` and to TensorBoard event files;
 - the host loop, which dispatches step ``n+1`` before reading step ``n``'s
@@ -42,6 +44,7 @@ import ml_collections
 
 from dni_jax.errors import RunInterrupted
 from dni_jax.errors import TrainingDivergedError
+from dni_jax.training import files
 from dni_jax.training import workdir as workdir_lib
 from dni_jax.training.checkpoint import Checkpointer
 from dni_jax.training.checkpoint import ProcessLocalCheckpointer
@@ -195,6 +198,23 @@ class Recorder:
   def close(self) -> None:
     self.events.close()
 
+  def flush_events(self) -> None:
+    """Writes TensorBoard's buffer (at every checkpoint)."""
+    self.events.flush()
+
+  def interval_state(self) -> dict:
+    """The train averages' unwritten sums, saved with a checkpoint so that a
+    resumed run writes the averages an uninterrupted one would."""
+    return {"sums": dict(self.sums), "counts": dict(self.counts),
+            "count": self.count}
+
+  def restore_interval(self, saved: dict | None) -> None:
+    """Continues the interval saved with the checkpoint resumed from."""
+    if saved:
+      self.sums = {k: float(v) for k, v in saved["sums"].items()}
+      self.counts = {k: int(v) for k, v in saved["counts"].items()}
+      self.count = int(saved["count"])
+
   def flush_train(self, step: int) -> None:
     """Writes the interval's train averages and prints the progress line."""
     if not self.count:
@@ -264,6 +284,12 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
     ``loop.summarize(records, seconds)`` plus ``stopped_early`` (whether
     ``loop.should_stop`` ended the run).
   """
+  workdir_lib.check_writable(workdir)
+  with files.WorkdirLock(workdir, f"training {config.method}"):
+    return _run_locked(loop, config, workdir, overwrite)
+
+
+def _run_locked(loop: Loop, config, workdir: str, overwrite: bool) -> dict:
   workdir_lib.prepare(workdir, config, overwrite)
   directory = os.path.join(workdir, "checkpoints")
   checkpointer = (ProcessLocalCheckpointer(directory)
@@ -281,6 +307,8 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
   if start_step:
     print(f"[{config.method}] resuming from step {start_step} in {workdir}")
   recorder = Recorder(config, workdir, start_step, checkpointer, loop)
+  if start_step:
+    recorder.restore_interval(checkpointer.extra(start_step))
   _, stop_reason = train_steps_closing(loop, config, state, start_step,
                                        recorder)
   summary = loop.summarize(recorder.log.records,
@@ -346,7 +374,8 @@ def train_steps(loop: Loop, config, state, start_step: int,
     if at(config.checkpoint_every) or stop_reason:
       if not all_finite(state):
         recorder.diverged(done, "a parameter or optimiser state is NaN/Inf")
-      checkpointer.save(done, state)
+      checkpointer.save(done, state, extra=recorder.interval_state())
+      recorder.flush_events()
     if stop_reason:
       print(f"[{config.method}] early stop at step {done}: {stop_reason}",
             flush=True)

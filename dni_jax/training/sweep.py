@@ -25,6 +25,7 @@ bit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -36,7 +37,9 @@ import numpy as np
 
 from dni_jax.errors import ConfigError
 from dni_jax.training import batching
+from dni_jax.training import checkpoint as checkpoint_lib
 from dni_jax.training import experiment
+from dni_jax.training import files
 from dni_jax.training import loops
 from dni_jax.training import run as run_lib
 from dni_jax.training import workdir as workdir_lib
@@ -190,6 +193,23 @@ class _GroupRecorder:
     for r in self.recorders:
       r.close()
 
+  def flush_events(self):
+    for r in self.recorders:
+      r.flush_events()
+
+  def interval_state(self) -> list[dict]:
+    """Each member's unwritten train sums (saved with its checkpoint)."""
+    return [{"sums": {k: float(v[i]) for k, v in self.sums.items()},
+             "counts": dict(self.counts), "count": self.count}
+            for i in range(len(self.recorders))]
+
+  def restore_interval(self, saved: list) -> None:
+    if saved and all(saved):
+      self.sums = {k: np.array([m["sums"][k] for m in saved], np.float64)
+                   for k in saved[0]["sums"]}
+      self.counts = {k: int(v) for k, v in saved[0]["counts"].items()}
+      self.count = int(saved[0]["count"])
+
   @property
   def log(self):  # early stopping is per run; a group has none
     return self.recorders[0].log
@@ -201,9 +221,10 @@ class _GroupCheckpointer:
   def __init__(self, checkpointers):
     self.checkpointers = checkpointers
 
-  def save(self, step, state):
+  def save(self, step, state, extra=None):
     for i, c in enumerate(self.checkpointers):
-      c.save(step, batching.unstack(state, i))
+      c.save(step, batching.unstack(state, i),
+             extra=None if extra is None else extra[i])
 
   def latest_step(self):
     steps = [c.latest_step() for c in self.checkpointers]
@@ -226,8 +247,29 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
   finished is not trained again; otherwise every member resumes from the
   last step that all of them have a checkpoint of.
   """
-  configs = [m.config for m in group]
   dirs = [os.path.join(workdir, m.name) for m in group]
+  with contextlib.ExitStack() as locks:
+    for d, m in zip(dirs, group):
+      workdir_lib.check_writable(d)
+      locks.enter_context(files.WorkdirLock(d, f"sweep member {m.name}"))
+    return _run_group_locked(group, dirs, overwrite)
+
+
+def _common_start(checkpointers, names) -> int:
+  """The newest step every member holds; later ones are set aside."""
+  steps = [c.all_steps() for c in checkpointers]
+  start = checkpoint_lib.common_step(steps) or 0
+  for c, name, own in zip(checkpointers, names, steps):
+    moved = c.set_aside_after(start)
+    if moved:
+      print(f"[sweep] {name}: resuming from step {start}, the newest step "
+            f"every member of its group holds (its own: {own}); set aside "
+            f"in {c.directory}: {', '.join(moved)}", flush=True)
+  return start
+
+
+def _run_group_locked(group, dirs, overwrite):
+  configs = [m.config for m in group]
   for d, c in zip(dirs, configs):
     workdir_lib.prepare(d, c, overwrite)
   checkpointers = _GroupCheckpointer(
@@ -240,7 +282,8 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
                    for m, c, d, s in zip(group, configs, dirs, steps)}
       checkpointers.close()
       return summaries
-    start_step = min(steps)
+    start_step = _common_start(checkpointers.checkpointers,
+                               [m.name for m in group])
     state = loop.init()
     if start_step:
       state = batching.Placement(len(group)).members(batching.stack([
@@ -258,6 +301,9 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
   name = (f"{group[0].name} … {group[-1].name}" if len(group) > 1
           else group[0].name)
   recorder = _GroupRecorder(recorders, checkpointers, name)
+  if start_step:
+    recorder.restore_interval([c.extra(start_step)
+                               for c in checkpointers.checkpointers])
   config = ml_collections.ConfigDict(configs[0].to_dict())
   config.method = f"{configs[0].method} ×{len(group)}"
   run_lib.train_steps_closing(loop, config, state, start_step, recorder)
@@ -309,6 +355,11 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
                       "new --workdir.")
   sweep_groups = groups(sweep_members)
   print(plan(sweep_groups, workdir), flush=True)
+  with files.WorkdirLock(workdir, "a sweep"):
+    return _run_groups(sweep_groups, workdir, overwrite)
+
+
+def _run_groups(sweep_groups, workdir, overwrite):
   summaries = {}
   for group in sweep_groups:
     names = ", ".join(m.name for m in group)

@@ -27,6 +27,11 @@ class EventLog:
       if math.isfinite(value):
         self._writer.add_scalar(f"{split}/{name}", value, int(step))
 
+  def flush(self) -> None:
+    """Writes what is buffered (the run calls it at every checkpoint, so a
+    killed run's event file holds every scalar up to its last checkpoint)."""
+    self._writer.flush()
+
   def close(self) -> None:
     self._writer.close()
 

@@ -18,6 +18,7 @@ import shutil
 import ml_collections
 
 from dni_jax.errors import WorkdirError
+from dni_jax.training import files
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -188,8 +189,14 @@ def prepare(workdir: str, config: ml_collections.ConfigDict,
           "--overwrite to delete them and start over there.")
     _announce_clear(workdir, f"no {CONFIG_FILE}, config unknown")
     clear(workdir)
-  with open(path, "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  text = config.to_json_best_effort(indent=2)
+  try:
+    with open(path) as f:
+      unchanged = f.read() == text
+  except OSError:
+    unchanged = False
+  if not unchanged:  # atomic: a kill never leaves it empty or half written
+    files.write_atomic(path, text)
 
 
 def _tuples(tree):
@@ -231,5 +238,5 @@ def read_summary(workdir: str) -> dict | None:
 
 
 def write_summary(workdir: str, summary: dict) -> None:
-  with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
-    json.dump(summary, f, indent=2)
+  files.write_atomic(os.path.join(workdir, SUMMARY_FILE),
+                     json.dumps(summary, indent=2))
