@@ -71,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.opt.clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 
   config.parallel = ml_collections.ConfigDict()
-  # Stages on separate devices (REFERENCE.md §6): 0 = one device, no pipeline;
+  # Stages on separate devices (docs/method.md): 0 = one device, no pipeline;
   # K > 0 = a pipeline over K devices (fake CPU devices, GPUs, or the
   # processes of experiments.launch). dni/cdni: the DNI pipeline (a step is a
   # tick: every device updates on a micro-batch of batch_size); backprop:

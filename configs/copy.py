@@ -8,7 +8,7 @@ sequence length grows by one whenever the error over the last
 ``data.check_every`` steps is under 0.15 bits per episode; the score is the
 longest length N solved (``max_length_solved`` in metrics.jsonl and the
 table; the paper counts T_task = N + 3). Generated data, no download.
-REFERENCE.md §3.
+The method: docs/method.md.
 
 Expected: longest length solved at T = 3: BPTT 1, DNI 3, DNI+Aux 2 (T = 2:
 1 / 2 / 1; T = 5: 3 / 3 / 3), every seed alike, after 100k windows

@@ -1,4 +1,4 @@
-"""Fields shared by the sequence tasks (recurrent DNI, REFERENCE.md §3).
+"""Fields shared by the sequence tasks (recurrent DNI, docs/method.md).
 
 Not an experiment itself: copy.py, repeat_copy.py and ptb_char.py start from
 it. An LSTM(256) trained on windows of ``unroll`` steps by truncated BPTT,

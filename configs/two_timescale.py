@@ -11,8 +11,8 @@ synthetic gradient on its state), ``locked`` (A updates only when B's true
 gradient arrives, every k steps, by BPTT over them) and ``bptt`` (full BPTT
 through both over a step's ``timescale.ticks`` ticks). Generated digits by
 default (no download); ``--config.data.name=mnist`` with ``data.dir`` (or
-tensorflow-datasets) for MNIST digits. This is not the paper's system
-(REFERENCE.md §3.2), where A counts odd digits every k steps and B counts
+tensorflow-datasets) for MNIST digits. This is not the paper's system,
+where A counts odd digits every k steps and B counts
 3s over k² steps from a message A sends.
 
 Expected, MNIST digits, 2k steps (3 seeds, docs/results.md): a documented

@@ -21,6 +21,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cli
+
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "The run's folder (or give it as the only argument).")
 _JSON = flags.DEFINE_bool("json", False, "Print the results as one JSON "
@@ -28,24 +30,7 @@ _JSON = flags.DEFINE_bool("json", False, "Print the results as one JSON "
 _TRACEBACK = flags.DEFINE_bool(
     "traceback", False, "On an error, show the Python traceback too.")
 
-_HELP_FLAGS = frozenset(("--help", "-help", "-?", "--helpshort", "--helpfull"))
-
-
-def _fail(message: str, code: int = 1):
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(code)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing: one-paragraph errors; --help exits with 0."""
-  try:
-    return flags.FLAGS(argv)
-  except SystemExit as e:
-    if e.code == 1 and _HELP_FLAGS.intersection(argv[1:]):
-      sys.exit(0)
-    raise
-  except flags.Error as e:
-    _fail(f"{e} (see --help)", 2)
+_fail = cli.fail
 
 
 def _metrics_text(metrics: dict) -> str:
@@ -93,4 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

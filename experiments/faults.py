@@ -39,6 +39,8 @@ import time
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 _TRIALS = flags.DEFINE_integer("trials", 30, "Fault trials.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/dni_jax/faults",
                                "Scratch folder (emptied first).")
@@ -218,4 +220,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

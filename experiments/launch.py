@@ -27,6 +27,8 @@ import time
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 _NUM = flags.DEFINE_integer("num_processes", 2, "Processes to start.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator", None, "host:port of process 0; default 127.0.0.1 and a "
@@ -154,4 +156,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -58,6 +58,7 @@ import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-t
 
 from dni_jax.training import results  # noqa: E402
 from dni_jax.training.metrics_log import read_metrics  # noqa: E402
+from experiments import cli  # noqa: E402
 from experiments import plot_style  # noqa: E402
 from experiments.plot_style import mean_band  # noqa: E402,F401
 from experiments.plot_style import method_color  # noqa: E402,F401
@@ -347,4 +348,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

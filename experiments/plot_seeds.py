@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402  pylint: disable=g-import-not-at-top
 from dni_jax.training import results  # noqa: E402
 from dni_jax.training import tensorboard  # noqa: E402
 from dni_jax.training.metrics_log import read_metrics  # noqa: E402
+from experiments import cli  # noqa: E402
 from experiments import plot_style  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "seeds.png", "Output image file.")
@@ -195,4 +196,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -32,6 +32,7 @@ import sys
 from absl import app
 from absl import flags
 
+from experiments import cli
 from experiments import timing
 
 TABLES = ("mnist_fcn", "binary_addition", "copy", "ptb_char")
@@ -225,18 +226,5 @@ def main(argv):
   print(f"wrote {path}")
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, but --help exits with status 0 (absl's: 1)."""
-  try:
-    return flags.FLAGS(argv)
-  except SystemExit as e:
-    if e.code == 1 and {"--help", "-?", "--helpshort",
-                        "--helpfull"}.intersection(argv[1:]):
-      sys.exit(0)
-    raise
-  except flags.Error as e:
-    _fail(f"{e} (see --help)")
-
-
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -27,6 +27,8 @@ import sys
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 from dni_jax.training import results
 
 _METRICS = flags.DEFINE_list(
@@ -56,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

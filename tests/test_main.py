@@ -104,9 +104,10 @@ def test_help_lists_the_configs_and_print_config_every_field():
   assert "unroll: 5" in printed.stdout and "sg_scale: 0.1" in printed.stdout
 
 
-@pytest.mark.parametrize("module", ["experiments.sweep",
-                                    "experiments.reproduce",
-                                    "experiments.evaluate"])
+@pytest.mark.parametrize("module", [
+    "experiments.sweep", "experiments.reproduce", "experiments.evaluate",
+    "experiments.plot", "experiments.summarize", "experiments.plot_seeds",
+    "experiments.launch", "experiments.faults"])
 def test_help_of_every_entry_point_exits_zero(module):
   done = _main("--help", module=module)
   assert done.returncode == 0, done.stderr[-2000:]

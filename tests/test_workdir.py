@@ -167,3 +167,40 @@ def test_a_run_made_before_a_field_existed_still_matches_its_config(tmp_path,
   # A value that behaves differently from the old code is another config.
   with pytest.raises(WorkdirError, match=r"dni.synth_delay: 0 -> 2"):
     train.train_and_evaluate(_binary(**{"dni.synth_delay": 2}), tmp_path)
+
+
+def _tiny(method, **overrides):
+  import test_train  # pylint: disable=g-import-not-at-top
+  return test_train.tiny("binary_addition", method=method,
+                         **{"model.hidden": (8, 8), **overrides})
+
+
+def test_a_single_run_is_refused_where_a_comparison_lives(tmp_path):
+  train.train_and_evaluate(_tiny("backprop,dni"), tmp_path)
+  for overwrite in (False, True):
+    with pytest.raises(WorkdirError, match=r"holds the runs of a comparison "
+                       r"or a sweep in its folders \(backprop, dni\)"):
+      train.train_and_evaluate(_tiny("cdni"), tmp_path, overwrite)
+  assert not os.path.exists(tmp_path / "config.json")
+  # The comparison itself still resumes there.
+  train.train_and_evaluate(_tiny("backprop,dni"), tmp_path)
+
+
+def test_overwrite_lets_a_comparison_replace_a_single_run(tmp_path, capsys):
+  train.train_and_evaluate(_tiny("cdni"), tmp_path)
+  with pytest.raises(WorkdirError, match="or rerun with --overwrite"):
+    train.train_and_evaluate(_tiny("backprop,dni"), tmp_path)
+  train.train_and_evaluate(_tiny("backprop,dni"), tmp_path, True)
+  assert "--overwrite: deleting the run in" in capsys.readouterr().out
+  assert not os.path.exists(tmp_path / "config.json")
+  assert os.path.exists(tmp_path / "dni" / "config.json")
+
+
+def test_a_sweep_checks_every_members_folder_before_training(tmp_path):
+  from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
+  sweep_list = [{"method": "backprop"}, {"method": "dni"}]
+  train.train_and_evaluate(_tiny("dni", seed=7), tmp_path / "method=dni")
+  with pytest.raises(WorkdirError, match=r"method=dni holds a run made by "
+                     r"another config \(seed: 7 -> 0\)"):
+    sweep.run_sweep(_tiny("dni"), sweep_list, str(tmp_path))
+  assert not os.path.exists(tmp_path / "method=backprop")  # nothing trained

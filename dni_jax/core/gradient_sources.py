@@ -7,7 +7,7 @@ training step (``dni_jax.step``) and one test harness.
 
 - ``Backprop``: the exact reverse sweep.
 - ``SyntheticGradients``: ``δ̂_i = λ·M_i(h_i, c)`` at every boundary; every
-  stage updates from its own ``δ̂_i`` (REFERENCE.md §2); every synthesizer
+  stage updates from its own ``δ̂_i`` (docs/method.md); every synthesizer
   regresses, by ``mean_batch ‖M_i − target_i‖²``, onto the bootstrapped
   target. With ``net.per_example`` (the default) ``M_i`` works in units of
   the per-example loss: ``δ̂_i = λ·M_i/B`` and the regression target is
@@ -15,7 +15,7 @@ training step (``dni_jax.step``) and one test harness.
   ``batch["context"]``. ``oracle=True`` feeds the exact ``∂L/∂h_i`` instead of
   ``λ·M_i`` (the synthesizers still regress): the key invariant's test, and an
   upper bound for diagnostics. ``unlocked=True`` marks complete unlock
-  (REFERENCE.md §4): the step feeds every stage its synthetic input
+  (docs/method.md): the step feeds every stage its synthetic input
   ``I_i(x)`` (``dni_jax.core.synthetic_inputs``); the source is unchanged.
 - A stale interface (``stale_synth_params``): the stages are updated with the
   prediction of an older copy of the synthesizers (a slow link), while the

@@ -1,6 +1,6 @@
 """A decoupled network: a chain of stages, one synthesizer per boundary, a loss.
 
-``h_i = f_i(h_{i-1}; θ_i)``, ``h_0 = x``, loss ``L(h_N, y)`` (REFERENCE.md §1).
+``h_i = f_i(h_{i-1}; θ_i)``, ``h_0 = x``, loss ``L(h_N, y)`` (docs/method.md).
 Boundary ``i`` (``0 ≤ i < N-1``) sits after stage ``i`` (0-based) and carries the
 synthetic gradient ``δ̂_i = λ · M_i(h_{i+1}, c)``.
 """
@@ -33,7 +33,7 @@ class DecoupledNetwork:
     loss_fn: ``(outputs, labels) -> scalar``, the batch-mean task loss.
     metrics_fn: ``(outputs, labels) -> dict`` of extra scalar metrics.
     sg_scale: λ, the factor applied to every synthesizer output (1 for FF).
-    input_models: complete unlock (REFERENCE.md §4): one synthetic-input
+    input_models: complete unlock (docs/method.md): one synthetic-input
       model ``I_i(x) ≈ h_i`` per boundary (``dni_jax.core.synthetic_inputs``),
       or ``()``. Used by the unlocked methods only.
     per_example: the synthesizers predict the gradient of the *per-example*
@@ -41,7 +41,7 @@ class DecoupledNetwork:
       stage's cotangent is then ``λ·M(h, c)/B`` and ``M`` regresses onto ``B``
       times the bootstrapped target. The method is unchanged up to that
       constant, but the targets are O(1) and independent of the batch size,
-      which Adam-trained synthesizers need (with ``False``, REFERENCE.md's
+      which Adam-trained synthesizers need (with ``False``, the paper's
       literal ``δ̂ = λ·M`` ≈ ``∂L/∂h``, targets shrink as 1/B).
   """
   stages: tuple[nn.Module, ...]

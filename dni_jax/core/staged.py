@@ -57,7 +57,7 @@ def forward(net: DecoupledNetwork, stage_params: Sequence, stage_state: Sequence
     stage_state: per-stage mutable state.
     batch: ``inputs`` and ``labels``.
     rng: folded with the stage index for each stage's dropout.
-    stage_inputs: forward unlocking (REFERENCE.md §4): the inputs of stages
+    stage_inputs: forward unlocking (docs/method.md): the inputs of stages
       ``1…N-1`` (e.g. synthetic inputs ``I_i(x)``), read instead of the
       previous stage's output; ``None``: the ordinary chain.
 

@@ -1,4 +1,4 @@
-"""Stochastic (asynchronous) updates (REFERENCE.md §2, the paper's §3.3).
+"""Stochastic (asynchronous) updates (the paper's §3.3; docs/method.md).
 
 At each step every stage, and independently its synthesizer, applies its
 update only with probability ``p`` (one value, or one per stage); a stage

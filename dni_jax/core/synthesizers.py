@@ -3,7 +3,7 @@
 Every synthesizer maps an activation ``h`` of shape ``[B, ...]`` (and an
 optional context ``[B, C]``, e.g. one-hot labels for cDNI) to an array of the
 same shape as ``h``. Its output layer is zero-initialised, weights and bias, so
-the first synthetic gradient is exactly zero (REFERENCE.md §2): lower stages
+the first synthetic gradient is exactly zero (docs/method.md): lower stages
 start with "no update" rather than with noise.
 
 - ``LinearSynthesizer``: one linear map on the flattened activation, the

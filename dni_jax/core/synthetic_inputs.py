@@ -1,4 +1,4 @@
-"""Synthetic inputs: forward unlocking and complete unlock (REFERENCE.md §4).
+"""Synthetic inputs: forward unlocking and complete unlock (docs/method.md).
 
 An *input model* ``I_i(x) ≈ h_i`` per boundary predicts, from the data
 ``x`` alone, the activation that stage ``i`` hands to stage ``i+1``. It

@@ -1,6 +1,6 @@
 """Recurrent DNI: truncated BPTT with a synthetic gradient at the boundary.
 
-REFERENCE.md §3. The core runs over consecutive windows of ``T`` steps; the
+docs/method.md. The core runs over consecutive windows of ``T`` steps; the
 state carries from window to window behind ``stop_gradient``. For one window,
 per example ``b`` (``s₀`` the carried start state, ``s_T`` the end state)::
 

@@ -1,4 +1,4 @@
-"""Two networks at two timescales, joined by a DNI (REFERENCE.md §3, multi-network).
+"""Two networks at two timescales, joined by a DNI (a variant of the paper's multi-network system).
 
 Network A ticks every step on its input stream (``x_t``, e.g. one digit
 image) with a task of its own (``y_t``); network B ticks every ``k`` steps,

@@ -5,7 +5,7 @@ nothing of DNI: any method (backprop, DNI, cDNI) runs them stage by stage. The
 classifier head is part of the last stage, so a network of ``depth`` stages has
 ``depth - 1`` synthetic-gradient boundaries.
 
-- FCN (REFERENCE.md §2): stages Linear→BN→ReLU of 256 units.
+- FCN (docs/method.md): stages Linear→BN→ReLU of 256 units.
 - CNN: stages 5×5 conv→BN→ReLU→max-pool (3×3, stride 2) of 128 filters.
 """
 

@@ -2,9 +2,10 @@
 
 The core's state is one flat array ``[B, S]``: ``concat(c, h)`` for the LSTM
 (``S = 2·hidden``), ``h`` for the vanilla RNN (``S = hidden``). The synthetic
-gradient covers the whole state (REFERENCE.md §3: "for an LSTM the SG covers
-(c, h) concatenated"), so one flat array keeps the synthesizer, the carried
-state and the bootstrapped target the same shape.
+gradient covers the whole state ``(c, h)`` concatenated, so one flat array
+keeps the synthesizer, the carried state and the bootstrapped target the same
+shape. (The paper feeds the LSTM's output ``h`` alone to the synthetic-
+gradient model; see docs/results.md, Penn Treebank, known gaps.)
 
 ``RecurrentCore`` is one time step: ``core.apply(params, state, x_t) ->
 (new_state, logits_t)``; ``dni_jax.core.recurrent.unroll`` scans it over a

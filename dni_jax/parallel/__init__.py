@@ -1,4 +1,4 @@
-"""Decoupled stages on separate devices and processes (REFERENCE.md §6).
+"""Decoupled stages on separate devices and processes (docs/method.md).
 
 - ``placement``: which consecutive stages each device holds.
 - ``group``: one device's share: its tick of the DNI pipeline, its forward

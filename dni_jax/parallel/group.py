@@ -5,7 +5,7 @@ optimiser states) and what arrived at the device this tick; the pipeline
 (``dni_jax.parallel.pipeline``) jits one per device and moves the results
 between devices.
 
-- ``dni_tick``: REFERENCE.md §6, one tick of device ``k`` of the DNI
+- ``dni_tick``: docs/method.md, one tick of device ``k`` of the DNI
   pipeline. Forward of the micro-batch that arrived, synthetic gradients at
   every boundary the device holds, an immediate update of its stages
   (inside the device: §2, synchronously), the bootstrapped target of the
@@ -153,7 +153,7 @@ def _loss_stage(net, state, group, h, labels, rng):
 def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
              target_valid, *, net: DecoupledNetwork, group: Group, source,
              optimizers: Optimizers, num_outputs: int):
-  """One tick of device ``group.index`` of the DNI pipeline (REFERENCE §6).
+  """One tick of device ``group.index`` of the DNI pipeline (docs/method.md).
 
   Args:
     state: the device's state.

@@ -1,6 +1,6 @@
 """Stages on separate devices: the DNI pipeline and the backprop pipeline.
 
-REFERENCE.md §6. ``K`` devices in a chain, device ``k`` holding the stage
+docs/method.md. ``K`` devices in a chain, device ``k`` holding the stage
 group ``k`` (``dni_jax.parallel.placement``). The data is a stream of
 micro-batches ``m = 0, 1, …`` (each ``batch(m)``, labels included).
 
@@ -24,9 +24,8 @@ micro-batches ``m = 0, 1, …`` (each ``batch(m)``, labels included).
 The last device computes the loss and updates with the true gradient; its
 input cotangent is the true ``∂L/∂h`` at the last boundary. After ``K−1``
 ticks every device works at every tick; none waits for a later device's
-backward pass. A target is two ticks old when it is used (one round trip:
-REFERENCE.md §6 says one tick; with transfers that arrive at the next tick,
-as it also says, the round trip takes two).
+backward pass. A target is two ticks old when it is used: with transfers
+that arrive at the next tick, one round trip takes two ticks.
 
 **Backprop pipeline** (``BackpropPipeline.step``): GPipe fill–drain. The
 global batch is split into ``M`` micro-batches; ``M + K − 1`` forward ticks
@@ -193,7 +192,7 @@ class _Pipeline:
 
 
 class DNIPipeline(_Pipeline):
-  """The DNI pipeline: every device updates at every tick (REFERENCE §6).
+  """The DNI pipeline: every device updates at every tick (docs/method.md).
 
   State (``init``): ``{"groups": {k: GroupState}, "inbox_fwd": {k: [1, B,
   A]}, "inbox_bwd": {...}}`` for the local devices: the in-flight
@@ -302,7 +301,7 @@ class DNIPipeline(_Pipeline):
 
 
 class BackpropPipeline(_Pipeline):
-  """GPipe fill–drain over ``num_microbatches`` micro-batches (REFERENCE §6).
+  """GPipe fill–drain over ``num_microbatches`` micro-batches (docs/method.md).
 
   ``example`` is one micro-batch. State: ``{"groups": {k: GroupState}}``
   (between steps nothing is in flight).

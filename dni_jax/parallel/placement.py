@@ -4,7 +4,7 @@ A placement cuts the ``N`` stages of a ``DecoupledNetwork`` into ``K``
 groups of consecutive stages, group ``k`` on device ``k``. Device ``k`` holds
 its stages' parameters, mutable state and optimiser states, the synthesizers
 of the boundaries inside its group, and the synthesizer at its output
-boundary (every group but the last), with theirs (REFERENCE.md §6).
+boundary (every group but the last), with theirs (docs/method.md).
 """
 
 from __future__ import annotations

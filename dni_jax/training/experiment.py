@@ -191,7 +191,7 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
   _require(not (d.synth_delay or unlocked) or not config.parallel.num_devices,
            "dni.synth_delay and the unlocked methods run on one device; "
            "set parallel.num_devices=0 (the pipeline has its own, fixed "
-           "staleness: REFERENCE.md §6).")
+           "staleness: docs/method.md).")
   if not unlocked:
     return
   _require(d.input_model in INPUT_MODELS,

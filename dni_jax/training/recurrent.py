@@ -1,4 +1,4 @@
-"""The training loop of the sequence tasks (recurrent DNI, REFERENCE.md §3).
+"""The training loop of the sequence tasks (recurrent DNI, docs/method.md).
 
 One run trains ``config.method`` (bptt, dni or dni_aux) for
 ``config.num_steps`` windows of ``config.unroll`` steps, with the run

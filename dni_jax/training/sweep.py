@@ -353,6 +353,8 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
     raise ConfigError(f"--workdir={workdir} holds a single run; a sweep "
                       "writes each member into <workdir>/<member>: choose a "
                       "new --workdir.")
+  for m in sweep_members:  # every member's folder, before any trains
+    workdir_lib.check(os.path.join(workdir, m.name), m.config, overwrite)
   sweep_groups = groups(sweep_members)
   print(plan(sweep_groups, workdir), flush=True)
   with files.WorkdirLock(workdir, "a sweep"):

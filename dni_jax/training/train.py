@@ -17,6 +17,7 @@ import ml_collections
 
 from dni_jax.errors import WorkdirError
 from dni_jax.training import experiment
+from dni_jax.training import files
 from dni_jax.training import loops
 from dni_jax.training import report
 from dni_jax.training import run as run_lib
@@ -42,10 +43,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if len(names) > 1:
     workdir_lib.check_writable(workdir)
     if workdir_lib.has_run(workdir):
-      raise WorkdirError(
-          f"--workdir={workdir} holds a single-method run, and a comparison "
-          f"of {len(names)} methods writes each into {workdir}/<method>; "
-          "choose a new --workdir for the comparison.")
+      if not overwrite:
+        raise WorkdirError(
+            f"--workdir={workdir} holds a single-method run, and a "
+            f"comparison of {len(names)} methods writes each into "
+            f"{workdir}/<method>; choose a new --workdir for the comparison, "
+            "or rerun with --overwrite to delete that run.")
+      with files.WorkdirLock(workdir, "--overwrite"):
+        workdir_lib.overwrite_run(
+            workdir, f"a single-method run, where a comparison of "
+            f"{len(names)} methods goes")
   is_recurrent = experiment.is_recurrent(config)
   is_two_timescale = experiment.is_two_timescale(config)
   loop_module = loops.loop_module(config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 
 import ml_collections
@@ -112,6 +113,23 @@ def _announce_clear(workdir: str, why: str) -> None:
         "starting over there.", flush=True)
 
 
+def nested_runs(workdir: str) -> list[str]:
+  """Folders of ``workdir`` that hold runs of their own (a comparison's
+  methods, a sweep's members); a pipeline's ``process_<i>`` not counted."""
+  try:
+    names = sorted(os.listdir(workdir))
+  except OSError:
+    return []
+  return [n for n in names if not re.fullmatch(r"process_\d+", n) and
+          os.path.isfile(os.path.join(workdir, n, CONFIG_FILE))]
+
+
+def overwrite_run(workdir: str, why: str) -> None:
+  """``--overwrite``: says what it deletes, then deletes the run's files."""
+  _announce_clear(workdir, why)
+  clear(workdir)
+
+
 def has_run(workdir: str) -> bool:
   """Whether ``workdir`` holds files of a run."""
   return bool(_run_paths(workdir))
@@ -143,6 +161,56 @@ def check_writable(workdir: str) -> None:
         "folder you can write to.") from e
 
 
+def _difference(path: str, config) -> tuple[list[str], str]:
+  """The fields in which ``config`` differs from the run's ``config.json``
+  at ``path``, and their description."""
+  new = config_fields(config)
+  try:
+    with open(path) as f:
+      old = _flatten(json.load(f))
+  except (OSError, ValueError) as e:
+    reason = f"unreadable {CONFIG_FILE} ({e})"
+    return [reason], reason
+  fields = differing_fields(old, new)
+  return fields, _describe(fields, old, new)
+
+
+def check(workdir: str, config: ml_collections.ConfigDict,
+          overwrite: bool = False) -> None:
+  """Raises the ``WorkdirError`` that ``prepare`` would, writing nothing
+  (a sweep checks every member's folder before any member trains)."""
+  if not os.path.isdir(workdir):
+    if os.path.exists(workdir):
+      check_writable(workdir)  # a file in the way: its error
+    return
+  path = os.path.join(workdir, CONFIG_FILE)
+  if os.path.exists(path):
+    if overwrite:
+      return
+    fields, what = _difference(path, config)
+    if fields:
+      raise WorkdirError(
+          f"--workdir={workdir} holds a run made by another config ({what}). "
+          "Its checkpoints and metrics are left as they are. Choose a new "
+          "--workdir for this config, or rerun with --overwrite to delete "
+          f"that run and start over there. (Fields that may change on "
+          f"resume: {', '.join(RESUMABLE)}.)")
+  elif nested_runs(workdir):
+    runs = nested_runs(workdir)
+    raise WorkdirError(
+        f"--workdir={workdir} holds the runs of a comparison or a sweep in "
+        f"its folders ({', '.join(runs[:6])}{' ...' if len(runs) > 6 else ''}"
+        "); a single run written beside them would mix with them, and "
+        "--overwrite does not delete them. Choose a new --workdir, or "
+        f"{workdir}/<name> to resume one of them.")
+  elif has_run(workdir) and not overwrite:
+    raise WorkdirError(
+        f"--workdir={workdir} holds checkpoints or metrics but no "
+        f"{CONFIG_FILE}, so the config that made them is unknown; they are "
+        "left as they are. Choose a new --workdir, or rerun with "
+        "--overwrite to delete them and start over there.")
+
+
 def prepare(workdir: str, config: ml_collections.ConfigDict,
             overwrite: bool = False) -> None:
   """Checks that ``config`` may train in ``workdir``; writes ``config.json``.
@@ -158,37 +226,14 @@ def prepare(workdir: str, config: ml_collections.ConfigDict,
       (and ``overwrite`` is false). Nothing is changed on disk then.
   """
   check_writable(workdir)
+  check(workdir, config, overwrite)
   path = os.path.join(workdir, CONFIG_FILE)
-  new = config_fields(config)
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        old = _flatten(json.load(f))
-    except (OSError, ValueError) as e:
-      old, fields = None, [f"unreadable {CONFIG_FILE} ({e})"]
-    else:
-      fields = differing_fields(old, new)
-    if fields and not overwrite:
-      what = (_describe(fields, old, new) if old is not None else fields[0])
-      raise WorkdirError(
-          f"--workdir={workdir} holds a run made by another config ({what}). "
-          "Its checkpoints and metrics are left as they are. Choose a new "
-          "--workdir for this config, or rerun with --overwrite to delete "
-          f"that run and start over there. (Fields that may change on "
-          f"resume: {', '.join(RESUMABLE)}.)")
+  if overwrite and os.path.exists(path):
+    fields, what = _difference(path, config)
     if fields:
-      _announce_clear(workdir, "made by another config: " + (
-          _describe(fields, old, new) if old is not None else fields[0]))
-      clear(workdir)
-  elif has_run(workdir):
-    if not overwrite:
-      raise WorkdirError(
-          f"--workdir={workdir} holds checkpoints or metrics but no "
-          f"{CONFIG_FILE}, so the config that made them is unknown; they are "
-          "left as they are. Choose a new --workdir, or rerun with "
-          "--overwrite to delete them and start over there.")
-    _announce_clear(workdir, f"no {CONFIG_FILE}, config unknown")
-    clear(workdir)
+      overwrite_run(workdir, "made by another config: " + what)
+  elif overwrite and has_run(workdir):
+    overwrite_run(workdir, f"no {CONFIG_FILE}, config unknown")
   text = config.to_json_best_effort(indent=2)
   try:
     with open(path) as f:
