@@ -22,13 +22,12 @@ not exist, one without runs) are one paragraph starting with ``error:``.
 
 from __future__ import annotations
 
-import sys
-
 from absl import app
 from absl import flags
 
 from experiments import cli
 
+from dni_jax.errors import DNIError
 from dni_jax.training import results
 
 _METRICS = flags.DEFINE_list(
@@ -38,21 +37,16 @@ _SCALE = flags.DEFINE_float(
     "scale", 1.0, "Multiply every value (e.g. 100 for errors in percent).")
 
 
-def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(1)
-
-
 def main(argv):
   if len(argv) != 2:
-    _fail("give one folder: python -m experiments.summarize DIR "
-          f"[--metrics=error] [--split=test] (got {len(argv) - 1}).")
+    cli.fail("give one folder: python -m experiments.summarize DIR "
+             f"[--metrics=error] [--split=test] (got {len(argv) - 1}).")
   root = argv[1]
   try:
     rows = results.summarize(root, _SPLIT.value, tuple(_METRICS.value),
                              _SCALE.value)
-  except FileNotFoundError as e:
-    _fail(str(e))
+  except (FileNotFoundError, DNIError) as e:
+    cli.fail(str(e))
   print(results.markdown(rows))
   results.write_summary(root, rows)
 

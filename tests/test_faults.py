@@ -380,3 +380,41 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_tensorboard(tmp_path):
   steps = [s for s, _ in tensorboard.read_scalars(str(events[0]))[
       "train/loss"]]
   assert steps and max(steps) >= 20  # flushed at the checkpoint, not lost
+
+
+def test_summarize_reads_a_cut_metrics_file_and_names_a_damaged_one(
+    tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parent.parent
+  config = test_train.tiny("binary_addition", method="dni", num_steps=4)
+  train.train_and_evaluate(config, str(tmp_path / "run"))
+  path = tmp_path / "run" / "metrics.jsonl"
+  with open(path, "a") as f:
+    f.write('{"step": 5, "spl')
+
+  def summarize():
+    return subprocess.run([sys.executable, "-m", "experiments.summarize",
+                           str(tmp_path)], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+  done = summarize()
+  assert done.returncode == 0, done.stderr
+  assert "last line is cut short" in done.stderr
+  path.write_text('{"st\n' + path.read_text())
+  done = summarize()
+  assert done.returncode == 1 and "Traceback" not in done.stderr
+  assert done.stderr.startswith("error: ") and "line 1" in done.stderr
+
+
+def test_random_kills_and_damage_end_exact_or_refused(tmp_path):
+  """A few trials of experiments.faults (many more: run the script)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parent.parent
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.faults", "--trials=3", "--seed=3",
+       "--steps=240", "--checkpoint_every=40", "--log_every=15",
+       "--kinds=kill,kill+flip,two_writers", f"--workdir={tmp_path}"],
+      cwd=root, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+  assert "lost: 0" in done.stdout
