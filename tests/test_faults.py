@@ -418,3 +418,22 @@ def test_random_kills_and_damage_end_exact_or_refused(tmp_path):
       cwd=root, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
   assert "lost: 0" in done.stdout
+
+
+def test_a_save_killed_before_its_digest_is_not_trusted(tmp_path, capsys):
+  ckpt = Checkpointer(tmp_path / "ck")
+  ckpt.save(2, _state(2.0), extra={"count": 1})
+  ckpt.save(4, _state(4.0), extra={"count": 3})
+  ckpt.close()
+  # A kill between Orbax's commit and the digest: the marker stays, the
+  # digest (and the train sums saved in it) never comes.
+  (tmp_path / "ck" / ".4.saving").write_text("")
+  (tmp_path / "ck" / "4" / checkpoint_lib.DIGEST_FILE).unlink()
+  ckpt = Checkpointer(tmp_path / "ck")
+  state, step = ckpt.restore_or(_state(0.0))
+  assert step == 2 and ckpt.extra(2) == {"count": 1}
+  assert "interrupted before its digest" in capsys.readouterr().err
+  assert not (tmp_path / "ck" / ".4.saving").exists()
+  ckpt.save(4, _state(4.0))
+  assert ckpt.all_steps() == [2, 4]
+  ckpt.close()

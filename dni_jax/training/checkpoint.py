@@ -25,6 +25,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dni_jax.errors import CheckpointError
+from dni_jax.training.files import signals_deferred
 from dni_jax.training.files import sync_dir as _sync_dir
 from dni_jax.training.files import write_atomic
 
@@ -69,6 +70,37 @@ def _move_aside(path: str) -> str:
   return target
 
 
+def _newest_intact(checkpointer, state, name, reload):
+  """``(state, step)`` of the newest checkpoint that restores intact.
+
+  Newer damaged ones are moved aside (``name(step)`` is a step's file or
+  folder; ``reload`` refreshes what the checkpointer knows of them), with
+  one line; if none restores, the newest's error is raised, nothing moved.
+  """
+  steps = checkpointer.all_steps()
+  if not steps:
+    return state, 0
+  damaged, first_error = [], None
+  for step in reversed(steps):
+    try:
+      restored = checkpointer.restore_at(step, state)
+    except CheckpointError as e:
+      first_error = first_error or e
+      damaged.append((step, str(e.__cause__ or e)[:200]))
+      continue
+    if damaged:
+      aside = [_move_aside(os.path.join(checkpointer.directory, name(s)))
+               for s, _ in damaged]
+      for s, _ in damaged:  # an interrupted save's marker goes with it
+        marker = os.path.join(checkpointer.directory, f".{s}.saving")
+        if os.path.exists(marker):
+          os.remove(marker)
+      reload()
+      _say_fallback(checkpointer.directory, damaged, step, aside)
+    return restored, step
+  raise first_error
+
+
 def _say_fallback(directory, damaged, step, aside) -> None:
   what = "; ".join(f"step {s}: {why}" for s, why in damaged)
   print(f"warning: damaged checkpoint in {directory} ({what}); moved aside "
@@ -94,15 +126,28 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
+  def _marker(self, step: int) -> str:
+    return os.path.join(self.directory, f".{step}.saving")
+
   def save(self, step: int, state, extra: dict | None = None) -> None:
-    """Saves ``state`` as ``step``; ``extra`` (JSON) is kept beside it."""
-    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
-    self._manager.wait_until_finished()
-    if jax.process_index() == 0:
-      write_atomic(os.path.join(self.directory, str(step), DIGEST_FILE),
-                   json.dumps({"step": int(step), "leaves": digest(
-                       jax.device_get(jax.tree_util.tree_leaves(state))),
-                               "extra": extra}))
+    """Saves ``state`` as ``step``; ``extra`` (JSON) is kept beside it.
+
+    A marker file stands beside the step from before Orbax's save until its
+    digest is written: a kill in between leaves a checkpoint that restore
+    treats as incomplete (its ``extra`` is missing), not as intact.
+    """
+    main = jax.process_index() == 0
+    with signals_deferred():  # Ctrl-C / SIGTERM wait for the save to end
+      if main:
+        write_atomic(self._marker(step), "")
+      self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      self._manager.wait_until_finished()
+      if main:
+        write_atomic(os.path.join(self.directory, str(step), DIGEST_FILE),
+                     json.dumps({"step": int(step), "leaves": digest(
+                         jax.device_get(jax.tree_util.tree_leaves(state))),
+                                 "extra": extra}))
+        os.remove(self._marker(step))
 
   def extra(self, step: int) -> dict | None:
     """The ``extra`` saved with ``step``, or ``None``."""
@@ -145,24 +190,8 @@ class Checkpointer:
       state: a freshly initialised state; gives the tree structure, shapes
         and dtypes to restore into.
     """
-    steps = self.all_steps()
-    if not steps:
-      return state, 0
-    damaged, first_error = [], None
-    for step in reversed(steps):
-      try:
-        restored = self.restore_at(step, state)
-      except CheckpointError as e:
-        first_error = first_error or e
-        damaged.append((step, str(e.__cause__ or e)[:200]))
-        continue
-      if damaged:
-        aside = [_move_aside(os.path.join(self.directory, str(s)))
-                 for s, _ in damaged]
-        self._manager.reload()
-        _say_fallback(self.directory, damaged, step, aside)
-      return restored, step
-    raise first_error
+    return _newest_intact(self, state, lambda s: str(s),
+                          self._manager.reload)
 
   def restore_at(self, step: int, state):
     """The checkpoint of ``step`` (one of the kept ones), shaped as ``state``.
@@ -185,6 +214,11 @@ class Checkpointer:
           f"{first_line}). It was made by another config or version of the "
           "code, or is damaged; it is left as it is. Choose a new --workdir, "
           "or rerun with --overwrite to delete it and start over.") from e
+    if os.path.exists(self._marker(step)):
+      raise CheckpointError(
+          f"the save of step {step} in {self.directory} was interrupted "
+          "before its digest was written; it is incomplete.") from ValueError(
+              "incomplete save (interrupted before its digest)")
     path = os.path.join(self.directory, str(step), DIGEST_FILE)
     if os.path.exists(path):
       try:
@@ -298,6 +332,10 @@ class ProcessLocalCheckpointer:
     return self._steps()
 
   def save(self, step: int, state, extra: dict | None = None) -> None:
+    with signals_deferred():  # Ctrl-C / SIGTERM wait for the save to end
+      self._save(step, state, extra)
+
+  def _save(self, step: int, state, extra: dict | None) -> None:
     leaves = [np.asarray(x) for x in
               jax.device_get(jax.tree_util.tree_leaves(state))]
     tmp = os.path.join(self.directory, f".{step}.tmp.npz")
@@ -349,23 +387,7 @@ class ProcessLocalCheckpointer:
 
   def restore_or(self, state):
     """As ``Checkpointer.restore_or``: the newest intact checkpoint."""
-    steps = self._steps()
-    if not steps:
-      return state, 0
-    damaged, first_error = [], None
-    for step in reversed(steps):
-      try:
-        restored = self.restore_at(step, state)
-      except CheckpointError as e:
-        first_error = first_error or e
-        damaged.append((step, str(e.__cause__ or e)[:200]))
-        continue
-      if damaged:
-        aside = [_move_aside(os.path.join(self.directory, f"{s}.npz"))
-                 for s, _ in damaged]
-        _say_fallback(self.directory, damaged, step, aside)
-      return restored, step
-    raise first_error
+    return _newest_intact(self, state, lambda s: f"{s}.npz", lambda: None)
 
   def close(self) -> None:
     pass

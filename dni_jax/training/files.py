@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import signal
 import socket
+import threading
 import time
 
 from dni_jax.errors import WorkdirError
@@ -31,6 +34,22 @@ def sync_dir(directory: str) -> None:
     pass
   finally:
     os.close(fd)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+  """Holds Ctrl-C and SIGTERM back until the block ends (e.g. a checkpoint
+  save, so that it is never cut by an interrupt; SIGKILL cannot be held,
+  which the checkpoints' digests cover). Only the main thread can."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  held = {signal.SIGINT, signal.SIGTERM}
+  old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+  try:
+    yield
+  finally:
+    signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def write_atomic(path: str, text: str) -> None:
