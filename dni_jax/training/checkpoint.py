@@ -61,11 +61,13 @@ def _mismatch(names, stored, restored_leaves) -> str | None:
           f"with them (first: {bad[0]})")
 
 
-def _move_aside(path: str) -> str:
-  target, n = f"{path}.damaged", 1
+def _move_aside(path: str, suffix: str = "damaged") -> str:
+  """Renames ``path`` to ``<path>.<suffix>`` (numbered if taken); returns
+  the new path. Nothing a run saved is deleted."""
+  target, n = f"{path}.{suffix}", 1
   while os.path.exists(target):
     n += 1
-    target = f"{path}.damaged{n}"
+    target = f"{path}.{suffix}{n}"
   os.replace(path, target)
   return target
 
@@ -167,13 +169,8 @@ class Checkpointer:
     moved = []
     for s in self.all_steps():
       if s > step:
-        path = os.path.join(self.directory, str(s))
-        target, n = f"{path}.ahead", 1
-        while os.path.exists(target):
-          n += 1
-          target = f"{path}.ahead{n}"
-        os.replace(path, target)
-        moved.append(os.path.basename(target))
+        moved.append(os.path.basename(
+            _move_aside(os.path.join(self.directory, str(s)), "ahead")))
     if moved:
       self._manager.reload()
     return moved
@@ -306,14 +303,9 @@ class ProcessLocalCheckpointer:
     for step in steps:
       if agreed is not None and step <= agreed and step in intact:
         continue
-      suffix = "ahead" if step in intact else "damaged"
-      path = os.path.join(self.directory, f"{step}.npz")
-      target, n = f"{path}.{suffix}", 1
-      while os.path.exists(target):
-        n += 1
-        target = f"{path}.{suffix}{n}"
-      os.replace(path, target)
-      moved.append(os.path.basename(target))
+      moved.append(os.path.basename(_move_aside(
+          os.path.join(self.directory, f"{step}.npz"),
+          "ahead" if step in intact else "damaged")))
     if moved:
       print(f"warning: process {jax.process_index()}: resuming from step "
             f"{agreed}, the newest checkpoint every process holds intact "
