@@ -49,23 +49,16 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
   # Imported here so that --help answers without jax.
-  from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
   from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
   from dni_jax.training import report  # pylint: disable=g-import-not-at-top
   try:
     if not _JSON.value:
       print(report.devices_line(), flush=True)
     results = evaluate.evaluate_workdir(workdir)
-  except DNIError as e:
-    if _TRACEBACK.value:
-      raise
-    _fail(str(e))
   except Exception as e:  # pylint: disable=broad-except
     if _TRACEBACK.value:
       raise
-    first = (str(e).strip().splitlines() or [""])[0][:400]
-    _fail(f"unexpected {type(e).__name__}: {first} (rerun with --traceback "
-          "for the full traceback)")
+    _fail(cli.error_paragraph(e))
   if _JSON.value:
     print(json.dumps(results, indent=2))
     return

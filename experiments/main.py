@@ -35,6 +35,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import cli
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIG_DIR = os.path.join(_ROOT, "configs")
 _DEFAULT_CONFIG = os.path.join(_CONFIG_DIR, "binary_addition.py")
@@ -83,9 +85,7 @@ _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index; default DNI_PROCESS_ID or 0.")
 
 
-def _fail(message: str, code: int = 1):
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(code)
+_fail = cli.fail
 
 
 def _config_path(argv) -> str:
@@ -337,7 +337,6 @@ def _run(workdir: str, action=None) -> None:
   """``action(config, workdir, overwrite)`` (default: train_and_evaluate),
   with one-paragraph errors, Ctrl-C's message and exit codes."""
   # Imported here so that --help and --list_configs answer without jax.
-  from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
   from dni_jax.parallel import distributed  # pylint: disable=g-import-not-at-top
   from dni_jax.training import host_memory  # pylint: disable=g-import-not-at-top
   from dni_jax.training import report  # pylint: disable=g-import-not-at-top
@@ -363,19 +362,10 @@ def _run(workdir: str, action=None) -> None:
                          "from the last checkpoint")
     print(f"\n{message}", file=sys.stderr, flush=True)
     sys.exit(130)
-  except DNIError as e:
-    if _TRACEBACK.value:
-      raise
-    _fail(str(e))
   except Exception as e:  # pylint: disable=broad-except
     if _TRACEBACK.value:
       raise
-    os_error = _os_error(e)
-    if os_error is not None:
-      _fail(_os_error_message(os_error, workdir))
-    first = (str(e).strip().splitlines() or [""])[0][:400]
-    _fail(f"unexpected {type(e).__name__}: {first} (rerun with --traceback "
-          "for the full traceback; checkpoints already saved are kept)")
+    cli.fail(cli.error_paragraph(e, workdir))
 
 
 def _quiet_failed_saves() -> None:
@@ -419,36 +409,6 @@ def _quiet_failed_saves() -> None:
 def _terminate(signum, frame):
   del signum, frame
   raise KeyboardInterrupt()
-
-
-def _os_error(error: BaseException):
-  """The operating system's error behind ``error`` (a full disk, a file-size
-  limit, a permission), however deep a library wrapped it, or ``None``."""
-  seen = set()
-  stack = [error]
-  while stack:
-    e = stack.pop()
-    if e is None or id(e) in seen:
-      continue
-    seen.add(id(e))
-    if isinstance(e, OSError) and e.errno is not None:
-      return e
-    stack += [e.__cause__, e.__context__,
-              *getattr(e, "exceptions", ())]  # ExceptionGroup
-  text = str(error)
-  for errno_, name in ((28, "No space left on device"),
-                       (27, "File too large"), (122, "Disk quota exceeded")):
-    if name in text:
-      return OSError(errno_, name)
-  return None
-
-
-def _os_error_message(e: OSError, workdir: str) -> str:
-  where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-  return (f"the system refused a write{where}: {e.strerror or e} [errno "
-          f"{e.errno}]. The run stopped there; the checkpoints it saved "
-          f"before are kept in {workdir}. Free space (or fix the cause) and "
-          "rerun the same command to resume from the last checkpoint.")
 
 
 def config_name() -> str:

@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import cli
 from experiments import main as main_lib
 
 _SEEDS = flags.DEFINE_integer(
@@ -37,16 +38,16 @@ def _get_sweep():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   if not hasattr(module, "get_sweep"):
-    main_lib._fail(f"{path} defines no get_sweep(); add one (a list of "  # pylint: disable=protected-access
-                   "dicts of dotted overrides) or pass --seeds=N.", 2)
+    cli.fail(f"{path} defines no get_sweep(); add one (a list of "
+             "dicts of dotted overrides) or pass --seeds=N.", 2)
   return module.get_sweep()
 
 
 def main(argv):
   if len(argv) > 1:
-    main_lib._fail(f"unexpected arguments {argv[1:]} (see --help)", 2)  # pylint: disable=protected-access
+    cli.fail(f"unexpected arguments {argv[1:]} (see --help)", 2)
   if _SEEDS.value < 0:
-    main_lib._fail(f"--seeds must be >= 0, got {_SEEDS.value}", 2)  # pylint: disable=protected-access
+    cli.fail(f"--seeds must be >= 0, got {_SEEDS.value}", 2)
   from absl import logging  # pylint: disable=g-import-not-at-top
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
