@@ -15,7 +15,6 @@ shows the Python traceback as well.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
