@@ -2,7 +2,7 @@
 
 Not an experiment itself: copy.py, repeat_copy.py and ptb_char.py start from
 it. An LSTM(256) trained on windows of ``unroll`` steps by truncated BPTT,
-DNI (a linear synthesizer on the state ``(c, h)``, λ = 0.1) or DNI+Aux, with
+DNI (a linear synthesizer on the LSTM's output ``h``, λ = 0.1) or DNI+Aux, with
 Adam and gradient clipping at norm 1, 32 parallel streams.
 """
 
@@ -16,6 +16,9 @@ def get_config():
   config.model.width = 256
   config.dni.synthesizer = "linear"
   config.dni.sg_scale = 0.1  # the paper's λ for RNNs
+  # where the synthetic gradient sits: h, the core's output (the paper's
+  # choice), or ch, the LSTM's whole state (c, h) (diverges on some seeds)
+  config.dni.sg_state = "h"
   config.dni.aux_weight = 1.0
   config.opt.learning_rate = 1e-3
   config.opt.clip_norm = 1.0

@@ -23,8 +23,8 @@ def _loss(logits, batch):
   return per_step.sum(axis=(1, 2)), {}
 
 
-def _core(cell="lstm"):
-  return rnn.RecurrentCore(cell, H, K)
+def _core(cell="lstm", sg_on="h"):
+  return rnn.RecurrentCore(cell, H, K, sg_on=sg_on)
 
 
 def _batch(seed, steps=T):
@@ -41,8 +41,8 @@ def _randomize(tree, seed, scale=0.3):
                             for k, x in zip(keys, leaves)])
 
 
-def _setup(method, cell="lstm", sg_scale=0.1, seed=0):
-  rdni = tbptt.build(method, _core(cell), _loss,
+def _setup(method, cell="lstm", sg_scale=0.1, seed=0, sg_on="h"):
+  rdni = tbptt.build(method, _core(cell, sg_on), _loss,
                      synthesizers.LinearSynthesizer(), sg_scale)
   opt = Optimizers(optax.adam(1e-2), optax.adam(1e-2))
   state = tbptt.init_train_state(rdni, opt, jax.random.PRNGKey(0), B,
@@ -97,20 +97,40 @@ def test_lambda_zero_dni_update_equals_truncated_bptt(cell):
                    new_bptt.params["params"]["rnn_cell"]) > 1e-6
 
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn"])
-def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell):
-  """Two windows, same θ, the first closed by the true ∂(future)/∂s_T."""
-  core = _core(cell)
-  _, _, state = _setup("bptt", cell)
+def _cut_cell_state(s):
+  """An LSTM state ``(c, h)`` with ``c``'s gradient stopped."""
+  c, h = jnp.split(s, 2, axis=-1)
+  return jnp.concatenate([jax.lax.stop_gradient(c), h], axis=-1)
+
+
+@pytest.mark.parametrize("cell,sg_on", [("lstm", "h"), ("lstm", "ch"),
+                                        ("rnn", "h")])
+def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell, sg_on):
+  """Two windows, same θ, the first closed by the true ∂(future)/∂h(s_T).
+
+  With the synthetic gradient on the LSTM's output ``h`` the sum is BPTT over
+  both windows with only ``c``'s carry cut at the boundary; on ``(c, h)`` (or
+  a vanilla RNN, whose state is ``h``) it is full BPTT over both windows.
+  """
+  core = _core(cell, sg_on)
+  _, _, state = _setup("bptt", cell, sg_on=sg_on)
   params, s0 = state.params, state.carry
   joined = _batch(1, steps=2 * T)
   first = jax.tree_util.tree_map(lambda x: x[:, :T], joined)
   second = jax.tree_util.tree_map(lambda x: x[:, T:], joined)
+  cut_c = cell == "lstm" and sg_on == "h"
 
-  def joined_loss(p):
-    _, _, logits = _manual_unroll(core, p, s0, joined["inputs"])
-    return _loss(logits, joined)[0].mean()
-  expected = jax.grad(joined_loss)(params)
+  def joined_loss(p, cut):
+    s_mid, _, logits1 = _manual_unroll(core, p, s0, first["inputs"])
+    if cut:
+      s_mid = _cut_cell_state(s_mid)
+    _, _, logits2 = _manual_unroll(core, p, s_mid, second["inputs"])
+    return (_loss(logits1, first)[0] + _loss(logits2, second)[0]).mean()
+  expected = jax.grad(joined_loss)(params, cut_c)
+  if cut_c:  # cutting c's carry is a real cut: the test can tell
+    full = jax.grad(joined_loss)(params, False)
+    assert _max_diff(full["params"]["rnn_cell"],
+                     expected["params"]["rnn_cell"]) > 1e-4
 
   s_mid, _, _ = recurrent.unroll(core, params, s0, first["inputs"])
   plain = tbptt.RecurrentDNI(core, _loss)
@@ -128,35 +148,40 @@ def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell):
                    expected["params"]["rnn_cell"]) > 1e-4
 
 
-@pytest.mark.parametrize("method", ["dni", "dni_aux"])
-def test_bootstrapped_target_is_dJ_dstart(method):
-  rdni, opt, state = _setup(method, sg_scale=0.3)
+@pytest.mark.parametrize("method,sg_on", [("dni", "h"), ("dni_aux", "h"),
+                                          ("dni", "ch"), ("dni_aux", "ch")])
+def test_bootstrapped_target_is_dJ_dstart(method, sg_on):
+  rdni, opt, state = _setup(method, sg_scale=0.3, sg_on=sg_on)
   batch = _batch(2)
   core, synth = rdni.core, rdni.synthesizer
+  # The part of the state the synthetic gradient sits on, written out.
+  part = (lambda s: s[..., H:]) if sg_on == "h" else (lambda s: s)
 
   def objective_b(s0_b, b):  # one example's J, written out by hand
     s0 = state.carry.at[b].set(s0_b)
     end, states, logits = _manual_unroll(core, state.params, s0,
                                          batch["inputs"])
     m_end = synth.apply({"params": state.synth_params},
-                        jax.lax.stop_gradient(end))
+                        jax.lax.stop_gradient(part(end)))
     delta = jax.lax.stop_gradient(0.3 * m_end)
-    j = _loss(logits, batch)[0] + jnp.sum(delta * end, -1)
+    j = _loss(logits, batch)[0] + jnp.sum(delta * part(end), -1)
     if core.with_aux:
       pred = core.apply(state.params, states, method="predict_aux")
+      assert pred.shape[-1] == delta.shape[-1]
       j = j + jnp.mean(jnp.sum((pred - delta[:, None]) ** 2, -1), -1)
     return j[b]
 
-  expected = jnp.stack([jax.grad(objective_b)(state.carry[b], b)
+  expected = jnp.stack([part(jax.grad(objective_b)(state.carry[b], b))
                         for b in range(B)])
   _, target, _, _ = tbptt.window_grads(rdni, state.params, state.carry, batch,
                                        state.synth_params, state.synth_state)
+  assert target.shape == (B, H if sg_on == "h" else 2 * H)
   np.testing.assert_allclose(target, expected, rtol=1e-5, atol=1e-6)
   assert np.abs(expected).max() > 1e-3
 
-  # The synthesizer regresses M(s_start) onto exactly that target.
+  # The synthesizer regresses M(h(s_start)) onto exactly that target.
   _, metrics = tbptt.train_step(state, batch, rdni=rdni, optimizers=opt)
-  m_start = synth.apply({"params": state.synth_params}, state.carry)
+  m_start = synth.apply({"params": state.synth_params}, part(state.carry))
   np.testing.assert_allclose(
       metrics["synth_loss"], jnp.sum((m_start - expected) ** 2) / B,
       rtol=1e-5)

@@ -2,16 +2,21 @@
 
 docs/method.md. The core runs over consecutive windows of ``T`` steps; the
 state carries from window to window behind ``stop_gradient``. For one window,
-per example ``b`` (``s₀`` the carried start state, ``s_T`` the end state)::
+per example ``b`` (``s₀`` the carried start state, ``s_T`` the end state,
+``h(s)`` the part of a state the synthetic gradient sits on)::
 
-  J_b = Σ_t L_{b,t} + ⟨stop_gradient(λ·M(s_T)), s_T⟩          (dni)
-        + w·(1/T) Σ_t ‖A(s_t) − stop_gradient(M(s_T))‖²          (dni_aux)
+  J_b = Σ_t L_{b,t} + ⟨stop_gradient(λ·M(h(s_T))), h(s_T)⟩          (dni)
+        + w·(1/T) Σ_t ‖A(h(s_t)) − stop_gradient(λ·M(h(s_T)))‖²       (dni_aux)
 
 and ``J = mean_b J_b``. ``∂J/∂θ`` updates the core. The synthesizer ``M``
-regresses its prediction on the start state, ``M(s₀)``, onto the bootstrapped
-target ``∂J_b/∂s₀`` (the true gradient inside the window plus the synthetic
-gradient at its end, carried back). The state is the LSTM's ``(c, h)``
-concatenated.
+regresses its prediction at the start, ``M(h(s₀))``, onto the bootstrapped
+target ``∂J_b/∂h(s₀)`` (the true gradient inside the window plus the
+synthetic gradient at its end, carried back). ``h`` is the core's
+``sg_part``: by default the LSTM's output ``h``, as in the paper, so the cell
+state ``c`` crosses the boundary with its gradient truncated, as in plain
+truncated BPTT; ``sg_on="ch"`` puts the synthetic gradient on the whole state
+``(c, h)`` instead (an unbounded ``c`` lets the linear synthetic term grow
+without bound, docs/results.md).
 
 The three methods share this one step: ``bptt`` is the window objective with
 no synthetic term (plain truncated BPTT), ``dni`` adds it, ``dni_aux`` adds the
@@ -59,14 +64,16 @@ class RecurrentDNI:
 
   Attributes:
     core: the recurrent core (``dni_jax.core.recurrent``'s protocol, e.g.
-      ``dni_jax.RecurrentCore``; ``with_aux=True`` for dni_aux).
+      ``dni_jax.RecurrentCore``; ``with_aux=True`` for dni_aux; its
+      ``sg_part`` is where the synthetic gradient sits).
     loss_fn: the task's window loss (see ``LossFn``).
     synthesizer: the synthetic-gradient model on the state, or ``None`` for
       plain truncated BPTT.
     sg_scale: λ; the synthetic gradient at the window end is ``λ·M(s_T)``.
     aux_weight: w, the weight of the Aux loss (used only if ``core.with_aux``).
     oracle_end_grad: testing hook: take the end gradient from
-      ``batch["end_grad"]`` (per-example units) instead of ``λ·M(s_T)``.
+      ``batch["end_grad"]`` (per-example units, ``[B, sg_size]``) instead of
+      ``λ·M(h(s_T))``.
   """
   core: Any
   loss_fn: LossFn
@@ -84,12 +91,17 @@ class RecurrentDNI:
 
 def build(method: str, core: Any, loss_fn: LossFn,
           synthesizer: nn.Module, sg_scale: float = 0.1,
-          aux_weight: float = 1.0) -> RecurrentDNI:
-  """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux."""
+          aux_weight: float = 1.0, sg_on: str | None = None) -> RecurrentDNI:
+  """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux.
+
+  ``sg_on`` ("h" or "ch"), if given, replaces the core's ``sg_on``.
+  """
   if method not in METHODS:
     raise ValueError(f"unknown recurrent method {method!r}; choose one of "
                      f"{METHODS}")
   core = dataclasses.replace(core, with_aux=method == "dni_aux")
+  if sg_on is not None:
+    core = dataclasses.replace(core, sg_on=sg_on)
   return RecurrentDNI(core, loss_fn,
                       None if method == "bptt" else synthesizer,
                       sg_scale, aux_weight)
@@ -142,10 +154,18 @@ def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
   if rdni.synthesizer is not None:
     if optimizers.synth is None:
       raise ValueError("dni/dni_aux need Optimizers(synth=...)")
-    sp, ss = module_state.init(rdni.synthesizer, synth_rng, carry, None)
+    sp, ss = module_state.init(rdni.synthesizer, synth_rng,
+                               sg_part(rdni, carry), None)
     state = state.replace(synth_params=sp, synth_state=ss,
                           synth_opt_state=optimizers.synth.init(sp))
   return state
+
+
+def sg_part(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
+  """The part of a state the synthetic gradient sits on (the core's
+  ``sg_part``; the whole state for a core without one)."""
+  part = getattr(rdni.core, "sg_part", None)
+  return state_BxS if part is None else part(state_BxS)
 
 
 def _synth(rdni, synth_params, synth_state, s_BxS, train: bool):
@@ -173,14 +193,15 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
   task_B, metrics = rdni.loss_fn(logits, batch)
   objective_B = task_B
   if rdni.synthesizer is not None:
+    end_sg = sg_part(rdni, end)
     if rdni.oracle_end_grad:
       sg_B = batch["end_grad"]
     else:
       m_end, _ = _synth(rdni, synth_params, synth_state,
-                        jax.lax.stop_gradient(end), train=False)
+                        jax.lax.stop_gradient(end_sg), train=False)
       sg_B = rdni.sg_scale * m_end
     sg_B = jax.lax.stop_gradient(sg_B)
-    objective_B = objective_B + jnp.sum(sg_B * end, axis=-1)
+    objective_B = objective_B + jnp.sum(sg_B * end_sg, axis=-1)
     if rdni.core.with_aux:
       pred = rdni.core.apply(params, states, method="predict_aux")
       aux_B = jnp.mean(jnp.sum(jnp.square(pred - sg_B[:, None]), -1), -1)
@@ -197,13 +218,15 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
 
 def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
                  batch: dict, synth_params=None, synth_state=None):
-  """``(∂J/∂θ, per-example ∂J_b/∂s₀, end_state, metrics)`` of one window."""
+  """``(∂J/∂θ, per-example ∂J_b/∂h(s₀), end_state, metrics)`` of one window
+  (``h(s₀)``: the part of the start state the synthetic gradient sits on;
+  the rest of ``∂J_b/∂s₀`` is truncated at the boundary)."""
   grad_fn = jax.grad(
       functools.partial(window_objective, rdni), argnums=(0, 1), has_aux=True)
   (param_grads, start_grads), (end, metrics) = grad_fn(
       params, start_BxS, batch, synth_params, synth_state)
   batch_size = start_BxS.shape[0]
-  return param_grads, batch_size * start_grads, end, metrics
+  return param_grads, batch_size * sg_part(rdni, start_grads), end, metrics
 
 
 def train_step(state: RecurrentTrainState, batch: dict, *,
@@ -227,7 +250,8 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
                       carry=jax.lax.stop_gradient(end))
   if rdni.synthesizer is not None:
     def predict(p):
-      return _synth(rdni, p, state.synth_state, start, train=True)
+      return _synth(rdni, p, state.synth_state, sg_part(rdni, start),
+                    train=True)
     pred, vjp, synth_state = jax.vjp(predict, state.synth_params, has_aux=True)
     (synth_loss,), (synth_grads,) = regress((pred,), (vjp,), (target,))
     updates, synth_opt_state = optimizers.synth.update(

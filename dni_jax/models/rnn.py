@@ -2,17 +2,17 @@
 
 The core's state is one flat array ``[B, S]``: ``concat(c, h)`` for the LSTM
 (``S = 2·hidden``), ``h`` for the vanilla RNN (``S = hidden``). The synthetic
-gradient covers the whole state ``(c, h)`` concatenated, so one flat array
-keeps the synthesizer, the carried state and the bootstrapped target the same
-shape. (The paper feeds the LSTM's output ``h`` alone to the synthetic-
-gradient model; see docs/results.md, Penn Treebank, known gaps.)
+gradient sits on the part of the state that ``sg_on`` names: the core's output
+``h`` (the paper's choice and the default; ``sg_part`` slices it out of the
+flat state, and the LSTM's cell state ``c`` gets no synthetic gradient), or
+``"ch"``, the whole state ``(c, h)`` concatenated.
 
 ``RecurrentCore`` is one time step: ``core.apply(params, state, x_t) ->
 (new_state, logits_t)``; ``dni_jax.core.recurrent.unroll`` scans it over a
 window with ``jax.lax.scan``. With ``with_aux`` the core also has an
 auxiliary head (used by DNI+Aux),
-``core.apply(params, state, method="predict_aux")``, predicting a synthetic gradient
-(shape ``[B, S]``) from a state.
+``core.apply(params, state, method="predict_aux")``, predicting a synthetic
+gradient (shape ``[B, sg_size]``) from the same part of a state.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 CELLS = ("lstm", "rnn")
+SG_PARTS = ("h", "ch")
 
 
 class RecurrentCore(nn.Module):
@@ -33,29 +34,47 @@ class RecurrentCore(nn.Module):
     num_outputs: readout width (vocabulary size, or output bits).
     vocab_size: if set, integer inputs ``[B]`` are one-hot encoded to this
       width; otherwise inputs are float vectors ``[B, D]``.
-    with_aux: build the DNI+Aux head (a zero-initialised linear map
-      state→state).
+    with_aux: build the DNI+Aux head (a zero-initialised linear map from
+      the synthetic gradient's part of the state to a synthetic gradient).
+    sg_on: the part of the state the synthetic gradient sits on: "h", the
+      core's output, or "ch", the LSTM's whole state ``(c, h)``.
   """
   cell: str = "lstm"
   hidden: int = 256
   num_outputs: int = 8
   vocab_size: int | None = None
   with_aux: bool = False
+  sg_on: str = "h"
 
   def setup(self):
     if self.cell not in CELLS:
       raise ValueError(f"unknown cell {self.cell!r}; choose one of {CELLS}")
+    if self.sg_on not in SG_PARTS:
+      raise ValueError(f"unknown sg_on {self.sg_on!r}; choose one of "
+                       f"{SG_PARTS}")
     if self.cell == "lstm":
       self.rnn_cell = nn.OptimizedLSTMCell(self.hidden)
     else:
       self.rnn_cell = nn.SimpleCell(self.hidden)
     self.readout = nn.Dense(self.num_outputs)
     if self.with_aux:
-      self.aux_head = nn.Dense(self.state_size, kernel_init=nn.initializers.zeros)
+      self.aux_head = nn.Dense(self.sg_size, kernel_init=nn.initializers.zeros)
 
   @property
   def state_size(self) -> int:
     return 2 * self.hidden if self.cell == "lstm" else self.hidden
+
+  @property
+  def sg_size(self) -> int:
+    """Width of the part of the state the synthetic gradient sits on."""
+    return self.hidden if self.sg_on == "h" else self.state_size
+
+  def sg_part(self, state_BxS: jax.Array) -> jax.Array:
+    """The part of the state the synthetic gradient sits on: ``h`` (the last
+    ``hidden`` units of an LSTM's ``(c, h)``) or the whole state."""
+    if self.sg_on == "h" and self.cell == "lstm":
+      return state_BxS[..., self.hidden:]
+    return state_BxS
 
   def initial_state(self, batch: int) -> jax.Array:
     """The zero state ``[batch, S]``."""
@@ -75,7 +94,7 @@ class RecurrentCore(nn.Module):
 
   def predict_aux(self, state_BxS: jax.Array) -> jax.Array:
     """DNI+Aux: this state's prediction of a later synthetic gradient."""
-    return self.aux_head(state_BxS)
+    return self.aux_head(self.sg_part(state_BxS))
 
   def init_all(self, state_BxS: jax.Array, x_t: jax.Array):
     """Touches every submodule (for ``init``)."""

@@ -248,6 +248,10 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
   _require(not config.dni.synth_delay,
            "dni.synth_delay applies to the feed-forward step; set it to 0 "
            "for sequence tasks.")
+  _require(config.dni.sg_state in rnn.SG_PARTS,
+           f"unknown dni.sg_state {config.dni.sg_state!r}: the synthetic "
+           "gradient sits on the core's output h (the paper's choice) or on "
+           "the LSTM's whole state ch; choose one of " f"{rnn.SG_PARTS}.")
   for field, value in (("unroll", config.unroll),
                        ("model.width", config.model.width)):
     _require(value > 0, f"config.{field} must be positive, got {value}")
@@ -473,4 +477,4 @@ def build_recurrent(config: ml_collections.ConfigDict,
            if d.synthesizer == "mlp" else synthesizers.LinearSynthesizer())
   return tbptt.build(config.method, core, task.loss, synth,
                      d.sg_scale if sg_scale is None else sg_scale,
-                     d.aux_weight)
+                     d.aux_weight, sg_on=d.sg_state)
