@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from dni_jax.core import module_state
+from dni_jax.core import interface
 from dni_jax.core import staged
 from dni_jax.core.network import DecoupledNetwork
 
@@ -176,13 +176,11 @@ def predict_synthetic_grads(net: DecoupledNetwork, synth_params: Sequence,
       vjps.append(None)
       new_state.append(synth_state[i])
       continue
-    def synth_fn(params, synth=synth, h=jax.lax.stop_gradient(h), i=i):
-      return module_state.apply(synth, params, synth_state[i], h, context,
-                                train=True, rng=jax.random.fold_in(rng, i))
-    pred, vjp, state = jax.vjp(synth_fn, synth_params[i], has_aux=True)
-    preds.append(pred)
-    vjps.append(vjp)
-    new_state.append(state)
+    pred = interface.predict(synth, synth_params[i], synth_state[i], h,
+                             context, rng=jax.random.fold_in(rng, i))
+    preds.append(pred.value)
+    vjps.append(pred.vjp)
+    new_state.append(pred.model_state)
   return tuple(preds), tuple(vjps), tuple(new_state)
 
 
@@ -204,10 +202,9 @@ def regress(preds: Sequence[jax.Array], pred_vjps: Sequence,
       losses.append(None)
       grads.append({})
       continue
-    error = pred - jax.lax.stop_gradient(target)
-    batch = pred.shape[0]
-    losses.append(jnp.sum(jnp.square(error)) / batch)
-    grads.append(vjp(2.0 * error / batch)[0])
+    loss, grad = interface.fit(interface.Prediction(pred, vjp, None), target)
+    losses.append(loss)
+    grads.append(grad)
   return tuple(losses), tuple(grads)
 
 

@@ -67,45 +67,88 @@ def forward(net: DecoupledNetwork, stage_params: Sequence, stage_state: Sequence
   if stage_inputs is not None and len(stage_inputs) != net.num_boundaries:
     raise ValueError(f"stage_inputs needs one input per stage after the "
                      f"first ({net.num_boundaries}), got {len(stage_inputs)}")
+  last = len(net.stages) - 1
+  hidden, vjps, new_state = run_stages(
+      net, 0, stage_params[:last], stage_state[:last], batch["inputs"], rng,
+      stage_inputs)
+  h = batch["inputs"] if not hidden else hidden[-1]
+  if stage_inputs is not None and last:
+    h = stage_inputs[last - 1]
+  loss, outputs, state, last_grads, last_input_grad = loss_stage(
+      net, last, stage_params[last], stage_state[last], h, batch["labels"],
+      rng)
+  return ForwardPass(
+      hidden=hidden, vjps=vjps, last_grads=last_grads,
+      last_input_grad=last_input_grad, loss=loss, outputs=outputs,
+      new_stage_state=new_state + (state,))
 
-  def input_of(i, h):
-    return h if stage_inputs is None or i == 0 else stage_inputs[i - 1]
 
-  h = batch["inputs"]
+def run_stages(net: DecoupledNetwork, first: int, stage_params: Sequence,
+               stage_state: Sequence, h: jax.Array, rng: jax.Array,
+               stage_inputs: Sequence | None = None
+               ) -> tuple[tuple, tuple, tuple]:
+  """Stages ``first, first+1, …`` (one per ``stage_params``), each split
+  with ``jax.vjp`` behind ``stop_gradient``: the non-loss stages of a
+  ``forward``, or of one pipeline device's range of stages.
+
+  Args:
+    net: the network.
+    first: the index of the first stage run (its dropout key and whether
+      its input is the data, which gets no cotangent).
+    stage_params, stage_state: of the stages run.
+    h: the first stage's input.
+    rng: folded with each stage's index.
+    stage_inputs: forward unlocking: stage ``i``'s input is
+      ``stage_inputs[i-1]`` (for ``i > 0``) instead of the previous output.
+
+  Returns:
+    ``(hidden, vjps, new_state)``, one entry per stage run; ``vjps[j]`` maps
+    a cotangent on the output to ``(param_grads, input_cotangent)``, the
+    latter ``None`` for stage 0.
+  """
   hidden, vjps, new_state = [], [], []
-  for i, stage in enumerate(net.stages[:-1]):
-    def stage_fn(params, h_in, stage=stage, i=i):
-      return module_state.apply(stage, params, stage_state[i], h_in,
+  for j, params in enumerate(stage_params):
+    i = first + j
+    if stage_inputs is not None and i > 0:
+      h = stage_inputs[i - 1]
+
+    def stage_fn(params, h_in, stage=net.stages[i], i=i, j=j):
+      return module_state.apply(stage, params, stage_state[j], h_in,
                                 train=True, rng=jax.random.fold_in(rng, i))
-    h_in = lax.stop_gradient(input_of(i, h))
+    h_in = lax.stop_gradient(h)
     if i == 0:  # no cotangent for the data: skip the input-gradient matmul
-      h, vjp, state = jax.vjp(lambda p: stage_fn(p, h_in), stage_params[0],
+      h, vjp, state = jax.vjp(lambda p: stage_fn(p, h_in), params,
                               has_aux=True)
       vjp = _params_only(vjp)
     else:
-      h, vjp, state = jax.vjp(stage_fn, stage_params[i], h_in, has_aux=True)
+      h, vjp, state = jax.vjp(stage_fn, params, h_in, has_aux=True)
     h = lax.stop_gradient(h)
     hidden.append(h)
     vjps.append(vjp)
     new_state.append(state)
+  return tuple(hidden), tuple(vjps), tuple(new_state)
 
-  last = len(net.stages) - 1
 
+def loss_stage(net: DecoupledNetwork, i: int, params, stage_state,
+               h_in: jax.Array, labels: jax.Array, rng: jax.Array):
+  """Stage ``i`` as the last: the loss and its exact gradients.
+
+  Returns:
+    ``(loss, outputs, new_state, param_grads, input_grad)``; ``input_grad``
+    is ``∂L/∂h_in`` (``None`` when stage ``i`` is the first, whose input is
+    the data).
+  """
   def objective(params, h_in):
     outputs, state = module_state.apply(
-        net.stages[last], params, stage_state[last], h_in, train=True,
-        rng=jax.random.fold_in(rng, last))
-    return net.loss_fn(outputs, batch["labels"]), (outputs, state)
+        net.stages[i], params, stage_state, h_in, train=True,
+        rng=jax.random.fold_in(rng, i))
+    return net.loss_fn(outputs, labels), (outputs, state)
 
-  argnums = (0,) if last == 0 else (0, 1)
+  argnums = (0,) if i == 0 else (0, 1)
   (loss, (outputs, state)), grads = jax.value_and_grad(
       objective, argnums=argnums, has_aux=True)(
-          stage_params[last], lax.stop_gradient(input_of(last, h)))
-  new_state.append(state)
-  return ForwardPass(
-      hidden=tuple(hidden), vjps=tuple(vjps), last_grads=grads[0],
-      last_input_grad=grads[1] if last else None, loss=loss, outputs=outputs,
-      new_stage_state=tuple(new_state))
+          params, lax.stop_gradient(h_in))
+  return loss, outputs, state, grads[0], (grads[1] if i else None)
 
 
 def real_chain(net: DecoupledNetwork, stage_params: Sequence,

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from dni_jax.core import gradient_sources
+from dni_jax.core import interface
 from dni_jax.core import losses
 from dni_jax.core import module_state
 from dni_jax.core import staged
@@ -37,8 +38,8 @@ def update_each(tx: optax.GradientTransformation, grads: tuple,
   """One optax update per element: each stage keeps its own optimiser."""
   new_params, new_opt_states = [], []
   for g, s, p in zip(grads, opt_states, params):
-    updates, s = tx.update(g, s, p)
-    new_params.append(optax.apply_updates(p, updates))
+    p, s = interface.apply_update(tx, g, s, p)
+    new_params.append(p)
     new_opt_states.append(s)
   return tuple(new_params), tuple(new_opt_states)
 

@@ -44,11 +44,9 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 
-from dni_jax.core import module_state
+from dni_jax.core import interface
 from dni_jax.core import recurrent
-from dni_jax.core.gradient_sources import regress
 from dni_jax.core.train_state import Optimizers
 
 METHODS = ("bptt", "dni", "dni_aux")
@@ -154,11 +152,27 @@ def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
   if rdni.synthesizer is not None:
     if optimizers.synth is None:
       raise ValueError("dni/dni_aux need Optimizers(synth=...)")
-    sp, ss = module_state.init(rdni.synthesizer, synth_rng,
-                               sg_part(rdni, carry), None)
-    state = state.replace(synth_params=sp, synth_state=ss,
-                          synth_opt_state=optimizers.synth.init(sp))
+    sg = _interface(rdni, optimizers)
+    state = _with_interface(state, sg.init(synth_rng, sg_part(rdni, carry)))
   return state
+
+
+def _interface(rdni: RecurrentDNI, optimizers: Optimizers | None = None):
+  return interface.Interface(rdni.synthesizer,
+                             optimizers.synth if optimizers else None,
+                             rdni.sg_scale)
+
+
+def _interface_state(state: RecurrentTrainState) -> interface.InterfaceState:
+  return interface.InterfaceState(state.synth_params, state.synth_state,
+                                  state.synth_opt_state)
+
+
+def _with_interface(state: RecurrentTrainState,
+                    sg_state: interface.InterfaceState) -> RecurrentTrainState:
+  return state.replace(synth_params=sg_state.params,
+                       synth_state=sg_state.model_state,
+                       synth_opt_state=sg_state.opt_state)
 
 
 def sg_part(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
@@ -166,11 +180,6 @@ def sg_part(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
   ``sg_part``; the whole state for a core without one)."""
   part = getattr(rdni.core, "sg_part", None)
   return state_BxS if part is None else part(state_BxS)
-
-
-def _synth(rdni, synth_params, synth_state, s_BxS, train: bool):
-  return module_state.apply(rdni.synthesizer, synth_params,
-                            synth_state or {}, s_BxS, None, train=train)
 
 
 def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
@@ -197,9 +206,10 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
     if rdni.oracle_end_grad:
       sg_B = batch["end_grad"]
     else:
-      m_end, _ = _synth(rdni, synth_params, synth_state,
-                        jax.lax.stop_gradient(end_sg), train=False)
-      sg_B = rdni.sg_scale * m_end
+      sg = _interface(rdni)
+      sg_B = sg.delta(sg.predict(
+          interface.InterfaceState(synth_params, synth_state, None), end_sg,
+          train=False).value)
     sg_B = jax.lax.stop_gradient(sg_B)
     objective_B = objective_B + jnp.sum(sg_B * end_sg, axis=-1)
     if rdni.core.with_aux:
@@ -242,24 +252,15 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   start = jax.lax.stop_gradient(state.carry)
   grads, target, end, metrics = window_grads(
       rdni, state.params, start, batch, state.synth_params, state.synth_state)
-  updates, opt_state = optimizers.stage.update(grads, state.opt_state,
-                                               state.params)
-  new = state.replace(step=state.step + 1,
-                      params=optax.apply_updates(state.params, updates),
-                      opt_state=opt_state,
+  params, opt_state = interface.apply_update(optimizers.stage, grads,
+                                             state.opt_state, state.params)
+  new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                       carry=jax.lax.stop_gradient(end))
   if rdni.synthesizer is not None:
-    def predict(p):
-      return _synth(rdni, p, state.synth_state, sg_part(rdni, start),
-                    train=True)
-    pred, vjp, synth_state = jax.vjp(predict, state.synth_params, has_aux=True)
-    (synth_loss,), (synth_grads,) = regress((pred,), (vjp,), (target,))
-    updates, synth_opt_state = optimizers.synth.update(
-        synth_grads, state.synth_opt_state, state.synth_params)
-    new = new.replace(
-        synth_params=optax.apply_updates(state.synth_params, updates),
-        synth_state=synth_state, synth_opt_state=synth_opt_state)
-    metrics["synth_loss"] = synth_loss
+    sg, sg_state = _interface(rdni, optimizers), _interface_state(state)
+    sg_state, metrics["synth_loss"] = sg.regress(
+        sg_state, sg.predict(sg_state, sg_part(rdni, start)), target)
+    new = _with_interface(new, sg_state)
   return new, metrics
 
 

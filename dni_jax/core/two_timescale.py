@@ -41,9 +41,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dni_jax.core import module_state
+from dni_jax.core import interface
 from dni_jax.core import recurrent
-from dni_jax.core.gradient_sources import regress
 from dni_jax.core.train_state import Optimizers
 
 METHODS = ("dni", "locked", "bptt")
@@ -128,10 +127,16 @@ def init_train_state(tt: TwoTimescale, optimizers: Optimizers,
   if tt.synthesizer is not None:
     if optimizers.synth is None:
       raise ValueError("dni needs Optimizers(synth=...)")
-    sp, ss = module_state.init(tt.synthesizer, synth_rng, a_carry, None)
-    state = state.replace(synth_params=sp, synth_state=ss,
-                          synth_opt_state=optimizers.synth.init(sp))
+    sg = interface.Interface(tt.synthesizer, optimizers.synth, tt.sg_scale)
+    state = _with_interface(state, sg.init(synth_rng, a_carry))
   return state
+
+
+def _with_interface(state: TwoTimescaleState,
+                    sg_state: interface.InterfaceState) -> TwoTimescaleState:
+  return state.replace(synth_params=sg_state.params,
+                       synth_state=sg_state.model_state,
+                       synth_opt_state=sg_state.opt_state)
 
 
 def _xent(logits, labels):
@@ -159,11 +164,6 @@ def _run_window(tt, a_params, b_params, a_start, b_start, x_BxKxD, y_BxK,
   b_loss, b_err = _xent(b_logits, z_B)
   objective_B = a_loss.sum(-1) + b_loss
   return a_end, b_end, objective_B, (a_loss, a_err, b_loss, b_err)
-
-
-def _update(tx, grads, opt_state, params):
-  updates, opt_state = tx.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state
 
 
 def _windows(tt, batch):
@@ -199,10 +199,10 @@ def _update_both(state, objective, optimizers):
   aux))``; the carries move to the ends. Returns ``(state, aux)``."""
   (a_grads, b_grads), (a_end, b_end, aux) = jax.grad(
       objective, argnums=(0, 1), has_aux=True)(state.a_params, state.b_params)
-  a_params, a_opt = _update(optimizers.stage, a_grads, state.a_opt_state,
-                            state.a_params)
-  b_params, b_opt = _update(optimizers.stage, b_grads, state.b_opt_state,
-                            state.b_params)
+  a_params, a_opt = interface.apply_update(
+      optimizers.stage, a_grads, state.a_opt_state, state.a_params)
+  b_params, b_opt = interface.apply_update(
+      optimizers.stage, b_grads, state.b_opt_state, state.b_params)
   return state.replace(a_params=a_params, a_opt_state=a_opt,
                        b_params=b_params, b_opt_state=b_opt,
                        a_carry=jax.lax.stop_gradient(a_end),
@@ -227,11 +227,6 @@ def _locked_step(state, batch, tt, optimizers):
   return state, _metrics(*metric)
 
 
-def _synth(tt, params, synth_state, s, train):
-  return module_state.apply(tt.synthesizer, params, synth_state, s, None,
-                            train=train)
-
-
 def dni_a_step(state, x_t, y_t, z=None, *, tt, optimizers):
   """One step of A under DNI, with B's tick when ``z`` (B's labels) is given.
 
@@ -245,6 +240,9 @@ def dni_a_step(state, x_t, y_t, z=None, *, tt, optimizers):
   """
   start = jax.lax.stop_gradient(state.a_carry)
   tick = z is not None
+  sg = interface.Interface(tt.synthesizer, optimizers.synth, tt.sg_scale)
+  sg_state = interface.InterfaceState(state.synth_params, state.synth_state,
+                                      state.synth_opt_state)
 
   def objective(a_params, b_params, s_prev):
     s, logits = tt.core_a.apply(a_params, s_prev, x_t)
@@ -256,9 +254,8 @@ def dni_a_step(state, x_t, y_t, z=None, *, tt, optimizers):
       b_end, b_logits = tt.core_b.apply(b_params, state.b_carry, s)
       b_loss, b_err = _xent(b_logits, z)
       obj = obj + b_loss
-    m, _ = _synth(tt, state.synth_params, state.synth_state,
-                  jax.lax.stop_gradient(s), train=False)
-    obj = obj + jnp.sum(jax.lax.stop_gradient(tt.sg_scale * m) * s, -1)
+    m = sg.predict(sg_state, s, train=False).value
+    obj = obj + jnp.sum(jax.lax.stop_gradient(sg.delta(m)) * s, -1)
     return obj.mean(), (s, b_end, (a_loss, a_err, b_loss, b_err))
 
   argnums = (0, 1, 2) if tick else (0, 2)
@@ -267,26 +264,20 @@ def dni_a_step(state, x_t, y_t, z=None, *, tt, optimizers):
                                            state.a_params, state.b_params,
                                            start)
   a_grads, start_grads = grads[0], grads[-1]
-  a_params, a_opt = _update(optimizers.stage, a_grads, state.a_opt_state,
-                            state.a_params)
+  a_params, a_opt = interface.apply_update(
+      optimizers.stage, a_grads, state.a_opt_state, state.a_params)
   new = state.replace(a_params=a_params, a_opt_state=a_opt,
                       a_carry=jax.lax.stop_gradient(s),
                       b_carry=jax.lax.stop_gradient(b_end))
   if tick:
-    b_params, b_opt = _update(optimizers.stage, grads[1], state.b_opt_state,
-                              state.b_params)
+    b_params, b_opt = interface.apply_update(
+      optimizers.stage, grads[1], state.b_opt_state, state.b_params)
     new = new.replace(b_params=b_params, b_opt_state=b_opt)
 
-  def predict(p):
-    return _synth(tt, p, state.synth_state, start, train=True)
-  pred, vjp, synth_state = jax.vjp(predict, state.synth_params, has_aux=True)
   target = start.shape[0] * start_grads  # per-example units
-  (synth_loss,), (synth_grads,) = regress((pred,), (vjp,), (target,))
-  synth_params, synth_opt = _update(optimizers.synth, synth_grads,
-                                    state.synth_opt_state, state.synth_params)
-  new = new.replace(synth_params=synth_params, synth_state=synth_state,
-                    synth_opt_state=synth_opt)
-  return new, metric + (synth_loss,)
+  sg_state, synth_loss = sg.regress(sg_state, sg.predict(sg_state, start),
+                                    target)
+  return _with_interface(new, sg_state), metric + (synth_loss,)
 
 
 def _dni_step(state, batch, tt, optimizers):

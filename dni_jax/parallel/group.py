@@ -26,7 +26,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from dni_jax.core import gradient_sources
+from dni_jax.core import interface
 from dni_jax.core import module_state
+from dni_jax.core import staged
 from dni_jax.core.network import DecoupledNetwork
 from dni_jax.core.step import update_each
 from dni_jax.core.train_state import Optimizers
@@ -103,51 +105,30 @@ def _context(source, labels, num_outputs: int):
   return gradient_sources.label_context(labels, num_outputs)
 
 
-def _predict(net, state: GroupState, group: Group, b: int, h, context, rng):
+def _predict(net, state: GroupState, group: Group, b: int, h, context, rng,
+             synth_state=None) -> interface.Prediction:
   """``M_b(h, c)`` with its vjp and new state (training mode)."""
   j = b - group.boundaries.start
-
-  def fn(params):
-    return module_state.apply(net.synthesizers[b], params, state.synth_state[j],
-                              lax.stop_gradient(h), context, train=True,
-                              rng=jax.random.fold_in(rng, b))
-  return jax.vjp(fn, state.synth_params[j], has_aux=True)
+  synth_state = state.synth_state if synth_state is None else synth_state
+  return interface.predict(net.synthesizers[b], state.synth_params[j],
+                           synth_state[j], h, context,
+                           rng=jax.random.fold_in(rng, b))
 
 
 def _forward(net, state, group, h, rng):
-  """The group's stages up to (not including) a loss stage, with vjps."""
-  loss_stage = group.stop - 1 if group.is_last else None
-  hidden, vjps, new_state = [], [], []
-  for i in group.stages:
-    if i == loss_stage:
-      break
-    fn = _stage_fn(net, state, group, i, rng)
-    params = state.stage_params[i - group.start]
-    if i == 0:  # no cotangent for the data
-      out, vjp, st = jax.vjp(lambda p, fn=fn: fn(p, h), params, has_aux=True)
-      vjp = (lambda v: lambda c: (v(c)[0], None))(vjp)
-    else:
-      out, vjp, st = jax.vjp(fn, params, h, has_aux=True)
-    h = lax.stop_gradient(out)
-    hidden.append(h)
-    vjps.append(vjp)
-    new_state.append(st)
-  return h, hidden, vjps, new_state
+  """The group's stages up to (not including) a loss stage, with vjps: the
+  core's ``staged.run_stages`` over the device's range."""
+  n = len(group.stages) - (1 if group.is_last else 0)
+  hidden, vjps, new_state = staged.run_stages(
+      net, group.start, state.stage_params[:n], state.stage_state[:n], h, rng)
+  return (hidden[-1] if hidden else h), hidden, vjps, list(new_state)
 
 
 def _loss_stage(net, state, group, h, labels, rng):
   """The last stage: loss, its gradients, ``∂L/∂h`` at its input."""
   i = group.stop - 1
-  fn = _stage_fn(net, state, group, i, rng)
-
-  def objective(params, h_in):
-    outputs, st = fn(params, h_in)
-    return net.loss_fn(outputs, labels), (outputs, st)
-  argnums = (0,) if i == 0 else (0, 1)
-  (loss, (outputs, st)), grads = jax.value_and_grad(
-      objective, argnums=argnums, has_aux=True)(
-          state.stage_params[i - group.start], h)
-  return loss, outputs, st, grads[0], (grads[1] if i else None)
+  return staged.loss_stage(net, i, state.stage_params[i - group.start],
+                           state.stage_state[i - group.start], h, labels, rng)
 
 
 def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
@@ -187,16 +168,15 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
   context = _context(source, labels, num_outputs)
   batch = labels.shape[0]
   units = batch if net.per_example else 1
-  preds, pred_vjps, new_synth_state = {}, {}, []
+  preds, new_synth_state = {}, []
   for b in group.boundaries:
-    preds[b], pred_vjps[b], st = _predict(net, state, group, b,
-                                          hidden[b - group.start], context,
-                                          synth_rng)
-    new_synth_state.append(st)
+    preds[b] = _predict(net, state, group, b, hidden[b - group.start],
+                        context, synth_rng)
+    new_synth_state.append(preds[b].model_state)
   # Every non-loss stage updates from the synthetic gradient at its output.
   stage_grads, input_grads = [], []
   for j, vjp in enumerate(vjps):
-    g, g_in = vjp(net.sg_scale / units * preds[group.start + j])
+    g, g_in = vjp(net.sg_scale / units * preds[group.start + j].value)
     stage_grads.append(g)
     input_grads.append(g_in)
   if group.is_last:
@@ -208,8 +188,7 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
     if b == group.stop - 1:  # the output boundary: regressed below
       continue
     target = lax.stop_gradient(input_grads[b + 1 - group.start])
-    (l,), (g,) = gradient_sources.regress((preds[b],), (pred_vjps[b],),
-                                          (units * target,))
+    l, g = interface.fit(preds[b], units * target)
     synth_losses.append((b, l))
     synth_grads.append(g)
   new_stage_params, new_stage_opt = update_each(
@@ -222,16 +201,9 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
   if not group.is_last:
     out_b = group.stop - 1
     kept_context = _context(source, state.kept_labels[-1], num_outputs)
-    j = out_b - group.boundaries.start
-
-    def predict_kept(params):
-      return module_state.apply(
-          net.synthesizers[out_b], params, new.synth_state[j],
-          state.kept_h[-1], kept_context, train=True,
-          rng=jax.random.fold_in(synth_rng, out_b))[0]
-    pred, vjp = jax.vjp(predict_kept, state.synth_params[j])
-    (l,), (g,) = gradient_sources.regress((pred,), (vjp,),
-                                          (units * target_in,))
+    kept = _predict(net, state, group, out_b, state.kept_h[-1], kept_context,
+                    synth_rng, synth_state=new.synth_state)
+    l, g = interface.fit(kept, units * target_in)
     synth_losses.append((out_b, l))
     synth_grads.append(g)
   inner = [b for b in group.boundaries if b != group.stop - 1 or
