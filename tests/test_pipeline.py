@@ -32,8 +32,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = dict(rtol=2e-5, atol=1e-6)
 
 
-def _batches(n=12, size=8):
-  return [tiny.batch(size=size, seed=s) for s in range(n)]
+def _batches(n=12, size=8, context=False):
+  """Micro-batches; ``context``: with a ``context`` entry ``[B, 3]`` (for
+  conditioning "batch")."""
+  batches = [tiny.batch(size=size, seed=s) for s in range(n)]
+  if context:
+    batches = [{**b, "context": jax.random.normal(jax.random.PRNGKey(100 + s),
+                                                  (size, 3))}
+               for s, b in enumerate(batches)]
+  return batches
+
+
+def _source(method):
+  """A method name, or "bdni": synthesizers conditioned on batch["context"]."""
+  if method == "bdni":
+    return dni.SyntheticGradients("batch")
+  return dni.get_source(method)
 
 
 def _devices(k):
@@ -42,16 +56,17 @@ def _devices(k):
   return jax.devices()[:k]
 
 
-@pytest.mark.parametrize("method", ["dni", "cdni"])
-def test_one_device_pipeline_is_the_synchronous_step(method):
+@pytest.mark.parametrize("method,delay", [("dni", 0), ("cdni", 0),
+                                          ("bdni", 0), ("cdni", 2)])
+def test_one_device_pipeline_is_the_synchronous_step(method, delay):
   net, opt = tiny.network("fcn", depth=3), tiny.optimizers()
-  source = dni.get_source(method)
-  batches = _batches()
+  source = _source(method)
+  batches = _batches(context=method == "bdni")
   pipe = DNIPipeline(net, opt, source, _devices(1), batches[0],
-                     jax.random.PRNGKey(0))
+                     jax.random.PRNGKey(0), synth_delay=delay)
   state = pipe.init()
   sync = dni.init_train_state(net, opt, source, jax.random.PRNGKey(0),
-                              batches[0])
+                              batches[0], synth_delay=delay)
   step = dni.make_train_step(net, opt, source)
   for t in range(4):
     state, metrics = pipe.tick(state, t, lambda m: batches[m])
@@ -65,12 +80,14 @@ def test_one_device_pipeline_is_the_synchronous_step(method):
     assert float(metrics[k]) == pytest.approx(float(v), rel=1e-5)
 
 
-def _replay(net, opt, source, groups, batches, ticks):
+def _replay(net, opt, source, groups, batches, ticks, delay=0):
   """REFERENCE §6 in plain Python: device after device, messages in dicts.
 
   A message sent at tick t is delivered at tick t+1, tagged with its
   micro-batch; a device regresses its output synthesizer on whatever target
-  is delivered, against the output it kept for that micro-batch.
+  is delivered, against the output it kept for that micro-batch. With a
+  stale interface (``delay`` d) a device's stages use its synthesizers as
+  they were d of its ticks before.
   """
   n = len(net.stages)
   full = dni.init_train_state(net, opt, source, jax.random.PRNGKey(0),
@@ -79,8 +96,13 @@ def _replay(net, opt, source, groups, batches, ticks):
                        list(full.stage_opt_state))
   sp, ss, so = (list(full.synth_params), list(full.synth_state),
                 list(full.synth_opt_state))
+  history = {bb: [sp[bb]] * delay for bb in range(len(sp))}
   inbox_f, inbox_b, kept = {}, {}, {}
-  cond = source.conditioning == "labels"
+
+  def context(b):
+    if source.conditioning == "labels":
+      return jax.nn.one_hot(b["labels"], tiny.NUM_CLASSES)
+    return b["context"] if source.conditioning == "batch" else None
 
   def update(tx, grads, opt_state, p):
     updates, opt_state = tx.update(grads, opt_state, p)
@@ -99,7 +121,7 @@ def _replay(net, opt, source, groups, batches, ticks):
       b = batches[m]
       rng = jax.random.fold_in(full.rng, m)
       stage_rng, synth_rng = jax.random.split(rng)
-      ctx = jax.nn.one_hot(b["labels"], tiny.NUM_CLASSES) if cond else None
+      ctx = context(b)
       h = b["inputs"] if k == 0 else inbox_f.pop((k, m))
       vjps, outs = {}, {}
       for i in g.stages:
@@ -118,7 +140,8 @@ def _replay(net, opt, source, groups, batches, ticks):
           out, vjp, st = jax.vjp(f, params[i], h, has_aux=True)
           vjps[i], outs[i], bn[i] = vjp, out, st
           h = out
-      preds = {bb: synth(bb, sp[bb], outs[bb], ctx, synth_rng)
+      preds = {bb: synth(bb, history[bb][0] if delay else sp[bb], outs[bb],
+                         ctx, synth_rng)
                for bb in g.boundaries}
       grads, in_cot = {}, {}
       for i in g.stages:
@@ -148,6 +171,8 @@ def _replay(net, opt, source, groups, batches, ticks):
                   sp[bb])
           new_sp[bb] = update(opt.synth, gsp, so[bb], sp[bb])
         out_f[(k + 1, m)] = outs[bb]
+      for bb in g.boundaries:  # the old synthesizers join the queue
+        history[bb] = history[bb][1:] + [sp[bb]] if delay else []
       for bb, (p, o) in new_sp.items():
         sp[bb], so[bb] = p, o
       if not g.is_first:
@@ -157,10 +182,11 @@ def _replay(net, opt, source, groups, batches, ticks):
   return params, sp
 
 
-@pytest.mark.parametrize("method", ["dni", "cdni"])
+@pytest.mark.parametrize("method,delay", [("dni", 0), ("cdni", 0),
+                                          ("bdni", 0), ("cdni", 2)])
 @pytest.mark.parametrize("depth,split", [(3, (2, 1)), (3, (1, 2)),
                                          (3, (1, 1, 1))])
-def test_the_schedule_is_the_algorithm(method, depth, split):
+def test_the_schedule_is_the_algorithm(method, delay, depth, split):
   """The pipeline equals a plain replay of REFERENCE §6's ticks.
 
   SGD, not Adam: Adam's first steps map a gradient entry of 1e-9 (rounding
@@ -170,15 +196,21 @@ def test_the_schedule_is_the_algorithm(method, depth, split):
   """
   net = tiny.network("fcn", depth=depth)
   opt = dni.Optimizers(optax.sgd(0.1), optax.sgd(0.1))
-  source = dni.get_source(method)
-  batches = _batches()
+  source = _source(method)
+  batches = _batches(context=method == "bdni")
   pipe = DNIPipeline(net, opt, source, _devices(len(split)), batches[0],
-                     jax.random.PRNGKey(0), stages_per_device=split)
+                     jax.random.PRNGKey(0), stages_per_device=split,
+                     synth_delay=delay)
   state = pipe.init()
-  ticks = 7
+  ticks = 7 + 2 * delay  # until every synthesizer has had a target
   for t in range(ticks):
     state, _ = pipe.tick(state, t, lambda m: batches[m])
-  params, sp = _replay(net, opt, source, pipe.groups, batches, ticks)
+  params, sp = _replay(net, opt, source, pipe.groups, batches, ticks, delay)
+  if delay:  # the stale replay is a different algorithm: the test can tell
+    fresh, _ = _replay(net, opt, source, pipe.groups, batches, ticks)
+    assert max(float(jnp.abs(a - b).max()) for a, b in zip(
+        jax.tree_util.tree_leaves(fresh), jax.tree_util.tree_leaves(params))
+               ) > 1e-6
   got_params = [p for k in sorted(state["groups"])
                 for p in state["groups"][k].stage_params]
   got_synths = [p for k in sorted(state["groups"])

@@ -164,7 +164,8 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     ({"dni.update_prob": 0.5, "parallel.num_devices": 2},
      "not to sequence tasks or pipelines"),
     ({"dni.synth_delay": -1}, "synth_delay must be a whole number"),
-    ({"dni.synth_delay": 2, "parallel.num_devices": 2}, "run on one device"),
+    ({"method": "dni_unlocked", "parallel.num_devices": 2},
+     "run on one device"),
     ({"method": "cdni_unlocked", "model.depth": 1}, "needs at least two stages"),
     ({"method": "dni", "model.depth": 1},
      r"method dni needs at least two stages.*model.depth=1 has 1 stage "

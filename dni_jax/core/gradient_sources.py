@@ -110,16 +110,25 @@ class SyntheticGradients:
       raise ValueError(f"unknown conditioning {self.conditioning!r}; choose "
                        f"one of {CONDITIONINGS}")
 
+  @property
+  def context_key(self) -> str | None:
+    """The batch entry the context is made from (``None`` for DNI)."""
+    return {"labels": "labels", "batch": "context"}.get(self.conditioning)
+
   def context(self, batch: staged.Batch, outputs: jax.Array) -> Any:
     """The synthesizers' context ``c`` for this batch (``None`` for DNI)."""
+    if self.conditioning == "batch" and "context" not in batch:
+      raise KeyError('conditioning="batch" needs a "context" entry [B, C] '
+                     "in every batch")
+    key = self.context_key
+    return None if key is None else self.context_of(batch[key],
+                                                    outputs.shape[-1])
+
+  def context_of(self, entry: jax.Array | None, num_outputs: int) -> Any:
+    """The context from the batch entry ``context_key`` names."""
     if self.conditioning == "labels":
-      return label_context(batch["labels"], outputs.shape[-1])
-    if self.conditioning == "batch":
-      if "context" not in batch:
-        raise KeyError('conditioning="batch" needs a "context" entry [B, C] '
-                       "in every batch")
-      return batch["context"]
-    return None
+      return label_context(entry, num_outputs)
+    return entry if self.conditioning == "batch" else None
 
   def __call__(self, net: DecoupledNetwork, fwd: staged.ForwardPass,
                synth_params: Sequence, synth_state: Sequence,

@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dni_jax.core import gradient_sources
 from dni_jax.core import interface
 from dni_jax.core import module_state
 from dni_jax.core import staged
@@ -47,11 +46,17 @@ class GroupState(TrainState):
   micro-batches this device has updated on; ``rng`` is the same base key on
   every device, as in the one-device step.
 
+  A stale interface (``synth_history``, as in the one-device step): the
+  stages' synthetic gradients come from the device's synthesizers of ``d``
+  of its ticks before.
+
   Attributes:
     kept_h: ``[KEPT, B, ...]``: the group's output for the last ``KEPT``
       micro-batches, newest first (the output synthesizer regresses on the
       oldest when its target comes back); ``None`` on the last device.
-    kept_labels: the labels of those micro-batches (cDNI's context).
+    kept_labels: the batch entry the synthesizers' context is made from
+      (labels for cDNI, ``batch["context"]`` for conditioning "batch") of
+      those micro-batches.
   """
   kept_h: Any = None
   kept_labels: Any = None
@@ -79,6 +84,7 @@ def init_group_state(full: TrainState, group: Group, h_out_shape=None,
       synth_params=full.synth_params[synths],
       synth_state=full.synth_state[synths],
       synth_opt_state=full.synth_opt_state[synths],
+      synth_history=tuple(h[synths] for h in full.synth_history),
       kept_h=kept_h, kept_labels=kept_labels)
 
 
@@ -99,18 +105,13 @@ def _stage_fn(net, state: GroupState, group: Group, i: int, rng, train=True):
   return fn
 
 
-def _context(source, labels, num_outputs: int):
-  if not source.uses_synthesizers or source.conditioning == "none":
-    return None
-  return gradient_sources.label_context(labels, num_outputs)
-
-
 def _predict(net, state: GroupState, group: Group, b: int, h, context, rng,
-             synth_state=None) -> interface.Prediction:
+             synth_state=None, synth_params=None) -> interface.Prediction:
   """``M_b(h, c)`` with its vjp and new state (training mode)."""
   j = b - group.boundaries.start
   synth_state = state.synth_state if synth_state is None else synth_state
-  return interface.predict(net.synthesizers[b], state.synth_params[j],
+  synth_params = state.synth_params if synth_params is None else synth_params
+  return interface.predict(net.synthesizers[b], synth_params[j],
                            synth_state[j], h, context,
                            rng=jax.random.fold_in(rng, b))
 
@@ -132,8 +133,8 @@ def _loss_stage(net, state, group, h, labels, rng):
 
 
 def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
-             target_valid, *, net: DecoupledNetwork, group: Group, source,
-             optimizers: Optimizers, num_outputs: int):
+             target_valid, cond=None, *, net: DecoupledNetwork, group: Group,
+             source, optimizers: Optimizers, num_outputs: int):
   """One tick of device ``group.index`` of the DNI pipeline (docs/method.md).
 
   Args:
@@ -147,7 +148,11 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
     fwd_valid: a micro-batch is here (false while the pipeline fills).
     target_valid: ``target_in`` belongs to a real micro-batch. Both may be
       Python bools (static: no masking in the compiled tick) or arrays.
-    net, group, source, optimizers: static; ``source`` is DNI or cDNI.
+    cond: the batch entry the context is made from (``source.context_key``:
+      the labels for cDNI, ``batch["context"]`` for conditioning "batch");
+      ``None``: ``labels``.
+    net, group, source, optimizers: static; ``source`` a
+      ``SyntheticGradients`` (any conditioning).
     num_outputs: the network's output width (cDNI's one-hot context).
 
   Returns:
@@ -165,7 +170,8 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
         net, state, group, h, labels, stage_rng)
     new_stage_state.append(st)
     metrics = {"loss": loss, **net.metrics_fn(outputs, labels)}
-  context = _context(source, labels, num_outputs)
+  cond = labels if cond is None else cond
+  context = source.context_of(cond, num_outputs)
   batch = labels.shape[0]
   units = batch if net.per_example else 1
   preds, new_synth_state = {}, []
@@ -173,10 +179,16 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
     preds[b] = _predict(net, state, group, b, hidden[b - group.start],
                         context, synth_rng)
     new_synth_state.append(preds[b].model_state)
+  used = preds
+  if state.synth_history:  # a stale interface: the stages use old synths
+    used = {b: _predict(net, state, group, b, hidden[b - group.start],
+                        context, synth_rng,
+                        synth_params=state.synth_history[0])
+            for b in group.boundaries}
   # Every non-loss stage updates from the synthetic gradient at its output.
   stage_grads, input_grads = [], []
   for j, vjp in enumerate(vjps):
-    g, g_in = vjp(net.sg_scale / units * preds[group.start + j].value)
+    g, g_in = vjp(net.sg_scale / units * used[group.start + j].value)
     stage_grads.append(g)
     input_grads.append(g_in)
   if group.is_last:
@@ -194,13 +206,17 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
   new_stage_params, new_stage_opt = update_each(
       optimizers.stage, tuple(stage_grads), state.stage_opt_state,
       state.stage_params)
+  history = state.synth_history
+  if history:  # this tick's synthesizers join the end of the queue
+    history = history[1:] + (state.synth_params,)
   new = state.replace(step=state.step + 1, stage_params=new_stage_params,
                       stage_state=tuple(new_stage_state),
                       stage_opt_state=new_stage_opt,
-                      synth_state=tuple(new_synth_state))
+                      synth_state=tuple(new_synth_state),
+                      synth_history=history)
   if not group.is_last:
     out_b = group.stop - 1
-    kept_context = _context(source, state.kept_labels[-1], num_outputs)
+    kept_context = source.context_of(state.kept_labels[-1], num_outputs)
     kept = _predict(net, state, group, out_b, state.kept_h[-1], kept_context,
                     synth_rng, synth_state=new.synth_state)
     l, g = interface.fit(kept, units * target_in)
@@ -227,7 +243,7 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
     h_out = hidden[-1]
     new = new.replace(
         kept_h=jnp.concatenate([h_out[None], state.kept_h[:-1]]),
-        kept_labels=jnp.concatenate([labels[None], state.kept_labels[:-1]]))
+        kept_labels=jnp.concatenate([cond[None], state.kept_labels[:-1]]))
   g_in = None if group.is_first else input_grads[0]
   return new, h_out, g_in, metrics
 

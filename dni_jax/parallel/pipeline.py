@@ -78,15 +78,15 @@ class _Pipeline:
 
   def __init__(self, net: DecoupledNetwork, optimizers: Optimizers, source,
                devices: Sequence[jax.Device], example: dict, rng: jax.Array,
-               stages_per_device: Sequence[int] = ()):
+               stages_per_device: Sequence[int] = (), synth_delay: int = 0):
     self.net, self.optimizers, self.source = net, optimizers, source
     self.groups = placement.place(len(net.stages), len(devices),
                                   stages_per_device)
     self.exchange = Exchange(devices)
     self.devices = self.exchange.devices
     self.local = self.exchange.local
-    self.full = train_state_lib.init_train_state(net, optimizers, source, rng,
-                                                 example)
+    self.full = train_state_lib.init_train_state(
+        net, optimizers, source, rng, example, synth_delay=synth_delay)
     self.shapes = _boundary_shapes(net, self.full, example)
     self.batch = example["inputs"].shape[0]
     self.input_shape = tuple(example["inputs"].shape)
@@ -100,7 +100,7 @@ class _Pipeline:
                          [f"synth_loss/{b}" for b in range(len(net.stages) - 1)
                           if source.uses_synthesizers])
     self.width = max(width, len(self.metric_names))
-    self.labels_like = example["labels"]
+    self.example = example
 
   def in_shape(self, k: int, batch: int | None = None) -> tuple:
     shape = (self.input_shape if k == 0 else self.shapes[
@@ -205,9 +205,13 @@ class DNIPipeline(_Pipeline):
       raise ConfigError("the DNI pipeline needs synthetic gradients (method "
                         "dni or cdni); method backprop runs the backprop "
                         "pipeline (BackpropPipeline).")
-    if getattr(self.source, "conditioning", "none") == "batch":
-      raise ConfigError("the pipeline supports conditioning none (dni) or "
-                        "labels (cdni), not batch['context'].")
+    # The batch entry each device's synthesizers make their context from,
+    # sent with every micro-batch (the labels for dni, which ignores them).
+    self.cond_key = self.source.context_key or "labels"
+    if self.cond_key not in self.example:
+      raise ConfigError(f"conditioning={self.source.conditioning!r} needs a "
+                        f"{self.cond_key!r} entry in every micro-batch.")
+    self.cond_like = self.example[self.cond_key]
     self._ticks = {k: self._tick_fn(k) for k in self.local}
 
   def init(self) -> dict:
@@ -216,7 +220,7 @@ class DNIPipeline(_Pipeline):
       g = self.groups[k]
       state = group_lib.init_group_state(
           self.full, g, None if g.is_last else self.out_shape(k),
-          self.labels_like.shape, self.labels_like.dtype)
+          self.cond_like.shape, self.cond_like.dtype)
       groups[k] = self._on_device(state, k)
     rows = self.batch + 1  # the activations, then a row of metrics
     return {"groups": groups,
@@ -230,13 +234,13 @@ class DNIPipeline(_Pipeline):
         optimizers=self.optimizers, num_outputs=self.num_outputs)
     rows, size = self.batch, len(self.metric_names)
 
-    def fn(state, inbox_f, inbox_b, x, labels, fwd_valid, target_valid):
+    def fn(state, inbox_f, inbox_b, x, labels, cond, fwd_valid, target_valid):
       h_in = (None if group.is_first else
               unpack(inbox_f[:, :rows], self.in_shape(k)))
       target = (None if group.is_last else
                 unpack(inbox_b[:, :rows], self.out_shape(k)))
       new, h_out, g_in, metrics = tick(state, h_in, target, x, labels,
-                                       fwd_valid, target_valid)
+                                       fwd_valid, target_valid, cond)
       own = self._metric_vector(metrics)[0]
       # The metrics travel back with the cotangents, each device adding its
       # own to those that came from the next one: device 0 reads device j's
@@ -283,9 +287,10 @@ class DNIPipeline(_Pipeline):
       x = (jax.device_put(data["inputs"], self.devices[k]) if k == 0
            else None)
       labels = jax.device_put(data["labels"], self.devices[k])
+      cond = jax.device_put(data[self.cond_key], self.devices[k])
       groups[k], out_f[k], out_b[k], own[k] = self._ticks[k](
           state["groups"][k], state["inbox_fwd"][k], state["inbox_bwd"][k],
-          x, labels, fwd_valid=m >= 0, target_valid=m - 2 >= 0)
+          x, labels, cond, fwd_valid=m >= 0, target_valid=m - 2 >= 0)
     fwd_in, bwd_in, _ = self.exchange(out_f, out_b)
     new_state = {"groups": groups, "inbox_fwd": fwd_in, "inbox_bwd": bwd_in}
     if 0 not in self.local:

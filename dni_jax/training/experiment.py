@@ -188,10 +188,9 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
            f"dni.synth_delay must be a whole number of steps >= 0 (0 = the "
            f"current synthesizer), got {d.synth_delay}")
   unlocked = [m for m in methods(config) if m.endswith("_unlocked")]
-  _require(not (d.synth_delay or unlocked) or not config.parallel.num_devices,
-           "dni.synth_delay and the unlocked methods run on one device; "
-           "set parallel.num_devices=0 (the pipeline has its own, fixed "
-           "staleness: docs/method.md).")
+  _require(not unlocked or not config.parallel.num_devices,
+           "the unlocked methods run on one device; set "
+           "parallel.num_devices=0.")
   if not unlocked:
     return
   _require(d.input_model in INPUT_MODELS,

@@ -59,7 +59,8 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
     pipe = pipeline_lib.BackpropPipeline(
         num_microbatches=config.parallel.microbatches, **common)
   else:
-    pipe = pipeline_lib.DNIPipeline(**common)
+    pipe = pipeline_lib.DNIPipeline(synth_delay=config.dni.synth_delay,
+                                    **common)
   local = pipe.local
 
   def batch(m):
