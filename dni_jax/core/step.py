@@ -9,7 +9,7 @@ with the state donated.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,30 +75,42 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
     track_alignment: also compute the true gradient (a full backward pass)
       and report, per boundary, its cosine and relative error against the
       gradient the stage was updated with.
-    update_prob: stochastic updates (``dni_jax.core.stochastic``): each
-      stage and, independently, its synthesizer (and input model) applies
-      its update with this probability (one value or one per stage);
-      backprop flips one coin for the whole network. 1 (static) is the
-      ordinary step.
+    update_prob: stochastic updates (``dni_jax.core.stochastic.wrap``, a
+      wrapper around this step): each stage and, independently, its
+      synthesizer (and input model) applies its update with this
+      probability (one value or one per stage); backprop flips one coin for
+      the whole network. 1 (static) is the ordinary step.
 
   Returns:
     ``(new_state, metrics)``; metrics are scalars: ``loss``, the
     ``metrics_fn`` entries, ``synth_loss/i``, ``input_loss/i`` (complete
     unlock) and, on request, ``grad_cosine/i`` and ``grad_rel_error/i``.
   """
+  step = functools.partial(_step, net=net, optimizers=optimizers,
+                           source=source, track_alignment=track_alignment)
+  probs = stochastic.probabilities(update_prob, len(net.stages))
+  if any(p < 1.0 for p in probs):
+    step = stochastic.wrap(step, probs,
+                           one_coin=not source.uses_synthesizers)
+  return step(state, batch)
+
+
+def _step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
+          optimizers: Optimizers, source: Callable,
+          track_alignment: bool) -> tuple[TrainState, dict]:
+  """The ordinary step (every unit updates): ``train_step`` without coins."""
   _check_batch(batch)
   stage_rng, synth_rng = jax.random.split(
       jax.random.fold_in(state.rng, state.step))
-  unlocked = getattr(source, "unlocked", False)
-  if unlocked:
+  inputs = None
+  if source.unlocked:
     fwd, inputs = _unlocked_forward(state, batch, net, stage_rng, synth_rng)
   else:
     fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
                          stage_rng)
   stale = state.synth_history[0] if state.synth_history else None
-  kwargs = {} if stale is None else {"stale_synth_params": stale}
   out = source(net, fwd, state.synth_params, state.synth_state, batch,
-               synth_rng, **kwargs)
+               synth_rng, stale_synth_params=stale)
   stage_params, stage_opt_state = update_each(
       optimizers.stage, out.stage_grads + (fwd.last_grads,),
       state.stage_opt_state, state.stage_params)
@@ -107,43 +119,56 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
     synth_params, synth_opt_state = update_each(
         optimizers.synth, out.synth_grads, state.synth_opt_state,
         state.synth_params)
-  new = dict(stage_params=stage_params, stage_opt_state=stage_opt_state,
-             synth_params=synth_params, synth_opt_state=synth_opt_state)
+  new = state.replace(
+      step=state.step + 1, stage_params=stage_params,
+      stage_opt_state=stage_opt_state, stage_state=fwd.new_stage_state,
+      synth_params=synth_params, synth_opt_state=synth_opt_state,
+      synth_state=out.new_synth_state)
 
   metrics = {"loss": fwd.loss, **net.metrics_fn(fwd.outputs, batch["labels"])}
   for i, synth_loss in enumerate(out.synth_losses):
     if synth_loss is not None:  # None: a boundary without a synthesizer
       metrics[f"synth_loss/{i}"] = synth_loss
-  if unlocked:
-    input_losses, input_grads = gradient_sources.regress(*inputs[:3])
-    new["input_params"], new["input_opt_state"] = update_each(
+  if inputs is not None:
+    input_losses, input_grads = gradient_sources.regress(
+        inputs.preds, inputs.vjps, inputs.targets)
+    input_params, input_opt_state = update_each(
         optimizers.synth, input_grads, state.input_opt_state,
         state.input_params)
+    new = new.replace(input_params=input_params,
+                      input_opt_state=input_opt_state,
+                      input_state=inputs.new_state)
     for i, input_loss in enumerate(input_losses):
       metrics[f"input_loss/{i}"] = input_loss
   if track_alignment and out.synth_grads:
     metrics.update(_alignment_metrics(fwd, out.boundary_grads))
+  if state.synth_history:  # the synthesizers of this step join the queue
+    new = new.replace(synth_history=state.synth_history[1:] +
+                      (state.synth_params,))
+  return new, metrics
 
-  probs = stochastic.probabilities(update_prob, len(net.stages))
-  if any(p < 1.0 for p in probs):
-    new, metrics["update_rate"] = _stochastic(state, probs, source, new)
-  history = state.synth_history
-  if history:  # the synthesizers of this step join the end of the queue
-    history = history[1:] + (state.synth_params,)
-  new_state = state.replace(
-      step=state.step + 1, stage_state=fwd.new_stage_state,
-      synth_state=out.new_synth_state, synth_history=history,
-      input_state=inputs[3] if unlocked else state.input_state, **new)
-  return new_state, metrics
+
+class InputModels(NamedTuple):
+  """Complete unlock's synthetic inputs ``I_i(x)`` of one step.
+
+  Attributes:
+    preds: per boundary, ``I_i(x)``.
+    vjps: per boundary, a cotangent on ``I_i(x)`` -> ``(param_grads,)``.
+    targets: per boundary, the real chain's ``h_i`` (stop-gradient).
+    new_state: per boundary, the input model's new mutable state.
+  """
+  preds: tuple
+  vjps: tuple
+  targets: tuple
+  new_state: tuple
 
 
 def _unlocked_forward(state, batch, net, stage_rng, synth_rng):
   """Complete unlock's forward: stage ``i+1`` reads ``I_i(x)``, not ``h_i``.
 
   Returns the ``ForwardPass`` on the synthetic inputs (with the stage state
-  of the real chain, which evaluation uses) and ``(predictions, vjps,
-  targets, new_input_state)`` of the input models: the real chain's ``h_i``
-  are their stop-gradient targets.
+  of the real chain, which evaluation uses) and the ``InputModels``: the
+  real chain's ``h_i`` are their stop-gradient targets.
   """
   if len(net.input_models) != net.num_boundaries:
     raise ValueError("complete unlock needs an input model per boundary; "
@@ -166,33 +191,8 @@ def _unlocked_forward(state, batch, net, stage_rng, synth_rng):
   fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
                        stage_rng, stage_inputs=tuple(preds))
   fwd = fwd._replace(new_stage_state=real_state)
-  return fwd, (tuple(preds), tuple(vjps), real_hidden, tuple(input_state))
-
-
-def _stochastic(state, probs, source, new):
-  """Keeps the old values of every unit whose coin says "no update".
-
-  Coins: stage ``i`` is unit ``i``, synthesizer ``b`` unit ``N + b``, input
-  model ``b`` unit ``2N + b``; backprop flips unit 0's coin for all stages.
-  Returns the masked ``new`` and the fraction of stages that updated.
-  """
-  num = len(probs)
-  if source.uses_synthesizers:
-    stage_flags = [stochastic.coin(state.rng, state.step, i, p)
-                   for i, p in enumerate(probs)]
-  else:  # backprop: one coin for the whole network
-    stage_flags = [stochastic.coin(state.rng, state.step, 0, probs[0])] * num
-  flags = {"stage": stage_flags}
-  for kind, offset in (("synth", num), ("input", 2 * num)):
-    flags[kind] = [stochastic.coin(state.rng, state.step, offset + b, probs[b])
-                   for b in range(len(new.get(f"{kind}_params", ())))]
-  masked = {}
-  for name, value in new.items():
-    kind = name.split("_")[0]
-    masked[name] = tuple(stochastic.select(f, n, o) for f, n, o in zip(
-        flags[kind], value, getattr(state, name)))
-  rate = jnp.mean(jnp.stack(stage_flags).astype(jnp.float32))
-  return masked, rate
+  return fwd, InputModels(tuple(preds), tuple(vjps), real_hidden,
+                          tuple(input_state))
 
 
 def predict(state: TrainState, inputs: jax.Array, *,

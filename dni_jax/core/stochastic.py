@@ -47,3 +47,44 @@ def coin(rng: jax.Array, step: jax.Array, index: int, p: float) -> jax.Array:
 def select(flag: jax.Array, new, old):
   """``new`` where ``flag``, else ``old`` (leaf by leaf)."""
   return jax.tree_util.tree_map(lambda n, o: jnp.where(flag, n, o), new, old)
+
+
+# The units of a ``TrainState`` that a coin holds back, and the offset of
+# their coins: stage ``i`` is unit ``i``, synthesizer ``b`` unit ``N + b``,
+# input model ``b`` unit ``2N + b`` (N = the number of stages).
+UNITS = (("stage_params", "stage_opt_state", 0),
+         ("synth_params", "synth_opt_state", 1),
+         ("input_params", "input_opt_state", 2))
+
+
+def wrap(step, probs: Sequence[float], one_coin: bool = False):
+  """A step whose units update only when their coins say so.
+
+  ``step(state, batch) -> (new_state, metrics)`` is the ordinary step; the
+  wrapped step runs it, then keeps the old parameters and optimiser state
+  of every unit whose coin at ``state.step`` is tails (the forward pass and
+  its BatchNorm statistics still happen). ``one_coin``: one coin, unit 0's,
+  for every stage (backprop's honest counterpart). Adds ``update_rate``,
+  the fraction of stages that updated.
+  """
+  num = len(probs)
+
+  def wrapped(state, batch):
+    new, metrics = step(state, batch)
+    if one_coin:
+      stage_flags = [coin(state.rng, state.step, 0, probs[0])] * num
+    else:
+      stage_flags = [coin(state.rng, state.step, i, p)
+                     for i, p in enumerate(probs)]
+    masked = {}
+    for params, opt_state, kind in UNITS:
+      flags = stage_flags if kind == 0 else [
+          coin(state.rng, state.step, kind * num + b, probs[b])
+          for b in range(len(getattr(new, params)))]
+      for name in (params, opt_state):
+        masked[name] = tuple(select(f, n, o) for f, n, o in zip(
+            flags, getattr(new, name), getattr(state, name)))
+    metrics["update_rate"] = jnp.mean(
+        jnp.stack(stage_flags).astype(jnp.float32))
+    return new.replace(**masked), metrics
+  return wrapped
