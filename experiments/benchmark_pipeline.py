@@ -126,7 +126,7 @@ def _pipeline() -> None:
   seconds = time.perf_counter() - start
   # The transfer alone: the tick's exchange with nothing computed.
   rows = pipe.batch + (0 if backprop else 1)  # DNI: + the metrics row
-  zeros = {k: pipe._zeros(k, rows) for k in pipe.local}  # pylint: disable=protected-access
+  zeros = {k: pipe.zeros(k, rows) for k in pipe.local}
   jax.block_until_ready(pipe.exchange(zeros, zeros))
   t0 = time.perf_counter()
   for _ in range(_STEPS.value):
@@ -137,9 +137,10 @@ def _pipeline() -> None:
   if not backprop:  # this process's device alone: its tick, no transfer
     k = pipe.local[0]
     data = {n: jax.device_put(v, pipe.devices[k]) for n, v in batch.items()}
-    tick = pipe._ticks[k]  # pylint: disable=protected-access
+    tick = pipe.ticks[k]
     args = (state["inbox_fwd"][k], state["inbox_bwd"][k],
-            data["inputs"] if k == 0 else None, data["labels"])
+            data["inputs"] if k == 0 else None, data["labels"],
+            data[pipe.cond_key])
     group = state["groups"][k]
     group, *_ = tick(group, *args, fwd_valid=True, target_valid=True)
     jax.block_until_ready(group)

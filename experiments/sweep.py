@@ -23,7 +23,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import cli
-from experiments import main as main_lib
+from experiments import entry
 
 _SEEDS = flags.DEFINE_integer(
     "seeds", 0, "Sweep seeds 0…N−1 of the config instead of its get_sweep().")
@@ -60,10 +60,10 @@ def main(argv):
           f"python -m experiments.summarize {workdir}", flush=True)
 
   workdir = (flags.FLAGS["workdir"].value or
-             os.path.join("/tmp/dni_jax", main_lib.config_name() + "_sweep"))
-  main_lib._run(workdir, action)  # pylint: disable=protected-access
+             os.path.join("/tmp/dni_jax", entry.config_name() + "_sweep"))
+  entry.run(workdir, action)
 
 
 if __name__ == "__main__":
   sys.argv[0] = "experiments.sweep"
-  app.run(main, flags_parser=main_lib._parse_flags)  # pylint: disable=protected-access
+  app.run(main, flags_parser=entry.parse_flags)

@@ -12,7 +12,6 @@ import functools
 from typing import Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from dni_jax.core import gradient_sources

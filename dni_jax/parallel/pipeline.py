@@ -123,7 +123,8 @@ class _Pipeline:
     """A copy of ``tree`` on device ``k`` (never an alias: ticks donate)."""
     return jax.device_put(jax.device_get(tree), self.devices[k])
 
-  def _zeros(self, k: int, batch: int | None = None) -> jax.Array:
+  def zeros(self, k: int, batch: int | None = None) -> jax.Array:
+    """An empty transfer buffer ``[1, batch, width]`` on device ``k``."""
     return jax.device_put(
         jnp.zeros((1, batch or self.batch, self.width), jnp.float32),
         self.devices[k])
@@ -147,19 +148,19 @@ class _Pipeline:
         m = tick - k
         b = batches[min(max(m, 0), num - 1)]
         n = b["labels"].shape[0]
-        h_in = inbox.get(k, self._zeros(k, n))
+        h_in = inbox.get(k, self.zeros(k, n))
         if h_in.shape[1] != n:
-          h_in = self._zeros(k, n)
+          h_in = self.zeros(k, n)
         x = jax.device_put(b["inputs"], self.devices[k]) if k == 0 else None
         labels = jax.device_put(b["labels"], self.devices[k])
         o, v = fns[k](groups[k], h_in, x, labels, jnp.asarray(0 <= m < num))
         out[k], vec[k] = o, v
       # Every device's buffer must have one shape: pad to this tick's size.
       size = max(o.shape[1] for o in out.values())
-      out = {k: o if o.shape[1] == size else self._zeros(k, size)
+      out = {k: o if o.shape[1] == size else self.zeros(k, size)
              for k, o in out.items()}
       inbox, _, summed = self.exchange(
-          out, {k: self._zeros(k, size) for k in self.local}, vec,
+          out, {k: self.zeros(k, size) for k in self.local}, vec,
           backward=False)
       m_last = tick - (len(self.groups) - 1)
       if 0 <= m_last < num:
@@ -212,7 +213,9 @@ class DNIPipeline(_Pipeline):
       raise ConfigError(f"conditioning={self.source.conditioning!r} needs a "
                         f"{self.cond_key!r} entry in every micro-batch.")
     self.cond_like = self.example[self.cond_key]
-    self._ticks = {k: self._tick_fn(k) for k in self.local}
+    # Device k's jitted tick, ``ticks[k](group_state, inbox_fwd, inbox_bwd,
+    # x, labels, cond, fwd_valid=..., target_valid=...)``.
+    self.ticks = {k: self._tick_fn(k) for k in self.local}
 
   def init(self) -> dict:
     groups = {}
@@ -224,8 +227,8 @@ class DNIPipeline(_Pipeline):
       groups[k] = self._on_device(state, k)
     rows = self.batch + 1  # the activations, then a row of metrics
     return {"groups": groups,
-            "inbox_fwd": {k: self._zeros(k, rows) for k in self.local},
-            "inbox_bwd": {k: self._zeros(k, rows) for k in self.local}}
+            "inbox_fwd": {k: self.zeros(k, rows) for k in self.local},
+            "inbox_bwd": {k: self.zeros(k, rows) for k in self.local}}
 
   def _tick_fn(self, k: int):
     group = self.groups[k]
@@ -288,7 +291,7 @@ class DNIPipeline(_Pipeline):
            else None)
       labels = jax.device_put(data["labels"], self.devices[k])
       cond = jax.device_put(data[self.cond_key], self.devices[k])
-      groups[k], out_f[k], out_b[k], own[k] = self._ticks[k](
+      groups[k], out_f[k], out_b[k], own[k] = self.ticks[k](
           state["groups"][k], state["inbox_fwd"][k], state["inbox_bwd"][k],
           x, labels, cond, fwd_valid=m >= 0, target_valid=m - 2 >= 0)
     fwd_in, bwd_in, _ = self.exchange(out_f, out_b)
@@ -362,7 +365,7 @@ class BackpropPipeline(_Pipeline):
     groups = state["groups"]
     kept = {k: {} for k in self.local}  # the inputs each device keeps
     bn = {k: groups[k].stage_state for k in self.local}
-    inbox = {k: self._zeros(k) for k in self.local}
+    inbox = {k: self.zeros(k) for k in self.local}
     sums = {k: jax.device_put(group_lib.zeros_like_grads(groups[k]),
                               self.devices[k]) for k in self.local}
     loss_sum, pending_cot = None, {}
@@ -373,7 +376,7 @@ class BackpropPipeline(_Pipeline):
       for k in self.local:
         m = tau - k
         if not 0 <= m < mb:
-          out[k] = self._zeros(k)
+          out[k] = self.zeros(k)
           continue
         x = put(batches[m]["inputs"], k) if k == 0 else None
         kept[k][m] = (inbox[k], x)
@@ -382,36 +385,36 @@ class BackpropPipeline(_Pipeline):
               groups[k], inbox[k], x, None, put(batches[m]["labels"], k),
               m, sums[k])
           loss_sum = vec if loss_sum is None else loss_sum + vec
-          out[k] = self._zeros(k)
+          out[k] = self.zeros(k)
         else:
           out[k], bn[k] = self._fwd[k](groups[k].replace(stage_state=bn[k]),
                                        inbox[k], x, m)
       inbox, _, _ = self.exchange(
-          out, {k: self._zeros(k) for k in self.local}, backward=False)
-    inbox_b = {k: self._zeros(k) for k in self.local}
+          out, {k: self.zeros(k) for k in self.local}, backward=False)
+    inbox_b = {k: self.zeros(k) for k in self.local}
     for beta in range(mb + num - 1 if num > 1 else 0):  # backward
       out_b = {}
       for k in self.local:
         if k == last:
-          out_b[k] = pending_cot.get(beta, self._zeros(k))
+          out_b[k] = pending_cot.get(beta, self.zeros(k))
           continue
         m = beta - (last - k)
         if not 0 <= m < mb:
-          out_b[k] = self._zeros(k)
+          out_b[k] = self.zeros(k)
           continue
         kept_in, x = kept[k].pop(m)
         sums[k], out_b[k], _, _ = self._bwd[k](
             groups[k], kept_in, x, inbox_b[k],
             put(batches[m]["labels"], k), m, sums[k])
       _, inbox_b, _ = self.exchange(
-          {k: self._zeros(k) for k in self.local}, out_b, forward=False)
+          {k: self.zeros(k) for k in self.local}, out_b, forward=False)
     new = {k: self._apply[k](groups[k], sums[k], new_bn=bn[k])
            for k in self.local}
     vec = loss_sum
     # The loss lives on the last device; share it with every process.
     _, _, summed = self.exchange(
-        {k: self._zeros(k) for k in self.local},
-        {k: self._zeros(k) for k in self.local},
+        {k: self.zeros(k) for k in self.local},
+        {k: self.zeros(k) for k in self.local},
         {k: (vec if k == last else self._no_metrics(k))
          for k in self.local}, forward=False, backward=False)
     metrics = self._metrics_of(summed / mb, lambda n: True)

@@ -34,7 +34,7 @@ def find_runs(root: str) -> list[str]:
 def flat_config(run: str) -> dict:
   """The run's ``config.json`` as ``{"a.b": value}``."""
   with open(os.path.join(run, "config.json")) as f:
-    return workdir_lib._flatten(json.load(f))  # pylint: disable=protected-access
+    return workdir_lib.flatten(json.load(f))
 
 
 def metric_series(run: str, split: str) -> dict[str, tuple[list, list]]:
@@ -77,7 +77,8 @@ def stats(values: list[float]) -> dict:
           "n": n}
 
 
-_HIGHER_IS_BETTER = ("accuracy", "exact_match", "max_length_solved")
+_HIGHER_IS_BETTER = ("accuracy", "exact_match", "max_length_solved",
+                     "max_task_length_solved")
 
 
 def summarize(root: str, split: str = "test", metrics=(),

@@ -215,8 +215,14 @@ class Recorder:
       self.counts = {k: int(v) for k, v in saved["counts"].items()}
       self.count = int(saved["count"])
 
-  def flush_train(self, step: int) -> None:
-    """Writes the interval's train averages and prints the progress line."""
+  def flush_train(self, step: int, interval: tuple | None = None) -> None:
+    """Writes the interval's train averages and prints the progress line.
+
+    ``interval``: ``(sums, counts, count)`` gathered elsewhere (a vmapped
+    group's share of this run), instead of what ``record`` gathered.
+    """
+    if interval is not None:
+      self.sums, self.counts, self.count = interval
     if not self.count:
       return
     last_keys = self.loop.last_keys

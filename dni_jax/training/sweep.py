@@ -174,9 +174,8 @@ class _GroupRecorder:
 
   def flush_train(self, step):
     for i, r in enumerate(self.recorders):
-      r.sums = {k: float(v[i]) for k, v in self.sums.items()}
-      r.counts, r.count = dict(self.counts), self.count
-      r.flush_train(step)
+      r.flush_train(step, ({k: float(v[i]) for k, v in self.sums.items()},
+                           dict(self.counts), self.count))
     self.sums, self.counts, self.count = {}, {}, 0
 
   def write_eval(self, step, split, metrics):

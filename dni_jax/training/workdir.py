@@ -33,11 +33,12 @@ RESUMABLE = ("num_steps", "log_every", "eval_every", "checkpoint_every",
              "data.download")
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """A nested dict (a config's JSON) as ``{"a.b": value}``."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
+      flat.update(flatten(value, f"{prefix}{key}."))
     else:
       flat[f"{prefix}{key}"] = value
   return flat
@@ -45,7 +46,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def config_fields(config: ml_collections.ConfigDict) -> dict:
   """Every field of ``config`` as ``{"a.b": value}``, as JSON reads it back."""
-  return _flatten(json.loads(config.to_json_best_effort()))
+  return flatten(json.loads(config.to_json_best_effort()))
 
 
 # Fields added to the configs after runs were made without them, with the
@@ -167,7 +168,7 @@ def _difference(path: str, config) -> tuple[list[str], str]:
   new = config_fields(config)
   try:
     with open(path) as f:
-      old = _flatten(json.load(f))
+      old = flatten(json.load(f))
   except (OSError, ValueError) as e:
     reason = f"unreadable {CONFIG_FILE} ({e})"
     return [reason], reason
