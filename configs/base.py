@@ -28,7 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.start_length = 1  # copy tasks: first curriculum length
   config.data.threshold = 0.15  # copy tasks: bits wrong per episode under which a length is solved
   config.data.check_every = 200  # copy tasks: steps between curriculum checks
-  config.data.max_repeats = 3  # repeat_copy: repeat counts are uniform in 1..max_repeats
+  config.data.max_repeats = 10  # repeat_copy: cap of the curriculum's R_max (R is uniform in 1..R_max; input R/max_repeats)
+  config.data.start_repeats = 1  # repeat_copy: first R_max (the curriculum alternates growing N and R_max)
 
   config.model = ml_collections.ConfigDict()
   # fcn | cnn | mlp (one stage per hidden width + output stage);

@@ -6,14 +6,12 @@
 An LSTM reads random 8-bit vectors, a delimiter, then writes them back. The
 sequence length grows by one whenever the error over the last
 ``data.check_every`` steps is under 0.15 bits per episode; the score is the
-longest length N solved (``max_length_solved`` in metrics.jsonl and the
-table; the paper counts T_task = N + 3). Generated data, no download.
+paper's episode length T_task = N + 3 of the longest length N solved
+(``max_task_length_solved`` in metrics.jsonl and the table;
+``max_length_solved`` is N). Generated data, no download.
 The method: docs/method.md.
 
-Expected: longest length solved at T = 3: BPTT 1, DNI 3, DNI+Aux 2 (T = 2:
-1 / 2 / 1; T = 5: 3 / 3 / 3), every seed alike, after 100k windows
-(``--config.num_steps=100000``; 3 seeds, docs/results.md); one seed at 15k
-windows gave the same lengths in 1–3 min per run on one core. All cells:
+Measured results (scored in N): docs/results.md. All cells:
 ``python -m experiments.reproduce --table=copy --budget=full``.
 """
 

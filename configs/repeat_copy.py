@@ -3,14 +3,18 @@
   python -m experiments.main --config=configs/repeat_copy.py \\
       --workdir=workdirs/repeat_copy_T3 --config.unroll=3
 
-As Copy, but the delimiter step also gives a repeat count R (uniform in
-1..data.max_repeats, input as R/max_repeats); the LSTM writes the sequence R
-times, then an end marker. The curriculum lengthens the sequence N (R stays
-random); the score is the longest N solved. Generated data, no download.
+As Copy, but the delimiter step also gives a repeat count R, drawn per
+episode uniformly in 1..R_max and input as R / data.max_repeats; the LSTM
+writes the sequence R times, then an end marker. The curriculum grows both
+the length N and R_max (from data.start_repeats): each time a level is
+solved it grows N, then R_max, then N, ..., R_max stopping at
+data.max_repeats (after which only N grows). The score is the paper's
+episode length T_task = N·R_max + 3 of the longest level solved
+(``max_task_length_solved``; ``max_length_solved`` is its N). Generated
+data, no download.
 
-Expected: longest length solved at T = 3: BPTT 0, DNI 2, DNI+Aux 2 (T = 2:
-0 / 1.67 ± 0.58 / 2; T = 5: 1 / 4 / 3) after 100k windows
-(``--config.num_steps=100000``; 3 seeds, docs/results.md). All cells:
+Measured results (scored in N, with R uniform in a fixed 1..3, before this
+curriculum): docs/results.md. All cells:
 ``python -m experiments.reproduce --table=copy --budget=full``.
 """
 
@@ -20,7 +24,8 @@ from configs import copy
 def get_config():
   config = copy.get_config()
   config.data.name = "repeat_copy"
-  config.data.max_repeats = 3
+  config.data.max_repeats = 10
+  config.data.start_repeats = 1
   return config
 
 

@@ -1,6 +1,6 @@
 """The README's tables with error bars: 3 seeds per cell, each cell one vmapped sweep.
 
-  python -m experiments.reproduce --table=<name> --budget=<small|full> \\
+  python -m experiments.reproduce --table=<name> --budget=<small|full|paper> \\
       [--workdir=/tmp/dni_jax/reproduce] [--data_dir=../shared/data/mnist] [--seeds=3]
 
 Tables (``--table``):
@@ -8,19 +8,21 @@ Tables (``--table``):
 - ``mnist_fcn``: MNIST FCN test error (%), depth 3–6 × {backprop, DNI, cDNI}.
 - ``binary_addition``: held-out whole-sum accuracy and bit accuracy,
   {backprop, DNI, cDNI}.
-- ``copy``: Copy and Repeat Copy, longest length solved, T ∈ {2, 3, 5} ×
-  {BPTT, DNI, DNI+Aux}.
+- ``copy``: Copy and Repeat Copy, the paper's T_task of the longest level
+  solved (``max_task_length_solved``: N + 3, Repeat Copy N·R_max + 3) and its
+  length N, T ∈ {2, 3, 4, 5} × {BPTT, DNI, DNI+Aux}.
 - ``ptb_char``: PTB characters, T = 8, best valid BPC and its test BPC,
   {BPTT, DNI, DNI+Aux} (``--data_dir`` with ``ptb.char.*.txt``).
 
 ``--budget=full`` is what the README reports (the configs' own step
 budgets; Copy: ``--copy_windows`` = 100k windows per run); ``--budget=small``
 shrinks every cell to seconds on a CPU (narrow networks, a few dozen steps),
-to check that the whole table runs. The seeds of a cell train as one
-vmapped program (``experiments.sweep``), into ``<workdir>/<table>/<cell>/
-seed=<s>/``, so a rerun resumes where it stopped. Prints the table as
-Markdown, mean ± std over the seeds (n − 1), and writes it to
-``<workdir>/<table>_<budget>.md``.
+to check that the whole table runs; ``--budget=paper`` (Copy only) trains
+each run for the paper's 2.5 M iterations (windows). The seeds of a cell
+train as one vmapped program (``experiments.sweep``), into
+``<workdir>/<table>/<cell>/seed=<s>/``, so a rerun resumes where it stopped.
+Prints the table as Markdown, mean ± std over the seeds (n − 1), and writes
+it to ``<workdir>/<table>_<budget>.md``.
 """
 
 import contextlib
@@ -42,6 +44,8 @@ SMALL_BATCH = 16
 SMALL_MODEL = dict(width=16, features=4, hidden=(16, 16))
 SMALL_SYNTH_HIDDEN = (8,)
 _COPY_WINDOWS_DEFAULT = 100_000
+# The paper budget (Copy only): the paper's 2.5 M iterations, as windows.
+PAPER_COPY_WINDOWS = 2_500_000
 
 
 def _full_steps(table: str) -> int:
@@ -61,14 +65,16 @@ def budgets_text() -> str:
           "CPU, a check that the whole table runs, not its numbers. full: "
           f"the README's, each config's own steps per run ({full}; ptb_char "
           "stops early when valid BPC stops improving) and --copy_windows "
-          f"(default {_COPY_WINDOWS_DEFAULT}) windows per Copy run.")
+          f"(default {_COPY_WINDOWS_DEFAULT}) windows per Copy run. paper "
+          f"(--table=copy only): as full, {PAPER_COPY_WINDOWS} windows per "
+          "Copy run, the paper's 2.5 M iterations.")
 
 
 # absl prints the module docstring as --help's usage text.
 __doc__ += "\nBudgets (``--budget``):\n\n" + budgets_text() + "\n"
 
 _TABLE = flags.DEFINE_enum("table", None, TABLES, "Which table.")
-_BUDGET = flags.DEFINE_enum("budget", "small", ["small", "full"],
+_BUDGET = flags.DEFINE_enum("budget", "small", ["small", "full", "paper"],
                             budgets_text())
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/dni_jax/reproduce",
                                "Where the runs go.")
@@ -107,12 +113,14 @@ def cells(table: str, budget: str):
         out.append((row, method, config))
   elif table == "copy":
     for task in ("copy", "repeat_copy"):
-      for unroll in (2, 3, 5):
+      for unroll in (2, 3, 4, 5):
         for method in ("bptt", "dni", "dni_aux"):
           config = importlib.import_module(f"configs.{task}").get_config()
           config.update(method=method, unroll=unroll)
           if budget == "full":
             config.num_steps = _COPY_WINDOWS.value
+          elif budget == "paper":
+            config.num_steps = PAPER_COPY_WINDOWS
           out.append((f"{task} T={unroll}", method, config))
   else:
     for method in ("bptt", "dni", "dni_aux"):
@@ -135,7 +143,8 @@ def value(table: str, summary: dict) -> dict:
     return {"whole-sum acc %": 100 * summary["test"]["exact_match"],
             "bit acc %": 100 * summary["test"]["accuracy"]}
   if table == "copy":
-    return {"max length solved": summary["max_length_solved"] or 0}
+    return {"max length solved": summary["max_length_solved"] or 0,
+            "T_task solved": summary.get("max_task_length_solved") or 0}
   return {"best valid bpc": summary["best_valid_bpc"],
           "test bpc": summary["test_bpc_at_best_valid"]}
 
@@ -154,6 +163,8 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
     how = (f"narrow networks (width {SMALL_MODEL['width']}, synthesizer "
            f"hidden {SMALL_SYNTH_HIDDEN}): a check that the table runs, not "
            "its numbers")
+  elif budget == "paper":
+    how = "the configs' own networks for the paper's 2.5 M iterations"
   else:
     how = "the configs' own networks: the README's numbers"
   return "\n".join([
@@ -210,6 +221,10 @@ def main(argv):
   if _TABLE.value is None:
     _fail(f"give --table, one of {', '.join(TABLES)} (see --help for the "
           "tables and the budgets)")
+  if _BUDGET.value == "paper" and _TABLE.value != "copy":
+    _fail(f"--budget=paper ({PAPER_COPY_WINDOWS} windows per run, the "
+          "paper's Copy iterations) applies to --table=copy only; use "
+          f"--budget=full for {_TABLE.value}")
   timing.quiet_logs()
   print(describe(_TABLE.value, _BUDGET.value, _SEEDS.value, _WORKDIR.value),
         flush=True)

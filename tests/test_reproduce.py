@@ -14,11 +14,13 @@ def test_tables_have_the_papers_cells():
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.FLAGS(["reproduce"])  # defaults
   copy = reproduce.cells("copy", "full")
-  assert len(copy) == 2 * 3 * 3
+  assert len(copy) == 2 * 4 * 3
   assert {(c.data.name, c.unroll, c.method) for _, _, c in copy} == {
-      (task, t, m) for task in ("copy", "repeat_copy") for t in (2, 3, 5)
+      (task, t, m) for task in ("copy", "repeat_copy") for t in (2, 3, 4, 5)
       for m in ("bptt", "dni", "dni_aux")}
   assert {c.num_steps for _, _, c in copy} == {100_000}
+  assert {c.num_steps for _, _, c in reproduce.cells("copy", "paper")} == {
+      2_500_000}
   fcn = reproduce.cells("mnist_fcn", "full")
   assert {(c.model.depth, c.method) for _, _, c in fcn} == {
       (d, m) for d in (3, 4, 5, 6) for m in ("backprop", "dni", "cdni")}
@@ -63,8 +65,10 @@ def test_copy_full_budget_is_described_in_windows():
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.FLAGS(["reproduce"])  # defaults
   lines = reproduce.describe("copy", "full", 3, "/w").splitlines()
-  assert lines[0].startswith("[reproduce] table copy, budget full: 18 cells × "
-                             "3 seeds = 54 runs of 100000 windows each")
-  assert lines[1] == ("[reproduce] cells: copy T=2, copy T=3, copy T=5, "
-                      "repeat_copy T=2, repeat_copy T=3, repeat_copy T=5 × "
-                      "bptt, dni, dni_aux")
+  assert lines[0].startswith("[reproduce] table copy, budget full: 24 cells × "
+                             "3 seeds = 72 runs of 100000 windows each")
+  assert lines[1] == ("[reproduce] cells: copy T=2, copy T=3, copy T=4, "
+                      "copy T=5, repeat_copy T=2, repeat_copy T=3, "
+                      "repeat_copy T=4, repeat_copy T=5 × bptt, dni, dni_aux")
+  paper = reproduce.describe("copy", "paper", 3, "/w").splitlines()[0]
+  assert "72 runs of 2500000 windows each" in paper

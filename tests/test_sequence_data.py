@@ -2,21 +2,25 @@
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import repeat_copy as repeat_copy_config
 from dni_jax.data import char_corpus
 from dni_jax.data import copy_tasks
+from dni_jax.errors import ConfigError
 from dni_jax.errors import DataError
+from dni_jax.training import experiment
 
 SHARED_PTB = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                           "data", "ptb")
 
 
-def _stream(task, length, steps):
+def _stream(task, length, steps, repeats=None):
   """Concatenates the windows of ``steps`` consecutive steps: [B, steps·T]."""
-  windows = [task.window_at(length, 0, k) for k in range(steps)]
+  windows = [task.window_at(length, 0, k, repeats) for k in range(steps)]
   return {key: np.concatenate([np.asarray(w[key]) for w in windows], axis=1)
           for key in windows[0]}
 
@@ -46,22 +50,24 @@ def test_copy_episodes_are_what_they_claim(unroll):
   assert 0.3 < s["inputs"][:, :n, :bits].mean() < 0.7
 
 
-def test_repeat_copy_episodes_are_what_they_claim():
-  n, bits, max_r = 3, 8, 3
+@pytest.mark.parametrize("max_r, level_r", [(3, 3), (10, 2), (10, 4)])
+def test_repeat_copy_episodes_are_what_they_claim(max_r, level_r):
+  """A level with ``R_max = level_r`` draws R in 1..level_r per episode."""
+  n, bits = 3, 8
   task = copy_tasks.CopyTask(batch_size=8, unroll=4, repeat=True,
                              num_bits=bits, max_repeats=max_r)
-  period = n + 2 + max_r * n
-  assert task.period(n) == period
-  s = _stream(task, n, steps=(4 * period) // 4)
+  period = n + 2 + level_r * n  # follows the level's R_max, not the cap
+  assert task.period(n, level_r) == period
+  s = _stream(task, n, steps=(4 * period) // 4, repeats=level_r)
   seen = set()
   for b in range(8):
     for e in range(4):
       ep = slice(e * period, (e + 1) * period)
       x, y = s["inputs"][b, ep], s["targets"][b, ep]
       mask, end = s["mask"][b, ep], s["episode_end"][b, ep]
-      r = int(round(x[n, bits + 1] * max_r))
+      r = int(round(x[n, bits + 1] * max_r))  # input R / max_repeats
       seen.add(r)
-      assert 1 <= r <= max_r and x[n, bits] == 1
+      assert 1 <= r <= level_r and x[n, bits] == 1
       np.testing.assert_array_equal(x[n + 1:], 0)
       np.testing.assert_array_equal(x[:n, bits:], 0)
       answer = slice(n + 1, n + 1 + r * n)
@@ -74,7 +80,7 @@ def test_repeat_copy_episodes_are_what_they_claim():
                                     (np.arange(period) <= n + 1 + r * n))
       np.testing.assert_array_equal(end, marker.astype(bool))
       np.testing.assert_array_equal(y[n + 2 + r * n:], 0)
-  assert seen == {1, 2, 3}
+  assert seen == set(range(1, level_r + 1))
 
 
 def test_curriculum_lengthens_only_when_solved():
@@ -96,6 +102,112 @@ def test_curriculum_lengthens_only_when_solved():
   # A new level starts a new stream of episodes at its first step.
   w = task.window_at(jnp.int32(2), jnp.int32(4), jnp.int32(4))
   assert bool(w["inputs"][0, 2, 8])  # the delimiter of a length-2 episode
+
+
+_SOLVED = {"bit_errors": jnp.float32(0.0), "episodes": jnp.float32(2.0)}
+
+
+def _levels(task, checks):
+  """``[(N, R_max, max_task_length_solved)]`` over ``checks`` solved checks.
+
+  ``update`` runs jitted, so the curriculum's state is traced.
+  """
+  update = jax.jit(task.update)
+  state = task.init_state()
+  levels = [(int(state["length"]), int(state["repeats"]),
+             int(state["max_task_length_solved"]))]
+  for step in range(checks * task.check_every):
+    state, metrics = update(state, _SOLVED, step)
+    if (step + 1) % task.check_every == 0:
+      assert int(state["level_start"]) == step + 1  # a new level each check
+      assert metrics["max_task_length_solved"] == levels[-1][0] * (
+          levels[-1][1] if task.repeat else 1) + 3
+      levels.append((int(state["length"]), int(state["repeats"]),
+                     int(state["max_task_length_solved"])))
+  return levels, metrics
+
+
+def test_repeat_copy_curriculum_alternates_n_and_r_up_to_the_cap():
+  task = copy_tasks.CopyTask(batch_size=2, unroll=3, repeat=True,
+                             max_repeats=3, check_every=2)
+  levels, metrics = _levels(task, checks=7)
+  assert [(n, r) for n, r, _ in levels] == [
+      (1, 1), (2, 1), (2, 2), (3, 2), (3, 3),  # N, R, N, R: R reaches the cap
+      (4, 3), (5, 3), (6, 3)]                  # then only N grows
+  assert set(metrics) == {"length", "repeats", "max_length_solved",
+                          "max_task_length_solved"}
+  assert metrics["repeats"] == 3 and metrics["length"] == 6
+  assert metrics["max_length_solved"] == 5
+
+
+def test_repeat_copy_curriculum_starts_at_start_repeats():
+  task = copy_tasks.CopyTask(batch_size=2, unroll=3, repeat=True,
+                             max_repeats=4, start_length=2, start_repeats=3,
+                             check_every=1)
+  levels, _ = _levels(task, checks=4)
+  assert [(n, r) for n, r, _ in levels] == [(2, 3), (3, 3), (3, 4), (4, 4),
+                                            (5, 4)]
+
+
+def test_max_task_length_solved_is_the_papers_t_task():
+  # Copy: N + 3 of the longest N solved; 0 while nothing is solved.
+  copy = copy_tasks.CopyTask(batch_size=2, unroll=3, check_every=2)
+  levels, metrics = _levels(copy, checks=3)
+  assert [t for _, _, t in levels] == [0, 4, 5, 6]
+  assert [r for _, r, _ in levels] == [1, 1, 1, 1]  # Copy never repeats
+  assert "repeats" not in metrics
+  # Repeat Copy: N·R_max + 3 of the level solved.
+  repeat = copy_tasks.CopyTask(batch_size=2, unroll=3, repeat=True,
+                               max_repeats=10, check_every=2)
+  levels, _ = _levels(repeat, checks=5)
+  # Solved (1, 1), (2, 1), (2, 2), (3, 2), (3, 3).
+  assert [t for _, _, t in levels] == [0, 4, 5, 7, 9, 12]
+  # Unsolved checks keep the level and the score.
+  state = repeat.init_state()
+  bad = {"bit_errors": jnp.float32(1.0), "episodes": jnp.float32(2.0)}
+  for step in range(4):
+    state, metrics = repeat.update(state, bad, step)
+  assert metrics["max_task_length_solved"] == 0
+  assert (int(state["length"]), int(state["repeats"])) == (1, 1)
+
+
+def test_copy_window_is_a_pure_function_of_state_and_step():
+  task = copy_tasks.CopyTask(batch_size=3, unroll=5, repeat=True,
+                             max_repeats=5, seed=7)
+  state = dict(task.init_state(), length=jnp.int32(3), repeats=jnp.int32(4),
+               level_start=jnp.int32(10))
+  window = jax.jit(task.window)
+  a = window(state, {}, jnp.int32(17))
+  b = window(dict(state), {}, jnp.int32(17))
+  c = copy_tasks.CopyTask(batch_size=3, unroll=5, repeat=True, max_repeats=5,
+                          seed=7).window(state, {}, 17)  # a fresh task, eager
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_array_equal(a[key], c[key])
+  # The counters do not enter the window; R_max and the step do.
+  counted = dict(state, errors=jnp.float32(3.0), episodes=jnp.float32(9.0))
+  np.testing.assert_array_equal(window(counted, {}, 17)["inputs"],
+                                a["inputs"])
+  assert not np.array_equal(window(dict(state, repeats=jnp.int32(2)), {},
+                                   17)["mask"], a["mask"])
+  assert not np.array_equal(window(state, {}, 18)["inputs"], a["inputs"])
+
+
+@pytest.mark.parametrize("start_repeats", [0, 11])
+def test_start_repeats_must_lie_within_the_cap(start_repeats):
+  config = repeat_copy_config.get_config()
+  assert config.data.max_repeats == 10
+  config.data.start_repeats = start_repeats
+  with pytest.raises(ConfigError, match="data.start_repeats"):
+    experiment.validate(config)
+
+
+def test_repeat_copy_config_builds_its_curriculum():
+  config = repeat_copy_config.get_config()
+  config.data.start_repeats = 2
+  task, _, _ = experiment.build_task(config)
+  assert (task.repeat, task.max_repeats, task.start_repeats) == (True, 10, 2)
+  assert int(task.init_state()["repeats"]) == 2
 
 
 def _write_ptb(folder, train="a b _ c\nb a _ a c\n", valid="a _ b\n",

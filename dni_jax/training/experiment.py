@@ -263,6 +263,9 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
              f"data.start_length must be >= 1, got {config.data.start_length}")
     _require(config.data.max_repeats >= 1,
              f"data.max_repeats must be >= 1, got {config.data.max_repeats}")
+    _require(1 <= config.data.start_repeats <= config.data.max_repeats,
+             "data.start_repeats must be in 1..data.max_repeats "
+             f"({config.data.max_repeats}), got {config.data.start_repeats}")
     _require(config.data.check_every > 0,
              f"data.check_every must be positive, got "
              f"{config.data.check_every}")
@@ -455,8 +458,8 @@ def build_task(config: ml_collections.ConfigDict):
     task = copy_tasks.CopyTask(
         config.batch_size, config.unroll, repeat=d.name == "repeat_copy",
         num_bits=d.num_bits, max_repeats=d.max_repeats,
-        start_length=d.start_length, threshold=d.threshold,
-        check_every=d.check_every, seed=config.seed)
+        start_length=d.start_length, start_repeats=d.start_repeats,
+        threshold=d.threshold, check_every=d.check_every, seed=config.seed)
     return task, {}, None
   corpus = load_corpus(config)
   train_streams = char_corpus.streams(corpus.splits["train"],

@@ -5,8 +5,10 @@ One run trains ``config.method`` (bptt, dni or dni_aux) for
 bookkeeping every loop shares (``dni_jax.training.run``): ``metrics.jsonl``,
 a progress line, Orbax checkpoints, exact resumption, a clean stop on NaN.
 
-- Copy / Repeat Copy log ``length`` (the current curriculum length),
-  ``max_length_solved`` and ``bits_per_seq`` (wrong bits per episode).
+- Copy / Repeat Copy log ``length`` (the current curriculum length; Repeat
+  Copy also ``repeats``, the current ``R_max``), ``max_length_solved``,
+  ``max_task_length_solved`` (the paper's ``T_task``) and ``bits_per_seq``
+  (wrong bits per episode).
 - Character corpora log ``bpc`` (train), and at every evaluation ``bpc`` on
   the valid and test splits; the run stops early when the valid BPC has not
   improved for ``config.patience`` evaluations. Every record carries
@@ -151,7 +153,8 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
 def _reporting(config, task) -> dict:
   """The ``Loop`` fields of what a sequence run logs, shows and sums up."""
   return dict(summarize=summarize, derive=_derive(config, task),
-              last_keys=("length", "max_length_solved"),
+              last_keys=("length", "repeats", "max_length_solved",
+                         "max_task_length_solved"),
               shown=("loss", "bpc", "bits_per_seq", "length", "synth_loss"),
               eval_shown=("bpc",))
 
@@ -168,6 +171,7 @@ def summarize(records: list[dict], seconds: float | None = None) -> dict:
       "chars": last.get("chars"),
       "train": last,
       "max_length_solved": last.get("max_length_solved"),
+      "max_task_length_solved": last.get("max_task_length_solved"),
       "best_valid_bpc": best["bpc"] if best else None,
       "test_bpc_at_best_valid": (test[best["step"]]["bpc"]
                                  if best and best["step"] in test else None),

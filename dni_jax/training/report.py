@@ -69,6 +69,8 @@ RECURRENT_COLUMNS: tuple[Column, ...] = (
     ("chars", 13, lambda s: _fmt(s.get("chars"), 0)),
     ("train loss", 12, lambda s: _fmt(s["train"].get("loss"), 4)),
     ("max len solved", 16, lambda s: _fmt(s.get("max_length_solved"), 0)),
+    ("T_task solved", 15,
+     lambda s: _fmt(s.get("max_task_length_solved"), 0)),
     ("best valid bpc", 16, lambda s: _fmt(s.get("best_valid_bpc"), 4)),
     ("test bpc", 10, lambda s: _fmt(s.get("test_bpc_at_best_valid"), 4)),
     ("time s", 9, lambda s: _fmt(s["seconds"], 1)),
