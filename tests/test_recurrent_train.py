@@ -111,6 +111,8 @@ def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch):
     ("copy", {"model.kind": "fcn"}, ConfigError, "choose one of \\('lstm'"),
     ("copy", {"unroll": 0}, ConfigError, "config.unroll must be positive"),
     ("copy", {"data.start_length": 0}, ConfigError, "data.start_length"),
+    ("copy", {"windows_per_call": 0}, ConfigError,
+     "config.windows_per_call must be positive"),
     ("ptb_char", {}, ConfigError, "ptb_char reads .* from --config.data.dir"),
     ("ptb_char", {"data.dir": "/no/such"}, ConfigError, "does not exist"),
     ("mnist_fcn", {"method": "bptt"}, ConfigError, "unknown method 'bptt'"),
@@ -128,3 +130,67 @@ def test_ptb_dir_without_the_files(tmp_path):
     train.train_and_evaluate(
         tiny("ptb_char", **{"data.dir": str(tmp_path / "empty")}),
         tmp_path / "run")
+
+
+def _records_close(a, b):
+  assert [(r["step"], r["split"]) for r in a] == [
+      (r["step"], r["split"]) for r in b]
+  for ra, rb in zip(a, b):
+    assert set(ra) == set(rb)
+    for k in ra:
+      if k not in ("step", "split", "time"):
+        np.testing.assert_allclose(ra[k], rb[k], rtol=1e-5, atol=1e-6,
+                                   err_msg=k)
+
+
+@pytest.mark.parametrize("name,method,sweep", [
+    ("copy", "dni_aux", False), ("ptb_char", "dni", False),
+    ("copy", "dni", True)])
+def test_several_windows_per_call_equal_one_per_call(name, method, sweep,
+                                                     tmp_path):
+  """A ``lax.scan`` over windows makes the updates of one window per call.
+
+  Logs every 4 and checkpoints every 6 windows: a chunk of 4 that would
+  cross a checkpoint falls back to single windows, so the checkpoints and
+  the records land where they do with one window per call.
+  """
+  extra = {"data.dir": _ptb_dir(tmp_path)} if name == "ptb_char" else {
+      "data.check_every": 2, "data.threshold": 1e9}
+  runs = {}
+  for windows in (1, 4):
+    config = tiny(name, method=method, num_steps=12, log_every=4,
+                  eval_every=4, checkpoint_every=6, windows_per_call=windows,
+                  **extra)
+    workdir = tmp_path / f"w{windows}"
+    if sweep:
+      from dni_jax.training import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+      sweep_lib.run_sweep(config, [{"seed": 0}, {"seed": 1}], str(workdir))
+      workdir = workdir / "seed=1"
+    else:
+      train.train_and_evaluate(config, workdir)
+    runs[windows] = (read_metrics(workdir / "metrics.jsonl"),
+                     _final_state(workdir))
+  (records_1, (step_1, state_1)), (records_4, (step_4, state_4)) = (
+      runs[1], runs[4])
+  assert step_1 == step_4 == 12
+  _records_close(records_1, records_4)
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+      state_1, state_4)
+
+
+def test_several_windows_per_call_resume_exactly(tmp_path):
+  config = tiny("copy", method="dni", num_steps=16, log_every=4,
+                checkpoint_every=8, windows_per_call=4,
+                **{"data.check_every": 2, "data.threshold": 1e9})
+  train.train_and_evaluate(config, tmp_path / "straight")
+  config.num_steps = 8
+  train.train_and_evaluate(config, tmp_path / "resumed")
+  config.num_steps = 16  # a rerun with a larger budget resumes from step 8
+  train.train_and_evaluate(config, tmp_path / "resumed")
+  step_a, a = _final_state(tmp_path / "straight")
+  step_b, b = _final_state(tmp_path / "resumed")
+  assert step_a == step_b == 16
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+  assert read_metrics(tmp_path / "straight" / "metrics.jsonl") == read_metrics(
+      tmp_path / "resumed" / "metrics.jsonl")

@@ -252,7 +252,8 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            "gradient sits on the core's output h (the paper's choice) or on "
            "the LSTM's whole state ch; choose one of " f"{rnn.SG_PARTS}.")
   for field, value in (("unroll", config.unroll),
-                       ("model.width", config.model.width)):
+                       ("model.width", config.model.width),
+                       ("windows_per_call", config.windows_per_call)):
     _require(value > 0, f"config.{field} must be positive, got {value}")
   _require(config.data.name != "ptb_char" or config.data.dir,
            "data.name=ptb_char reads ptb.char.{train,valid,test}.txt from "

@@ -132,6 +132,9 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
   rdni = experiment.build_recurrent(config, task)
   optimizers = experiment.build_optimizers(config)
   step_fn = tbptt.make_train_step(rdni, optimizers, task)
+  windows = config.windows_per_call
+  multi_fn = (tbptt.make_multi_step(rdni, optimizers, task, windows)
+              if windows > 1 else None)
 
   def init():
     return tbptt.init_train_state(
@@ -142,11 +145,16 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
     del i  # the window is made on the device from the state's step
     return step_fn(state, data)
 
+  def multi_step(state, i):
+    del i
+    return multi_fn(state, data)
+
   evaluate = make_evaluate(rdni.core, corpus, config)
   is_lm = corpus is not None
   return run_lib.Loop(
       init=init, step=step, evaluate=evaluate if is_lm else None,
       should_stop=_stopper(config.patience) if is_lm else None,
+      multi_step=multi_step if multi_fn else None, steps_per_call=windows,
       **_reporting(config, task))
 
 
@@ -199,17 +207,25 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   def member_task(seed):
     return dataclasses.replace(task, seed=seed) if seeded else task
 
-  def member_step(h, state, data):
+  def member_step(h, state, data, windows=1):
     member = member_task(h["seed"])
     rdni = experiment.build_recurrent(config, member,
                                       sg_scale=h["dni.sg_scale"])
     optimizers = experiment.build_optimizers(
         config, h["opt.learning_rate"], h["opt.synth_learning_rate"])
+    if windows > 1:
+      return tbptt.multi_task_step(state, data, rdni=rdni,
+                                   optimizers=optimizers, task=member,
+                                   windows=windows)
     return tbptt.task_step(state, data, rdni=rdni, optimizers=optimizers,
                            task=member)
 
   step_fn = jax.jit(jax.vmap(member_step, in_axes=(0, 0, None)),
                     donate_argnums=1)
+  windows = config.windows_per_call
+  multi_fn = jax.jit(jax.vmap(
+      functools.partial(member_step, windows=windows), in_axes=(0, 0, None)),
+                     donate_argnums=1)
   rdni = experiment.build_recurrent(config, task)
 
   def init():
@@ -222,6 +238,10 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
     del i
     return step_fn(hp, state, data)
 
+  def multi_step(state, i):
+    del i
+    return multi_fn(hp, state, data)
+
   evaluate_member = make_evaluate(rdni.core, corpus, config)
 
   def evaluate(state, i):
@@ -232,4 +252,5 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
 
   return run_lib.Loop(init=init, step=step,
                       evaluate=evaluate if corpus is not None else None,
-                      **_reporting(config, task))
+                      multi_step=multi_step if windows > 1 else None,
+                      steps_per_call=windows, **_reporting(config, task))

@@ -81,6 +81,13 @@ class Loop:
     should_stop: ``(records) -> reason or None``, asked after every
       evaluation with every record so far; a reason ends the run early
       (after a checkpoint).
+    multi_step: ``(state, step) -> (state, metrics)``: ``steps_per_call``
+      updates in one call (e.g. a ``lax.scan`` of ``step``), each metric
+      with a trailing axis of one entry per update; ``None``: one update
+      per call. Used where a chunk of ``steps_per_call`` fits before the
+      next log, evaluation, checkpoint or the end, so the state at every
+      one of those is the same as with ``step`` alone.
+    steps_per_call: the updates of one ``multi_step`` call.
   """
   init: Callable[[], State]
   step: Callable[[State, int], tuple[State, Metrics]]
@@ -91,6 +98,8 @@ class Loop:
   shown: tuple[str, ...] = ("loss", "accuracy")
   eval_shown: tuple[str, ...] = ()
   should_stop: Callable[[list[dict]], str | None] | None = None
+  multi_step: Callable[[State, int], tuple[State, Metrics]] | None = None
+  steps_per_call: int = 1
 
 
 @jax.jit
@@ -351,24 +360,30 @@ def train_steps(loop: Loop, config, state, start_step: int,
   """
   checkpointer = recorder.checkpointer
   stop_reason, pending = None, None
-  for step in range(start_step, config.num_steps):
+  step = start_step
+  while step < config.num_steps:
     recorder.last_step = step
+    calls = _updates_this_call(loop, config, step)
     if step == start_step:
       print(f"[{config.method}] compiling the step and running step "
             f"{step + 1} ...", flush=True)
-    state, metrics = loop.step(state, step)
+    if calls == 1:
+      state, metrics = loop.step(state, step)
+    else:
+      state, metrics = loop.multi_step(state, step)
     if step == start_step:
       jax.block_until_ready(metrics)
       print(f"[{config.method}] first step done in "
             f"{time.time() - recorder.start_time:.1f} s", flush=True)
     if pending is not None:  # the device is already busy with this step
-      recorder.record(*pending)
-    pending, done = (step + 1, metrics), step + 1
+      _record(recorder, *pending)
+    pending, step = (step, metrics, calls), step + calls
+    done = step
     at = lambda every: done % every == 0 or done == config.num_steps
     evaluate = loop.evaluate is not None and at(config.eval_every)
     if not (at(config.log_every) or evaluate or at(config.checkpoint_every)):
       continue
-    recorder.record(*pending)
+    _record(recorder, *pending)
     pending = None
     if at(config.log_every):
       recorder.flush_train(done)
@@ -386,4 +401,30 @@ def train_steps(loop: Loop, config, state, start_step: int,
       print(f"[{config.method}] early stop at step {done}: {stop_reason}",
             flush=True)
       break
+  if pending is not None:
+    _record(recorder, *pending)
   return state, stop_reason
+
+
+def _updates_this_call(loop: Loop, config, step: int) -> int:
+  """``loop.steps_per_call`` if a chunk from ``step`` ends at or before the
+  next log, evaluation, checkpoint and the end; else 1."""
+  n = loop.steps_per_call
+  if loop.multi_step is None or n <= 1:
+    return 1
+  every = [config.log_every, config.checkpoint_every]
+  if loop.evaluate is not None:
+    every.append(config.eval_every)
+  boundary = min([(step // e + 1) * e for e in every if e > 0] +
+                 [config.num_steps])
+  return n if step + n <= boundary else 1
+
+
+def _record(recorder, first: int, metrics, updates: int) -> None:
+  """Records the metrics of ``updates`` updates from step ``first``."""
+  if updates == 1:
+    recorder.record(first + 1, metrics)
+    return
+  host = jax.device_get(metrics)  # one transfer for the whole chunk
+  for j in range(updates):
+    recorder.record(first + j + 1, {k: v[..., j] for k, v in host.items()})

@@ -30,7 +30,7 @@ EVENTS = "events.out.tfevents.*"
 # Fields that may differ when a run is resumed or extended.
 RESUMABLE = ("num_steps", "log_every", "eval_every", "checkpoint_every",
              "eval_batch_size", "patience", "data.dir", "data.tfds_data_dir",
-             "data.download")
+             "data.download", "windows_per_call")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -60,6 +60,9 @@ ADDED_FIELDS = {
     "dni.synth_delay": 0,
     "dni.input_model": ANY,
     "dni.input_hidden": ANY,
+    # Before it, the synthetic gradient sat on the LSTM's whole state.
+    "dni.sg_state": "ch",
+    "data.start_repeats": ANY,
 }
 
 
