@@ -13,6 +13,10 @@ Tables (``--table``):
   length N, T ∈ {2, 3, 4, 5} × {BPTT, DNI, DNI+Aux}.
 - ``ptb_char``: PTB characters, T = 8, best valid BPC and its test BPC,
   {BPTT, DNI, DNI+Aux} (``--data_dir`` with ``ptb.char.*.txt``).
+- ``ptb_speed``: PTB characters, BPTT at T = 8, 20, 40, DNI and DNI+Aux at
+  T = 5 and 8, each cell the same characters (``experiments.ptb_speed``):
+  best valid BPC, its test BPC, and the characters and wall time to reach
+  BPTT-20's best and an easier common level (``--data_dir``).
 
 ``--budget=full`` is what the README reports (the configs' own step
 budgets; Copy: ``--copy_windows`` = 100k windows per run); ``--budget=small``
@@ -29,15 +33,17 @@ import contextlib
 import importlib
 import io
 import os
+import statistics
 import sys
 
 from absl import app
 from absl import flags
 
 from experiments import cli
+from experiments import ptb_speed
 from experiments import timing
 
-TABLES = ("mnist_fcn", "binary_addition", "copy", "ptb_char")
+TABLES = ("mnist_fcn", "binary_addition", "copy", "ptb_char", "ptb_speed")
 # The small budget: every cell shrunk to seconds on a CPU.
 SMALL_STEPS = 24
 SMALL_BATCH = 16
@@ -51,6 +57,8 @@ PAPER_COPY_WINDOWS = 2_500_000
 def _full_steps(table: str) -> int:
   if table == "copy":
     return _COPY_WINDOWS_DEFAULT
+  if table == "ptb_speed":
+    return ptb_speed.CHARS // (ptb_speed.BATCH * 8)
   return importlib.import_module(f"configs.{table}").get_config().num_steps
 
 
@@ -122,13 +130,16 @@ def cells(table: str, budget: str):
           elif budget == "paper":
             config.num_steps = PAPER_COPY_WINDOWS
           out.append((f"{task} T={unroll}", method, config))
+  elif table == "ptb_speed":
+    for name, config in ptb_speed.configs(small=budget == "small"):
+      out.append(("ptb_speed", name, config))
   else:
     for method in ("bptt", "dni", "dni_aux"):
       config = importlib.import_module("configs.ptb_char").get_config()
       config.method = method
       out.append(("ptb_char T=8", method, config))
   for _, _, config in out:
-    if _DATA_DIR.value and table in ("mnist_fcn", "ptb_char"):
+    if _DATA_DIR.value and table in ("mnist_fcn", "ptb_char", "ptb_speed"):
       config.data.dir = _DATA_DIR.value
     if budget == "small":
       _shrink(config)
@@ -181,19 +192,72 @@ def _cell_text(values: list[float]) -> str:
   return f"{s['mean']:.4g} ± {s['std']:.2g}"
 
 
+def _sweep(config, seeds: int, folder: str) -> dict:
+  """The cell's seeds as one vmapped sweep; ``{member: summary}``."""
+  from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
+  out = io.StringIO()
+  redirect = (contextlib.nullcontext() if _VERBOSE.value
+              else contextlib.redirect_stdout(out))
+  with redirect:
+    return sweep.run_sweep(config, [{"seed": s} for s in range(seeds)],
+                           folder)
+
+
+def _window_seconds(table_cells) -> dict:
+  """Each cell's median seconds per window, measured side by side.
+
+  The jitted program each run trains with (``windows_per_call`` windows a
+  call), compiled first, then timed in interleaved rounds
+  (``experiments.timing``).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
+  runs, per_call = {}, {}
+  for _, name, config in table_cells:
+    loop = recurrent.make_loop(config)
+    fn = loop.multi_step or loop.step
+    per_call[name] = loop.steps_per_call if loop.multi_step else 1
+    state, metrics = fn(loop.init(), 0)
+    jax.block_until_ready(metrics)
+    runs[name] = (lambda s, _, fn=fn: fn(s, 0), state)
+  samples = timing.interleaved_samples(runs, None, rounds=5, steps=10)
+  return {n: statistics.median(v) / per_call[n] for n, v in samples.items()}
+
+
+def reproduce_ptb_speed(budget: str, workdir: str, seeds: int) -> str:
+  """The speed table (``experiments.ptb_speed``) of every cell's seeds."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from dni_jax.training.metrics_log import read_metrics  # pylint: disable=g-import-not-at-top
+  table_cells = cells("ptb_speed", budget)
+  runs, unroll = {}, {}
+  for _, name, config in table_cells:
+    folder = os.path.join(workdir, "ptb_speed", name)
+    summaries = _sweep(config, seeds, folder)
+    runs[name] = [(read_metrics(os.path.join(folder, f"seed={s}",
+                                             "metrics.jsonl")),
+                   summaries[f"seed={s}"]) for s in range(seeds)]
+    unroll[name] = config.unroll
+    print(f"[reproduce] ptb_speed {name}: best valid bpc " + ", ".join(
+        f"{s['best_valid_bpc']:.4f}" for _, s in runs[name]), flush=True)
+  seconds = _window_seconds(table_cells)
+  batch = table_cells[0][2].batch_size
+  sec_per_char = ptb_speed.seconds_per_char(seconds, unroll, batch)
+  timings = "\n".join(
+      f"- {name}: {1e3 * s:.3f} ms per window of {batch} × {unroll[name]} "
+      f"characters" for name, s in seconds.items())
+  return (ptb_speed.table(runs, sec_per_char) + "\n\nSeconds per window, "
+          f"measured side by side on {jax.devices()[0].device_kind} (5 "
+          f"interleaved rounds, median):\n{timings}")
+
+
 def reproduce(table: str, budget: str, workdir: str, seeds: int) -> str:
   """Runs every cell's seeds (vmapped); returns the Markdown table."""
-  from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
+  if table == "ptb_speed":
+    return reproduce_ptb_speed(budget, workdir, seeds)
   grid: dict = {}
   for row, column, config in cells(table, budget):
     name = f"{row}_{column}".replace(" ", "_").replace("=", "")
-    members = [{"seed": s} for s in range(seeds)]
-    out = io.StringIO()
-    redirect = (contextlib.nullcontext() if _VERBOSE.value
-                else contextlib.redirect_stdout(out))
-    with redirect:
-      summaries = sweep.run_sweep(config, members,
-                                  os.path.join(workdir, table, name))
+    summaries = _sweep(config, seeds, os.path.join(workdir, table, name))
     numbers = [value(table, summaries[f"seed={s}"]) for s in range(seeds)]
     for key in numbers[0]:
       grid.setdefault((row, key), {})[column] = _cell_text(

@@ -57,7 +57,8 @@ def test_help_states_both_budgets():
   assert "small: 24 steps per run (Copy and PTB: windows of T time steps), " \
          "batch 16, narrow networks" in text
   assert ("full: the README's, each config's own steps per run (mnist_fcn "
-          "40000, binary_addition 12000, ptb_char 40000;") in text
+          "40000, binary_addition 12000, ptb_char 40000, ptb_speed "
+          "30000;") in text
   assert "--copy_windows (default 100000) windows per Copy run" in text
 
 
@@ -72,3 +73,52 @@ def test_copy_full_budget_is_described_in_windows():
                       "repeat_copy T=4, repeat_copy T=5 × bptt, dni, dni_aux")
   paper = reproduce.describe("copy", "paper", 3, "/w").splitlines()[0]
   assert "72 runs of 2500000 windows each" in paper
+
+
+def test_ptb_speed_cells_have_one_character_budget():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.FLAGS(["reproduce"])
+  speed = reproduce.cells("ptb_speed", "full")
+  assert [(c.method, c.unroll) for _, _, c in speed] == [
+      ("bptt", 8), ("bptt", 20), ("bptt", 40), ("dni", 5), ("dni", 8),
+      ("dni_aux", 5), ("dni_aux", 8)]
+  for _, _, c in speed:  # the same characters and evaluation points
+    assert c.num_steps * c.batch_size * c.unroll == 30_000 * 32 * 8
+    assert c.eval_every * c.batch_size * c.unroll == 2_500 * 32 * 8
+
+
+def test_ptb_speed_table_reads_characters_and_wall_time():
+  from experiments import ptb_speed  # pylint: disable=g-import-not-at-top
+
+  def run(curve, best, test):
+    records = [{"split": "valid", "chars": c, "bpc": b} for c, b in curve]
+    return records, {"best_valid_bpc": best, "test_bpc_at_best_valid": test}
+  runs = {"bptt_T20": [run([(1e6, 2.0), (2e6, 1.5)], 1.5, 1.45)],
+          "dni_T8": [run([(1e6, 1.8), (2e6, 1.4)], 1.4, 1.35)]}
+  curve = ptb_speed.valid_curve(runs["dni_T8"][0][0])
+  assert ptb_speed.chars_to_reach(curve, 1.5) == 2e6
+  assert ptb_speed.chars_to_reach(curve, 1.0) is None
+  text = ptb_speed.table(runs, {"bptt_T20": 2e-6, "dni_T8": 1e-6})
+  assert "BPTT-20's best valid BPC 1.5000" in text
+  assert "the easier level every run reaches 1.5000" in text
+  # dni_T8 reaches 1.5 at 2 M characters: 2 s at 1 µs per character.
+  assert "| dni_T8 | 1 | 1.4 ± 0 | 1.35 ± 0 | 2 ± 0 | 2 ± 0 |" in text
+
+
+def test_ptb_speed_small_budget_runs_end_to_end(tmp_path):
+  from test_sequence_data import _write_ptb  # pylint: disable=g-import-not-at-top
+  ptb = tmp_path / "ptb"
+  ptb.mkdir()
+  text = "".join(" ".join("abc_defg_hij") + "\n" for _ in range(200))
+  _write_ptb(ptb, train=text, valid=text[:300], test=text[:300])
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce", "--table=ptb_speed",
+       "--budget=small", "--seeds=1", f"--workdir={tmp_path / 'runs'}",
+       f"--data_dir={ptb}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "| cell | seeds | best valid BPC |" in out.stdout
+  for cell in ("bptt_T8", "bptt_T20", "bptt_T40", "dni_T5", "dni_T8",
+               "dni_aux_T5", "dni_aux_T8"):
+    assert f"| {cell} | 1 |" in out.stdout
+    assert f"- {cell}: " in out.stdout  # its measured time per window

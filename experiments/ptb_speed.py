@@ -1,0 +1,116 @@
+"""The PTB speed table: characters and wall time to a common BPC.
+
+The claim (the paper's §3.1, the DeepMind post): DNI+Aux at T = 5 reaches
+BPTT-20's BPC with 58 % of the data and in half the wall-clock time; DNI at
+T = 8 matches BPTT at T = 40 about twice as fast. ``reproduce
+--table=ptb_speed`` trains the cells below (each cell's seeds as one
+vmapped sweep, early stopping on valid), then prints for each: best valid
+BPC, test BPC at the best valid, and the characters and the wall-clock time
+each needed to first reach (a) BPTT-20's best valid BPC (the mean over its
+seeds) and (b) an easier level that every run reaches (the worst run's best
+valid BPC).
+
+Every cell has the same budget in *characters* (``CHARS``: 30k windows of
+32 × 8 at T = 8), so the number of windows differs with T, and evaluates
+every ``EVAL_CHARS`` characters. Runs that resume across several sittings
+have no honest wall time, so wall time = characters × the seconds per
+character of the cell's window step, measured here side by side
+(interleaved rounds, ``experiments.timing``) on this device and printed
+beside the table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+
+# (method, T) of every cell, in the table's order.
+CELLS = (("bptt", 8), ("bptt", 20), ("bptt", 40), ("dni", 5), ("dni", 8),
+         ("dni_aux", 5), ("dni_aux", 8))
+BATCH = 32
+CHARS = 30_000 * BATCH * 8  # 7.68 M characters per run
+EVAL_CHARS = 2_500 * BATCH * 8  # 640k: an evaluation every 2,500 T=8 windows
+
+
+def cell_name(method: str, unroll: int) -> str:
+  return f"{method}_T{unroll}"
+
+
+def configs(small: bool = False):
+  """``[(name, config)]`` of every cell (``small``: seconds on a CPU)."""
+  out = []
+  for method, unroll in CELLS:
+    config = importlib.import_module("configs.ptb_char").get_config()
+    config.update(method=method, unroll=unroll, batch_size=BATCH)
+    if not small:
+      windows = BATCH * unroll
+      config.update(num_steps=CHARS // windows,
+                    eval_every=EVAL_CHARS // windows,
+                    checkpoint_every=EVAL_CHARS // windows,
+                    log_every=EVAL_CHARS // windows)
+    out.append((cell_name(method, unroll), config))
+  return out
+
+
+def valid_curve(records: list[dict]) -> list[tuple[float, float]]:
+  """``[(chars, valid bpc)]`` of a run's evaluation records, in order."""
+  return [(r["chars"], r["bpc"]) for r in records if r["split"] == "valid"]
+
+
+def chars_to_reach(curve, target: float) -> float | None:
+  """The characters at the first evaluation at or below ``target``."""
+  for chars, bpc in curve:
+    if bpc <= target:
+      return chars
+  return None
+
+
+def seconds_per_char(step_seconds: dict, unroll: dict, batch: int) -> dict:
+  """``{cell: s/char}`` from each cell's median seconds per window."""
+  return {c: s / (batch * unroll[c]) for c, s in step_seconds.items()}
+
+
+def _mean(values):
+  values = [v for v in values if v is not None]
+  return statistics.mean(values) if values else None
+
+
+def _text(values, scale=1.0, digits=3):
+  got = [v for v in values if v is not None]
+  if not got:
+    return "never"
+  mean = statistics.mean(got) * scale
+  std = statistics.stdev(got) * scale if len(got) > 1 else 0.0
+  missing = f" ({len(values) - len(got)} never)" if len(got) < len(values) \
+      else ""
+  return f"{mean:.{digits}g} ± {std:.2g}{missing}"
+
+
+def table(runs: dict, sec_per_char: dict) -> str:
+  """The Markdown table of ``runs`` = ``{cell: [(records, summary), ...]}``
+  (one entry per seed)."""
+  best = {c: [s["best_valid_bpc"] for _, s in r] for c, r in runs.items()}
+  target = _mean(best[cell_name("bptt", 20)]) if cell_name(
+      "bptt", 20) in best else None
+  easy = max(b for bs in best.values() for b in bs if b is not None)
+  lines = [
+      f"Targets: BPTT-20's best valid BPC {target:.4f} (mean over its "
+      f"seeds); the easier level every run reaches {easy:.4f}.",
+      "",
+      "| cell | seeds | best valid BPC | test BPC at best valid | M chars to "
+      "BPTT-20's best | wall s to it | M chars to the easier level | wall s "
+      "to it | µs per char |",
+      "|---|---|---|---|---|---|---|---|---|"]
+  for cell, seed_runs in runs.items():
+    curves = [valid_curve(records) for records, _ in seed_runs]
+    to_target = [chars_to_reach(c, target) for c in curves]
+    to_easy = [chars_to_reach(c, easy) for c in curves]
+    spc = sec_per_char[cell]
+    wall = lambda chars: [None if x is None else x * spc for x in chars]
+    lines.append(
+        f"| {cell} | {len(seed_runs)} | {_text(best[cell], digits=4)} | "
+        f"{_text([s['test_bpc_at_best_valid'] for _, s in seed_runs], digits=4)}"
+        f" | {_text(to_target, 1e-6)} | {_text(wall(to_target))} | "
+        f"{_text(to_easy, 1e-6)} | {_text(wall(to_easy))} | "
+        f"{1e6 * spc:.3f} |")
+  return "\n".join(lines)
