@@ -221,3 +221,24 @@ def test_every_family_trains_its_synthesizers_through_the_interface(
     family, synth, method):
   model = SYNTHESIZERS[synth]() if synth in SYNTHESIZERS else None
   _falls(FAMILIES[family](model, method))
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp", "conv"])
+def test_every_registered_synthesizer_starts_at_zero(name):
+  """The registry (``experiment.SYNTHESIZERS``): each entry builds from a
+  config and, on every kind of activation it declares, predicts 0 at
+  initialisation (zero-initialised output: training starts as no update)."""
+  from configs import base  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
+  assert set(experiment.SYNTHESIZERS) == {"linear", "mlp", "conv"}
+  config = base.get_config()
+  config.dni.update(synthesizer=name, hidden=(4,))
+  _, reads = experiment.SYNTHESIZERS[name]
+  for kind in reads:
+    h = jnp.ones((B, D) if kind == "vectors" else (B, 4, 4, 2))
+    sg = interface.Interface(experiment.make_synthesizer(config),
+                             optax.sgd(0.1))
+    state = sg.init(jax.random.PRNGKey(0), h, jnp.ones((B, C)))
+    value = sg.predict(state, h, jnp.ones((B, C))).value
+    chex.assert_shape(value, h.shape)
+    np.testing.assert_array_equal(value, 0.0)

@@ -156,6 +156,7 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     ({"opt.learning_rate": -1e-3}, "opt.learning_rate must be a positive"),
     ({"data.dir": "/no/such/dir"}, "data.dir='/no/such/dir' does not exist"),
     ({"dni.synthesizer": "conv"}, "needs feature maps"),
+    ({"dni.synthesizer": "convv"}, "unknown synthesizer .convv."),
     ({"batch_size": 0}, "batch_size must be positive"),
     ({"dni.update_prob": 1.5}, r"must lie in \[0, 1\]"),
     ({"dni.stage_update_probs": (1.0, -0.1)}, r"must lie in \[0, 1\]"),

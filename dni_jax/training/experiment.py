@@ -41,7 +41,20 @@ TUPLE_FIELDS = {
     "parallel.stages_per_device": (int, "(2,1)"),
 }
 MODEL_KINDS = ("fcn", "cnn", "mlp")
-SYNTHESIZERS = ("linear", "mlp", "conv")
+# The synthesizers: name -> (its module from config.dni, the activations it
+# reads: "vectors" (flat activations, recurrent states) and/or "maps"
+# (feature maps [B, H, W, C])). Adding a synthesizer: its module in
+# dni_jax/core/synthesizers.py, its entry here, its test.
+SYNTHESIZERS = {
+    "linear": (lambda d: synthesizers.LinearSynthesizer(),
+               ("vectors", "maps")),
+    "mlp": (lambda d: synthesizers.MLPSynthesizer(tuple(d.hidden),
+                                                  d.use_batch_norm),
+            ("vectors", "maps")),
+    "conv": (lambda d: synthesizers.ConvSynthesizer(tuple(d.hidden), (5, 5),
+                                                    d.use_batch_norm),
+             ("maps",)),
+}
 INPUT_MODELS = ("linear", "mlp", "conv")
 OPTIMIZERS = ("adam", "sgd", "momentum")
 _MAX_LINEAR_SYNTH_PARAMS = 50_000_000
@@ -125,12 +138,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"unknown model kind {config.model.kind!r} for data.name="
              f"{config.data.name!r}; choose one of {MODEL_KINDS}")
     _validate_stages(config)
-  _require(config.dni.synthesizer in SYNTHESIZERS,
-           f"unknown synthesizer {config.dni.synthesizer!r}; choose one of "
-           f"{SYNTHESIZERS}")
-  _require(config.dni.synthesizer != "conv" or config.model.kind == "cnn",
-           "dni.synthesizer=conv needs feature maps: use it with "
-           "model.kind=cnn, or choose linear/mlp.")
+  _validate_synthesizer(config, "maps" if config.model.kind == "cnn"
+                        else "vectors")
   _require(config.opt.name in OPTIMIZERS,
            f"unknown optimiser {config.opt.name!r}; choose one of "
            f"{OPTIMIZERS}")
@@ -218,9 +227,7 @@ def _validate_two_timescale(config: ml_collections.ConfigDict) -> None:
   _require(config.model.kind in rnn.CELLS,
            f"unknown model kind {config.model.kind!r} for a two-timescale "
            f"system; choose one of {rnn.CELLS}")
-  _require(config.dni.synthesizer in ("linear", "mlp"),
-           f"dni.synthesizer={config.dni.synthesizer!r} does not apply to a "
-           "recurrent state; choose linear or mlp.")
+  _validate_synthesizer(config, "vectors")
   _require(config.opt.name in OPTIMIZERS,
            f"unknown optimiser {config.opt.name!r}; choose one of "
            f"{OPTIMIZERS}")
@@ -241,9 +248,6 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
   _require(config.model.kind in rnn.CELLS,
            f"unknown model kind {config.model.kind!r} for the sequence task "
            f"{config.data.name!r}; choose one of {rnn.CELLS}")
-  _require(config.dni.synthesizer in ("linear", "mlp"),
-           f"dni.synthesizer={config.dni.synthesizer!r} does not apply to a "
-           "recurrent state; choose linear or mlp.")
   _require(not config.dni.synth_delay,
            "dni.synth_delay applies to the feed-forward step; set it to 0 "
            "for sequence tasks.")
@@ -341,19 +345,37 @@ def _stages(config, num_outputs):
                            m.use_batch_norm)
 
 
+def _validate_synthesizer(config: ml_collections.ConfigDict,
+                          activations: str) -> None:
+  """``dni.synthesizer`` names a registered synthesizer that reads
+  ``activations`` ("vectors" or "maps")."""
+  name = config.dni.synthesizer
+  _require(name in SYNTHESIZERS, f"unknown synthesizer {name!r}; choose one "
+           f"of {tuple(SYNTHESIZERS)}")
+  fits = [n for n, (_, reads) in SYNTHESIZERS.items() if activations in reads]
+  _require(activations in SYNTHESIZERS[name][1],
+           f"dni.synthesizer={name} reads "
+           f"{' or '.join(SYNTHESIZERS[name][1])}"
+           + (" (it needs feature maps: use it with model.kind=cnn)"
+              if activations == "vectors" else "")
+           + f"; this run's activations are {activations}: choose one of "
+           f"{fits}.")
+
+
+def make_synthesizer(config: ml_collections.ConfigDict):
+  """The synthesizer module ``config.dni.synthesizer`` names."""
+  return SYNTHESIZERS[config.dni.synthesizer][0](config.dni)
+
+
 def _synthesizer(config):
-  d = config.dni
-  if d.synthesizer == "conv":
-    return synthesizers.ConvSynthesizer(tuple(d.hidden), (5, 5),
-                                        d.use_batch_norm)
-  if d.synthesizer == "mlp":
-    return synthesizers.MLPSynthesizer(tuple(d.hidden), d.use_batch_norm)
+  if config.dni.synthesizer != "linear":
+    return make_synthesizer(config)
   if config.model.kind == "cnn":
     flat = (config.model.features * 28 * 28) ** 2 / 4  # first boundary, pooled
     _require(flat <= _MAX_LINEAR_SYNTH_PARAMS,
              "a linear synthesizer on flattened CNN feature maps would have "
              f"~{flat / 1e6:.0f}M parameters; use dni.synthesizer=conv.")
-  return synthesizers.LinearSynthesizer()
+  return make_synthesizer(config)
 
 
 def build_network(config: ml_collections.ConfigDict,
@@ -438,8 +460,7 @@ def build_two_timescale(config: ml_collections.ConfigDict
   d = config.dni
   synth = None
   if config.method == "dni":
-    synth = (synthesizers.MLPSynthesizer(tuple(d.hidden), d.use_batch_norm)
-             if d.synthesizer == "mlp" else synthesizers.LinearSynthesizer())
+    synth = make_synthesizer(config)
   return two_timescale.TwoTimescale(core_a, core_b, ts.k, ts.ticks,
                                     config.method, synth, d.sg_scale)
 
@@ -476,8 +497,7 @@ def build_recurrent(config: ml_collections.ConfigDict,
   core = rnn.RecurrentCore(config.model.kind, config.model.width,
                            task.num_outputs, task.vocab_size)
   d = config.dni
-  synth = (synthesizers.MLPSynthesizer(tuple(d.hidden), d.use_batch_norm)
-           if d.synthesizer == "mlp" else synthesizers.LinearSynthesizer())
+  synth = make_synthesizer(config)
   return tbptt.build(config.method, core, task.loss, synth,
                      d.sg_scale if sg_scale is None else sg_scale,
                      d.aux_weight, sg_on=d.sg_state)
