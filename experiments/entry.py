@@ -27,7 +27,7 @@ from experiments import cli
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(_ROOT, "configs")
-_DEFAULTCONFIG = os.path.join(CONFIG_DIR, "binary_addition.py")
+_DEFAULT_CONFIG = os.path.join(CONFIG_DIR, "binary_addition.py")
 _NOT_EXPERIMENTS = ("__init__", "base", "recurrent")
 
 
@@ -79,7 +79,7 @@ def _config_path(argv) -> str:
       return arg.split("=", 1)[1]
     if arg == "--config" and i + 1 < len(argv):
       return argv[i + 1]
-  return _DEFAULTCONFIG
+  return _DEFAULT_CONFIG
 
 
 def _load_config(path: str):
@@ -265,7 +265,7 @@ def _define_config_flag():
   """``--config``; ml_collections reads the overrides in ``sys.argv`` here."""
   try:
     return config_flags.DEFINE_config_file(
-        "config", _DEFAULTCONFIG, "Experiment config file (configs/*.py; "
+        "config", _DEFAULT_CONFIG, "Experiment config file (configs/*.py; "
         "see --list_configs). Override any field with "
         "--config.<field>=<value>.")
   except (AttributeError, KeyError) as e:
@@ -331,7 +331,7 @@ def run(workdir: str, action=None) -> None:
   # A cluster scheduler stops a job with SIGTERM: handled as Ctrl-C is (the
   # step and the checkpoint a rerun resumes from, files closed).
   signal.signal(signal.SIGTERM, _terminate)
-  _quietfailed_saves()
+  _quiet_failed_saves()
   try:
     env = distributed.from_env() or ("127.0.0.1:8476", 1, 0)
     distributed.initialize(
@@ -353,14 +353,14 @@ def run(workdir: str, action=None) -> None:
     cli.fail(cli.error_paragraph(e, workdir))
 
 
-def _quietfailed_saves() -> None:
+def _quiet_failed_saves() -> None:
   """Keeps a failed checkpoint save (a full disk) to one paragraph.
 
   Orbax writes through asyncio and TensorStore: when a write fails, Orbax
   logs the failure of each of its threads, every pending write logs "Future
   exception was never retrieved", and their callbacks print "Event loop is
   closed" tracebacks: hundreds of lines around the one error that matters,
-  which ``_run`` reports. Those, and only those, are silenced
+  which ``run`` reports. Those, and only those, are silenced
   (``--traceback`` keeps them).
   """
   if _TRACEBACK.value:
@@ -369,11 +369,11 @@ def _quietfailed_saves() -> None:
   failed_write = ("OUT_OF_RANGE", "RESOURCE_EXHAUSTED", "No space left",
                   "File too large", "Failed writing", "Disk quota")
 
-  def dropfailed_writes(record) -> bool:
+  def drop_failed_writes(record) -> bool:
     return not ("orbax" in record.pathname and
                 any(w in record.getMessage() for w in failed_write))
 
-  logging_lib.getLogger("absl").addFilter(dropfailed_writes)
+  logging_lib.getLogger("absl").addFilter(drop_failed_writes)
 
   def closed_loop(exc_type, value) -> bool:
     return exc_type is RuntimeError and str(value) == "Event loop is closed"

@@ -166,7 +166,7 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
   rows = list(dict.fromkeys(r for r, _, _ in table_cells))
   columns = list(dict.fromkeys(c for _, c, _ in table_cells))
   steps = sorted({c.num_steps for _, _, c in table_cells})
-  unit = "windows" if table in ("copy", "ptb_char") else "steps"
+  unit = "windows" if table in ("copy", "ptb_char", "ptb_speed") else "steps"
   each = (f"{steps[0]} {unit}" if len(steps) == 1
           else f"{steps[0]}–{steps[-1]} {unit}")
   batch = sorted({c.batch_size for _, _, c in table_cells})

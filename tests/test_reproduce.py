@@ -58,7 +58,7 @@ def test_help_states_both_budgets():
          "batch 16, narrow networks" in text
   assert ("full: the README's, each config's own steps per run (mnist_fcn "
           "40000, binary_addition 12000, ptb_char 40000, ptb_speed "
-          "30000;") in text
+          "30720;") in text
   assert "--copy_windows (default 100000) windows per Copy run" in text
 
 
@@ -83,8 +83,9 @@ def test_ptb_speed_cells_have_one_character_budget():
       ("bptt", 8), ("bptt", 20), ("bptt", 40), ("dni", 5), ("dni", 8),
       ("dni_aux", 5), ("dni_aux", 8)]
   for _, _, c in speed:  # the same characters and evaluation points
-    assert c.num_steps * c.batch_size * c.unroll == 30_000 * 32 * 8
-    assert c.eval_every * c.batch_size * c.unroll == 2_500 * 32 * 8
+    assert c.num_steps * c.batch_size * c.unroll == 12 * 2_560 * 32 * 8
+    assert c.eval_every * c.batch_size * c.unroll == 2_560 * 32 * 8
+    assert c.eval_every % c.windows_per_call == 0  # whole calls
 
 
 def test_ptb_speed_table_reads_characters_and_wall_time():

@@ -401,8 +401,6 @@ def train_steps(loop: Loop, config, state, start_step: int,
       print(f"[{config.method}] early stop at step {done}: {stop_reason}",
             flush=True)
       break
-  if pending is not None:
-    _record(recorder, *pending)
   return state, stop_reason
 
 
