@@ -17,7 +17,8 @@ def get_config():
   config.dni.synthesizer = "linear"
   config.dni.sg_scale = 0.1  # the paper's λ for RNNs
   # where the synthetic gradient sits: h, the core's output (the paper's
-  # choice), or ch, the LSTM's whole state (c, h) (diverges on some seeds)
+  # choice); ch, the LSTM's whole state (c, h) (diverges on some seeds); or
+  # h_ch, the whole state's gradient predicted from h alone
   config.dni.sg_state = "h"
   config.dni.aux_weight = 1.0
   config.opt.learning_rate = 1e-3

@@ -104,7 +104,7 @@ def _cut_cell_state(s):
 
 
 @pytest.mark.parametrize("cell,sg_on", [("lstm", "h"), ("lstm", "ch"),
-                                        ("rnn", "h")])
+                                        ("lstm", "h_ch"), ("rnn", "h")])
 def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell, sg_on):
   """Two windows, same θ, the first closed by the true ∂(future)/∂h(s_T).
 
@@ -148,21 +148,25 @@ def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell, sg_on):
                    expected["params"]["rnn_cell"]) > 1e-4
 
 
-@pytest.mark.parametrize("method,sg_on", [("dni", "h"), ("dni_aux", "h"),
-                                          ("dni", "ch"), ("dni_aux", "ch")])
+@pytest.mark.parametrize("method,sg_on", [
+    ("dni", "h"), ("dni_aux", "h"), ("dni", "ch"), ("dni_aux", "ch"),
+    ("dni", "h_ch"), ("dni_aux", "h_ch")])
 def test_bootstrapped_target_is_dJ_dstart(method, sg_on):
   rdni, opt, state = _setup(method, sg_scale=0.3, sg_on=sg_on)
   batch = _batch(2)
   core, synth = rdni.core, rdni.synthesizer
-  # The part of the state the synthetic gradient sits on, written out.
+  # The part of the state the synthetic gradient sits on, and what the
+  # synthesizer reads, written out.
   part = (lambda s: s[..., H:]) if sg_on == "h" else (lambda s: s)
+  read = (lambda s: jnp.concatenate([jnp.zeros_like(s[..., :H]), s[..., H:]],
+                                    -1)) if sg_on == "h_ch" else part
 
   def objective_b(s0_b, b):  # one example's J, written out by hand
     s0 = state.carry.at[b].set(s0_b)
     end, states, logits = _manual_unroll(core, state.params, s0,
                                          batch["inputs"])
     m_end = synth.apply({"params": state.synth_params},
-                        jax.lax.stop_gradient(part(end)))
+                        jax.lax.stop_gradient(read(end)))
     delta = jax.lax.stop_gradient(0.3 * m_end)
     j = _loss(logits, batch)[0] + jnp.sum(delta * part(end), -1)
     if core.with_aux:
@@ -176,12 +180,18 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on):
   _, target, _, _ = tbptt.window_grads(rdni, state.params, state.carry, batch,
                                        state.synth_params, state.synth_state)
   assert target.shape == (B, H if sg_on == "h" else 2 * H)
+  if sg_on == "h_ch":  # the library's synthesizer input does not read c
+    moved = state.carry.at[:, :H].add(1.0)
+    np.testing.assert_array_equal(tbptt.sg_input(rdni, moved),
+                                  tbptt.sg_input(rdni, state.carry))
+    np.testing.assert_array_equal(tbptt.sg_input(rdni, state.carry),
+                                  read(state.carry))
   np.testing.assert_allclose(target, expected, rtol=1e-5, atol=1e-6)
   assert np.abs(expected).max() > 1e-3
 
   # The synthesizer regresses M(h(s_start)) onto exactly that target.
   _, metrics = tbptt.train_step(state, batch, rdni=rdni, optimizers=opt)
-  m_start = synth.apply({"params": state.synth_params}, part(state.carry))
+  m_start = synth.apply({"params": state.synth_params}, read(state.carry))
   np.testing.assert_allclose(
       metrics["synth_loss"], jnp.sum((m_start - expected) ** 2) / B,
       rtol=1e-5)

@@ -14,7 +14,9 @@ target ``∂J_b/∂h(s₀)`` (the true gradient inside the window plus the
 synthetic gradient at its end, carried back). ``h`` is the core's
 ``sg_part``: by default the LSTM's output ``h``, as in the paper, so the cell
 state ``c`` crosses the boundary with its gradient truncated, as in plain
-truncated BPTT; ``sg_on="ch"`` puts the synthetic gradient on the whole state
+truncated BPTT; ``sg_on="h_ch"`` predicts the gradient of the whole state
+from ``h`` alone (the synthesizer reads the core's ``sg_input``);
+``sg_on="ch"`` puts the synthetic gradient on the whole state
 ``(c, h)`` instead (an unbounded ``c`` lets the linear synthetic term grow
 without bound, docs/results.md).
 
@@ -153,7 +155,7 @@ def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
     if optimizers.synth is None:
       raise ValueError("dni/dni_aux need Optimizers(synth=...)")
     sg = _interface(rdni, optimizers)
-    state = _with_interface(state, sg.init(synth_rng, sg_part(rdni, carry)))
+    state = _with_interface(state, sg.init(synth_rng, sg_input(rdni, carry)))
   return state
 
 
@@ -173,6 +175,13 @@ def _with_interface(state: RecurrentTrainState,
   return state.replace(synth_params=sg_state.params,
                        synth_state=sg_state.model_state,
                        synth_opt_state=sg_state.opt_state)
+
+
+def sg_input(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
+  """What the synthesizer reads of a state (the core's ``sg_input``;
+  ``sg_part`` for a core without one)."""
+  read = getattr(rdni.core, "sg_input", None)
+  return sg_part(rdni, state_BxS) if read is None else read(state_BxS)
 
 
 def sg_part(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
@@ -208,8 +217,8 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
     else:
       sg = _interface(rdni)
       sg_B = sg.delta(sg.predict(
-          interface.InterfaceState(synth_params, synth_state, None), end_sg,
-          train=False).value)
+          interface.InterfaceState(synth_params, synth_state, None),
+          sg_input(rdni, end), train=False).value)
     sg_B = jax.lax.stop_gradient(sg_B)
     objective_B = objective_B + jnp.sum(sg_B * end_sg, axis=-1)
     if rdni.core.with_aux:
@@ -259,7 +268,7 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   if rdni.synthesizer is not None:
     sg, sg_state = _interface(rdni, optimizers), _interface_state(state)
     sg_state, metrics["synth_loss"] = sg.regress(
-        sg_state, sg.predict(sg_state, sg_part(rdni, start)), target)
+        sg_state, sg.predict(sg_state, sg_input(rdni, start)), target)
     new = _with_interface(new, sg_state)
   return new, metrics
 

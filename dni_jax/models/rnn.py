@@ -4,8 +4,10 @@ The core's state is one flat array ``[B, S]``: ``concat(c, h)`` for the LSTM
 (``S = 2·hidden``), ``h`` for the vanilla RNN (``S = hidden``). The synthetic
 gradient sits on the part of the state that ``sg_on`` names: the core's output
 ``h`` (the paper's choice and the default; ``sg_part`` slices it out of the
-flat state, and the LSTM's cell state ``c`` gets no synthetic gradient), or
-``"ch"``, the whole state ``(c, h)`` concatenated.
+flat state, and the LSTM's cell state ``c`` gets no synthetic gradient),
+``"ch"``, the whole state ``(c, h)`` concatenated, or ``"h_ch"``: the
+synthesizer reads ``h`` alone (``sg_input``: the state with ``c`` zeroed)
+and predicts the gradient of the whole state.
 
 ``RecurrentCore`` is one time step: ``core.apply(params, state, x_t) ->
 (new_state, logits_t)``; ``dni_jax.core.recurrent.unroll`` scans it over a
@@ -22,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 CELLS = ("lstm", "rnn")
-SG_PARTS = ("h", "ch")
+SG_PARTS = ("h", "ch", "h_ch")
 
 
 class RecurrentCore(nn.Module):
@@ -37,7 +39,8 @@ class RecurrentCore(nn.Module):
     with_aux: build the DNI+Aux head (a zero-initialised linear map from
       the synthetic gradient's part of the state to a synthetic gradient).
     sg_on: the part of the state the synthetic gradient sits on: "h", the
-      core's output, or "ch", the LSTM's whole state ``(c, h)``.
+      core's output, or "ch", the LSTM's whole state ``(c, h)``; "h_ch":
+      on the whole state, predicted from ``h`` alone.
   """
   cell: str = "lstm"
   hidden: int = 256
@@ -69,6 +72,13 @@ class RecurrentCore(nn.Module):
     """Width of the part of the state the synthetic gradient sits on."""
     return self.hidden if self.sg_on == "h" else self.state_size
 
+  def sg_input(self, state_BxS: jax.Array) -> jax.Array:
+    """What the synthesizer (and the Aux head) reads: ``sg_part``, or for
+    "h_ch" the whole state with ``c`` zeroed (so it reads ``h`` alone)."""
+    if self.sg_on == "h_ch" and self.cell == "lstm":
+      return state_BxS.at[..., :self.hidden].set(0.0)
+    return self.sg_part(state_BxS)
+
   def sg_part(self, state_BxS: jax.Array) -> jax.Array:
     """The part of the state the synthetic gradient sits on: ``h`` (the last
     ``hidden`` units of an LSTM's ``(c, h)``) or the whole state."""
@@ -94,7 +104,7 @@ class RecurrentCore(nn.Module):
 
   def predict_aux(self, state_BxS: jax.Array) -> jax.Array:
     """DNI+Aux: this state's prediction of a later synthetic gradient."""
-    return self.aux_head(self.sg_part(state_BxS))
+    return self.aux_head(self.sg_input(state_BxS))
 
   def init_all(self, state_BxS: jax.Array, x_t: jax.Array):
     """Touches every submodule (for ``init``)."""

@@ -253,8 +253,9 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            "for sequence tasks.")
   _require(config.dni.sg_state in rnn.SG_PARTS,
            f"unknown dni.sg_state {config.dni.sg_state!r}: the synthetic "
-           "gradient sits on the core's output h (the paper's choice) or on "
-           "the LSTM's whole state ch; choose one of " f"{rnn.SG_PARTS}.")
+           "gradient sits on the core's output h (the paper's choice), on "
+           "the LSTM's whole state ch, or on the whole state predicted from "
+           f"h alone (h_ch); choose one of {rnn.SG_PARTS}.")
   for field, value in (("unroll", config.unroll),
                        ("model.width", config.model.width),
                        ("windows_per_call", config.windows_per_call)):
