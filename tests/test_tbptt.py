@@ -195,6 +195,9 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on):
   np.testing.assert_allclose(
       metrics["synth_loss"], jnp.sum((m_start - expected) ** 2) / B,
       rtol=1e-5)
+  np.testing.assert_allclose(
+      metrics["target_norm"], np.linalg.norm(expected, axis=-1).mean(),
+      rtol=1e-5)
 
 
 def test_state_carries_across_windows():

@@ -255,8 +255,8 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   Returns:
     ``(new_state, metrics)``: ``loss`` (task loss per time step),
     ``state_norm`` (the mean L2 norm of the window's end state, the carry),
-    the task's metrics and, with a synthesizer, ``synth_loss`` and
-    ``sg_norm``.
+    the task's metrics and, with a synthesizer, ``synth_loss``, ``sg_norm``
+    and ``target_norm`` (the mean L2 norm of the per-example target).
   """
   start = jax.lax.stop_gradient(state.carry)
   grads, target, end, metrics = window_grads(
@@ -269,6 +269,9 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
     sg, sg_state = _interface(rdni, optimizers), _interface_state(state)
     sg_state, metrics["synth_loss"] = sg.regress(
         sg_state, sg.predict(sg_state, sg_input(rdni, start)), target)
+    # The regression target's size, to read the synthesizer's loss against
+    # (its targets grow as the core learns longer dependencies).
+    metrics["target_norm"] = jnp.sqrt(jnp.sum(jnp.square(target), -1)).mean()
     new = _with_interface(new, sg_state)
   return new, metrics
 
