@@ -13,6 +13,7 @@ from dni_jax.training import train
 from dni_jax.training.metrics_log import read_metrics
 from test_sequence_data import _write_ptb
 from test_train import _final_state
+from test_train import assert_same_run
 from test_train import tiny
 
 _PTB_TEXT = "".join(" ".join("abc_defg_hij") + "\n" for _ in range(30))
@@ -96,13 +97,8 @@ def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch):
   monkeypatch.setattr(tbptt, "make_train_step", real)
   train.train_and_evaluate(config, tmp_path / "resumed")
 
-  step_a, a = _final_state(tmp_path / "straight")
-  step_b, b = _final_state(tmp_path / "resumed")
-  assert step_a == step_b == 8
-  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+  a = assert_same_run(tmp_path / "straight", tmp_path / "resumed", 8)
   assert int(a["task"]["length"]) >= 3  # the curriculum moved on the way
-  assert read_metrics(tmp_path / "straight" / "metrics.jsonl") == read_metrics(
-      tmp_path / "resumed" / "metrics.jsonl")
 
 
 @pytest.mark.parametrize("name,overrides,error,message", [
@@ -188,9 +184,4 @@ def test_several_windows_per_call_resume_exactly(tmp_path):
   train.train_and_evaluate(config, tmp_path / "resumed")
   config.num_steps = 16  # a rerun with a larger budget resumes from step 8
   train.train_and_evaluate(config, tmp_path / "resumed")
-  step_a, a = _final_state(tmp_path / "straight")
-  step_b, b = _final_state(tmp_path / "resumed")
-  assert step_a == step_b == 16
-  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
-  assert read_metrics(tmp_path / "straight" / "metrics.jsonl") == read_metrics(
-      tmp_path / "resumed" / "metrics.jsonl")
+  assert_same_run(tmp_path / "straight", tmp_path / "resumed", 16)

@@ -101,6 +101,18 @@ def test_real_mnist_few_steps(tmp_path):
   assert 0.0 < summary["test"]["accuracy"] <= 1.0
 
 
+def assert_same_run(straight, resumed, step: int):
+  """Two workdirs end at ``step`` with the same state, bit for bit, and the
+  same ``metrics.jsonl``; returns that state."""
+  step_a, a = _final_state(straight)
+  step_b, b = _final_state(resumed)
+  assert step_a == step_b == step
+  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+  assert read_metrics(os.path.join(straight, "metrics.jsonl")) == read_metrics(
+      os.path.join(resumed, "metrics.jsonl"))
+  return a
+
+
 def _final_state(workdir):
   # Restore into the structure of a fresh state of the same run.
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
@@ -131,12 +143,7 @@ def test_resume_after_interruption_equals_uninterrupted(
   undo()
   train.train_and_evaluate(config, tmp_path / "resumed")
 
-  step_a, a = _final_state(tmp_path / "straight")
-  step_b, b = _final_state(tmp_path / "resumed")
-  assert step_a == step_b == 8
-  jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
-  assert read_metrics(tmp_path / "straight" / "metrics.jsonl") == read_metrics(
-      tmp_path / "resumed" / "metrics.jsonl")
+  assert_same_run(tmp_path / "straight", tmp_path / "resumed", 8)
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path):

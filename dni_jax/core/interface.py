@@ -55,6 +55,21 @@ class Prediction(NamedTuple):
   model_state: Any
 
 
+def state_of(train_state) -> InterfaceState:
+  """The ``InterfaceState`` kept in a train state's ``synth_params``,
+  ``synth_state`` and ``synth_opt_state`` fields (the recurrent and the
+  two-timescale states keep one synthesizer so)."""
+  return InterfaceState(train_state.synth_params, train_state.synth_state,
+                        train_state.synth_opt_state)
+
+
+def with_state(train_state, sg_state: InterfaceState):
+  """``train_state`` with its ``synth_*`` fields set from ``sg_state``."""
+  return train_state.replace(synth_params=sg_state.params,
+                             synth_state=sg_state.model_state,
+                             synth_opt_state=sg_state.opt_state)
+
+
 def predict(model: nn.Module, params, model_state, h: jax.Array,
             context: Any = None, *, train: bool = True,
             rng: jax.Array | None = None) -> Prediction:

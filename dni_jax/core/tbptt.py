@@ -94,7 +94,7 @@ def build(method: str, core: Any, loss_fn: LossFn,
           aux_weight: float = 1.0, sg_on: str | None = None) -> RecurrentDNI:
   """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux.
 
-  ``sg_on`` ("h" or "ch"), if given, replaces the core's ``sg_on``.
+  ``sg_on`` ("h", "ch" or "h_ch"), if given, replaces the core's ``sg_on``.
   """
   if method not in METHODS:
     raise ValueError(f"unknown recurrent method {method!r}; choose one of "
@@ -155,7 +155,8 @@ def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
     if optimizers.synth is None:
       raise ValueError("dni/dni_aux need Optimizers(synth=...)")
     sg = _interface(rdni, optimizers)
-    state = _with_interface(state, sg.init(synth_rng, sg_input(rdni, carry)))
+    state = interface.with_state(state,
+                                 sg.init(synth_rng, sg_input(rdni, carry)))
   return state
 
 
@@ -163,18 +164,6 @@ def _interface(rdni: RecurrentDNI, optimizers: Optimizers | None = None):
   return interface.Interface(rdni.synthesizer,
                              optimizers.synth if optimizers else None,
                              rdni.sg_scale)
-
-
-def _interface_state(state: RecurrentTrainState) -> interface.InterfaceState:
-  return interface.InterfaceState(state.synth_params, state.synth_state,
-                                  state.synth_opt_state)
-
-
-def _with_interface(state: RecurrentTrainState,
-                    sg_state: interface.InterfaceState) -> RecurrentTrainState:
-  return state.replace(synth_params=sg_state.params,
-                       synth_state=sg_state.model_state,
-                       synth_opt_state=sg_state.opt_state)
 
 
 def sg_input(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
@@ -266,13 +255,13 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                       carry=jax.lax.stop_gradient(end))
   if rdni.synthesizer is not None:
-    sg, sg_state = _interface(rdni, optimizers), _interface_state(state)
+    sg, sg_state = _interface(rdni, optimizers), interface.state_of(state)
     sg_state, metrics["synth_loss"] = sg.regress(
         sg_state, sg.predict(sg_state, sg_input(rdni, start)), target)
     # The regression target's size, to read the synthesizer's loss against
     # (its targets grow as the core learns longer dependencies).
     metrics["target_norm"] = jnp.sqrt(jnp.sum(jnp.square(target), -1)).mean()
-    new = _with_interface(new, sg_state)
+    new = interface.with_state(new, sg_state)
   return new, metrics
 
 

@@ -128,15 +128,9 @@ def init_train_state(tt: TwoTimescale, optimizers: Optimizers,
     if optimizers.synth is None:
       raise ValueError("dni needs Optimizers(synth=...)")
     sg = interface.Interface(tt.synthesizer, optimizers.synth, tt.sg_scale)
-    state = _with_interface(state, sg.init(synth_rng, a_carry))
+    state = interface.with_state(state, sg.init(synth_rng, a_carry))
   return state
 
-
-def _with_interface(state: TwoTimescaleState,
-                    sg_state: interface.InterfaceState) -> TwoTimescaleState:
-  return state.replace(synth_params=sg_state.params,
-                       synth_state=sg_state.model_state,
-                       synth_opt_state=sg_state.opt_state)
 
 
 def _xent(logits, labels):
@@ -241,8 +235,7 @@ def dni_a_step(state, x_t, y_t, z=None, *, tt, optimizers):
   start = jax.lax.stop_gradient(state.a_carry)
   tick = z is not None
   sg = interface.Interface(tt.synthesizer, optimizers.synth, tt.sg_scale)
-  sg_state = interface.InterfaceState(state.synth_params, state.synth_state,
-                                      state.synth_opt_state)
+  sg_state = interface.state_of(state)
 
   def objective(a_params, b_params, s_prev):
     s, logits = tt.core_a.apply(a_params, s_prev, x_t)
@@ -271,13 +264,13 @@ def dni_a_step(state, x_t, y_t, z=None, *, tt, optimizers):
                       b_carry=jax.lax.stop_gradient(b_end))
   if tick:
     b_params, b_opt = interface.apply_update(
-      optimizers.stage, grads[1], state.b_opt_state, state.b_params)
+        optimizers.stage, grads[1], state.b_opt_state, state.b_params)
     new = new.replace(b_params=b_params, b_opt_state=b_opt)
 
   target = start.shape[0] * start_grads  # per-example units
   sg_state, synth_loss = sg.regress(sg_state, sg.predict(sg_state, start),
                                     target)
-  return _with_interface(new, sg_state), metric + (synth_loss,)
+  return interface.with_state(new, sg_state), metric + (synth_loss,)
 
 
 def _dni_step(state, batch, tt, optimizers):
