@@ -382,6 +382,37 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_tensorboard(tmp_path):
   assert steps and max(steps) >= 20  # flushed at the checkpoint, not lost
 
 
+def test_a_signal_to_another_thread_waits_for_the_deferred_block():
+  """A signal the system hands to a thread other than the main one (Orbax's
+  and XLA's threads run during a save) still waits for the block's end."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import files  # pylint: disable=g-import-not-at-top
+  seen = []
+  old = signal.signal(signal.SIGTERM, lambda s, _: seen.append(s))
+  go, sent = threading.Event(), threading.Event()
+
+  def other_thread():  # started before the block, so it masks nothing
+    go.wait()
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    sent.set()
+  thread = threading.Thread(target=other_thread)
+  thread.start()
+  try:
+    with files.signals_deferred():
+      go.set()
+      assert sent.wait(10)
+      for _ in range(50):  # bytecodes on which Python runs pending handlers
+        time.sleep(0.01)
+      during = list(seen)
+    after = list(seen)
+  finally:
+    thread.join()
+    signal.signal(signal.SIGTERM, old)
+  assert during == [] and after == [signal.SIGTERM]
+
+
 def test_summarize_reads_a_cut_metrics_file_and_names_a_damaged_one(
     tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top

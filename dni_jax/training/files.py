@@ -40,16 +40,36 @@ def sync_dir(directory: str) -> None:
 def signals_deferred():
   """Holds Ctrl-C and SIGTERM back until the block ends (e.g. a checkpoint
   save, so that it is never cut by an interrupt; SIGKILL cannot be held,
-  which the checkpoints' digests cover). Only the main thread can."""
+  which the checkpoints' digests cover). Only the main thread can.
+
+  The signals are recorded by a Python handler, not blocked with a signal
+  mask: the system delivers a signal to any thread that does not block it
+  (Orbax's and XLA's threads included), and Python then runs the handler in
+  the main thread, mask or not. A held signal is handed to the handler that
+  was in place once the block ends.
+  """
   if threading.current_thread() is not threading.main_thread():
     yield
     return
-  held = {signal.SIGINT, signal.SIGTERM}
-  old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+  held = []
+  previous = {s: signal.signal(s, lambda signum, _: held.append(signum))
+              for s in (signal.SIGINT, signal.SIGTERM)}
   try:
     yield
   finally:
-    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+    if held:
+      _deliver(held[0], previous[held[0]])
+
+
+def _deliver(signum: int, handler) -> None:
+  """Acts on ``signum`` as ``handler`` (what ``signal.signal`` returned)."""
+  if callable(handler):
+    handler(signum, None)
+  elif handler == signal.SIG_DFL:
+    os.kill(os.getpid(), signum)
+  # SIG_IGN (or a handler set outside Python): nothing to do.
 
 
 def write_atomic(path: str, text: str) -> None:
