@@ -12,7 +12,7 @@ from ml_collections import config_dict
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   # backprop | dni | cdni | dni_unlocked | cdni_unlocked (sequence tasks:
-  # bptt | dni | dni_aux; two_timescale: dni | locked | bptt); several
+  # bptt | dni | dni_aux; two_networks: locked | dni | no_dni); several
   # comma-separated runs each in workdir/<method> and prints a comparison table.
   config.method = "dni"
   config.seed = 0  # parameters, data order and held-out split
@@ -81,11 +81,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.parallel.stages_per_device = ()  # consecutive stages per device; () = balanced
   config.parallel.microbatches = 1  # backprop pipeline: micro-batches per batch (M)
 
-  # Two networks at two timescales: configs/two_timescale.py adds a
-  # `timescale` block (its presence selects that loop): timescale.k (B ticks
-  # every k steps of A, k >= 1), timescale.ticks (B's ticks per training
-  # step), timescale.b_width (B's units), timescale.eval_ticks (held-out
-  # stream length); data.name there: synthetic_digits | mnist.
+  # Two networks at two timescales: configs/two_networks.py adds a
+  # `two_networks` block (its presence selects that loop): T (A answers every
+  # T digits, B every T messages), message_width, b_width (B's units),
+  # sg_slots (each | shared), reset_a; data.name there: synthetic_digits | mnist.
 
   config.batch_size = 256  # training examples per step (sequence tasks: parallel streams)
   config.eval_batch_size = 1000  # examples per evaluation batch (character corpora: streams)

@@ -9,7 +9,11 @@ both follow the task family, read from the run's config.json:
 
 - image and bit tasks: train loss | test error (%);
 - Copy / Repeat Copy: train loss | curriculum length (train records);
-- character corpora: train bpc | valid bpc.
+- character corpora: train bpc | valid bpc;
+- the two-network system: network A's test error | network B's test error
+  against steps (the paper's Fig. 5b), e.g.
+
+  python -m experiments.plot /tmp/two_networks --out=two_networks.png
 
 ``--train_metric``, ``--metric`` (``error`` = 100·(1 − accuracy), or any
 metric name) and ``--split`` override them; ``--x=chars`` plots against the
@@ -224,6 +228,10 @@ def data_name(run_dir: str) -> str | None:
   return (_config(run_dir) or {}).get("data.name")
 
 
+def _is_two_networks(run_dir: str) -> bool:
+  return "two_networks.T" in (_config(run_dir) or {})
+
+
 def _pick(flag: str, default: str) -> str:
   return default if flag == "auto" else flag
 
@@ -282,7 +290,13 @@ def draw(paths: list[str], train_metric: str = "auto", metric: str = "auto",
                     "experiments.plot /tmp/dni_jax/binary_addition "
                     "--out=curves.png")
   runs = find_runs(paths)
-  default = default_panels(data_name(next(iter(runs.values()))))
+  first = next(iter(runs.values()))
+  two_networks = _is_two_networks(first)
+  default = (("a_error", "b_error", "test") if two_networks
+             else default_panels(data_name(first)))
+  # The left panel reads training records, or for the two-network system
+  # network A's evaluation.
+  left_split = "test" if two_networks and train_metric == "auto" else "train"
   train_metric = _pick(train_metric, default[0])
   metric, split = _pick(metric, default[1]), _pick(split, default[2])
   fig, (ax_train, ax_eval) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -297,7 +311,7 @@ def draw(paths: list[str], train_metric: str = "auto", metric: str = "auto",
     records = [read_metrics(os.path.join(d, "metrics.jsonl"))
                for d in run_dirs]
     config = _config(run_dirs[0]) or {}
-    panels = ((ax_train, "train", train_metric), (ax_eval, split, metric))
+    panels = ((ax_train, left_split, train_metric), (ax_eval, split, metric))
     for ax, records_split, name in panels:
       serieses = [series(r, records_split, name, x) for r in records]
       _plot(ax, serieses, label, f"{records_split} {name}", color, linestyle)
@@ -312,11 +326,13 @@ def draw(paths: list[str], train_metric: str = "auto", metric: str = "auto",
         sparse.setdefault(label, ({}, config))[0][field] = points
   _cadence_warning(sparse)
   xlabel = "characters seen" if x == "chars" else "step"
-  ax_train.set(xlabel=xlabel, ylabel=f"train {train_metric}", yscale="log",
-               title=f"training {train_metric}")
+  left = "training" if left_split == "train" else left_split
+  ax_train.set(xlabel=xlabel, ylabel=f"{left_split} {train_metric}",
+               yscale="log", title=f"{left} {train_metric}")
   ylabel = f"{split} error (%)" if metric == "error" else f"{split} {metric}"
   ax_eval.set(xlabel=xlabel, ylabel=ylabel, title=ylabel,
-              yscale="log" if metric in ("error", "loss", "bpc") else "linear")
+              yscale="log" if metric in ("error", "loss", "bpc") or
+              metric.endswith("_error") else "linear")
   plot_style.plain_log_ticks(ax_train, plain)
   if ax_eval.get_yscale() == "log":
     plot_style.plain_log_ticks(ax_eval, percent if metric == "error" else plain)

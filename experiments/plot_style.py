@@ -14,7 +14,7 @@ import numpy as np
 # follows METHOD_ORDER.
 METHOD_COLORS = {"backprop": "C0", "bptt": "C0", "dni": "C1", "cdni": "C2",
                  "dni_aux": "C2", "locked": "C3", "dni_unlocked": "C4",
-                 "cdni_unlocked": "C5"}
+                 "cdni_unlocked": "C5", "no_dni": "C7"}
 METHOD_ORDER = tuple(METHOD_COLORS)
 
 

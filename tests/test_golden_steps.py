@@ -39,8 +39,8 @@ STEPS = 4
 
 _FF = {"model.hidden": (8, 8), "opt.synth_learning_rate": 1e-2}
 _RECURRENT = {"model.width": 8, "dni.hidden": (4,), "data.check_every": 2}
-_TWO = {"model.width": 8, "timescale.b_width": 8, "timescale.k": 2,
-        "timescale.ticks": 2, "timescale.eval_ticks": 2}
+_TWO = {"model.width": 8, "two_networks.b_width": 8, "two_networks.T": 2,
+        "two_networks.message_width": 3}
 
 # name: (config, overrides). Every family, every method, the unlocking modes.
 CASES = {
@@ -75,9 +75,9 @@ CASES = {
     "recurrent_bptt": ("copy", dict(_RECURRENT, method="bptt")),
     "recurrent_dni": ("copy", dict(_RECURRENT, method="dni")),
     "recurrent_dni_aux": ("copy", dict(_RECURRENT, method="dni_aux")),
-    "two_timescale_dni": ("two_timescale", dict(_TWO, method="dni")),
-    "two_timescale_locked": ("two_timescale", dict(_TWO, method="locked")),
-    "two_timescale_bptt": ("two_timescale", dict(_TWO, method="bptt")),
+    "two_networks_locked": ("two_networks", dict(_TWO, method="locked")),
+    "two_networks_dni": ("two_networks", dict(_TWO, method="dni")),
+    "two_networks_no_dni": ("two_networks", dict(_TWO, method="no_dni")),
 }
 SWEEP_CASE = "sweep_group_cdni_2_seeds"
 

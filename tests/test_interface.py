@@ -2,7 +2,7 @@
 
 First the interface alone against plain ``jax.grad`` and optax; then every
 kind of training that uses it (feed-forward, the pipeline, the recurrent
-window, the two-timescale system) × every synthesizer kind × (dni, cdni
+window, the two-network system) × every synthesizer kind × (dni, cdni
 where it applies), a few steps on one fixed batch: finite, shapes kept, and
 the synthesizer's regression loss falls (in the style of optax's
 ``transform_test.py``: one parameterised test over all the combinations).
@@ -22,7 +22,7 @@ from dni_jax.core import interface
 from dni_jax.core import module_state
 from dni_jax.core import synthesizers
 from dni_jax.core import tbptt
-from dni_jax.core import two_timescale
+from dni_jax.core import two_networks
 from dni_jax.models import rnn
 from dni_jax.parallel.pipeline import DNIPipeline
 import tiny
@@ -175,45 +175,35 @@ def _recurrent(synth, method):
   return losses
 
 
-def _two_timescale(synth, method):
+def _two_networks(synth, method):
   del method
-  tt = two_timescale.TwoTimescale(rnn.RecurrentCore("lstm", 5, 10),
-                                  rnn.RecurrentCore("lstm", 4, 3), k=2,
-                                  ticks=2, method="dni", synthesizer=synth)
+  tn = two_networks.TwoNetworks(rnn.RecurrentCore("lstm", 5, 3 + 4),
+                                rnn.RecurrentCore("lstm", 4, 5), T=2,
+                                message_width=4, method="dni",
+                                synthesizer=synth)
   opt = dni.Optimizers(optax.adam(1e-3), optax.adam(1e-2))
-  state = two_timescale.init_train_state(tt, opt, jax.random.PRNGKey(0), B, D)
+  state = two_networks.init_train_state(tn, opt, jax.random.PRNGKey(0), B, D)
   keys = jax.random.split(jax.random.PRNGKey(1), 3)
   batch = {"inputs": jax.random.normal(keys[0], (B, 4, D)),
-           "a_labels": jax.random.randint(keys[1], (B, 4), 0, 10),
-           "b_labels": jax.random.randint(keys[2], (B, 2), 0, 3)}
-  start = state.a_carry, state.b_carry
-  step = jax.jit(lambda s, b: two_timescale.train_step(s, b, tt=tt,
-                                                        optimizers=opt))
+           "a_labels": jax.random.randint(keys[1], (B, 2), 0, 3),
+           "b_labels": jax.random.randint(keys[2], (B,), 0, 5)}
+  step = jax.jit(lambda s, b: two_networks.train_step(s, b, tn=tn,
+                                                       optimizers=opt))
   losses = []
   for _ in range(STEPS):
-    state, metrics = step(state.replace(a_carry=start[0], b_carry=start[1]),
-                          batch)
+    state, metrics = step(state, batch)
     losses.append(float(metrics["synth_loss"]))
   return losses
 
 
 FAMILIES = {"feedforward": _feedforward, "feedforward_cnn": _feedforward_cnn,
             "pipeline": _pipeline, "recurrent": _recurrent,
-            "two_timescale": _two_timescale}
-# The two-timescale system's synthesizer with BatchNorm does not fit its
-# targets: it predicts with its running statistics inside A's objective and
-# regresses in training mode on one step's 6 states; its loss rises (0.07 to
-# 0.11-0.16 over 30 steps here).
-_BN_TWO_TIMESCALE = pytest.mark.xfail(
-    strict=True, reason="two-timescale synthesizer with BatchNorm: the "
-    "regression loss rises on a fixed batch")
+            "two_networks": _two_networks}
 CASES = ([(f, s, m) for f in ("feedforward", "pipeline")
           for s in SYNTHESIZERS for m in ("dni", "cdni")] +
          [("feedforward_cnn", "conv", m) for m in ("dni", "cdni")] +
          [("recurrent", s, "dni") for s in SYNTHESIZERS] +
-         [pytest.param("two_timescale", s, "dni",
-                       marks=_BN_TWO_TIMESCALE if s == "mlp_bn" else ())
-          for s in SYNTHESIZERS])
+         [("two_networks", s, "dni") for s in SYNTHESIZERS])
 
 
 @pytest.mark.parametrize("family,synth,method", CASES)

@@ -271,3 +271,23 @@ def test_plot_errors_are_one_paragraph(tmp_path, args, expected):
   assert done.stderr.startswith(expected.format(empty=empty)), done.stderr
   assert done.stderr.count("\n") == 1 and not done.stdout
   assert "Traceback" not in done.stderr and "flags" not in done.stderr
+
+
+def test_two_networks_draws_both_networks_test_error_with_a_band(tmp_path):
+  """The paper's Fig. 5b: A's test error left, B's right, seeds as bands."""
+  for method in ("locked", "dni"):
+    for seed in range(2):
+      records = [{"step": s, "split": split, "a_error": 0.5 / s + seed,
+                  "b_error": 0.7 / s, "loss": 9.0}
+                 for s in (1, 2, 3) for split in ("train", "test")]
+      _run(tmp_path / f"method={method},seed={seed}", "mnist", records,
+           method=method, seed=seed, num_steps=3,
+           two_networks={"T": 4})
+  fig, (left, right), groups = plot.draw([str(tmp_path)])
+  del fig
+  assert sorted(len(v) for v in groups.values()) == [2, 2]
+  assert left.get_title() == "test a_error"
+  assert right.get_title() == "test b_error"
+  curve = [l for l in left.get_lines()
+           if l.get_color() == plot_style.method_color("dni")][0]
+  np.testing.assert_allclose(curve.get_ydata(), [1.0, 0.75, 2 / 3])

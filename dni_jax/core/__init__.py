@@ -15,5 +15,6 @@ Models are plain Flax modules passed in; nothing here names one.
 - ``recurrent``: the recurrent-core protocol and the window unroll.
 - ``tbptt``: recurrent DNI, the bptt / dni / dni_aux window step.
 - ``synthetic_inputs``: input models ``I_i(x) ≈ h_i`` (complete unlock).
-- ``two_timescale``: networks A and B at two timescales (dni / locked / bptt).
+- ``two_networks``: networks A and B at two timescales (locked / dni /
+  no_dni), A's message to B through a synthetic gradient.
 """

@@ -3,7 +3,7 @@
 Every kind of training predicts and regresses its synthetic gradients
 through this module: the feed-forward step (``gradient_sources``), a
 pipeline device's tick (``dni_jax.parallel.group``), the recurrent window
-(``tbptt``) and the two-timescale system. In the style of optax, the static
+(``tbptt``) and the two-network system (``two_networks``). In the style of optax, the static
 parts are one frozen object and what changes is a ``NamedTuple``:
 
   sg = Interface(model, tx, scale=λ)
@@ -58,7 +58,7 @@ class Prediction(NamedTuple):
 def state_of(train_state) -> InterfaceState:
   """The ``InterfaceState`` kept in a train state's ``synth_params``,
   ``synth_state`` and ``synth_opt_state`` fields (the recurrent and the
-  two-timescale states keep one synthesizer so)."""
+  two-network states keep their synthesizers so)."""
   return InterfaceState(train_state.synth_params, train_state.synth_state,
                         train_state.synth_opt_state)
 

@@ -2,7 +2,7 @@
 
 Sequence tasks for recurrent DNI live in ``copy_tasks`` (Copy, Repeat Copy,
 generated on device) and ``char_corpus`` (PTB characters, tiny_shakespeare);
-the two-timescale digit stream in ``digit_stream``.
+the two-network digit episodes in ``digit_stream``.
 
 Loaders know nothing of models: each returns an ``ArrayDataset`` of numpy
 arrays; ``batch_at`` cuts the batch of a given step, deterministically.

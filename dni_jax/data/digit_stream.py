@@ -1,17 +1,16 @@
-"""The two-timescale task: a stream of digits; A names each, B counts odd ones.
+"""The two-network task: episodes of digits; A counts odd ones, B counts 3s.
 
-Network A sees one digit image per step and must name its class (10-way).
-Network B ticks every ``k`` steps, reads only A's state, and must say how
-many of the last ``k`` digits were odd (``k + 1``-way). Only A sees the
-images, and A's own task never needs more than the current digit, so A
-learns to keep a count in its state only through the gradient that comes
-back from B: the A→B interface is what the system has to learn (the paper's
-multi-network experiment, §3.3, in the same spirit).
+Network A sees one digit image per step and every ``T`` steps must say how
+many of its last ``T`` digits were odd (``T + 1``-way). Network B reads only
+the messages A sends it at those steps and, after ``T`` of them (``T²``
+digits), must say how many of the episode's digits were 3s (``T² + 1``-way):
+information only A sees (the paper's multi-network experiment, its §3.2 and
+Fig. 5; ``dni_jax.core.two_networks``).
 
 The digits are MNIST (``data.dir`` or tensorflow-datasets) or generated
 (``synthetic_digits``: ten fixed random 28×28 prototypes plus Gaussian
-noise, no download). A step's digits are drawn uniformly, with replacement,
-from a pure function of ``(seed, step)``, on the device.
+noise, no download). An episode's digits are drawn uniformly, with
+replacement, from a pure function of ``(seed, step)``, on the device.
 """
 
 from __future__ import annotations
@@ -72,18 +71,19 @@ def data_key(seed: int) -> jax.Array:
   return jax.random.fold_in(jax.random.PRNGKey(seed), _DATA_STREAM)
 
 
-def window(stream: DigitStream, key: jax.Array, batch_size: int, k: int,
-           ticks: int) -> dict:
-  """``ticks`` windows of ``k`` digits per stream, with both tasks' labels.
+def episodes(stream: DigitStream, key: jax.Array, batch_size: int,
+             T: int) -> dict:
+  """``batch_size`` episodes of ``T²`` digits with both networks' labels.
 
   Returns:
-    ``inputs [B, ticks·k, D]``, ``a_labels [B, ticks·k]`` (the digits'
-    classes) and ``b_labels [B, ticks]`` (odd digits in each window of
-    ``k``, 0…k).
+    ``inputs [B, T², D]``, ``a_labels [B, T]`` (odd digits in each window of
+    ``T``, 0…T) and ``b_labels [B]`` (3s among the episode's ``T²`` digits,
+    0…T²).
   """
-  index = jax.random.randint(key, (batch_size, ticks * k), 0,
+  index = jax.random.randint(key, (batch_size, T * T), 0,
                              stream.labels.shape[0])
-  a_labels = stream.labels[index]
-  odd = (a_labels % 2).reshape(batch_size, ticks, k)
-  return {"inputs": stream.images[index], "a_labels": a_labels,
-          "b_labels": odd.sum(-1).astype(jnp.int32)}
+  digits = stream.labels[index]
+  odd = (digits % 2).reshape(batch_size, T, T)
+  return {"inputs": stream.images[index],
+          "a_labels": odd.sum(-1).astype(jnp.int32),
+          "b_labels": (digits == 3).sum(-1).astype(jnp.int32)}

@@ -3,9 +3,9 @@
 - ``train``: ``train_and_evaluate(config, workdir)``, the entry point.
 - ``experiment``: config → data, network, optimisers (validates every field).
 - ``run``: the run bookkeeping every loop shares (``Loop``, ``run``).
-- ``feedforward``, ``recurrent``, ``pipelined``, ``two_timescale``: the
-  loops of the task families (each a ``run.Loop``; the first two also
-  vmap a sweep group, ``make_batched_loop``).
+- ``feedforward``, ``recurrent``, ``pipelined``, ``two_networks``: the
+  loops of the task families (each a ``run.Loop``; all but the pipeline
+  also vmap a sweep group, ``make_batched_loop``).
 - ``loops``: which loop module trains a config.
 - ``sweep``: a config's sweep members, vmapped groups, the group runner;
   ``batching``: a group's member axis and per-member hyper-parameters.

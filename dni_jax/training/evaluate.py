@@ -3,7 +3,7 @@
 ``evaluate_workdir(workdir)`` rebuilds each run in ``workdir`` from its own
 ``config.json`` (the data, the network, the loop), restores the latest
 Orbax checkpoint into it and runs the loop's evaluation: the test split
-(feed-forward and two-timescale runs), valid and test bits per character
+(feed-forward and two-network runs), valid and test bits per character
 (character corpora). Copy tasks have no held-out split; their result is the
 last train record logged up to the checkpoint. A comparison workdir (one
 ``<method>/`` folder per method) or a sweep's (one folder per member) gives

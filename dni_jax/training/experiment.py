@@ -21,7 +21,7 @@ from dni_jax.core import network
 from dni_jax.core import synthesizers
 from dni_jax.core import synthetic_inputs
 from dni_jax.core import tbptt
-from dni_jax.core import two_timescale
+from dni_jax.core import two_networks
 from dni_jax.core.train_state import Optimizers
 from dni_jax.data import char_corpus
 from dni_jax.data import copy_tasks
@@ -66,14 +66,14 @@ def is_recurrent(config: ml_collections.ConfigDict) -> bool:
   return config.data.name in data_lib.SEQUENCE_TASKS
 
 
-def is_two_timescale(config: ml_collections.ConfigDict) -> bool:
-  """Whether ``config`` is a two-timescale system (it has ``timescale``)."""
-  return "timescale" in config
+def is_two_networks(config: ml_collections.ConfigDict) -> bool:
+  """Whether ``config`` is the two-network system (it has ``two_networks``)."""
+  return "two_networks" in config
 
 
 def methods(config: ml_collections.ConfigDict) -> list[str]:
   """``config.method`` split at commas: one method, or several to compare."""
-  known = (two_timescale.METHODS if is_two_timescale(config) else
+  known = (two_networks.METHODS if is_two_networks(config) else
            tbptt.METHODS if is_recurrent(config)
            else sorted(gradient_sources.METHODS))
   names = [m.strip() for m in str(config.method).split(",") if m.strip()]
@@ -121,8 +121,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` for the first unusable value in ``config``."""
   _validate_tuple_fields(config)
   methods(config)
-  if is_two_timescale(config):
-    _validate_two_timescale(config)
+  if is_two_networks(config):
+    _validate_two_networks(config)
     return
   _require(config.data.name in data_lib.DATASETS + data_lib.SEQUENCE_TASKS,
            f"unknown dataset {config.data.name!r} in --config.data.name; "
@@ -210,22 +210,28 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
            "model.kind=cnn, or choose linear/mlp.")
 
 
-def _validate_two_timescale(config: ml_collections.ConfigDict) -> None:
-  ts = config.timescale
-  _require(isinstance(ts.k, int) and ts.k >= 1,
-           f"timescale.k must be a whole number >= 1 (B ticks once every k "
-           f"steps of A), got {ts.k}")
-  for field in ("ticks", "eval_ticks", "b_width"):
-    _require(ts[field] >= 1, f"timescale.{field} must be >= 1, got "
-             f"{ts[field]}")
+def _validate_two_networks(config: ml_collections.ConfigDict) -> None:
+  tn = config.two_networks
+  for field in ("T", "message_width", "b_width"):
+    _require(isinstance(tn[field], int) and tn[field] >= 1,
+             f"two_networks.{field} must be a whole number >= 1, got "
+             f"{tn[field]!r}")
+  _require(tn.sg_slots in two_networks.SG_SLOTS,
+           f"unknown two_networks.sg_slots {tn.sg_slots!r}; choose one of "
+           f"{two_networks.SG_SLOTS} (one synthesizer per message slot, or "
+           "one shared that reads the slot)")
+  _require(tn.sg_context in two_networks.SG_CONTEXTS,
+           f"unknown two_networks.sg_context {tn.sg_context!r}; choose one "
+           f"of {two_networks.SG_CONTEXTS} (what the synthesizer reads "
+           "beside the message)")
   _require(config.data.name in digit_stream.SOURCES,
-           f"unknown digit source {config.data.name!r} for a two-timescale "
+           f"unknown digit source {config.data.name!r} for the two-network "
            f"system; choose one of {digit_stream.SOURCES}")
   _require(not config.data.dir or os.path.isdir(config.data.dir),
            f"--config.data.dir={config.data.dir!r} does not exist; point it "
            "at the folder with MNIST's files, or leave it empty.")
   _require(config.model.kind in rnn.CELLS,
-           f"unknown model kind {config.model.kind!r} for a two-timescale "
+           f"unknown model kind {config.model.kind!r} for the two-network "
            f"system; choose one of {rnn.CELLS}")
   _validate_synthesizer(config, "vectors")
   _require(config.opt.name in OPTIMIZERS,
@@ -241,7 +247,7 @@ def _validate_two_timescale(config: ml_collections.ConfigDict) -> None:
            f"number, got {config.opt.learning_rate}")
   _require(not config.parallel.num_devices,
            "parallel.num_devices applies to feed-forward configs; set it to "
-           "0 for a two-timescale system.")
+           "0 for the two-network system.")
 
 
 def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
@@ -443,27 +449,32 @@ def build_optimizers(config: ml_collections.ConfigDict,
 
 
 def load_digit_streams(config: ml_collections.ConfigDict):
-  """``(train, test)`` ``DigitStream``s of a two-timescale config."""
+  """``(train, test)`` ``DigitStream``s of a two-network config."""
   if config.data.name == "synthetic_digits":
-    splits = [digit_stream.synthetic_digits(s, config.seed)
+    splits = [digit_stream.synthetic_digits(s)  # one set for every seed
               for s in ("train", "test")]
   else:
     splits = load_data(config)
   return tuple(digit_stream.DigitStream.from_dataset(d) for d in splits)
 
 
-def build_two_timescale(config: ml_collections.ConfigDict
-                        ) -> two_timescale.TwoTimescale:
-  """Networks A (digits → class) and B (A's state → odd count), method."""
-  ts = config.timescale
-  core_a = rnn.RecurrentCore(config.model.kind, config.model.width, 10)
-  core_b = rnn.RecurrentCore(config.model.kind, ts.b_width, ts.k + 1)
-  d = config.dni
-  synth = None
-  if config.method == "dni":
-    synth = make_synthesizer(config)
-  return two_timescale.TwoTimescale(core_a, core_b, ts.k, ts.ticks,
-                                    config.method, synth, d.sg_scale)
+def build_two_networks(config: ml_collections.ConfigDict,
+                       sg_scale=None) -> two_networks.TwoNetworks:
+  """Network A (digits → odd count and message), network B (messages → count
+  of 3s), the method and its synthesizer.
+
+  ``sg_scale``: λ instead of ``config.dni.sg_scale`` (e.g. a traced value,
+  one per member of a vmapped sweep).
+  """
+  tn = config.two_networks
+  core_a = rnn.RecurrentCore(config.model.kind, config.model.width,
+                             tn.T + 1 + tn.message_width)
+  core_b = rnn.RecurrentCore(config.model.kind, tn.b_width, tn.T * tn.T + 1)
+  synth = make_synthesizer(config) if config.method == "dni" else None
+  return two_networks.TwoNetworks(
+      core_a, core_b, tn.T, tn.message_width, config.method, synth,
+      config.dni.sg_scale if sg_scale is None else sg_scale, tn.sg_slots,
+      tn.reset_a, tn.sg_context)
 
 
 def load_corpus(config: ml_collections.ConfigDict) -> char_corpus.Corpus:

@@ -77,12 +77,12 @@ RECURRENT_COLUMNS: tuple[Column, ...] = (
 )
 
 
-TWO_TIMESCALE_COLUMNS: tuple[Column, ...] = (
+TWO_NETWORKS_COLUMNS: tuple[Column, ...] = (
     ("steps", 8, lambda s: str(s["step"])),
-    ("digits", 12, lambda s: _fmt(s["test"].get("digits"), 0)),
+    ("A updates", 10, lambda s: _fmt(s["test"].get("a_updates"), 0)),
     ("A test err %", 14, lambda s: _pct(s["test"].get("a_error"))),
     ("B test err %", 14, lambda s: _pct(s["test"].get("b_error"))),
-    ("B best err %", 14, lambda s: _pct(s.get("best_test_b_error"))),
+    ("B majority %", 14, lambda s: _pct(s["test"].get("b_majority_error"))),
     ("time s", 9, lambda s: _fmt(s["seconds"], 1)),
 )
 
@@ -101,9 +101,9 @@ def recurrent_table(summaries: dict[str, dict]) -> str:
   return table(summaries, RECURRENT_COLUMNS)
 
 
-def two_timescale_table(summaries: dict[str, dict]) -> str:
-  """One row per two-timescale method: A's and B's test errors."""
-  return table(summaries, TWO_TIMESCALE_COLUMNS)
+def two_networks_table(summaries: dict[str, dict]) -> str:
+  """One row per two-network method: A's and B's test errors."""
+  return table(summaries, TWO_NETWORKS_COLUMNS)
 
 
 def devices_line(shown: int = 4) -> str:

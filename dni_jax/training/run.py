@@ -1,7 +1,7 @@
 """Run bookkeeping shared by every training loop.
 
 A kind of training (feed-forward, sequence tasks, and later pipelined,
-two-timescale or swept runs) describes itself as a ``Loop``: how to make its
+two-network or swept runs) describes itself as a ``Loop``: how to make its
 initial state, one jitted step, an evaluation, and its own metrics. ``run``
 does everything else, the same way for all of them:
 

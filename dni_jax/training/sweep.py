@@ -127,7 +127,6 @@ def _static_part(config: ml_collections.ConfigDict) -> dict:
 def vmappable(config: ml_collections.ConfigDict) -> bool:
   """Whether this kind of run can train as a member of a vmapped group."""
   return not (config.parallel.num_devices
-              or experiment.is_two_timescale(config)
               or (experiment.is_recurrent(config) and config.patience))
 
 

@@ -3,7 +3,7 @@
 Validates the config, then trains each method named in ``config.method``
 with the loop of its task family: ``feedforward`` (images, binary addition),
 ``pipelined`` (stages on several devices), ``recurrent`` (sequence tasks) or
-``two_timescale`` (two networks joined by a DNI). Several comma-separated methods each run
+``two_networks`` (two networks at two timescales). Several comma-separated methods each run
 in ``workdir/<method>`` and a comparison table is printed at the end; a
 single method prints the same table with one row.
 """
@@ -54,7 +54,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             workdir, f"a single-method run, where a comparison of "
             f"{len(names)} methods goes")
   is_recurrent = experiment.is_recurrent(config)
-  is_two_timescale = experiment.is_two_timescale(config)
+  is_two_networks = experiment.is_two_networks(config)
   loop_module = loops.loop_module(config)
   summaries = {}
   for name in names:
@@ -66,7 +66,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       run_dir = os.path.join(run_dir, f"process_{jax.process_index()}")
     summaries[name] = run_lib.run(loop_module.make_loop(run_config),
                                   run_config, run_dir, overwrite)
-  table = (report.two_timescale_table if is_two_timescale else
+  table = (report.two_networks_table if is_two_networks else
            report.recurrent_table if is_recurrent
            else report.comparison_table)(summaries)
   what = "comparison" if len(names) > 1 else "result"

@@ -1,0 +1,388 @@
+"""Two networks at two timescales: A talks to B through a synthetic gradient.
+
+The paper's multi-network system (REFERENCE §3.2, the paper's §3.2 and
+Fig. 5). Network A reads one digit per step and every ``T`` steps answers
+how many of its last ``T`` digits were odd; at that step it also sends B a
+*message* (a linear head on A's output ``h``, the last ``message_width``
+units of A's readout). Network B ticks once per message, reads nothing else,
+and after ``T`` ticks answers how many of the episode's ``T²`` digits were
+3s: information only A sees, so A has to learn to send it.
+
+One training step is one *episode* of ``T²`` digits per stream; both
+networks start it from the zero state (B's task is defined on the episode,
+and the digits are drawn independently, so nothing older is worth keeping).
+
+- ``locked``: the joint system is unrolled over the ``T²`` steps and trained
+  end to end by backprop through both networks; A and B update once per
+  episode. A is update-locked to B.
+- ``dni``: A is unrolled ``T`` steps at a time (truncated BPTT; its state
+  carries over windows behind ``stop_gradient``) and updates after each
+  window, ``T`` times per episode, from its own loss plus
+  ``⟨stop_gradient(λ·M_w(message_w)), message_w⟩``. B runs over its ``T``
+  messages and updates once per episode; its true gradient with respect to
+  message ``w`` is ``M_w``'s regression target. B is unrolled over the whole
+  episode, so the target is exact (no bootstrap).
+- ``no_dni`` (the control): as ``dni`` without ``M``: no gradient reaches A
+  from B; B learns from whatever the messages carry.
+
+The synthetic-gradient models: ``sg_slots="each"`` keeps one model per
+message slot ``w`` (the paper's figure draws one per message; the gradient of
+a message depends on how many ticks B has left), ``"shared"`` one model that
+also reads the slot as a one-hot context. ``M`` works in per-example units
+(as in ``tbptt``): the target is the batch size times B's gradient.
+
+Losses are softmax cross-entropies averaged over the batch, summed over a
+network's answers in the window (A: one per window; B: one per episode).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from dni_jax.core import interface
+from dni_jax.core import recurrent
+from dni_jax.core.train_state import Optimizers
+
+METHODS = ("locked", "dni", "no_dni")
+SG_SLOTS = ("each", "shared")
+# What M reads beside the message: nothing (the paper's §3.2: "a function of
+# the message alone"), B's state before the message (its §2 protocol,
+# M_B(h_A, s_B, c): B ticks when the message arrives), or B's label (cDNI).
+SG_CONTEXTS = ("none", "b_state", "label")
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoNetworks:
+  """The static parts of a two-network run.
+
+  Attributes:
+    core_a: network A, a recurrent core (``dni_jax.core.recurrent``) reading
+      digits; its readout is ``T + 1`` answer logits then the message.
+    core_b: network B, a recurrent core reading messages; its readout is
+      ``T² + 1`` answer logits.
+    T: A answers (and sends a message) every ``T`` steps; B answers every
+      ``T`` messages.
+    message_width: the message's units (the last units of A's readout).
+    method: one of ``METHODS``.
+    synthesizer: ``M`` on a message (dni only).
+    sg_scale: λ.
+    sg_slots: "each" (one ``M`` per message slot) or "shared" (one ``M``
+      reading the slot too).
+    reset_a: A starts each of its windows from the zero state (then
+      truncating A at its windows loses nothing).
+    sg_context: what ``M`` reads beside the message (``SG_CONTEXTS``).
+  """
+  core_a: Any
+  core_b: Any
+  T: int
+  message_width: int
+  method: str = "dni"
+  synthesizer: nn.Module | None = None
+  sg_scale: Any = 1.0
+  sg_slots: str = "each"
+  reset_a: bool = False
+  sg_context: str = "none"
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ValueError(f"unknown two-network method {self.method!r}; choose "
+                       f"one of {METHODS}")
+    if self.sg_slots not in SG_SLOTS:
+      raise ValueError(f"unknown sg_slots {self.sg_slots!r}; choose one of "
+                       f"{SG_SLOTS}")
+    if self.sg_context not in SG_CONTEXTS:
+      raise ValueError(f"unknown sg_context {self.sg_context!r}; choose one "
+                       f"of {SG_CONTEXTS}")
+    if self.T < 1 or self.message_width < 1:
+      raise ValueError(f"T and message_width must be >= 1, got T={self.T}, "
+                       f"message_width={self.message_width}")
+    if (self.method == "dni") != (self.synthesizer is not None):
+      raise ValueError("dni needs a synthesizer; locked and no_dni take none")
+
+  @property
+  def episode(self) -> int:
+    """A's steps per training step (``T²``)."""
+    return self.T * self.T
+
+  @property
+  def a_updates_per_step(self) -> int:
+    """A's updates per training step: ``T`` when decoupled, 1 when locked."""
+    return 1 if self.method == "locked" else self.T
+
+
+@flax.struct.dataclass
+class TwoNetworksState:
+  """Everything that changes.
+
+  Attributes:
+    step: episodes trained.
+    a_params, a_opt_state, b_params, b_opt_state: the two networks'.
+    synth_params, synth_state, synth_opt_state: the ``M``s' (dni only); with
+      ``sg_slots="each"`` every leaf has a leading axis of ``T`` slots.
+  """
+  step: jax.Array
+  a_params: Any
+  a_opt_state: Any
+  b_params: Any
+  b_opt_state: Any
+  synth_params: Any = None
+  synth_state: Any = None
+  synth_opt_state: Any = None
+
+
+def _interface(tn: TwoNetworks, optimizers: Optimizers):
+  return interface.Interface(tn.synthesizer, optimizers.synth, tn.sg_scale)
+
+
+def _context(tn: TwoNetworks, w, b_state, labels):
+  """What ``M`` reads beside message ``w``: B's state before it, or B's
+  label one-hot (``sg_context``), and for "shared" the slot's one-hot;
+  concatenated, ``[B, C]``, or ``None``."""
+  batch = labels.shape[0]
+  parts = []
+  if tn.sg_context == "b_state":
+    parts.append(jax.lax.stop_gradient(b_state))
+  elif tn.sg_context == "label":
+    parts.append(jax.nn.one_hot(labels, tn.episode + 1))
+  if tn.sg_slots == "shared":
+    parts.append(jnp.broadcast_to(jax.nn.one_hot(w, tn.T), (batch, tn.T)))
+  return jnp.concatenate(parts, -1) if parts else None
+
+
+def init_train_state(tn: TwoNetworks, optimizers: Optimizers,
+                     rng: jax.Array, batch_size: int,
+                     input_size: int) -> TwoNetworksState:
+  """Both networks' parameters and optimiser states (and the ``M``s')."""
+  a_rng, b_rng, synth_rng = jax.random.split(rng, 3)
+  a_params = recurrent.init(tn.core_a, a_rng, batch_size,
+                            jnp.zeros((batch_size, input_size)))
+  message = jnp.zeros((batch_size, tn.message_width))
+  b_params = recurrent.init(tn.core_b, b_rng, batch_size, message)
+  state = TwoNetworksState(
+      step=jnp.zeros((), jnp.int32),
+      a_params=a_params, a_opt_state=optimizers.stage.init(a_params),
+      b_params=b_params, b_opt_state=optimizers.stage.init(b_params))
+  if tn.synthesizer is None:
+    return state
+  if optimizers.synth is None:
+    raise ValueError("dni needs Optimizers(synth=...)")
+  sg = _interface(tn, optimizers)
+  context = _context(tn, 0, tn.core_b.initial_state(batch_size),
+                     jnp.zeros((batch_size,), jnp.int32))
+  if tn.sg_slots == "each":
+    sg_state = jax.vmap(lambda r: sg.init(r, message, context))(
+        jax.random.split(synth_rng, tn.T))
+  else:
+    sg_state = sg.init(synth_rng, message, context)
+  return interface.with_state(state, sg_state)
+
+
+def _xent(logits, labels):
+  """Per-example cross-entropy and error, ``[B]`` each."""
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  error = (jnp.argmax(logits, -1) != labels).astype(jnp.float32)
+  return loss, error
+
+
+def a_window(tn: TwoNetworks, a_params, a_start, x_BxTxD):
+  """A over one window of ``T`` digits.
+
+  Returns ``(a_end, answer_logits [B, T+1], message [B, message_width])``,
+  both read from A's output after the window's last digit.
+  """
+  if tn.reset_a:
+    a_start = jnp.zeros_like(a_start)
+  a_end, _, out = recurrent.unroll(tn.core_a, a_params, a_start, x_BxTxD)
+  last = out[:, -1]
+  return a_end, last[:, :tn.T + 1], last[:, tn.T + 1:]
+
+
+def b_answer(tn: TwoNetworks, b_params, messages_BxTxM):
+  """B over its ``T`` messages from the zero state: its answer's logits."""
+  batch = messages_BxTxM.shape[0]
+  _, _, out = recurrent.unroll(tn.core_b, b_params,
+                               tn.core_b.initial_state(batch), messages_BxTxM)
+  return out[:, -1]
+
+
+def _windows(tn: TwoNetworks, batch: dict):
+  """``[T, B, T, D]`` digits and ``[T, B]`` A's labels, window-major."""
+  b = batch["inputs"].shape[0]
+  x = batch["inputs"].reshape((b, tn.T, tn.T) + batch["inputs"].shape[2:])
+  return jnp.swapaxes(x, 0, 1), jnp.swapaxes(batch["a_labels"], 0, 1)
+
+
+def locked_objective(tn: TwoNetworks, a_params, b_params, batch: dict):
+  """The joint system over one episode: ``(mean over the batch of A's
+  summed losses + B's loss, (a_loss, a_err, b_loss, b_err))``, ``a_*``
+  ``[T, B]``, ``b_*`` ``[B]``."""
+  xs, ys = _windows(tn, batch)
+  batch_size = ys.shape[1]
+
+  def window(a, xy):
+    a, logits, message = a_window(tn, a_params, a, xy[0])
+    loss, err = _xent(logits, xy[1])
+    return a, (message, loss, err)
+
+  _, (messages, a_loss, a_err) = jax.lax.scan(
+      window, tn.core_a.initial_state(batch_size), (xs, ys))
+  b_logits = b_answer(tn, b_params, jnp.swapaxes(messages, 0, 1))
+  b_loss, b_err = _xent(b_logits, batch["b_labels"])
+  return (a_loss.sum(0) + b_loss).mean(), (a_loss, a_err, b_loss, b_err)
+
+
+def _locked_step(state, batch, tn, optimizers):
+  """One update of A and B by backprop through the whole episode."""
+  (a_grads, b_grads), metric = jax.grad(
+      lambda a, b: locked_objective(tn, a, b, batch), argnums=(0, 1),
+      has_aux=True)(state.a_params, state.b_params)
+  a_params, a_opt = interface.apply_update(
+      optimizers.stage, a_grads, state.a_opt_state, state.a_params)
+  b_params, b_opt = interface.apply_update(
+      optimizers.stage, b_grads, state.b_opt_state, state.b_params)
+  state = state.replace(a_params=a_params, a_opt_state=a_opt,
+                        b_params=b_params, b_opt_state=b_opt)
+  return state, _metrics(*metric)
+
+
+def a_objective(tn: TwoNetworks, a_params, a_start, x_BxTxD, y_B,
+                synthetic=None):
+  """A's objective for one window: its loss plus ``⟨stop_gradient(δ),
+  message⟩``, ``δ = synthetic(message)`` the synthetic gradient of the
+  message (per-example units; ``None``: no term, as for no_dni). Returns
+  ``(mean over the batch, (a_end, message, loss [B], error [B]))``."""
+  a_end, logits, message = a_window(tn, a_params, a_start, x_BxTxD)
+  loss, err = _xent(logits, y_B)
+  obj = loss
+  if synthetic is not None:
+    delta = jax.lax.stop_gradient(synthetic(message))
+    obj = obj + jnp.sum(delta * message, -1)
+  return obj.mean(), (a_end, message, loss, err)
+
+
+def _slot(tn: TwoNetworks, sg_state, w):
+  """Slot ``w``'s ``InterfaceState`` (the shared one for "shared")."""
+  if tn.sg_slots == "shared":
+    return sg_state
+  return jax.tree_util.tree_map(lambda leaf: leaf[w], sg_state)
+
+
+def _decoupled_step(state, batch, tn, optimizers):
+  """A updates after each of its ``T`` windows; then B updates, and each
+  ``M_w`` regresses onto B's gradient w.r.t. message ``w``."""
+  xs, ys = _windows(tn, batch)
+  batch_size = ys.shape[1]
+  dni = tn.method == "dni"
+  sg = _interface(tn, optimizers) if dni else None
+  sg_state = interface.state_of(state) if dni else None
+
+  labels = batch["b_labels"]
+
+  def window(carry, inputs):
+    a_params, a_opt, a, b = carry  # b: B's state before this message
+    x, y, w = inputs
+    synthetic, context = None, None
+    if dni:
+      slot, context = _slot(tn, sg_state, w), _context(tn, w, b, labels)
+      synthetic = lambda message: sg.delta(sg.predict(  # pylint: disable=g-long-lambda
+          slot, message, context, train=False).value)
+    grads, (a_end, message, loss, err) = jax.grad(
+        a_objective, argnums=1, has_aux=True)(tn, a_params, a, x, y,
+                                              synthetic)
+    a_params, a_opt = interface.apply_update(optimizers.stage, grads, a_opt,
+                                             a_params)
+    message = jax.lax.stop_gradient(message)
+    if tn.sg_context == "b_state":  # B ticks on the message as it arrives
+      b = tn.core_b.apply(state.b_params, b, message)[0]
+    return (a_params, a_opt, jax.lax.stop_gradient(a_end), b), (
+        message, context, loss, err)
+
+  (a_params, a_opt, _, _), (messages, contexts, a_loss, a_err) = (
+      jax.lax.scan(window, (state.a_params, state.a_opt_state,
+                            tn.core_a.initial_state(batch_size),
+                            tn.core_b.initial_state(batch_size)),
+                   (xs, ys, jnp.arange(tn.T))))
+
+  def b_objective(b_params, messages_TxBxM):
+    logits = b_answer(tn, b_params, jnp.swapaxes(messages_TxBxM, 0, 1))
+    loss, err = _xent(logits, batch["b_labels"])
+    return loss.mean(), (loss, err)
+
+  (b_grads, message_grads), (b_loss, b_err) = jax.grad(
+      b_objective, argnums=(0, 1), has_aux=True)(state.b_params, messages)
+  b_params, b_opt = interface.apply_update(
+      optimizers.stage, b_grads, state.b_opt_state, state.b_params)
+  state = state.replace(a_params=a_params, a_opt_state=a_opt,
+                        b_params=b_params, b_opt_state=b_opt)
+  metrics = _metrics(a_loss, a_err, b_loss, b_err)
+  if dni:
+    targets = batch_size * message_grads  # per-example units, [T, B, M]
+    sg_state, synth_loss = _regress(tn, sg, sg_state, messages, contexts,
+                                    targets)
+    state = interface.with_state(state, sg_state)
+    metrics["synth_loss"] = synth_loss.mean()
+    metrics["target_norm"] = jnp.linalg.norm(targets, axis=-1).mean()
+  return state, metrics
+
+
+def _regress(tn, sg, sg_state, messages_TxBxM, contexts, targets_TxBxM):
+  """Each slot's ``M`` regresses onto its message's target: ``(state, loss
+  per slot [T])``. "each": the slots' models update side by side (vmap);
+  "shared": one model, one update on the mean of the slots' losses."""
+  if tn.sg_slots == "each":
+    return jax.vmap(lambda st, m, c, t: sg.regress(st, sg.predict(st, m, c),
+                                                   t))(
+        sg_state, messages_TxBxM, contexts, targets_TxBxM)
+
+  def slot_fit(m, c, t):
+    return interface.fit(sg.predict(sg_state, m, c), t)
+
+  losses, grads = jax.vmap(slot_fit)(messages_TxBxM, contexts, targets_TxBxM)
+  grads = jax.tree_util.tree_map(lambda g: g.mean(0), grads)
+  return sg.update(sg_state, grads), losses
+
+
+def _metrics(a_loss, a_err, b_loss, b_err) -> dict:
+  """Means over A's answers and B's."""
+  return {"a_loss": a_loss.mean(), "a_error": a_err.mean(),
+          "b_loss": b_loss.mean(), "b_error": b_err.mean()}
+
+
+def train_step(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
+               optimizers: Optimizers) -> tuple[TwoNetworksState, dict]:
+  """One training step: one episode of ``T²`` digits per stream.
+
+  Args:
+    state: the current state.
+    batch: ``inputs [B, T², D]`` (A's digits), ``a_labels [B, T]`` (odd
+      digits in each of A's windows) and ``b_labels [B]`` (3s in the
+      episode); ``dni_jax.data.digit_stream.episodes``.
+    tn: the static parts.
+    optimizers: ``stage`` for both networks, ``synth`` for the ``M``s.
+
+  Returns:
+    ``(new_state, metrics)``: ``a_loss``/``a_error`` per answer of A,
+    ``b_loss``/``b_error`` per answer of B, and for dni ``synth_loss`` (per
+    slot, averaged) and ``target_norm`` (the mean norm of a target).
+  """
+  step = _locked_step if tn.method == "locked" else _decoupled_step
+  state, metrics = step(state, batch, tn, optimizers)
+  return state.replace(step=state.step + 1), metrics
+
+
+def evaluate(tn: TwoNetworks, a_params, b_params, batch: dict) -> dict:
+  """A's and B's losses and errors on held-out episodes (no update), and
+  ``b_majority_error``: B's error if it always named the commonest count.
+  """
+  _, metric = locked_objective(tn, a_params, b_params, batch)
+  metrics = _metrics(*metric)
+  counts = jnp.bincount(batch["b_labels"], length=tn.episode + 1)
+  metrics["b_majority_error"] = 1.0 - counts.max() / batch["b_labels"].size
+  return metrics

@@ -1,0 +1,301 @@
+"""Two networks at two timescales: who updates when, and from what gradient."""
+
+import dataclasses
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import dni_jax as dni
+from dni_jax.core import two_networks as tn_lib
+from dni_jax.data import digit_stream
+from dni_jax.errors import ConfigError
+from dni_jax.training import train
+from dni_jax.training import two_networks as tn_training
+from dni_jax.training.metrics_log import read_metrics
+import tiny
+from test_train import assert_same_run
+
+TOL = dict(rtol=1e-5, atol=1e-6)
+D = 6  # input width
+M = 3  # message width
+
+
+def _system(method, T=2, cell="rnn", sg_slots="each", reset_a=False):
+  core_a = dni.RecurrentCore(cell, 5, T + 1 + M)
+  core_b = dni.RecurrentCore(cell, 4, T * T + 1)
+  synth = dni.LinearSynthesizer() if method == "dni" else None
+  return tn_lib.TwoNetworks(core_a, core_b, T, M, method, synth, 1.0,
+                            sg_slots, reset_a)
+
+
+def _opt(lr=1e-2, synth_lr=None):
+  return dni.Optimizers(optax.sgd(lr), optax.sgd(
+      lr if synth_lr is None else synth_lr))
+
+
+def _batch(tn, size=4, seed=0):
+  stream = digit_stream.DigitStream(
+      jax.random.normal(jax.random.PRNGKey(99), (40, D)),
+      jnp.arange(40, dtype=jnp.int32) % 10)
+  return digit_stream.episodes(stream, jax.random.PRNGKey(seed), size, tn.T)
+
+
+def _init(tn, opt=None, size=4, seed=0):
+  state = tn_lib.init_train_state(tn, opt or _opt(), jax.random.PRNGKey(seed),
+                                  size, D)
+  if tn.synthesizer is not None:  # off zero, so that M matters
+    state = state.replace(synth_params=tiny.randomize(state.synth_params, 7))
+  return state
+
+
+def _step(tn, opt=None):
+  return jax.jit(lambda s, b: tn_lib.train_step(s, b, tn=tn,
+                                                optimizers=opt or _opt()))
+
+
+def _reference_episode(tn, a_params, b_params, batch):
+  """The system written out step by step (no scan, no library code but the
+  cores): ``(mean over the batch of A's losses + B's loss, messages [T, B,
+  M])``. A's state carries over the whole episode unless ``tn.reset_a``."""
+  size = batch["inputs"].shape[0]
+  a, messages, total = tn.core_a.initial_state(size), [], 0.0
+  for t in range(tn.episode):
+    if tn.reset_a and t % tn.T == 0:
+      a = tn.core_a.initial_state(size)
+    a, out = tn.core_a.apply(a_params, a, batch["inputs"][:, t])
+    if t % tn.T == tn.T - 1:
+      total = total + optax.softmax_cross_entropy_with_integer_labels(
+          out[:, :tn.T + 1], batch["a_labels"][:, t // tn.T])
+      messages.append(out[:, tn.T + 1:])
+  b = tn.core_b.initial_state(size)
+  for message in messages:
+    b, logits = tn.core_b.apply(b_params, b, message)
+  total = total + optax.softmax_cross_entropy_with_integer_labels(
+      logits, batch["b_labels"])
+  return total.mean(), jnp.stack(messages)
+
+
+def _grads_of_sgd_step(old, new):
+  """The gradient an SGD step with learning rate 1 applied."""
+  return jax.tree_util.tree_map(lambda o, n: o - n, old, new)
+
+
+def test_episode_labels_count_odd_digits_per_window_and_3s_per_episode():
+  stream = digit_stream.DigitStream(jnp.zeros((10, 2)),
+                                    jnp.arange(10, dtype=jnp.int32))
+  key = jax.random.PRNGKey(0)
+  batch = digit_stream.episodes(stream, key, 5, 3)
+  digits = np.asarray(stream.labels[jax.random.randint(key, (5, 9), 0, 10)])
+  np.testing.assert_array_equal(batch["a_labels"],
+                                (digits.reshape(5, 3, 3) % 2).sum(-1))
+  np.testing.assert_array_equal(batch["b_labels"], (digits == 3).sum(-1))
+  assert batch["inputs"].shape == (5, 9, 2)
+
+
+@pytest.mark.parametrize("method,a_updates", [
+    ("locked", 1), ("dni", 3), ("no_dni", 3)])
+def test_who_updates_how_often(method, a_updates):
+  tn = _system(method, T=3)
+  opt = dni.Optimizers(optax.adam(1e-2), optax.adam(1e-2))
+  state = _init(tn, opt)
+  step = _step(tn, opt)
+  for i in range(2):
+    state, _ = step(state, _batch(tn, seed=i))
+  count = lambda opt_state: int(opt_state[0].count)  # noqa: E731
+  assert count(state.a_opt_state) == 2 * a_updates
+  assert count(state.b_opt_state) == 2
+  assert tn.a_updates_per_step == a_updates
+  if method == "dni":  # each slot's M once per episode
+    np.testing.assert_array_equal(state.synth_opt_state[0].count, [2, 2, 2])
+
+
+@pytest.mark.parametrize("reset_a", [False, True])
+def test_locked_is_backprop_through_both_networks_over_the_episode(reset_a):
+  tn = _system("locked", T=3, reset_a=reset_a)
+  state, batch = _init(tn, _opt(1.0)), _batch(tn)
+  new, metrics = _step(tn, _opt(1.0))(state, batch)
+  (loss, _), (a_grads, b_grads) = (
+      _reference_episode(tn, state.a_params, state.b_params, batch),
+      jax.grad(lambda a, b: _reference_episode(tn, a, b, batch)[0],
+               argnums=(0, 1))(state.a_params, state.b_params))
+  jax.tree_util.tree_map(
+      lambda x, y: np.testing.assert_allclose(x, y, **TOL), a_grads,
+      _grads_of_sgd_step(state.a_params, new.a_params))
+  jax.tree_util.tree_map(
+      lambda x, y: np.testing.assert_allclose(x, y, **TOL), b_grads,
+      _grads_of_sgd_step(state.b_params, new.b_params))
+  np.testing.assert_allclose(
+      3 * metrics["a_loss"] + metrics["b_loss"], loss, **TOL)
+
+
+def test_dni_with_the_true_gradient_of_each_message_is_locked_for_a():
+  """A resetting its state every window: A's T window updates, each from its
+  own loss plus B's true gradient w.r.t. its message as the synthetic
+  gradient, sum (at fixed parameters) to the locked system's gradient."""
+  tn = _system("dni", T=3, reset_a=True)
+  state, batch = _init(tn), _batch(tn)
+  a_params, b_params = state.a_params, state.b_params
+  locked = jax.grad(lambda a: _reference_episode(tn, a, b_params, batch)[0])(
+      a_params)
+  _, messages = _reference_episode(tn, a_params, b_params, batch)
+  size = messages.shape[1]
+
+  def b_loss(messages_TxBxM):
+    logits = tn_lib.b_answer(tn, b_params, jnp.swapaxes(messages_TxBxM, 0, 1))
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch["b_labels"]).mean()
+  true = jax.grad(b_loss)(messages)  # [T, B, M]
+  x = batch["inputs"].reshape(size, 3, 3, D)
+  total = None
+  for w in range(3):
+    oracle = lambda m, w=w: size * true[w]  # per-example units  # noqa: E731
+    g = jax.grad(lambda a, w=w, oracle=oracle: tn_lib.a_objective(
+        tn, a, tn.core_a.initial_state(size), x[:, w],
+        batch["a_labels"][:, w], oracle)[0])(a_params)
+    total = g if total is None else jax.tree_util.tree_map(jnp.add, total, g)
+  jax.tree_util.tree_map(
+      lambda x_, y: np.testing.assert_allclose(x_, y, **TOL), total, locked)
+
+
+@pytest.mark.parametrize("sg_slots", ["each", "shared"])
+@pytest.mark.parametrize("sg_context", ["none", "b_state", "label"])
+def test_each_synthesizer_regresses_onto_b_s_gradient_of_its_message(
+    sg_slots, sg_context):
+  """A and B frozen (learning rate 0), every M zero: one step moves each
+  linear M by SGD on ‖M(m_w, c_w) − B·∂L_B/∂m_w‖², the target from B's true
+  gradient with respect to the message the step sent in slot w, and c_w
+  B's state before that message, or B's label."""
+  tn = dataclasses.replace(_system("dni", T=3, sg_slots=sg_slots),
+                           sg_context=sg_context)
+  opt = dni.Optimizers(optax.sgd(0.0), optax.sgd(1.0))
+  state = tn_lib.init_train_state(tn, opt, jax.random.PRNGKey(0), 4, D)
+  batch = _batch(tn)
+  new, metrics = _step(tn, opt)(state, batch)
+  _, messages = _reference_episode(tn, state.a_params, state.b_params, batch)
+  targets = 4 * jax.grad(
+      lambda m: _reference_episode_b(tn, state, batch, m))(messages)
+  inputs = [messages]
+  if sg_context == "b_state":
+    b, before = tn.core_b.initial_state(4), []
+    for m in messages:
+      before.append(b)
+      b, _ = tn.core_b.apply(state.b_params, b, m)
+    inputs.append(jnp.stack(before))
+  if sg_context == "label":
+    inputs.append(jnp.broadcast_to(jax.nn.one_hot(batch["b_labels"], 10),
+                                   (3, 4, 10)))
+  if sg_slots == "shared":
+    inputs.append(jnp.broadcast_to(jnp.eye(3)[:, None], (3, 4, 3)))
+  inputs = jnp.concatenate(inputs, -1)
+  # ‖W z + b − t‖² / B at zero: its gradient is −2/B Σ z tᵀ.
+  kernels = 2 / 4 * jnp.einsum("wbi,wbj->wij", inputs, targets)
+  kernel = new.synth_params["output"]["kernel"]
+  np.testing.assert_allclose(
+      kernel, kernels if sg_slots == "each" else kernels.mean(0), **TOL)
+  np.testing.assert_allclose(
+      metrics["synth_loss"],
+      jnp.mean(jnp.sum(jnp.square(targets), -1).sum(-1) / 4), **TOL)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, new.a_params,
+                         state.a_params)
+
+
+def _reference_episode_b(tn, state, batch, messages_TxBxM):
+  logits = tn_lib.b_answer(tn, state.b_params,
+                           jnp.swapaxes(messages_TxBxM, 0, 1))
+  return optax.softmax_cross_entropy_with_integer_labels(
+      logits, batch["b_labels"]).mean()
+
+
+def test_no_dni_sends_a_nothing_from_b_and_dni_does():
+  batch = _batch(_system("no_dni"))
+  results = {}
+  for method in ("no_dni", "dni"):
+    tn = _system(method)
+    state = _init(tn)
+    other_b = state.replace(b_params=tiny.randomize(state.b_params, 3))
+    results[method] = [_step(tn)(s, batch)[0].a_params
+                       for s in (state, other_b)]
+  # no_dni: A's update is the same whatever B is, and differs from dni's.
+  jax.tree_util.tree_map(np.testing.assert_array_equal, *results["no_dni"])
+  assert any(not np.allclose(x, y) for x, y in zip(
+      jax.tree_util.tree_leaves(results["no_dni"][0]),
+      jax.tree_util.tree_leaves(results["dni"][0])))
+
+
+def test_dni_with_a_zero_synthetic_gradient_is_no_dni_for_both_networks():
+  batch = _batch(_system("dni"))
+  dni_tn = dataclasses.replace(_system("dni"), sg_scale=0.0)
+  no_tn = _system("no_dni")
+  state = _init(dni_tn)
+  plain = tn_lib.init_train_state(no_tn, _opt(), jax.random.PRNGKey(0), 4, D)
+  a, _ = _step(dni_tn)(state, batch)
+  b, _ = _step(no_tn)(plain, batch)
+  for x, y in ((a.a_params, b.a_params), (a.b_params, b.b_params)):
+    jax.tree_util.tree_map(
+        lambda x_, y_: np.testing.assert_allclose(x_, y_, **TOL), x, y)
+
+
+def _config(**overrides):
+  config = importlib.import_module("configs.two_networks").get_config()
+  config.model.width = 8
+  config.two_networks.update(T=2, message_width=3, b_width=8)
+  config.update(batch_size=4, eval_batch_size=16, num_steps=4, log_every=2,
+                eval_every=2, checkpoint_every=2)
+  return tiny.override(config, **overrides)
+
+
+def test_two_networks_config_runs_every_method_and_counts_updates(
+    tmp_path, capsys):
+  summaries = train.train_and_evaluate(_config(), tmp_path)
+  assert set(summaries) == {"locked", "dni", "no_dni"}
+  for method in summaries:
+    records = read_metrics(tmp_path / method / "metrics.jsonl")
+    test = [r for r in records if r["split"] == "test"]
+    assert [r["step"] for r in test] == [2, 4]
+    last = test[-1]
+    assert {"a_error", "b_error", "b_majority_error"} <= set(last)
+    assert last["time_steps"] == 4 * 4 and last["b_updates"] == 4
+    assert last["a_updates"] == (4 if method == "locked" else 8)
+  assert "B majority %" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["locked", "dni", "no_dni"])
+def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch,
+                                                        method):
+  config = _config(method=method, num_steps=6, checkpoint_every=3,
+                   log_every=1, eval_every=3)
+  train.train_and_evaluate(config, tmp_path / "straight")
+  real = tn_training.make_loop
+
+  def crashing(config):
+    loop = real(config)
+
+    def step(state, i):
+      if i == 5:
+        raise KeyboardInterrupt("simulated interruption")
+      return loop.step(state, i)
+    return dataclasses.replace(loop, step=step)
+
+  monkeypatch.setattr(tn_training, "make_loop", crashing)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, tmp_path / "resumed")
+  monkeypatch.setattr(tn_training, "make_loop", real)
+  train.train_and_evaluate(config, tmp_path / "resumed")
+  assert_same_run(tmp_path / "straight", tmp_path / "resumed", 6)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"two_networks.T": 0}, "two_networks.T must be a whole number >= 1"),
+    ({"two_networks.sg_slots": "one"}, "unknown two_networks.sg_slots"),
+    ({"two_networks.sg_context": "b"}, "unknown two_networks.sg_context"),
+    ({"method": "bptt"}, "unknown method 'bptt'"),
+    ({"data.name": "cifar10"}, "unknown digit source"),
+])
+def test_bad_two_networks_config_names_the_field(overrides, message,
+                                                 tmp_path):
+  with pytest.raises(ConfigError, match=message):
+    train.train_and_evaluate(_config(**overrides), tmp_path)
