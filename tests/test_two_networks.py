@@ -299,3 +299,18 @@ def test_bad_two_networks_config_names_the_field(overrides, message,
                                                  tmp_path):
   with pytest.raises(ConfigError, match=message):
     train.train_and_evaluate(_config(**overrides), tmp_path)
+
+
+def test_the_benchmark_times_every_method_and_projects_two_devices():
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark_two_networks", "--T=2",
+       "--batch=4", "--rounds=1", "--steps=2"], cwd=root,
+      capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  for name in ("locked:", "dni:", "no_dni:", "a_phase:", "b_phase:"):
+    assert name in done.stdout
+  assert "projected speedup dni(2 devices)/locked=" in done.stdout

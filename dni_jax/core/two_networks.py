@@ -38,7 +38,7 @@ network's answers in the window (A: one per window; B: one per episode).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import flax.struct
@@ -274,15 +274,34 @@ def _slot(tn: TwoNetworks, sg_state, w):
   return jax.tree_util.tree_map(lambda leaf: leaf[w], sg_state)
 
 
-def _decoupled_step(state, batch, tn, optimizers):
-  """A updates after each of its ``T`` windows; then B updates, and each
-  ``M_w`` regresses onto B's gradient w.r.t. message ``w``."""
+class Sent(NamedTuple):
+  """What A's phase of an episode hands B's: ``[T, B, ...]`` per window.
+
+  Attributes:
+    messages: the messages A sent (behind ``stop_gradient``).
+    contexts: what each message's ``M`` read beside it (``None`` if nothing).
+    a_loss, a_err: A's per-example loss and error at each answer.
+  """
+  messages: jax.Array
+  contexts: Any
+  a_loss: jax.Array
+  a_err: jax.Array
+
+
+def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
+            optimizers: Optimizers) -> tuple[TwoNetworksState, Sent]:
+  """A's side of a decoupled episode: ``T`` windows, an update after each
+  from A's loss (plus, for dni, the synthetic gradient on its message).
+
+  It reads nothing of B's but, with ``sg_context="b_state"``, B's state as
+  each message arrives: on two devices it runs while B is busy with the
+  last episode (``b_phase``).
+  """
   xs, ys = _windows(tn, batch)
   batch_size = ys.shape[1]
   dni = tn.method == "dni"
   sg = _interface(tn, optimizers) if dni else None
   sg_state = interface.state_of(state) if dni else None
-
   labels = batch["b_labels"]
 
   def window(carry, inputs):
@@ -309,6 +328,17 @@ def _decoupled_step(state, batch, tn, optimizers):
                             tn.core_a.initial_state(batch_size),
                             tn.core_b.initial_state(batch_size)),
                    (xs, ys, jnp.arange(tn.T))))
+  return (state.replace(a_params=a_params, a_opt_state=a_opt),
+          Sent(messages, contexts, a_loss, a_err))
+
+
+def b_phase(state: TwoNetworksState, batch: dict, sent: Sent, *,
+            tn: TwoNetworks, optimizers: Optimizers
+            ) -> tuple[TwoNetworksState, dict]:
+  """B's side of a decoupled episode: one update from its answer after the
+  ``T`` messages; for dni each ``M_w`` regresses onto B's gradient w.r.t.
+  message ``w``. Returns the state and the episode's metrics."""
+  batch_size = sent.messages.shape[1]
 
   def b_objective(b_params, messages_TxBxM):
     logits = b_answer(tn, b_params, jnp.swapaxes(messages_TxBxM, 0, 1))
@@ -316,20 +346,28 @@ def _decoupled_step(state, batch, tn, optimizers):
     return loss.mean(), (loss, err)
 
   (b_grads, message_grads), (b_loss, b_err) = jax.grad(
-      b_objective, argnums=(0, 1), has_aux=True)(state.b_params, messages)
+      b_objective, argnums=(0, 1), has_aux=True)(state.b_params,
+                                                 sent.messages)
   b_params, b_opt = interface.apply_update(
       optimizers.stage, b_grads, state.b_opt_state, state.b_params)
-  state = state.replace(a_params=a_params, a_opt_state=a_opt,
-                        b_params=b_params, b_opt_state=b_opt)
-  metrics = _metrics(a_loss, a_err, b_loss, b_err)
-  if dni:
+  state = state.replace(b_params=b_params, b_opt_state=b_opt)
+  metrics = _metrics(sent.a_loss, sent.a_err, b_loss, b_err)
+  if tn.method == "dni":
+    sg = _interface(tn, optimizers)
     targets = batch_size * message_grads  # per-example units, [T, B, M]
-    sg_state, synth_loss = _regress(tn, sg, sg_state, messages, contexts,
-                                    targets)
+    sg_state, synth_loss = _regress(tn, sg, interface.state_of(state),
+                                    sent.messages, sent.contexts, targets)
     state = interface.with_state(state, sg_state)
     metrics["synth_loss"] = synth_loss.mean()
     metrics["target_norm"] = jnp.linalg.norm(targets, axis=-1).mean()
   return state, metrics
+
+
+def _decoupled_step(state, batch, tn, optimizers):
+  """A updates after each of its ``T`` windows; then B updates, and each
+  ``M_w`` regresses onto B's gradient w.r.t. message ``w``."""
+  state, sent = a_phase(state, batch, tn=tn, optimizers=optimizers)
+  return b_phase(state, batch, sent, tn=tn, optimizers=optimizers)
 
 
 def _regress(tn, sg, sg_state, messages_TxBxM, contexts, targets_TxBxM):
