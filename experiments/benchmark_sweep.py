@@ -90,9 +90,9 @@ def _final(summary: dict, task: str) -> float:
 
 
 def _final_state(member, run_dir):
-  from dni_jax.training import loops  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import families  # pylint: disable=g-import-not-at-top
   from dni_jax.training.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
-  template = loops.loop_module(member.config).make_loop(member.config).init()
+  template = families.family_of(member.config).loop.make_loop(member.config).init()
   ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"))
   state, _ = ckpt.restore_or(template)
   ckpt.close()
@@ -139,8 +139,8 @@ def _steps_and_matmuls(config, members):
   seconds per step, (single, group) seconds per matmul program, matmul
   FLOPs per member, dot products per member)``."""
   from dni_jax.training import batching  # pylint: disable=g-import-not-at-top
-  from dni_jax.training import loops  # pylint: disable=g-import-not-at-top
-  module = loops.loop_module(config)
+  from dni_jax.training import families  # pylint: disable=g-import-not-at-top
+  module = families.family_of(config).loop
   runs, dots = {}, {}
   for name, loop, place in (
       ("single", module.make_loop(members[0].config), jax.device_put),

@@ -13,6 +13,7 @@ from dni_jax.data import copy_tasks
 from dni_jax.errors import ConfigError
 from dni_jax.errors import DataError
 from dni_jax.training import experiment
+from dni_jax.training import families
 
 SHARED_PTB = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                           "data", "ptb")
@@ -199,7 +200,7 @@ def test_start_repeats_must_lie_within_the_cap(start_repeats):
   assert config.data.max_repeats == 10
   config.data.start_repeats = start_repeats
   with pytest.raises(ConfigError, match="data.start_repeats"):
-    experiment.validate(config)
+    families.validate(config)
 
 
 def test_repeat_copy_config_builds_its_curriculum():

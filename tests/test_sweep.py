@@ -10,7 +10,7 @@ import pytest
 from dni_jax.errors import ConfigError
 from dni_jax.errors import TrainingDivergedError
 from dni_jax.training import batching
-from dni_jax.training import loops
+from dni_jax.training import families
 from dni_jax.training import sweep
 from dni_jax.training import train
 from dni_jax.training.checkpoint import Checkpointer
@@ -88,7 +88,7 @@ def test_member_devices_divide_the_group_evenly():
 def test_a_group_is_split_over_the_devices_member_by_member(name, overrides):
   configs = [m.config for m in sweep.members(
       _config(name, **overrides), [{"seed": s} for s in range(8)])]
-  loop = loops.loop_module(configs[0]).make_batched_loop(configs)
+  loop = families.family_of(configs[0]).loop.make_batched_loop(configs)
   state, metrics = loop.step(loop.init(), 0)
   for leaf in jax.tree_util.tree_leaves((state, metrics)):
     assert len(leaf.sharding.device_set) == 4
@@ -113,7 +113,7 @@ def test_a_split_groups_step_moves_nothing_between_devices(
   monkeypatch.setattr(jax, "jit", recording_jit)
   configs = [m.config for m in sweep.members(
       _config(name, **overrides), [{"seed": s} for s in range(8)])]
-  loop = loops.loop_module(configs[0]).make_batched_loop(configs)
+  loop = families.family_of(configs[0]).loop.make_batched_loop(configs)
   state = loop.init()
   calls.clear()
   loop.step(state, 0)

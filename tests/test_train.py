@@ -209,8 +209,8 @@ def test_bad_config_values_name_the_field(overrides, message, tmp_path):
     {"method": "dni", "model.depth": 2},
 ])
 def test_one_stage_is_fine_where_nothing_is_decoupled(overrides):
-  from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
-  experiment.validate(tiny("mnist_fcn", **overrides))
+  from dni_jax.training import families  # pylint: disable=g-import-not-at-top
+  families.validate(tiny("mnist_fcn", **overrides))
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path,

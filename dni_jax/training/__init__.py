@@ -6,7 +6,8 @@
 - ``feedforward``, ``recurrent``, ``pipelined``, ``two_networks``: the
   loops of the task families (each a ``run.Loop``; all but the pipeline
   also vmap a sweep group, ``make_batched_loop``).
-- ``loops``: which loop module trains a config.
+- ``families``: the kinds of training, each declared once (which configs,
+  methods, checks, loop module, results table, vmappable).
 - ``sweep``: a config's sweep members, vmapped groups, the group runner;
   ``batching``: a group's member axis and per-member hyper-parameters.
 - ``results``: finished runs on disk, grouped by config, seed statistics.

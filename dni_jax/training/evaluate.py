@@ -18,8 +18,7 @@ import os
 
 from dni_jax.errors import CheckpointError
 from dni_jax.errors import WorkdirError
-from dni_jax.training import experiment
-from dni_jax.training import loops
+from dni_jax.training import families
 from dni_jax.training import workdir as workdir_lib
 from dni_jax.training.checkpoint import Checkpointer
 from dni_jax.training.metrics_log import read_metrics
@@ -86,8 +85,8 @@ def evaluate_run(run_dir: str) -> dict:
         f"{directory} holds one process's share of a run of several "
         "processes (<step>.npz); evaluate it with the processes that "
         "trained it (experiments.launch), not on its own.")
-  experiment.validate(config)
-  loop = loops.loop_module(config).make_loop(config)
+  families.validate(config)
+  loop = families.family_of(config).loop.make_loop(config)
   checkpointer = Checkpointer(directory)
   try:
     step = checkpointer.latest_step()

@@ -66,17 +66,14 @@ def is_recurrent(config: ml_collections.ConfigDict) -> bool:
   return config.data.name in data_lib.SEQUENCE_TASKS
 
 
-def is_two_networks(config: ml_collections.ConfigDict) -> bool:
-  """Whether ``config`` is the two-network system (it has ``two_networks``)."""
-  return "two_networks" in config
+def method_names(config: ml_collections.ConfigDict) -> list[str]:
+  """``config.method`` split at commas (``families.methods`` checks them)."""
+  return [m.strip() for m in str(config.method).split(",") if m.strip()]
 
 
-def methods(config: ml_collections.ConfigDict) -> list[str]:
-  """``config.method`` split at commas: one method, or several to compare."""
-  known = (two_networks.METHODS if is_two_networks(config) else
-           tbptt.METHODS if is_recurrent(config)
-           else sorted(gradient_sources.METHODS))
-  names = [m.strip() for m in str(config.method).split(",") if m.strip()]
+def check_methods(config: ml_collections.ConfigDict, known) -> list[str]:
+  """``method_names(config)``, each one of ``known`` and none twice."""
+  names = method_names(config)
   if not names:
     raise ConfigError(f"config.method is empty; use one of {list(known)} "
                       "(or several, comma-separated, to compare them).")
@@ -96,7 +93,7 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
-def _validate_tuple_fields(config: ml_collections.ConfigDict) -> None:
+def validate_tuple_fields(config: ml_collections.ConfigDict) -> None:
   """Every element of a ``TUPLE_FIELDS`` field has the field's element type."""
   for field, (kind, example) in TUPLE_FIELDS.items():
     node, leaf = config, field
@@ -117,13 +114,10 @@ def _validate_tuple_fields(config: ml_collections.ConfigDict) -> None:
           f"and {bad[0]!r} is not one.")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ``ConfigError`` for the first unusable value in ``config``."""
-  _validate_tuple_fields(config)
-  methods(config)
-  if is_two_networks(config):
-    _validate_two_networks(config)
-    return
+def validate_sequence_or_images(config: ml_collections.ConfigDict) -> None:
+  """The checks of a feed-forward (image, bit), pipelined or sequence-task
+  config (its methods already checked); ``ConfigError`` for the first
+  unusable value."""
   _require(config.data.name in data_lib.DATASETS + data_lib.SEQUENCE_TASKS,
            f"unknown dataset {config.data.name!r} in --config.data.name; "
            f"choose one of {data_lib.DATASETS + data_lib.SEQUENCE_TASKS}")
@@ -178,7 +172,7 @@ def _validate_stages(config: ml_collections.ConfigDict) -> None:
     size = (f"model.kind={m.kind!r} with model.depth={m.depth} has "
             f"{_num_stages(config)} stage")
     fix = "raise --config.model.depth to 2 or more"
-  decoupled = [name for name in methods(config)
+  decoupled = [name for name in method_names(config)
                if gradient_sources.get_source(name).uses_synthesizers]
   names = " and ".join(decoupled)
   _require(_num_stages(config) >= 2 or not decoupled,
@@ -196,7 +190,7 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
   _require(isinstance(d.synth_delay, int) and d.synth_delay >= 0,
            f"dni.synth_delay must be a whole number of steps >= 0 (0 = the "
            f"current synthesizer), got {d.synth_delay}")
-  unlocked = [m for m in methods(config) if m.endswith("_unlocked")]
+  unlocked = [m for m in method_names(config) if m.endswith("_unlocked")]
   _require(not unlocked or not config.parallel.num_devices,
            "the unlocked methods run on one device; set "
            "parallel.num_devices=0.")
@@ -210,7 +204,8 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
            "model.kind=cnn, or choose linear/mlp.")
 
 
-def _validate_two_networks(config: ml_collections.ConfigDict) -> None:
+def validate_two_networks(config: ml_collections.ConfigDict) -> None:
+  """The checks of a two-network config (its methods already checked)."""
   tn = config.two_networks
   for field in ("T", "message_width", "b_width"):
     _require(isinstance(tn[field], int) and tn[field] >= 1,
@@ -302,7 +297,7 @@ def _validate_update_probs(config: ml_collections.ConfigDict) -> None:
            "stochastic updates (dni.update_prob < 1) apply to the "
            "feed-forward step on one device, not to sequence tasks or "
            "pipelines.")
-  _require(not ("backprop" in methods(config) and len(set(values)) > 1),
+  _require(not ("backprop" in method_names(config) and len(set(values)) > 1),
            "backprop updates the whole network at once (one coin per "
            "step); give it one dni.update_prob, not per-stage values.")
 
@@ -321,7 +316,7 @@ def _validate_parallel(config: ml_collections.ConfigDict) -> None:
   if is_recurrent(config):
     raise ConfigError("parallel.num_devices applies to feed-forward configs; "
                       f"data.name={config.data.name!r} is a sequence task.")
-  if "backprop" in methods(config) and config.batch_size % par.microbatches:
+  if "backprop" in method_names(config) and config.batch_size % par.microbatches:
     raise ConfigError(
         f"batch_size={config.batch_size} does not split into "
         f"parallel.microbatches={par.microbatches} equal micro-batches; "

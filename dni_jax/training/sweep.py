@@ -38,9 +38,8 @@ import numpy as np
 from dni_jax.errors import ConfigError
 from dni_jax.training import batching
 from dni_jax.training import checkpoint as checkpoint_lib
-from dni_jax.training import experiment
 from dni_jax.training import files
-from dni_jax.training import loops
+from dni_jax.training import families
 from dni_jax.training import run as run_lib
 from dni_jax.training import workdir as workdir_lib
 from dni_jax.training.checkpoint import Checkpointer
@@ -102,12 +101,12 @@ def members(config: ml_collections.ConfigDict, sweep) -> list[Member]:
     member = ml_collections.ConfigDict(config.to_dict())
     for key, value in overrides.items():
       _set(member, key, value)
-    if len(experiment.methods(member)) != 1:
+    if len(families.methods(member)) != 1:
       raise ConfigError(f"sweep member {name!r} names several methods "
                         f"({member.method!r}); a sweep member is one run: "
                         "set --config.method to one method.")
     try:
-      experiment.validate(member)
+      families.validate(member)
     except ConfigError as e:
       raise ConfigError(f"sweep member {name!r}: {e}") from None
     if name in names:
@@ -126,8 +125,7 @@ def _static_part(config: ml_collections.ConfigDict) -> dict:
 
 def vmappable(config: ml_collections.ConfigDict) -> bool:
   """Whether this kind of run can train as a member of a vmapped group."""
-  return not (config.parallel.num_devices
-              or (experiment.is_recurrent(config) and config.patience))
+  return families.family_of(config).vmappable(config)
 
 
 def groups(sweep_members: list[Member]) -> list[list[Member]]:
@@ -273,7 +271,7 @@ def _run_group_locked(group, dirs, overwrite):
   checkpointers = _GroupCheckpointer(
       [Checkpointer(os.path.join(d, "checkpoints")) for d in dirs])
   try:
-    loop = loops.loop_module(configs[0]).make_batched_loop(configs)
+    loop = families.family_of(configs[0]).loop.make_batched_loop(configs)
     steps = [c.latest_step() or 0 for c in checkpointers.checkpointers]
     if all(s >= c.num_steps for s, c in zip(steps, configs)):
       summaries = {m.name: run_lib.finished(loop, c, d, s)
@@ -367,7 +365,7 @@ def _run_groups(sweep_groups, workdir, overwrite):
           flush=True)
     if len(group) == 1:
       m = group[0]
-      loop = loops.loop_module(m.config).make_loop(m.config)
+      loop = families.family_of(m.config).loop.make_loop(m.config)
       summaries[m.name] = run_lib.run(loop, m.config,
                                       os.path.join(workdir, m.name), overwrite)
     else:

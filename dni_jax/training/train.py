@@ -16,10 +16,8 @@ import jax
 import ml_collections
 
 from dni_jax.errors import WorkdirError
-from dni_jax.training import experiment
 from dni_jax.training import files
-from dni_jax.training import loops
-from dni_jax.training import report
+from dni_jax.training import families
 from dni_jax.training import run as run_lib
 from dni_jax.training import workdir as workdir_lib
 
@@ -38,8 +36,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       ``num_steps``); a workdir made by another config is refused.
     overwrite: delete a run made by another config instead of refusing.
   """
-  experiment.validate(config)
-  names = experiment.methods(config)
+  families.validate(config)
+  names = families.methods(config)
+  family = families.family_of(config)
   if len(names) > 1:
     workdir_lib.check_writable(workdir)
     if workdir_lib.has_run(workdir):
@@ -53,9 +52,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         workdir_lib.overwrite_run(
             workdir, f"a single-method run, where a comparison of "
             f"{len(names)} methods goes")
-  is_recurrent = experiment.is_recurrent(config)
-  is_two_networks = experiment.is_two_networks(config)
-  loop_module = loops.loop_module(config)
   summaries = {}
   for name in names:
     run_config = ml_collections.ConfigDict(config.to_dict())
@@ -64,11 +60,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if config.parallel.num_devices and jax.process_index() > 0:
       # Process 0 keeps the run's logs; each other process its own state.
       run_dir = os.path.join(run_dir, f"process_{jax.process_index()}")
-    summaries[name] = run_lib.run(loop_module.make_loop(run_config),
+    summaries[name] = run_lib.run(family.loop.make_loop(run_config),
                                   run_config, run_dir, overwrite)
-  table = (report.two_networks_table if is_two_networks else
-           report.recurrent_table if is_recurrent
-           else report.comparison_table)(summaries)
+  table = family.table(summaries)
   what = "comparison" if len(names) > 1 else "result"
   print(f"\n{config.data.name}: {what} after {config.num_steps} steps "
         f"(workdir {workdir})\n" + table, flush=True)
