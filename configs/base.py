@@ -48,18 +48,24 @@ def get_config() -> ml_collections.ConfigDict:
   config.dni.use_batch_norm = True  # mlp/conv synthesizers: BatchNorm in hidden layers
   config.dni.sg_scale = 1.0  # λ: synthetic gradient = λ·M(h, c) (recurrent configs: 0.1)
   config.dni.aux_weight = 1.0  # dni_aux: weight of the Aux head's L2 loss
-  # Stochastic updates: each stage and, independently, its synthesizer applies
-  # its update with this probability (backprop: the whole network at once).
+  # Stochastic updates: each stage applies its update with this probability,
+  # independently of the others; the synthesizer below a stage regresses when
+  # that stage updates (backprop: the whole network at once). Unlocked
+  # methods: a stage that does not update is busy (it does not run at all).
   config.dni.update_prob = 1.0
   config.dni.stage_update_probs = ()  # one probability per stage; () = update_prob for all
   # Stale interface: the stages' synthetic gradients come from the
   # synthesizers of synth_delay steps before (a slow link); 0 = current.
   config.dni.synth_delay = 0
   # Complete unlock (methods dni_unlocked / cdni_unlocked): a synthetic-input
-  # model I_i(x) ≈ h_i per boundary, regressed onto the real h_i; stage i+1
-  # trains on I_i(x). linear | mlp | conv (cnn only).
+  # model I_i(x) ≈ h_i per boundary; stage i+1 trains on I_i(x).
+  # linear | mlp | conv (cnn only).
   config.dni.input_model = "mlp"
   config.dni.input_hidden = (1024,)  # mlp: hidden widths; conv: hidden channels
+  # What I_i regresses onto: neighbour (the paper's: stage i's output on its
+  # own synthetic input I_{i-1}(x); no real chain in training) | real_chain
+  # (the composed stages' h_i on x).
+  config.dni.input_targets = "neighbour"
   config.dni.track_alignment = False  # log cosine(δ̂, ∂L/∂h) per boundary (costs a backward pass)
 
   config.opt = ml_collections.ConfigDict()

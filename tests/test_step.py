@@ -10,6 +10,7 @@ import pytest
 import dni_jax as dni
 from dni_jax.core import gradient_sources
 from dni_jax.core import step as step_lib
+from dni_jax.core import stochastic
 import tiny
 
 TOL = dict(rtol=1e-4, atol=1e-6)
@@ -323,13 +324,44 @@ def test_a_stage_with_update_prob_zero_stays_put_and_the_others_move():
   chex.assert_trees_all_equal(state.stage_params[1], initial.stage_params[1])
   chex.assert_trees_all_equal(state.stage_opt_state[1],
                               initial.stage_opt_state[1])
-  chex.assert_trees_all_equal(state.synth_params[1], initial.synth_params[1])
+  # M_0 below stage 1 regresses only when stage 1 does its backward pass.
+  chex.assert_trees_all_equal(state.synth_params[0], initial.synth_params[0])
+  chex.assert_trees_all_equal(state.synth_opt_state[0],
+                              initial.synth_opt_state[0])
   for i in (0, 2):
     assert not np.allclose(state.stage_params[i]["Dense_0"]["kernel"],
                            initial.stage_params[i]["Dense_0"]["kernel"])
-  assert not np.allclose(state.synth_params[0]["output"]["kernel"],
-                         initial.synth_params[0]["output"]["kernel"])
+  assert not np.allclose(state.synth_params[1]["output"]["kernel"],
+                         initial.synth_params[1]["output"]["kernel"])
   assert all(float(m["update_rate"]) == pytest.approx(2 / 3) for m in metrics)
+
+
+def test_a_synthesizer_regresses_exactly_when_the_stage_above_updates():
+  """M_b's flag is stage b+1's coin; a stage with tails still runs forward."""
+  p = 0.5
+  net = tiny.network("fcn", depth=3)
+  source = dni.get_source("cdni")
+  state = tiny.init(net, source)
+  state = state.replace(synth_params=tiny.randomize(state.synth_params))
+  step = _step(net, source, update_prob=p)
+  seen = set()
+  for seed in range(6):
+    new, _ = step(state, tiny.batch(seed=seed))
+    heads = [bool(stochastic.coin(state.rng, state.step, i, p))
+             for i in range(len(net.stages))]
+    for b in range(net.num_boundaries):
+      seen.add(heads[b + 1])
+      for name in ("synth_params", "synth_opt_state"):
+        unchanged = all(np.array_equal(n, o) for n, o in zip(
+            jax.tree_util.tree_leaves(getattr(new, name)[b]),
+            jax.tree_util.tree_leaves(getattr(state, name)[b])))
+        assert unchanged != heads[b + 1], (seed, b, name)
+    for i, stage_state in enumerate(new.stage_state):  # BatchNorm stats
+      assert not np.allclose(stage_state["batch_stats"]["BatchNorm_0"]["mean"],
+                             state.stage_state[i]["batch_stats"]
+                             ["BatchNorm_0"]["mean"])
+    state = new
+  assert seen == {True, False}
 
 
 def test_update_pattern_is_a_function_of_seed_step_and_stage():

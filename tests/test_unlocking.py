@@ -1,5 +1,7 @@
 """A stale interface (delay d) and complete unlock (synthetic inputs, §4)."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -8,7 +10,16 @@ import optax
 import pytest
 
 import dni_jax as dni
+from dni_jax.core import network as network_lib
+from dni_jax.core import step as step_lib
+from dni_jax.core import stochastic
 from dni_jax.core import synthetic_inputs
+from dni_jax.data import dataset as dataset_lib
+from dni_jax.errors import ConfigError
+from dni_jax.training import experiment
+from dni_jax.training import families
+from dni_jax.training import workdir as workdir_lib
+import test_train
 import tiny
 
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -86,11 +97,13 @@ def test_negative_delay_is_refused():
 # --- complete unlock -----------------------------------------------------------
 
 
-def _unlocked_net(kind="fcn", depth=3):
+def _unlocked_net(kind="fcn", depth=3, synthesizer=None,
+                  input_targets="neighbour"):
   model = (synthetic_inputs.MLPInputModel((12,)) if kind == "fcn" else
            synthetic_inputs.ConvInputModel((3,), (3, 3)))
-  return dni.decouple(tiny.stages(kind, depth), tiny.synthesizer(kind),
-                      input_model=model)
+  return dni.decouple(tiny.stages(kind, depth),
+                      synthesizer or tiny.synthesizer(kind),
+                      input_model=model, input_targets=input_targets)
 
 
 def _unlocked_state(net, kind="fcn", method="cdni_unlocked", opt=None):
@@ -121,7 +134,7 @@ def test_unlocked_stage_does_not_depend_on_the_real_input(kind):
   chex.assert_trees_all_equal(a.stage_params[1:], c.stage_params[1:])
   chex.assert_trees_all_equal(a.stage_opt_state[1:], c.stage_opt_state[1:])
   chex.assert_trees_all_equal(a.synth_params[1], c.synth_params[1])
-  # The input models do see the real chain: their targets moved.
+  # I_0 does see stage 0: its target, stage 0's output, moved.
   assert float(ma["input_loss/0"]) != pytest.approx(float(mc["input_loss/0"]))
 
 
@@ -139,30 +152,73 @@ def test_locked_chain_does_depend_on_the_real_input():
                          c.stage_params[1]["Dense_0"]["kernel"])
 
 
-def test_input_model_regresses_onto_the_real_activation():
-  """I_i's update is plain SGD on jax.grad of mean_B ‖I_i(x) − h_i‖²."""
+def _by_hand(net, state, x, input_targets):
+  """Every stage in training mode, as ``I_i``'s targets see it.
+
+  Stage 0 runs on ``x``; stage ``i`` on the real chain's ``h_{i-1}``
+  ("real_chain") or on its synthetic input ``I_{i-1}(x)`` ("neighbour").
+
+  Returns:
+    ``(outputs, new_stage_state)``, one entry per stage.
+  """
+  outputs, new_state, h = [], [], x
+  for i, (stage, p, s) in enumerate(zip(net.stages, state.stage_params,
+                                        state.stage_state)):
+    if input_targets == "neighbour" and i:
+      h = net.input_models[i - 1].apply(
+          {"params": state.input_params[i - 1]}, x, outputs[-1].shape[1:])
+    h, variables = stage.apply({"params": p, **s}, h, train=True,
+                               mutable=["batch_stats"])
+    outputs.append(h)
+    new_state.append(dict(variables))
+  return outputs, tuple(new_state)
+
+
+@pytest.mark.parametrize("input_targets", network_lib.INPUT_TARGETS)
+def test_input_model_regresses_onto_its_target(input_targets):
+  """I_i's update is plain SGD on jax.grad of mean_B ‖I_i(x) − target_i‖².
+
+  The target: stage i run on I_{i-1}(x) (stage 0 on x) for neighbour
+  targets, the real chain's h_i for real_chain.
+  """
   lr = 0.5
   opt = dni.Optimizers(optax.adam(1e-2), optax.sgd(lr))
-  net = _unlocked_net()
+  net = _unlocked_net(input_targets=input_targets)
   state = _unlocked_state(net, opt=opt)
+  # Input models off their initialisation, so that I_{i-1}(x) is far from
+  # h_{i-1} and the two kinds of target differ.
+  state = state.replace(input_params=tiny.randomize(state.input_params,
+                                                    seed=3, scale=0.5))
   b = tiny.batch()
   new, metrics = _step(net, "cdni_unlocked", opt=opt)(state, b)
   x = b["inputs"]
-  h, real = x, []
-  for stage, p, s in zip(net.stages, state.stage_params, state.stage_state):
-    h = stage.apply({"params": p, **s}, h, train=True,
-                    mutable=["batch_stats"])[0]
-    real.append(h)
+  targets, _ = _by_hand(net, state, x, input_targets)
   for i, model in enumerate(net.input_models):
     def l2(params, i=i, model=model):
-      pred = model.apply({"params": params}, x, real[i].shape[1:])
-      return jnp.sum(jnp.square(pred - real[i])) / x.shape[0]
+      pred = model.apply({"params": params}, x, targets[i].shape[1:])
+      return jnp.sum(jnp.square(pred - targets[i])) / x.shape[0]
     loss, grad = jax.value_and_grad(l2)(state.input_params[i])
     expected = jax.tree_util.tree_map(lambda p, g: p - lr * g,
                                       state.input_params[i], grad)
     chex.assert_trees_all_close(new.input_params[i], expected, **TOL)
     assert float(metrics[f"input_loss/{i}"]) == pytest.approx(float(loss),
                                                               rel=1e-5)
+
+
+def test_neighbour_and_real_chain_targets_differ():
+  """Boundary 0's target is stage 0 on x either way; later ones differ."""
+  metrics = {}
+  for input_targets in network_lib.INPUT_TARGETS:
+    net = _unlocked_net(input_targets=input_targets)
+    state = _unlocked_state(net)
+    step = _step(net, "cdni_unlocked")
+    for seed in range(2):
+      state, metrics[input_targets] = step(state, tiny.batch(seed=seed))
+  neighbour, real = metrics["neighbour"], metrics["real_chain"]
+  assert float(neighbour["input_loss/0"]) == pytest.approx(
+      float(real["input_loss/0"]), rel=1e-5)
+  assert float(neighbour["input_loss/1"]) != pytest.approx(
+      float(real["input_loss/1"]), rel=1e-3)
 
 
 def test_evaluation_runs_the_real_chain():
@@ -184,17 +240,23 @@ def test_evaluation_runs_the_real_chain():
       dni.predict(scrambled, b["inputs"], net=net), outputs)
 
 
-def test_unlocked_batch_norm_statistics_come_from_the_real_chain():
-  net = _unlocked_net()
+@pytest.mark.parametrize("input_targets", network_lib.INPUT_TARGETS)
+def test_unlocked_batch_norm_statistics_come_from_the_targets_forward(
+    input_targets):
+  """Neighbour: the stages on their synthetic inputs; else the real chain."""
+  net = _unlocked_net(input_targets=input_targets)
   state = _unlocked_state(net)
+  state = state.replace(input_params=tiny.randomize(state.input_params,
+                                                    seed=3, scale=0.5))
   b = tiny.batch()
   new, _ = _step(net, "cdni_unlocked")(state, b)
-  h, expected = b["inputs"], []
-  for stage, p, s in zip(net.stages, state.stage_params, state.stage_state):
-    h, variables = stage.apply({"params": p, **s}, h, train=True,
-                               mutable=["batch_stats"])
-    expected.append(dict(variables))
-  chex.assert_trees_all_close(new.stage_state, tuple(expected), **TOL)
+  _, expected = _by_hand(net, state, b["inputs"], input_targets)
+  chex.assert_trees_all_close(new.stage_state, expected, **TOL)
+  _, other = _by_hand(net, state, b["inputs"], {
+      "neighbour": "real_chain", "real_chain": "neighbour"}[input_targets])
+  assert not np.allclose(
+      new.stage_state[1]["batch_stats"]["BatchNorm_0"]["mean"],
+      other[1]["batch_stats"]["BatchNorm_0"]["mean"])
 
 
 def test_one_stage_network_cannot_be_unlocked():
@@ -214,6 +276,105 @@ def test_stochastic_unlocked_step_with_zero_probability_moves_nothing():
   net = _unlocked_net()
   state = _unlocked_state(net)
   new, _ = _step(net, "cdni_unlocked", update_prob=0.0)(state, tiny.batch())
-  for name in ("stage_params", "stage_opt_state", "synth_params",
-               "input_params", "input_opt_state"):
+  for name in ("stage_params", "stage_opt_state", "stage_state",
+               "synth_params", "synth_opt_state", "synth_state",
+               "input_params", "input_opt_state", "input_state"):
     chex.assert_trees_all_equal(getattr(new, name), getattr(state, name))
+
+
+def _moved(new, old) -> bool:
+  """Whether any leaf of ``new`` differs from ``old``."""
+  return not all(np.array_equal(n, o) for n, o in zip(
+      jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(old)))
+
+
+def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
+  """Stage i's coin tails: it does not run; M_{i-1} and I_i get no target.
+
+  Stage i's parameters, optimiser state and BatchNorm statistics, and the
+  parameters, optimiser state and mutable state of M_{i-1} and I_i, are
+  those of before the step; with heads they all move.
+  """
+  p = 0.5
+  # A synthesizer with BatchNorm: mutable state of its own.
+  net = _unlocked_net(synthesizer=dni.MLPSynthesizer((8,)))
+  state = _unlocked_state(net)
+  step = _step(net, "cdni_unlocked", update_prob=p)
+  num = len(net.stages)
+  seen = set()
+  for seed in range(6):
+    new, metrics = step(state, tiny.batch(seed=seed))
+    heads = [bool(stochastic.coin(state.rng, state.step, i, p))
+             for i in range(num)]
+    assert float(metrics["update_rate"]) == pytest.approx(sum(heads) / num)
+    for i, active in enumerate(heads):
+      seen.add((i, active))
+      units = [("stage", i)]
+      units += [("synth", i - 1)] if i else []
+      units += [("input", i)] if i < num - 1 else []
+      for unit, j in units:
+        names = stochastic.FIELDS[unit]
+        if active:  # parameters move; the stages' BatchNorm stats too
+          moving = names if unit != "input" else names[:2]
+          for name in moving:
+            assert _moved(getattr(new, name)[j], getattr(state, name)[j]), (
+                seed, name, j)
+        else:
+          for name in names:
+            chex.assert_trees_all_equal(getattr(new, name)[j],
+                                        getattr(state, name)[j])
+    state = new
+  assert {(1, True), (1, False)} <= seen  # the middle stage both ways
+
+
+@pytest.mark.parametrize("input_targets", network_lib.INPUT_TARGETS)
+def test_update_prob_one_is_the_ordinary_unlocked_step_bitwise(
+    input_targets):
+  net = _unlocked_net(input_targets=input_targets)
+  state = _unlocked_state(net)
+  b = tiny.batch()
+  ordinary, metrics = _step(net, "cdni_unlocked")(state, b)
+  for p in (1.0, (1.0,) * len(net.stages)):
+    chex.assert_trees_all_equal(
+        _step(net, "cdni_unlocked", update_prob=p)(state, b),
+        (ordinary, metrics))
+  # The wrapper itself with every coin heads leaves the step as it is.
+  ordinary_step = step_lib._step  # pylint: disable=protected-access
+  inner = functools.partial(
+      ordinary_step, net=net, optimizers=tiny.optimizers(),
+      source=dni.get_source("cdni_unlocked"), track_alignment=False)
+  wrapped = jax.jit(stochastic.wrap(inner, (1.0,) * len(net.stages),
+                                    busy=True))
+  new, wrapped_metrics = wrapped(state, b)
+  chex.assert_trees_all_equal(new, ordinary)
+  assert float(wrapped_metrics.pop("update_rate")) == 1.0
+  chex.assert_trees_all_equal(wrapped_metrics, metrics)
+
+
+def test_unknown_input_targets_are_refused():
+  with pytest.raises(ValueError, match="unknown input_targets 'real'"):
+    _unlocked_net(input_targets="real")
+  config = test_train.tiny("mnist_fcn", method="dni_unlocked",
+                           **{"dni.input_targets": "real"})
+  with pytest.raises(ConfigError, match=r"dni.input_targets.*neighbour"):
+    families.validate(config)
+
+
+def test_input_targets_reach_the_network_and_old_runs_resume_as_they_ran():
+  train = dataset_lib.ArrayDataset(np.zeros((4, 6, 6, 1), np.float32),
+                                   np.arange(4) % tiny.NUM_CLASSES)
+  for input_targets in network_lib.INPUT_TARGETS:
+    config = test_train.tiny("mnist_fcn", method="cdni_unlocked",
+                             **{"dni.input_targets": input_targets})
+    families.validate(config)
+    assert experiment.build_network(config, train).input_targets == (
+        input_targets)
+  # A run saved before the field existed regressed onto the real chain.
+  new = workdir_lib.config_fields(config)
+  old = {k: v for k, v in new.items() if k != "dni.input_targets"}
+  assert workdir_lib.differing_fields(old, new) == []
+  new["dni.input_targets"] = "neighbour"
+  assert workdir_lib.differing_fields(old, new) == ["dni.input_targets"]
+  # ... and to the other methods the field means nothing: they resume.
+  old["method"] = new["method"] = "cdni"
+  assert workdir_lib.differing_fields(old, new) == []

@@ -18,6 +18,11 @@ from dni_jax.core import losses
 LossFn = Callable  # (outputs, labels) -> scalar batch-mean loss
 MetricsFn = Callable  # (outputs, labels) -> dict of scalars
 
+# Where complete unlock's input models get their targets (docs/method.md):
+# "neighbour" (the paper's), stage i run on its own synthetic input; or
+# "real_chain", the composed stages run on x (for comparison).
+INPUT_TARGETS = ("neighbour", "real_chain")
+
 
 @dataclasses.dataclass(frozen=True)
 class DecoupledNetwork:
@@ -43,6 +48,12 @@ class DecoupledNetwork:
       constant, but the targets are O(1) and independent of the batch size,
       which Adam-trained synthesizers need (with ``False``, the paper's
       literal ``δ̂ = λ·M`` ≈ ``∂L/∂h``, targets shrink as 1/B).
+    input_targets: complete unlock: what ``I_i`` regresses onto.
+      "neighbour" (the paper's): stage ``i`` run in the training forward on
+      its own synthetic input ``I_{i-1}(x)`` (stage 0 on ``x``), so no
+      stage waits for the real chain; the stages' BatchNorm statistics come
+      from that forward too. "real_chain": the real ``h_i`` of the composed
+      stages on ``x``, and their statistics from it.
   """
   stages: tuple[nn.Module, ...]
   synthesizers: tuple[nn.Module, ...] = ()
@@ -51,6 +62,7 @@ class DecoupledNetwork:
   sg_scale: float = 1.0
   per_example: bool = True
   input_models: tuple[nn.Module, ...] = ()
+  input_targets: str = "neighbour"
 
   def __post_init__(self):
     object.__setattr__(self, "stages", tuple(self.stages))
@@ -69,6 +81,9 @@ class DecoupledNetwork:
           f"{len(self.stages)} stages have {self.num_boundaries} boundaries, "
           f"but {len(self.input_models)} input models were given; pass one "
           "per boundary.")
+    if self.input_targets not in INPUT_TARGETS:
+      raise ValueError(f"unknown input_targets {self.input_targets!r}; "
+                       f"choose one of {INPUT_TARGETS}.")
     # (A traced λ, e.g. one per vmapped sweep member, is not checked here.)
     if isinstance(self.sg_scale, (int, float)) and not math.isfinite(
         self.sg_scale):
@@ -85,8 +100,8 @@ def decouple(stages: Sequence[nn.Module],
              metrics_fn: MetricsFn = losses.classification_metrics,
              sg_scale: float = 1.0,
              per_example: bool = True,
-             input_model: nn.Module | Sequence[nn.Module] | None = None
-             ) -> DecoupledNetwork:
+             input_model: nn.Module | Sequence[nn.Module] | None = None,
+             input_targets: str = "neighbour") -> DecoupledNetwork:
   """Builds a ``DecoupledNetwork``, a synthesizer at every stage boundary.
 
   Args:
@@ -101,6 +116,8 @@ def decouple(stages: Sequence[nn.Module],
       ``DecoupledNetwork``).
     input_model: complete unlock: one synthetic-input module used (with its
       own parameters) at every boundary, or one per boundary, or ``None``.
+    input_targets: complete unlock: "neighbour" or "real_chain", what the
+      input models regress onto (see ``DecoupledNetwork``).
 
   Returns:
     The network description.
@@ -119,4 +136,4 @@ def decouple(stages: Sequence[nn.Module],
   else:
     input_models = tuple(input_model)
   return DecoupledNetwork(stages, synthesizers, loss_fn, metrics_fn, sg_scale,
-                          per_example, input_models)
+                          per_example, input_models, input_targets)

@@ -156,8 +156,9 @@ def real_chain(net: DecoupledNetwork, stage_params: Sequence,
                rng: jax.Array) -> tuple[tuple, tuple]:
   """The composed chain in training mode, without vjps (stop-gradient).
 
-  Forward unlocking's targets: the real ``h_1 … h_{N-1}`` that the synthetic
-  inputs regress onto, and every stage's state updated on the real chain
+  Forward unlocking's targets with ``input_targets="real_chain"``: the real
+  ``h_1 … h_{N-1}`` that the synthetic inputs regress onto, and every
+  stage's state updated on the real chain
   (the BatchNorm statistics that evaluation, which runs the real chain,
   uses). Same dropout keys as ``forward``.
 

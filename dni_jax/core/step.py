@@ -70,15 +70,21 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
     source: the gradient source, e.g. ``get_source("dni")`` (static). An
       unlocked source (``dni_unlocked``, ``cdni_unlocked``) feeds every stage
       after the first its synthetic input ``I_i(x)``; the input models
-      regress onto the real chain's ``h_i``.
+      regress onto ``net.input_targets``: "neighbour" (stage ``i``'s output
+      in that same forward, on ``I_{i-1}(x)``; no real chain is run) or
+      "real_chain" (the composed stages' ``h_i``).
     track_alignment: also compute the true gradient (a full backward pass)
       and report, per boundary, its cosine and relative error against the
       gradient the stage was updated with.
     update_prob: stochastic updates (``dni_jax.core.stochastic.wrap``, a
-      wrapper around this step): each stage and, independently, its
-      synthesizer (and input model) applies its update with this
-      probability (one value or one per stage); backprop flips one coin for
-      the whole network. 1 (static) is the ordinary step.
+      wrapper around this step): each stage applies its update with this
+      probability (one value or one per stage), independently of the
+      others; the synthesizer below stage ``i`` regresses exactly when stage
+      ``i`` updates, and an input model exactly when the stage whose output
+      it predicts does. With an unlocked source a stage whose coin is tails
+      is busy: it does not run, so its BatchNorm statistics stay too.
+      Backprop flips one coin for the whole network. 1 (static) is the
+      ordinary step.
 
   Returns:
     ``(new_state, metrics)``; metrics are scalars: ``loss``, the
@@ -90,7 +96,8 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
   probs = stochastic.probabilities(update_prob, len(net.stages))
   if any(p < 1.0 for p in probs):
     step = stochastic.wrap(step, probs,
-                           one_coin=not source.uses_synthesizers)
+                           one_coin=not source.uses_synthesizers,
+                           busy=source.unlocked)
   return step(state, batch)
 
 
@@ -153,7 +160,10 @@ class InputModels(NamedTuple):
   Attributes:
     preds: per boundary, ``I_i(x)``.
     vjps: per boundary, a cotangent on ``I_i(x)`` -> ``(param_grads,)``.
-    targets: per boundary, the real chain's ``h_i`` (stop-gradient).
+    targets: per boundary, ``I_i``'s stop-gradient target: with neighbour
+      targets stage ``i``'s output in the training forward (on
+      ``I_{i-1}(x)``, stage 0 on ``x``); with ``real_chain`` the real
+      chain's ``h_i``.
     new_state: per boundary, the input model's new mutable state.
   """
   preds: tuple
@@ -165,20 +175,45 @@ class InputModels(NamedTuple):
 def _unlocked_forward(state, batch, net, stage_rng, synth_rng):
   """Complete unlock's forward: stage ``i+1`` reads ``I_i(x)``, not ``h_i``.
 
-  Returns the ``ForwardPass`` on the synthetic inputs (with the stage state
-  of the real chain, which evaluation uses) and the ``InputModels``: the
-  real chain's ``h_i`` are their stop-gradient targets.
+  Returns the ``ForwardPass`` on the synthetic inputs and the
+  ``InputModels``. ``net.input_targets`` picks the input models' targets
+  and the stages' new mutable state: "neighbour", that forward's own
+  outputs and state (no real chain runs); "real_chain", the real chain's
+  ``h_i`` and state.
   """
   if len(net.input_models) != net.num_boundaries:
     raise ValueError("complete unlock needs an input model per boundary; "
                      "build the network with `decouple(..., input_model=...)`.")
   x = batch["inputs"]
-  real_hidden, real_state = staged.real_chain(
-      net, state.stage_params, state.stage_state, x, stage_rng)
+  real = net.input_targets == "real_chain"
+  if real:
+    real_hidden, real_state = staged.real_chain(
+        net, state.stage_params, state.stage_state, x, stage_rng)
+    shapes = [h.shape for h in real_hidden]
+  else:  # only the shapes: nothing of the real chain is computed
+    shapes = [h.shape for h in jax.eval_shape(
+        functools.partial(staged.real_chain, net), state.stage_params,
+        state.stage_state, x, stage_rng)[0]]
+  preds, vjps, input_state = _input_predictions(state, net, x, shapes,
+                                                synth_rng)
+  fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
+                       stage_rng, stage_inputs=preds)
+  if not real:
+    return fwd, InputModels(preds, vjps, fwd.hidden, input_state)
+  fwd = fwd._replace(new_stage_state=real_state)
+  return fwd, InputModels(preds, vjps, real_hidden, input_state)
+
+
+def _input_predictions(state, net, x, shapes, synth_rng):
+  """``I_i(x)`` of every boundary (``shapes``: ``h_i``'s), with its vjp.
+
+  Returns:
+    ``(preds, vjps, new_state)``, per-boundary tuples.
+  """
   input_rng = jax.random.fold_in(synth_rng, train_state_lib.INPUT_STREAM)
   preds, vjps, input_state = [], [], []
-  for i, (model, h) in enumerate(zip(net.input_models, real_hidden)):
-    def input_fn(params, model=model, i=i, shape=h.shape[1:]):
+  for i, (model, shape) in enumerate(zip(net.input_models, shapes)):
+    def input_fn(params, model=model, i=i, shape=shape[1:]):
       return module_state.apply(model, params, state.input_state[i], x, shape,
                                 train=True,
                                 rng=jax.random.fold_in(input_rng, i))
@@ -187,11 +222,7 @@ def _unlocked_forward(state, batch, net, stage_rng, synth_rng):
     preds.append(pred)
     vjps.append(vjp)
     input_state.append(new_state)
-  fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
-                       stage_rng, stage_inputs=tuple(preds))
-  fwd = fwd._replace(new_stage_state=real_state)
-  return fwd, InputModels(tuple(preds), tuple(vjps), real_hidden,
-                          tuple(input_state))
+  return tuple(preds), tuple(vjps), tuple(input_state)
 
 
 def predict(state: TrainState, inputs: jax.Array, *,

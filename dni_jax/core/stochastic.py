@@ -1,12 +1,29 @@
 """Stochastic (asynchronous) updates (the paper's §3.3; docs/method.md).
 
-At each step every stage, and independently its synthesizer, applies its
-update only with probability ``p`` (one value, or one per stage); a stage
-that does not update still runs forward. The coin of stage ``i`` at step
-``n`` is a pure function of ``(rng, n, i)`` on a stream of its own, so a
-resumed run flips the same coins. Backprop cannot update one layer without
-the backward pass of all later ones; its honest counterpart is one coin for
-the whole network.
+At each step every stage applies its update only with probability ``p``
+(one value, or one per stage), independently of the others. The other units
+follow the stage that makes their target: the synthesizer ``M_b`` at the
+boundary after stage ``b`` regresses exactly when stage ``b+1`` does its
+backward pass (that pass, or the loss for the last boundary, makes ``M_b``'s
+target), and complete unlock's input model ``I_b ≈ h_b`` exactly when stage
+``b`` runs (its output is ``I_b``'s target).
+
+- The ordinary step: a stage whose coin is tails still runs forward (its
+  BatchNorm statistics update); only its parameters and optimiser state,
+  and those of the synthesizer below it, are held back.
+- Complete unlock (``busy=True``): a stage whose coin is tails is *busy*: it
+  runs neither forward nor backward, so its parameters, optimiser state and
+  mutable state stay as they were, and so do those of the synthesizer below
+  it and of its own input model, which get no target that step. The
+  wrapper runs the ordinary step and keeps the old values of these units,
+  which is observationally the same as not running them: with neighbour
+  targets no other unit reads a busy stage's output. (With ``real_chain``
+  targets the later input models' targets still pass through it.)
+
+The coin of stage ``i`` at step ``n`` is a pure function of ``(rng, n, i)``
+on a stream of its own, so a resumed run flips the same coins. Backprop
+cannot update one layer without the backward pass of all later ones; its
+honest counterpart is one coin for the whole network.
 
 With every ``p`` equal to 1 nothing is masked: the step is the ordinary one,
 bit for bit.
@@ -20,6 +37,14 @@ import jax
 import jax.numpy as jnp
 
 _STREAM = 0x75706461  # "upda": the coins' own stream off the state's key
+
+# Each kind of unit's parameters, optimiser state and mutable state in a
+# ``TrainState``, one entry per stage / boundary.
+FIELDS = {
+    "stage": ("stage_params", "stage_opt_state", "stage_state"),
+    "synth": ("synth_params", "synth_opt_state", "synth_state"),
+    "input": ("input_params", "input_opt_state", "input_state"),
+}
 
 
 def probabilities(update_prob: float | Sequence[float],
@@ -38,10 +63,29 @@ def probabilities(update_prob: float | Sequence[float],
 
 
 def coin(rng: jax.Array, step: jax.Array, index: int, p: float) -> jax.Array:
-  """Whether unit ``index`` updates at ``step`` (probability ``p``)."""
+  """Whether stage ``index`` updates at ``step`` (probability ``p``)."""
   key = jax.random.fold_in(jax.random.fold_in(
       jax.random.fold_in(rng, _STREAM), step), index)
   return jax.random.bernoulli(key, p)
+
+
+def stage_coins(rng: jax.Array, step: jax.Array, probs: Sequence[float],
+                one_coin: bool = False) -> tuple:
+  """Every stage's coin at ``step``; ``one_coin``: stage 0's for all."""
+  if one_coin:
+    return (coin(rng, step, 0, probs[0]),) * len(probs)
+  return tuple(coin(rng, step, i, p) for i, p in enumerate(probs))
+
+
+def unit_flags(stage_flags: Sequence) -> dict:
+  """Each unit's flag from the stages' coins, keyed like ``FIELDS``.
+
+  Stage ``i``: its own coin. Synthesizer ``b``: stage ``b+1``'s, whose
+  backward pass makes its target. Input model ``b``: stage ``b``'s, whose
+  output is its target.
+  """
+  return {"stage": tuple(stage_flags), "synth": tuple(stage_flags[1:]),
+          "input": tuple(stage_flags[:-1])}
 
 
 def select(flag: jax.Array, new, old):
@@ -49,42 +93,34 @@ def select(flag: jax.Array, new, old):
   return jax.tree_util.tree_map(lambda n, o: jnp.where(flag, n, o), new, old)
 
 
-# The units of a ``TrainState`` that a coin holds back, and the offset of
-# their coins: stage ``i`` is unit ``i``, synthesizer ``b`` unit ``N + b``,
-# input model ``b`` unit ``2N + b`` (N = the number of stages).
-UNITS = (("stage_params", "stage_opt_state", 0),
-         ("synth_params", "synth_opt_state", 1),
-         ("input_params", "input_opt_state", 2))
+def _masked(flags: Sequence, new: tuple, old: tuple) -> tuple:
+  """Per unit, ``new`` where its flag is set, else ``old``."""
+  if len(new) not in (0, len(flags)):
+    raise ValueError(f"{len(new)} units for {len(flags)} coins")
+  return tuple(select(f, n, o) for f, n, o in zip(flags, new, old))
 
 
-def wrap(step, probs: Sequence[float], one_coin: bool = False):
+def wrap(step, probs: Sequence[float], one_coin: bool = False,
+         busy: bool = False):
   """A step whose units update only when their coins say so.
 
   ``step(state, batch) -> (new_state, metrics)`` is the ordinary step; the
   wrapped step runs it, then keeps the old parameters and optimiser state
-  of every unit whose coin at ``state.step`` is tails (the forward pass and
-  its BatchNorm statistics still happen). ``one_coin``: one coin, unit 0's,
-  for every stage (backprop's honest counterpart). Adds ``update_rate``,
-  the fraction of stages that updated.
+  of every unit whose flag (``unit_flags``) at ``state.step`` is tails.
+  ``one_coin``: one coin, stage 0's, for every stage (backprop's honest
+  counterpart). ``busy``: complete unlock, where a stage whose coin is tails
+  does not run at all: the mutable state of the units held back is kept
+  too. Adds ``update_rate``, the fraction of stages that updated.
   """
-  num = len(probs)
-
   def wrapped(state, batch):
     new, metrics = step(state, batch)
-    if one_coin:
-      stage_flags = [coin(state.rng, state.step, 0, probs[0])] * num
-    else:
-      stage_flags = [coin(state.rng, state.step, i, p)
-                     for i, p in enumerate(probs)]
+    coins = stage_coins(state.rng, state.step, probs, one_coin)
+    flags = unit_flags(coins)
     masked = {}
-    for params, opt_state, kind in UNITS:
-      flags = stage_flags if kind == 0 else [
-          coin(state.rng, state.step, kind * num + b, probs[b])
-          for b in range(len(getattr(new, params)))]
-      for name in (params, opt_state):
-        masked[name] = tuple(select(f, n, o) for f, n, o in zip(
-            flags, getattr(new, name), getattr(state, name)))
-    metrics["update_rate"] = jnp.mean(
-        jnp.stack(stage_flags).astype(jnp.float32))
+    for unit, names in FIELDS.items():
+      for name in names if busy else names[:2]:
+        masked[name] = _masked(flags[unit], getattr(new, name),
+                               getattr(state, name))
+    metrics["update_rate"] = jnp.mean(jnp.stack(coins).astype(jnp.float32))
     return new.replace(**masked), metrics
   return wrapped

@@ -2,8 +2,11 @@
 
 An *input model* ``I_i(x) ≈ h_i`` per boundary predicts, from the data
 ``x`` alone, the activation that stage ``i`` hands to stage ``i+1``. It
-regresses by L2 onto the real ``h_i`` (a stop-gradient target computed by the
-real chain). During training stage ``i+1`` consumes ``I_i(x)`` instead of
+regresses by L2 onto a stop-gradient target: by default (the paper's) the
+output of its neighbour, stage ``i`` run on ``I_{i-1}(x)`` (stage 0 on ``x``),
+so no stage needs the real chain in training; or, with
+``input_targets="real_chain"``, the real chain's ``h_i``
+(``dni_jax.core.step``). During training stage ``i+1`` consumes ``I_i(x)`` instead of
 ``h_i``, so it never waits for stages ``≤ i``; with synthetic gradients at
 every boundary as well, each stage trains from ``x``, its own input model and
 its own synthesizer only (complete unlock). Evaluation runs the real chain.

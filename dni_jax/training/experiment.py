@@ -194,6 +194,12 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
   _require(not unlocked or not config.parallel.num_devices,
            "the unlocked methods run on one device; set "
            "parallel.num_devices=0.")
+  _require(d.input_targets in network.INPUT_TARGETS,
+           f"unknown input targets {d.input_targets!r} in "
+           f"dni.input_targets; choose one of {network.INPUT_TARGETS}: "
+           "neighbour (the paper's: each input model regresses onto its "
+           "stage's output on that stage's own synthetic input) or "
+           "real_chain (onto the composed stages' output on x).")
   if not unlocked:
     return
   _require(d.input_model in INPUT_MODELS,
@@ -401,7 +407,8 @@ def build_network(config: ml_collections.ConfigDict,
       metrics_fn=(losses.classification_metrics if classification
                   else losses.bit_metrics),
       sg_scale=config.dni.sg_scale if sg_scale is None else sg_scale,
-      input_model=_input_model(config) if source.unlocked else None)
+      input_model=_input_model(config) if source.unlocked else None,
+      input_targets=config.dni.input_targets)
 
 
 def _input_model(config):

@@ -54,8 +54,9 @@ def config_fields(config: ml_collections.ConfigDict) -> dict:
 
 # Fields added to the configs after runs were made without them, with the
 # value that behaves as the code did before (``ANY``: the field only matters
-# to a method that did not exist then). A run whose config.json lacks such a
-# field resumes under a config that has it at that value.
+# to a method that did not exist then), or a function of the old flattened
+# config giving it. A run whose config.json lacks such a field resumes under
+# a config that has it at that value.
 ANY = object()
 ADDED_FIELDS = {
     "dni.update_prob": 1.0,
@@ -63,6 +64,11 @@ ADDED_FIELDS = {
     "dni.synth_delay": 0,
     "dni.input_model": ANY,
     "dni.input_hidden": ANY,
+    # Before it, the input models regressed onto the real chain (the field
+    # means nothing to the other methods).
+    "dni.input_targets": lambda old: (
+        "real_chain" if str(old.get("method", "")).endswith("_unlocked")
+        else ANY),
     # Before it, the synthetic gradient sat on the LSTM's whole state.
     "dni.sg_state": "ch",
 }
@@ -82,6 +88,8 @@ def differing_fields(old: dict, new: dict) -> list[str]:
   def old_value(k):
     if k not in old and k in ADDED_FIELDS:
       neutral = ADDED_FIELDS[k]
+      if callable(neutral):
+        neutral = neutral(old)
       return new.get(k, "<absent>") if neutral is ANY else neutral
     return old.get(k, "<absent>")
 
