@@ -314,3 +314,26 @@ def test_the_benchmark_times_every_method_and_projects_two_devices():
   for name in ("locked:", "dni:", "no_dni:", "a_phase:", "b_phase:"):
     assert name in done.stdout
   assert "projected speedup dni(2 devices)/locked=" in done.stdout
+
+
+def test_the_table_gives_final_errors_and_steps_to_locked_s_error(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from experiments import two_networks_table  # pylint: disable=g-import-not-at-top
+  curves = {"locked": ([0.5, 0.2, 0.1, 0.1], [0.6, 0.4, 0.3, 0.3]),
+            "dni": ([0.3, 0.1, 0.1, 0.1], [0.6, 0.6, 0.6, 0.6])}
+  for method, (a, b) in curves.items():
+    for seed in range(2):
+      folder = tmp_path / method / f"seed={seed}"
+      os.makedirs(folder)
+      (folder / "config.json").write_text(json.dumps(
+          {"method": method, "seed": seed, "two_networks": {"T": 4}}))
+      (folder / "metrics.jsonl").write_text("".join(
+          json.dumps({"step": 100 * (i + 1), "split": "test", "a_error": x,
+                      "b_error": y, "b_majority_error": 0.6}) + "\n"
+          for i, (x, y) in enumerate(zip(a, b))))
+  rows = two_networks_table.table(str(tmp_path), last=2).splitlines()
+  assert rows[2].startswith("| 4 | locked | 2 | 10.00 ± 0.00 | 30.00 ± 0.00")
+  # locked reaches 1.1 × its final A error at step 300, dni at 200: 0.67.
+  assert "| 300 (2/2) | 1.00 |" in rows[2]
+  assert "| 200 (2/2) | 0.67 | not reached (0/2) |" in rows[3]
