@@ -4,7 +4,8 @@
 
 Reads every run under ``root`` (``experiments.sweep`` or ``experiments.main``
 of ``configs/two_networks.py``), groups them by ``two_networks.T``, method
-and ``two_networks.sg_context``, and prints a markdown table, one row per
+and every other field in which they differ but the seed (e.g.
+``two_networks.sg_context``), and prints a markdown table, one row per
 group, over its seeds:
 
 - A's and B's final test error (%): each seed's mean over its last
@@ -30,12 +31,17 @@ _LAST = flags.DEFINE_integer("last", 3, "Evaluations averaged as 'final'.")
 _WITHIN = flags.DEFINE_float("within", 0.1, "Relative margin of the target.")
 
 
-def _group(config: dict) -> tuple:
+def _group(config: dict, varying: list[str]) -> tuple:
+  """``(T, label)``: the method, with its context and any other field in
+  which the runs differ (not the seed), so that only seeds are averaged."""
+  parts = []
   context = config.get("two_networks.sg_context", "none")
-  method = config["method"]
-  if method == "dni" and context != "none":
-    method = f"dni ({context})"
-  return int(config["two_networks.T"]), method
+  if config["method"] == "dni" and context != "none":
+    parts.append(context)
+  parts += [f"{k}={config.get(k)}" for k in varying
+            if k not in ("method", "two_networks.T", "two_networks.sg_context")]
+  label = config["method"] + (f" ({', '.join(parts)})" if parts else "")
+  return int(config["two_networks.T"]), label
 
 
 def _reach(steps, values, target):
@@ -51,11 +57,12 @@ def _cell(values, scale=100.0) -> str:
 
 def table(root: str, last: int = 3, within: float = 0.1) -> str:
   """The markdown table of the runs under ``root``."""
+  configs = {run: results.flat_config(run) for run in results.find_runs(root)}
+  configs = {r: c for r, c in configs.items() if "two_networks.T" in c}
+  varying = results.varying_fields(list(configs.values()))
   runs = collections.defaultdict(list)
-  for run in results.find_runs(root):
-    config = results.flat_config(run)
-    if "two_networks.T" in config:
-      runs[_group(config)].append(results.metric_series(run, "test"))
+  for run, config in configs.items():
+    runs[_group(config, varying)].append(results.metric_series(run, "test"))
   if not runs:
     raise FileNotFoundError(f"no two-network runs under {root}")
   final = {}

@@ -294,6 +294,9 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch,
     ({"two_networks.sg_context": "b"}, "unknown two_networks.sg_context"),
     ({"method": "bptt"}, "unknown method 'bptt'"),
     ({"data.name": "cifar10"}, "unknown digit source"),
+    ({"two_networks.T": True}, "two_networks.T must be a whole number"),
+    ({"dni.update_prob": 0.5}, "apply to feed-forward configs"),
+    ({"dni.sg_scale": float("nan")}, "dni.sg_scale must be finite"),
 ])
 def test_bad_two_networks_config_names_the_field(overrides, message,
                                                  tmp_path):
@@ -337,3 +340,61 @@ def test_the_table_gives_final_errors_and_steps_to_locked_s_error(tmp_path):
   # locked reaches 1.1 × its final A error at step 300, dni at 200: 0.67.
   assert "| 300 (2/2) | 1.00 |" in rows[2]
   assert "| 200 (2/2) | 0.67 | not reached (0/2) |" in rows[3]
+
+
+@pytest.mark.parametrize("sg_slots,sg_context", [
+    ("each", "none"), ("each", "label"), ("shared", "b_state")])
+def test_a_updates_after_each_window_from_its_slot_s_synthetic_gradient(
+    sg_slots, sg_context):
+  """A's phase, window by window by hand: SGD (rate 1) on A's loss plus
+  ⟨λ·M_w(m_w, c_w), m_w⟩ with slot w's model and context."""
+  from dni_jax.core import interface  # pylint: disable=g-import-not-at-top
+  tn = dataclasses.replace(_system("dni", T=3, sg_slots=sg_slots),
+                           sg_context=sg_context, sg_scale=0.5)
+  opt = dni.Optimizers(optax.sgd(1.0), optax.sgd(0.0))
+  state, batch = _init(tn, opt), _batch(tn)
+  new, sent = tn_lib.a_phase(state, batch, tn=tn, optimizers=opt)
+  sg = interface.Interface(tn.synthesizer, opt.synth, 0.5)
+  x = batch["inputs"].reshape(4, 3, 3, D)
+  a_params, a, b = state.a_params, tn.core_a.initial_state(4), (
+      tn.core_b.initial_state(4))
+  for w in range(3):
+    slot = interface.state_of(state)
+    if sg_slots == "each":
+      slot = jax.tree_util.tree_map(lambda leaf, w=w: leaf[w], slot)
+    context = {"none": [], "label": [jax.nn.one_hot(batch["b_labels"], 10)],
+               "b_state": [b]}[sg_context]
+    if sg_slots == "shared":
+      context.append(jnp.broadcast_to(jnp.eye(3)[w], (4, 3)))
+    context = jnp.concatenate(context, -1) if context else None
+    synthetic = lambda m, slot=slot, context=context: sg.delta(  # noqa: E731
+        sg.predict(slot, m, context, train=False).value)
+    grads, (a, message, _, _) = jax.grad(
+        lambda p, a=a, w=w, synthetic=synthetic: tn_lib.a_objective(
+            tn, p, a, x[:, w], batch["a_labels"][:, w], synthetic),
+        has_aux=True)(a_params)
+    a_params = jax.tree_util.tree_map(lambda p, g: p - g, a_params, grads)
+    np.testing.assert_allclose(sent.messages[w], message, **TOL)
+    b, _ = tn.core_b.apply(state.b_params, b, message)
+  jax.tree_util.tree_map(
+      lambda x_, y: np.testing.assert_allclose(x_, y, **TOL), new.a_params,
+      a_params)
+
+
+def test_a_shared_synthesizer_keeps_its_batch_norm_statistics_moving():
+  tn = dataclasses.replace(_system("dni", sg_slots="shared"),
+                           synthesizer=dni.MLPSynthesizer((4,)))
+  state = _init(tn)
+  new, _ = _step(tn)(state, _batch(tn))
+  assert any(not np.allclose(x, y) for x, y in zip(
+      jax.tree_util.tree_leaves(new.synth_state),
+      jax.tree_util.tree_leaves(state.synth_state)))
+
+
+def test_a_two_timescale_config_is_refused_naming_its_replacement(tmp_path):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  config = _config()
+  del config["two_networks"]
+  config.timescale = ml_collections.ConfigDict({"k": 4})
+  with pytest.raises(ConfigError, match="configs/two_networks.py"):
+    train.train_and_evaluate(config, tmp_path)

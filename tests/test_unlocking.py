@@ -289,11 +289,12 @@ def _moved(new, old) -> bool:
 
 
 def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
-  """Stage i's coin tails: it does not run; M_{i-1} and I_i get no target.
+  """Stage i's coin tails: it does not run; M_{i-1} and I_i get no target
+  and M_i no input.
 
   Stage i's parameters, optimiser state and BatchNorm statistics, and the
-  parameters, optimiser state and mutable state of M_{i-1} and I_i, are
-  those of before the step; with heads they all move.
+  parameters, optimiser state and mutable state of M_{i-1}, I_i and M_i,
+  are those of before the step; with heads the first three move.
   """
   p = 0.5
   # A synthesizer with BatchNorm: mutable state of its own.
@@ -310,7 +311,8 @@ def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
     for i, active in enumerate(heads):
       seen.add((i, active))
       units = [("stage", i)]
-      units += [("synth", i - 1)] if i else []
+      # M_{i-1} also needs stage i-1's output (checked below when busy).
+      units += [("synth", i - 1)] if i and (heads[i - 1] or not active) else []
       units += [("input", i)] if i < num - 1 else []
       for unit, j in units:
         names = stochastic.FIELDS[unit]
@@ -323,6 +325,10 @@ def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
           for name in names:
             chex.assert_trees_all_equal(getattr(new, name)[j],
                                         getattr(state, name)[j])
+      if not active and i < num - 1:  # M_i reads the output it never made
+        for name in stochastic.FIELDS["synth"]:
+          chex.assert_trees_all_equal(getattr(new, name)[i],
+                                      getattr(state, name)[i])
     state = new
   assert {(1, True), (1, False)} <= seen  # the middle stage both ways
 

@@ -14,11 +14,13 @@ target), and complete unlock's input model ``I_b ≈ h_b`` exactly when stage
 - Complete unlock (``busy=True``): a stage whose coin is tails is *busy*: it
   runs neither forward nor backward, so its parameters, optimiser state and
   mutable state stay as they were, and so do those of the synthesizer below
-  it and of its own input model, which get no target that step. The
-  wrapper runs the ordinary step and keeps the old values of these units,
-  which is observationally the same as not running them: with neighbour
-  targets no other unit reads a busy stage's output. (With ``real_chain``
-  targets the later input models' targets still pass through it.)
+  it and of its own input model, which get no target that step, and of the
+  synthesizer above it, which gets no input (it reads the stage's output).
+  The wrapper runs the ordinary step and keeps the old values of these
+  units, which is observationally the same as not running them: with
+  neighbour targets no other unit reads a busy stage's output. (With
+  ``real_chain`` targets the later input models' targets still pass
+  through it.)
 
 The coin of stage ``i`` at step ``n`` is a pure function of ``(rng, n, i)``
 on a stream of its own, so a resumed run flips the same coins. Backprop
@@ -77,14 +79,19 @@ def stage_coins(rng: jax.Array, step: jax.Array, probs: Sequence[float],
   return tuple(coin(rng, step, i, p) for i, p in enumerate(probs))
 
 
-def unit_flags(stage_flags: Sequence) -> dict:
+def unit_flags(stage_flags: Sequence, busy: bool = False) -> dict:
   """Each unit's flag from the stages' coins, keyed like ``FIELDS``.
 
   Stage ``i``: its own coin. Synthesizer ``b``: stage ``b+1``'s, whose
-  backward pass makes its target. Input model ``b``: stage ``b``'s, whose
-  output is its target.
+  backward pass makes its target; with ``busy`` also stage ``b``'s, whose
+  output is what it reads (a busy stage has none). Input model ``b``: stage
+  ``b``'s, whose output is its target.
   """
-  return {"stage": tuple(stage_flags), "synth": tuple(stage_flags[1:]),
+  synth = tuple(stage_flags[1:])
+  if busy:
+    synth = tuple(jnp.logical_and(below, above)
+                  for below, above in zip(stage_flags[:-1], synth))
+  return {"stage": tuple(stage_flags), "synth": synth,
           "input": tuple(stage_flags[:-1])}
 
 
@@ -115,7 +122,7 @@ def wrap(step, probs: Sequence[float], one_coin: bool = False,
   def wrapped(state, batch):
     new, metrics = step(state, batch)
     coins = stage_coins(state.rng, state.step, probs, one_coin)
-    flags = unit_flags(coins)
+    flags = unit_flags(coins, busy)
     masked = {}
     for unit, names in FIELDS.items():
       for name in names if busy else names[:2]:

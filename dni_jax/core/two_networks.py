@@ -294,8 +294,10 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
   from A's loss (plus, for dni, the synthetic gradient on its message).
 
   It reads nothing of B's but, with ``sg_context="b_state"``, B's state as
-  each message arrives: on two devices it runs while B is busy with the
-  last episode (``b_phase``).
+  each message arrives. On two devices it could run while B learns from the
+  last episode (``b_phase``); A would then use the synthesizers (and, for
+  "b_state", B's parameters) of one episode before, which ``train_step``,
+  running the phases in turn, does not.
   """
   xs, ys = _windows(tn, batch)
   batch_size = ys.shape[1]
@@ -373,18 +375,19 @@ def _decoupled_step(state, batch, tn, optimizers):
 def _regress(tn, sg, sg_state, messages_TxBxM, contexts, targets_TxBxM):
   """Each slot's ``M`` regresses onto its message's target: ``(state, loss
   per slot [T])``. "each": the slots' models update side by side (vmap);
-  "shared": one model, one update on the mean of the slots' losses."""
+  "shared": one model, one update on the ``T·B`` messages as one batch (its
+  loss the mean of the slots')."""
   if tn.sg_slots == "each":
     return jax.vmap(lambda st, m, c, t: sg.regress(st, sg.predict(st, m, c),
                                                    t))(
         sg_state, messages_TxBxM, contexts, targets_TxBxM)
-
-  def slot_fit(m, c, t):
-    return interface.fit(sg.predict(sg_state, m, c), t)
-
-  losses, grads = jax.vmap(slot_fit)(messages_TxBxM, contexts, targets_TxBxM)
-  grads = jax.tree_util.tree_map(lambda g: g.mean(0), grads)
-  return sg.update(sg_state, grads), losses
+  slots, batch = messages_TxBxM.shape[:2]
+  flat = lambda x: x.reshape((slots * batch,) + x.shape[2:])  # noqa: E731
+  prediction = sg.predict(sg_state, flat(messages_TxBxM), flat(contexts))
+  _, grads = interface.fit(prediction, flat(targets_TxBxM))
+  error = prediction.value - flat(targets_TxBxM)
+  losses = jnp.sum(jnp.square(error).reshape(slots, -1), -1) / batch
+  return sg.update(sg_state, grads, prediction.model_state), losses
 
 
 def _metrics(a_loss, a_err, b_loss, b_err) -> dict:

@@ -214,7 +214,8 @@ def validate_two_networks(config: ml_collections.ConfigDict) -> None:
   """The checks of a two-network config (its methods already checked)."""
   tn = config.two_networks
   for field in ("T", "message_width", "b_width"):
-    _require(isinstance(tn[field], int) and tn[field] >= 1,
+    _require(isinstance(tn[field], int) and not isinstance(tn[field], bool)
+             and tn[field] >= 1,
              f"two_networks.{field} must be a whole number >= 1, got "
              f"{tn[field]!r}")
   _require(tn.sg_slots in two_networks.SG_SLOTS,
@@ -243,12 +244,23 @@ def validate_two_networks(config: ml_collections.ConfigDict) -> None:
     node, leaf = (config.model, "width") if "." in field else (config, field)
     _require(node[leaf] > 0, f"config.{field} must be positive, got "
              f"{node[leaf]}")
-  _require(config.opt.learning_rate > 0 and math.isfinite(
-      config.opt.learning_rate), "opt.learning_rate must be a positive "
-           f"number, got {config.opt.learning_rate}")
+  for field in ("learning_rate", "synth_learning_rate"):
+    value = config.opt.get(field)
+    _require(value is None or (math.isfinite(value) and value > 0),
+             f"opt.{field} must be a positive number, got {value}")
+  _require(math.isfinite(config.dni.sg_scale),
+           f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
   _require(not config.parallel.num_devices,
            "parallel.num_devices applies to feed-forward configs; set it to "
            "0 for the two-network system.")
+  probs = update_probs(config)
+  _require(all(float(p) == 1.0 for p in (
+      probs if isinstance(probs, tuple) else (probs,)))
+           and not config.dni.synth_delay,
+           "dni.update_prob, dni.stage_update_probs and dni.synth_delay "
+           "apply to feed-forward configs; leave them at 1, () and 0 for the "
+           "two-network system (its networks update on a schedule of their "
+           "own: two_networks.T).")
 
 
 def _validate_recurrent(config: ml_collections.ConfigDict) -> None:

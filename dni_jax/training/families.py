@@ -27,6 +27,7 @@ from dni_jax import data as data_lib
 from dni_jax.core import gradient_sources
 from dni_jax.core import tbptt
 from dni_jax.core import two_networks as two_networks_core
+from dni_jax.errors import ConfigError
 from dni_jax.training import experiment
 from dni_jax.training import feedforward
 from dni_jax.training import pipelined
@@ -94,6 +95,13 @@ def methods(config: Config) -> list[str]:
 
 def validate(config: Config) -> None:
   """Raises ``ConfigError`` for the first unusable value in ``config``."""
+  if "timescale" in config:
+    raise ConfigError(
+        "this config has a `timescale` block: it is the two-timescale "
+        "variant, which configs/two_networks.py (the paper's two-network "
+        "system) replaced; its runs cannot be resumed or evaluated by this "
+        "version. Train the two-network system with --config="
+        "configs/two_networks.py into a new --workdir.")
   experiment.validate_tuple_fields(config)
   methods(config)
   family_of(config).validate(config)

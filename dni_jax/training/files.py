@@ -57,19 +57,22 @@ def signals_deferred():
   try:
     yield
   finally:
-    for s, handler in previous.items():
-      signal.signal(s, handler)
+    with contextlib.ExitStack() as restore:  # each restored, whatever raises
+      for s, handler in previous.items():
+        restore.callback(signal.signal, s,
+                         signal.SIG_DFL if handler is None else handler)
     if held:
       _deliver(held[0], previous[held[0]])
 
 
 def _deliver(signum: int, handler) -> None:
-  """Acts on ``signum`` as ``handler`` (what ``signal.signal`` returned)."""
+  """Acts on ``signum`` as ``handler`` (what ``signal.signal`` returned;
+  ``None``, a handler set outside Python, is restored as the default)."""
   if callable(handler):
     handler(signum, None)
-  elif handler == signal.SIG_DFL:
+  elif handler in (signal.SIG_DFL, None):
     os.kill(os.getpid(), signum)
-  # SIG_IGN (or a handler set outside Python): nothing to do.
+  # SIG_IGN: nothing to do.
 
 
 def write_atomic(path: str, text: str) -> None:
