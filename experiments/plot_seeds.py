@@ -5,8 +5,8 @@
       --panel_field=model.depth --metric=error --out=docs/stochastic.png
   # mean curves over seeds with a shaded band (± one std), against steps or
   # wall time:
-  python -m experiments.plot_seeds DIR --curves --panel_field=timescale.k \\
-      --metric=b_error --time --out=docs/two_timescale.png
+  python -m experiments.plot_seeds DIR --curves --panel_field=two_networks.T \\
+      --metric=b_error --time --out=two_networks.png
 
 Every run under ``DIR`` (``config.json`` + ``metrics.jsonl``) counts; runs
 whose configs agree on ``method`` and the named fields are the seeds of one
