@@ -26,6 +26,8 @@ def method_of(label: str) -> str:
   named = re.search(r"(?:^|,)method=(\w+)", last)
   if named:
     return named.group(1)
+  if last in METHOD_COLORS:  # no_dni is a method, not dni's cell
+    return last
   for method in sorted(METHOD_ORDER, key=len, reverse=True):
     if last.endswith("_" + method):
       return method

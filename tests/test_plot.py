@@ -291,3 +291,9 @@ def test_two_networks_draws_both_networks_test_error_with_a_band(tmp_path):
   curve = [l for l in left.get_lines()
            if l.get_color() == plot_style.method_color("dni")][0]
   np.testing.assert_allclose(curve.get_ydata(), [1.0, 0.75, 2 / 3])
+
+
+def test_a_method_ending_in_another_s_name_keeps_its_own_colour():
+  assert plot_style.method_of("no_dni") == "no_dni"
+  assert plot_style.method_of("depth_3_dni") == "dni"
+  assert plot_style.method_color("no_dni") != plot_style.method_color("dni")
