@@ -15,9 +15,10 @@ updates every T steps from its own loss only). Generated digits by default
 (no download); ``--config.data.name=mnist`` with ``data.dir`` (or
 tensorflow-datasets) for MNIST digits.
 
-Expected (docs/results.md, MNIST digits, T = 4): under dni A reaches its
-final error in fewer steps than locked, B ends near locked's error, and
-no_dni's B stays near the majority-class error.
+Expected (docs/results.md; MNIST digits with --config.data.name=mnist
+--config.data.dir=..., T = 4, 20k steps, 3 seeds): test error of A about 6.3 %
+for every method; B 19.1 % locked, 64.3 % dni, 65.7 % no_dni (majority class
+67.5 %), and 33.3 % for dni with --config.two_networks.sg_context=label.
 """
 
 import ml_collections
