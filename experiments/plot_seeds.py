@@ -7,11 +7,18 @@
   # wall time:
   python -m experiments.plot_seeds DIR --curves --panel_field=two_networks.T \\
       --metric=b_error --time --out=two_networks.png
+  # test error against the update probability at several points of training
+  # (the paper's Fig. 7, seeds as error bars), a panel per step:
+  python -m experiments.plot_seeds DIR --x_field=dni.update_prob \\
+      --at_steps=4000,12000,40000 --metric=error --out=stochastic_steps.png
 
 Every run under ``DIR`` (``config.json`` + ``metrics.jsonl``) counts; runs
 whose configs agree on ``method`` and the named fields are the seeds of one
-point or curve. ``error`` is ``100·(1 − accuracy)``; ``--scale`` multiplies
-any other metric. A method has the same colour as in ``experiments.plot``
+point or curve. With ``--at_steps`` every seed of every point needs a record
+at each step listed (else the error names the steps they have); the x axis
+is logarithmic when its values are positive and span more than a factor of
+10. ``error`` is ``100·(1 − accuracy)``; ``--scale`` multiplies any other
+metric. A method has the same colour as in ``experiments.plot``
 (``plot_style.method_color``, a function of the method's name). Errors are
 one paragraph starting with ``error:``.
 """
@@ -25,6 +32,7 @@ from absl import flags
 import matplotlib
 
 matplotlib.use("Agg")
+from matplotlib import ticker  # noqa: E402  pylint: disable=g-import-not-at-top
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=g-import-not-at-top
 import numpy as np  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -49,6 +57,10 @@ _CURVES = flags.DEFINE_bool("curves", False, "Mean curves over seeds with a "
 _TIME = flags.DEFINE_bool("time", False, "With --curves: a second row "
                           "against wall time (TensorBoard stamps).")
 _LOG = flags.DEFINE_bool("log", False, "Logarithmic y axis.")
+_AT_STEPS = flags.DEFINE_list("at_steps", [], "With --x_field: one panel per "
+                              "step listed (e.g. 4000,12000,40000), the "
+                              "metric at that step instead of the final "
+                              "value.")
 
 
 def field(config: dict, name: str):
@@ -100,12 +112,17 @@ def _by_method(runs):
   return dict(sorted(methods.items(), key=lambda kv: plot_style.sort_key(kv[0])))
 
 
-def plot_finals(runs, x_field, panel_field, ylabel):
+def _with_x(runs, x_field):
+  """The runs that have ``x_field`` (a warning counts the others)."""
   missing = [r for r in runs if field(r[0], x_field) is None]
   if missing:
     print(f"warning: {len(missing)} runs have no {x_field} in config.json "
           "and are left out", file=sys.stderr)
-  runs = [r for r in runs if field(r[0], x_field) is not None]
+  return [r for r in runs if field(r[0], x_field) is not None]
+
+
+def plot_finals(runs, x_field, panel_field, ylabel):
+  runs = _with_x(runs, x_field)
   panels = _panels(runs, panel_field)
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4),
                            squeeze=False)
@@ -123,6 +140,90 @@ def plot_finals(runs, x_field, panel_field, ylabel):
                   color=plot_style.method_color(method))
     ax.set(xlabel=x_field, ylabel=ylabel,
            title=f"{panel_field} = {panel}" if panel_field else "")
+  return fig, axes[0]
+
+
+def _steps_text(steps) -> str:
+  """``500 to 40000, every 500``, or the steps themselves if few or uneven."""
+  steps = sorted(steps)
+  if not steps:
+    return "none"
+  gaps = {b - a for a, b in zip(steps, steps[1:])}
+  if len(steps) > 4 and len(gaps) == 1:
+    return f"{steps[0]} to {steps[-1]}, every {gaps.pop()}"
+  if len(steps) <= 8:
+    return ", ".join(map(str, steps))
+  return (", ".join(map(str, steps[:3])) + ", …, " +
+          ", ".join(map(str, steps[-2:])) + f" ({len(steps)} steps)")
+
+
+class MissingStep(ValueError):
+  """A group of seeds has no record at an ``--at_steps`` step."""
+
+
+def points_at_steps(runs, x_field, steps, what="metric"):
+  """``{step: {method: (xs, means, stds, ns)}}``: per method and x value, the
+  mean and std (n − 1; 0 for one seed) over seeds of the value recorded at
+  each step. Runs without ``x_field`` are left out (``plot_finals``' rule).
+
+  Raises ``MissingStep`` (one paragraph, ``what`` names the records) if a
+  group (method, x value) does not have a record at a step in all of its
+  seeds."""
+  runs = _with_x(runs, x_field)
+  out = {step: {} for step in steps}
+  for method, group in _by_method(runs).items():
+    xs = sorted({field(c, x_field) for c, *_ in group})
+    seeds = {x: [dict(zip(steps_, ys)) for c, steps_, ys, _ in group
+                 if field(c, x_field) == x] for x in xs}
+    for step in steps:
+      means, stds, ns = [], [], []
+      for x in xs:
+        at = [s[step] for s in seeds[x] if step in s]
+        if len(at) < len(seeds[x]):
+          common = set.intersection(*(set(s) for s in seeds[x]))
+          n = len(seeds[x])
+          seeds_text = (f"{n} seeds, {n - len(at)} without it" if at
+                        else f"{n} seed" + ("s" if n > 1 else ""))
+          raise MissingStep(
+              f"no {what} record at step {step} for method={method}, "
+              f"{x_field}={x} ({seeds_text}): the steps "
+              f"{'it has' if n == 1 else 'all its seeds have'} are "
+              f"{_steps_text(common)}. Give --at_steps among those (a run "
+              "still training has its later steps when it gets there).")
+        means.append(float(np.mean(at)))
+        stds.append(float(np.std(at, ddof=1)) if len(at) > 1 else 0.0)
+        ns.append(len(at))
+      out[step][method] = (xs, means, stds, ns)
+  return out
+
+
+def _numbers(values) -> bool:
+  return all(isinstance(v, (int, float)) and not isinstance(v, bool)
+             for v in values)
+
+
+def plot_at_steps(runs, x_field, steps, ylabel, what="metric"):
+  """One panel per step: ``points_at_steps`` as error bars against
+  ``x_field``, a log x axis if its values are positive and span more than a
+  factor of 10 (p = 0.05 … 1)."""
+  points = points_at_steps(runs, x_field, steps, what)
+  fig, axes = plt.subplots(1, len(steps), figsize=(5 * len(steps), 4),
+                           squeeze=False, sharey=True)
+  xs_all = {x for by in points.values() for xs, *_ in by.values()
+            for x in xs}
+  log_x = (bool(xs_all) and _numbers(xs_all) and min(xs_all) > 0
+           and max(xs_all) > 10 * min(xs_all))
+  for ax, step in zip(axes[0], steps):
+    for method, (xs, means, stds, _) in points[step].items():
+      ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=method,
+                  color=plot_style.method_color(method))
+    if log_x:
+      ax.set_xscale("log")
+      ax.set_xticks(sorted(xs_all))
+      ax.xaxis.set_major_formatter(ticker.FuncFormatter(plot_style.plain))
+      ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set(xlabel=x_field, title=f"step {step}")
+  axes[0][0].set(ylabel=ylabel)
   return fig, axes[0]
 
 
@@ -164,10 +265,35 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
+def _at_steps(values) -> list[int]:
+  """``--at_steps``' steps, in the order given, each once."""
+  steps = []
+  for value in values:
+    try:
+      step = int(value)
+    except ValueError:
+      _fail(f"--at_steps takes steps separated by commas (e.g. "
+            f"--at_steps=4000,12000,40000); {value!r} is not a step.")
+    if step not in steps:
+      steps.append(step)
+  return steps
+
+
 def main(argv):
   if len(argv) != 2:
     _fail("give one folder: python -m experiments.plot_seeds DIR "
           "--x_field=FIELD (or --curves) --out=seeds.png")
+  steps = _at_steps(_AT_STEPS.value)
+  if steps:
+    drop = [f for f, given in (("--curves", _CURVES.value),
+                               ("--panel_field", _PANEL_FIELD.value)) if given]
+    if drop:
+      _fail(f"--at_steps draws one panel per step against --x_field; drop "
+            f"{' and '.join(drop)} (--curves draws whole curves over steps, "
+            "--panel_field panels of its own).")
+    if not _X_FIELD.value:
+      _fail("--at_steps needs --x_field=FIELD, the config field on the x "
+            "axis (e.g. dni.update_prob).")
   if not os.path.isdir(argv[1]):
     _fail(f"{argv[1]} does not exist: give the --workdir of a sweep "
           "(experiments.sweep) or a folder of runs (experiments.main).")
@@ -184,7 +310,15 @@ def main(argv):
     if not _X_FIELD.value:
       _fail("give --x_field=FIELD (a config field for the x axis, e.g. "
             "dni.update_prob), or --curves for mean curves over steps.")
-    fig, axes = plot_finals(runs, _X_FIELD.value, _PANEL_FIELD.value, ylabel)
+    if steps:
+      try:
+        fig, axes = plot_at_steps(runs, _X_FIELD.value, steps, ylabel,
+                                  f"{_SPLIT.value} {_METRIC.value}")
+      except MissingStep as e:
+        _fail(str(e))
+    else:
+      fig, axes = plot_finals(runs, _X_FIELD.value, _PANEL_FIELD.value,
+                              ylabel)
   for ax in axes:
     if _LOG.value:
       ax.set_yscale("log")

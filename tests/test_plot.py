@@ -297,3 +297,114 @@ def test_a_method_ending_in_another_s_name_keeps_its_own_colour():
   assert plot_style.method_of("no_dni") == "no_dni"
   assert plot_style.method_of("depth_3_dni") == "dni"
   assert plot_style.method_color("no_dni") != plot_style.method_color("dni")
+
+
+# experiments.plot_seeds defines flags of the same names as experiments.plot,
+# so its functions run in a subprocess of their own.
+_AT_STEPS_PROBE = """
+import json, sys
+from experiments import plot_seeds
+runs = plot_seeds.load(sys.argv[1], "error", "test", 1.0)
+steps = [int(s) for s in sys.argv[2].split(",")]
+points = plot_seeds.points_at_steps(runs, "dni.update_prob", steps)
+fig, axes = plot_seeds.plot_at_steps(runs, "dni.update_prob", steps, "error")
+drawn = [{"title": ax.get_title(), "xscale": ax.get_xscale(),
+          "xticks": [t.get_text() for t in ax.get_xticklabels()],
+          "lines": {c.get_label(): [list(map(float, c.lines[0].get_xdata())),
+                                    list(map(float, c.lines[0].get_ydata()))]
+                    for c in ax.containers}} for ax in axes]
+print(json.dumps({"points": {str(k): v for k, v in points.items()},
+                  "drawn": drawn}))
+"""
+
+_PS = (0.05, 0.2, 1.0)
+
+
+def _accuracy(method, p, seed, step):
+  """A made-up test accuracy of each seed of each point at each step."""
+  return 0.5 + step / 1000 + p / 10 + (0.05 if method == "cdni" else 0) + (
+      0.01 * seed)
+
+
+def _p_sweep(root, steps=(100, 200, 300), seeds=(0, 1)):
+  """Fig. 7's population: methods × update probabilities × seeds."""
+  for method in ("dni", "cdni"):
+    for p in _PS:
+      for seed in seeds:
+        records = [{"step": s, "split": split, "accuracy":
+                    _accuracy(method, p, seed, s), "loss": 1.0}
+                   for s in steps for split in ("train", "test")]
+        _run(root / f"method={method},p={p},seed={seed}", "mnist", records,
+             method=method, seed=seed, num_steps=300,
+             dni={"update_prob": p})
+
+
+def test_plot_seeds_at_steps_draws_seed_means_per_step(tmp_path):
+  """The paper's Fig. 7 over seeds: a panel per step, each point the mean
+  (± std) over seeds of the test error at that step, on a log p axis."""
+  _p_sweep(tmp_path / "sweep")
+  out = tmp_path / "steps.png"
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.plot_seeds", str(tmp_path / "sweep"),
+       "--x_field=dni.update_prob", "--at_steps=100,300", "--metric=error",
+       f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert os.path.getsize(out) > 1000 and "(12 runs)" in done.stdout
+  done = subprocess.run(
+      [sys.executable, "-c", _AT_STEPS_PROBE, str(tmp_path / "sweep"),
+       "300,100"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  probe = json.loads(done.stdout)
+  assert list(probe["points"]) == ["300", "100"]
+  assert [ax["title"] for ax in probe["drawn"]] == ["step 300", "step 100"]
+  for step, ax in zip((300, 100), probe["drawn"]):
+    assert ax["xscale"] == "log"  # p from 0.05 to 1: over a factor of 10
+    assert ax["xticks"] == ["0.05", "0.2", "1"]
+    points = probe["points"][str(step)]
+    assert list(points) == list(ax["lines"]) == ["dni", "cdni"]
+    for method in ("dni", "cdni"):
+      errors = [[100 * (1 - _accuracy(method, p, seed, step))
+                 for seed in (0, 1)] for p in _PS]
+      xs, means, stds, ns = points[method]
+      assert xs == list(_PS) and ns == [2, 2, 2]
+      np.testing.assert_allclose(means, np.mean(errors, 1))
+      np.testing.assert_allclose(stds, np.std(errors, 1, ddof=1))
+      np.testing.assert_allclose(ax["lines"][method], [_PS, np.mean(errors, 1)])
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--x_field=dni.update_prob", "--at_steps=100,400"],
+     "error: no test error record at step 400 for method=dni, "
+     "dni.update_prob=0.05 (2 seeds): the steps all its seeds have are 100, "
+     "200, 300. Give --at_steps among those"),
+    (["--x_field=dni.update_prob", "--at_steps=300", "{short}"],
+     "error: no test error record at step 300 for method=cdni, "
+     "dni.update_prob=1.0 (3 seeds, 1 without it): the steps all its seeds "
+     "have are 100, 200. Give --at_steps among those"),
+    (["--x_field=dni.update_prob", "--at_steps=100", "--curves"],
+     "error: --at_steps draws one panel per step against --x_field; drop "
+     "--curves "),
+    (["--x_field=dni.update_prob", "--at_steps=100", "--panel_field=seed"],
+     "error: --at_steps draws one panel per step against --x_field; drop "
+     "--panel_field "),
+])
+def test_plot_seeds_at_steps_errors_are_one_paragraph(tmp_path, args,
+                                                      expected):
+  """A step some point lacks names the step, the point and the steps it has
+  (not a gap in the figure); --at_steps with --curves or --panel_field says
+  which to drop."""
+  _p_sweep(tmp_path / "sweep")
+  if "{short}" in args:  # a third seed still training
+    args = [a for a in args if a != "{short}"]
+    _run(tmp_path / "sweep" / "method=cdni,p=1.0,seed=2", "mnist",
+         [{"step": s, "split": "test", "accuracy": 0.9} for s in (100, 200)],
+         method="cdni", seed=2, num_steps=300, dni={"update_prob": 1.0})
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.plot_seeds", str(tmp_path / "sweep"),
+       *args, f"--out={tmp_path / 'x.png'}"], cwd=ROOT, capture_output=True,
+      text=True, timeout=120)
+  assert done.returncode != 0
+  assert done.stderr.startswith(expected), done.stderr
+  assert done.stderr.count("\n") == 1 and not done.stdout
+  assert "Traceback" not in done.stderr
+  assert not (tmp_path / "x.png").exists()
