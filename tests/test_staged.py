@@ -63,7 +63,7 @@ def test_bootstrapped_targets(kind, per_example):
                               per_example=per_example)
   units = len(b["labels"]) if per_example else 1
   out = dni.get_source("dni")(net, fwd, state.synth_params, state.synth_state,
-                              b, RNG)
+                              b, RNG, sg_scale=state.sg_scale)
   hidden = tiny.hidden_states(net, state.stage_params, state.stage_state, b)
   last = net.num_boundaries - 1
   for i in range(last):
@@ -104,7 +104,7 @@ def test_decoupled_grads_with_exact_boundary_grads_are_backprop():
 def test_synthesizer_regression_gradient_is_grad_of_l2_loss():
   net, state, b, fwd = _setup("fcn", "dni", randomize_synths=True)
   out = dni.get_source("dni")(net, fwd, state.synth_params, state.synth_state,
-                              b, RNG)
+                              b, RNG, sg_scale=state.sg_scale)
   for i, synth in enumerate(net.synthesizers):
     def loss(params, i=i, synth=synth):
       pred, _ = module_state.apply(synth, params, state.synth_state[i],

@@ -52,11 +52,13 @@ def _assert_close_runs(a_dir, b_dir, rtol=1e-4, atol=1e-5):
     ("binary_addition", {}, [{"opt.learning_rate": 1e-2, "seed": 1},
                              {"opt.learning_rate": 3e-3, "dni.sg_scale": 0.5}]),
     ("copy", {"method": "dni", "unroll": 3, "data.check_every": 2},
-     [{"seed": 0}, {"seed": 1}]),
+     [{"seed": 0}, {"seed": 1, "dni.sg_scale": 0.5,
+                    "opt.synth_learning_rate": 3e-3}]),
     ("two_networks", {"method": "dni", "two_networks.T": 2,
                       "two_networks.message_width": 3,
                       "two_networks.b_width": 8},
-     [{"seed": 0}, {"seed": 1, "dni.sg_scale": 0.5}]),
+     [{"seed": 0}, {"seed": 1, "dni.sg_scale": 0.5,
+                    "opt.learning_rate": 3e-3}]),
 ])
 def test_vmapped_members_equal_their_separate_runs(tmp_path, name, overrides,
                                                    sweep_list):

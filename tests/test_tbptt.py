@@ -90,9 +90,9 @@ def test_lambda_zero_dni_update_equals_truncated_bptt(cell):
                                  optimizers=opt)
   _tree_close(new_dni.params, new_bptt.params, rtol=1e-6, atol=1e-7)
   np.testing.assert_array_equal(new_dni.carry, new_bptt.carry)
-  # And with λ ≠ 0 the update differs: the test can tell.
-  rdni_on = dataclasses.replace(rdni_dni, sg_scale=0.5)
-  new_on, _ = tbptt.train_step(state, batch, rdni=rdni_on, optimizers=opt)
+  # And with λ ≠ 0 (the state's) the update differs: the test can tell.
+  new_on, _ = tbptt.train_step(state.replace(sg_scale=jnp.float32(0.5)),
+                               batch, rdni=rdni_dni, optimizers=opt)
   assert _max_diff(new_on.params["params"]["rnn_cell"],
                    new_bptt.params["params"]["rnn_cell"]) > 1e-6
 

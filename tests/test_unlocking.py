@@ -240,6 +240,42 @@ def test_evaluation_runs_the_real_chain():
       dni.predict(scrambled, b["inputs"], net=net), outputs)
 
 
+def test_evaluation_of_an_unlocked_net_tells_its_failures_apart():
+  """input_error/i, synthetic/* and batch_stats/* (step.eval_step)."""
+  net = _unlocked_net()
+  state = _unlocked_state(net)
+  b = tiny.batch(seed=3)
+  metrics = step_lib.eval_step(state, b, net=net)
+  assert {"input_error/0", "input_error/1", "synthetic/loss",
+          "synthetic/accuracy", "batch_stats/loss"} <= set(metrics)
+  # Input models that say 0: each relative error is exactly 1, and the
+  # last stage's synthetic metrics are its output on zeros.
+  zero = state.replace(input_params=jax.tree_util.tree_map(
+      jnp.zeros_like, state.input_params))
+  m = step_lib.eval_step(zero, b, net=net)
+  for i in range(net.num_boundaries):
+    np.testing.assert_allclose(m[f"input_error/{i}"], 1.0, rtol=1e-6)
+  h = jnp.zeros_like(dni.predict(state, b["inputs"], net=dni.decouple(
+      net.stages[:-1])))
+  outputs = net.stages[-1].apply(
+      {"params": state.stage_params[-1], **state.stage_state[-1]}, h,
+      train=False)
+  np.testing.assert_allclose(m["synthetic/loss"],
+                             net.loss_fn(outputs, b["labels"]), rtol=1e-6)
+  # The metrics of the real chain are those of a locked net's evaluation.
+  np.testing.assert_allclose(m["loss"], step_lib.eval_step(
+      state, b, net=dni.decouple(net.stages))["loss"], rtol=1e-6)
+  # Batch statistics: the first BatchNorm follows a linear layer, so
+  # shifting every input by a constant shifts its pre-activations by a
+  # constant per unit, which the batch's own statistics remove and the
+  # running ones (still at their start) do not.
+  shifted = dict(b, inputs=b["inputs"] + 3.0)
+  m_shift = step_lib.eval_step(state, shifted, net=net)
+  np.testing.assert_allclose(m_shift["batch_stats/loss"],
+                             metrics["batch_stats/loss"], rtol=1e-4)
+  assert abs(float(m_shift["loss"]) - float(metrics["loss"])) > 1e-3
+
+
 @pytest.mark.parametrize("input_targets", network_lib.INPUT_TARGETS)
 def test_unlocked_batch_norm_statistics_come_from_the_targets_forward(
     input_targets):

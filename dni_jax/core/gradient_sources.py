@@ -80,9 +80,9 @@ class Backprop:
 
   def __call__(self, net: DecoupledNetwork, fwd: staged.ForwardPass,
                synth_params: Sequence, synth_state: Sequence,
-               batch: staged.Batch, rng: jax.Array,
+               batch: staged.Batch, rng: jax.Array, *, sg_scale: Any = None,
                stale_synth_params: Sequence | None = None) -> SourceOutput:
-    del net, synth_params, batch, rng, stale_synth_params
+    del net, synth_params, batch, rng, sg_scale, stale_synth_params
     stage_grads, true_grads = staged.backprop_grads(fwd)
     return SourceOutput(stage_grads, (), tuple(synth_state), true_grads)
 
@@ -132,9 +132,11 @@ class SyntheticGradients:
 
   def __call__(self, net: DecoupledNetwork, fwd: staged.ForwardPass,
                synth_params: Sequence, synth_state: Sequence,
-               batch: staged.Batch, rng: jax.Array,
+               batch: staged.Batch, rng: jax.Array, *, sg_scale: Any,
                stale_synth_params: Sequence | None = None) -> SourceOutput:
     """The stage and synthesizer gradients of one forward pass.
+
+    ``sg_scale``: λ (the train state's ``sg_scale``).
 
     ``stale_synth_params``: if given, the stages are updated with the
     predictions of these (older) synthesizer parameters; the current ones
@@ -155,7 +157,7 @@ class SyntheticGradients:
     if self.oracle:
       boundary_grads = staged.backprop_grads(fwd)[1]
     else:
-      boundary_grads = tuple(None if p is None else net.sg_scale / units * p
+      boundary_grads = tuple(None if p is None else sg_scale / units * p
                              for p in used)
     stage_grads, targets = staged.decoupled_grads(fwd, boundary_grads)
     # A boundary without a synthesizer was updated with its target.

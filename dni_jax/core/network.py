@@ -37,7 +37,10 @@ class DecoupledNetwork:
       backprop, as if its two stages were one.
     loss_fn: ``(outputs, labels) -> scalar``, the batch-mean task loss.
     metrics_fn: ``(outputs, labels) -> dict`` of extra scalar metrics.
-    sg_scale: λ, the factor applied to every synthesizer output (1 for FF).
+    sg_scale: λ, the factor applied to every synthesizer output (1 for FF):
+      the value a train state starts with. The state carries it
+      (``TrainState.sg_scale``) and the step reads it from there, so that
+      the members of a vmapped sweep may differ in it.
     input_models: complete unlock (docs/method.md): one synthetic-input
       model ``I_i(x) ≈ h_i`` per boundary (``dni_jax.core.synthetic_inputs``),
       or ``()``. Used by the unlocked methods only.
@@ -84,9 +87,7 @@ class DecoupledNetwork:
     if self.input_targets not in INPUT_TARGETS:
       raise ValueError(f"unknown input_targets {self.input_targets!r}; "
                        f"choose one of {INPUT_TARGETS}.")
-    # (A traced λ, e.g. one per vmapped sweep member, is not checked here.)
-    if isinstance(self.sg_scale, (int, float)) and not math.isfinite(
-        self.sg_scale):
+    if not math.isfinite(self.sg_scale):
       raise ValueError(f"sg_scale must be finite, got {self.sg_scale}.")
 
   @property

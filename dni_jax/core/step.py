@@ -12,6 +12,7 @@ import functools
 from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from dni_jax.core import gradient_sources
@@ -116,7 +117,7 @@ def _step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
                          stage_rng)
   stale = state.synth_history[0] if state.synth_history else None
   out = source(net, fwd, state.synth_params, state.synth_state, batch,
-               synth_rng, stale_synth_params=stale)
+               synth_rng, sg_scale=state.sg_scale, stale_synth_params=stale)
   stage_params, stage_opt_state = update_each(
       optimizers.stage, out.stage_grads + (fwd.last_grads,),
       state.stage_opt_state, state.stage_params)
@@ -225,23 +226,66 @@ def _input_predictions(state, net, x, shapes, synth_rng):
   return tuple(preds), tuple(vjps), tuple(input_state)
 
 
+def _chain(state: TrainState, inputs: jax.Array, net: DecoupledNetwork,
+           batch_stats: bool = False) -> list:
+  """Every stage's output on the real chain: BatchNorm with its running
+  statistics, or (``batch_stats``) with the batch's own."""
+  h, hidden = inputs, []
+  for stage, params, stage_state in zip(net.stages, state.stage_params,
+                                        state.stage_state):
+    h, _ = module_state.apply(stage, params, stage_state, h,
+                              train=batch_stats and bool(stage_state))
+    hidden.append(h)
+  return hidden
+
+
 def predict(state: TrainState, inputs: jax.Array, *,
             net: DecoupledNetwork) -> jax.Array:
   """Evaluation-mode outputs of the whole chain (BatchNorm running stats)."""
-  h = inputs
-  for stage, params, stage_state in zip(net.stages, state.stage_params,
-                                        state.stage_state):
-    h, _ = module_state.apply(stage, params, stage_state, h, train=False)
-  return h
+  return _chain(state, inputs, net)[-1]
 
 
 def eval_step(state: TrainState, batch: dict, *,
               net: DecoupledNetwork) -> dict:
-  """Loss and ``metrics_fn`` of the whole chain in evaluation mode."""
+  """Loss and ``metrics_fn`` of the whole chain in evaluation mode.
+
+  A completely unlocked network (one with input models) also reports what
+  tells its failures apart, all in evaluation mode:
+
+  - ``input_error/i``: ``‖I_i(x) − h_i‖² / ‖h_i‖²`` over the batch, each
+    input model against the real chain's ``h_i``;
+  - ``synthetic/...``: the last stage's loss and metrics on
+    ``I_{N-2}(x)``, the input it trained on;
+  - ``batch_stats/...`` (if a stage keeps BatchNorm statistics): the real
+    chain normalised by the batch's own statistics instead of the running
+    ones gathered in training.
+  """
   _check_batch(batch)
-  outputs = predict(state, batch["inputs"], net=net)
-  return {"loss": net.loss_fn(outputs, batch["labels"]),
-          **net.metrics_fn(outputs, batch["labels"])}
+  x, labels = batch["inputs"], batch["labels"]
+  hidden = _chain(state, x, net)
+  metrics = {"loss": net.loss_fn(hidden[-1], labels),
+             **net.metrics_fn(hidden[-1], labels)}
+  if not (net.input_models and state.input_params):
+    return metrics
+  for i, (model, h) in enumerate(zip(net.input_models, hidden)):
+    pred, _ = module_state.apply(model, state.input_params[i],
+                                 state.input_state[i], x, h.shape[1:],
+                                 train=False)
+    metrics[f"input_error/{i}"] = (jnp.sum(jnp.square(pred - h))
+                                   / jnp.sum(jnp.square(h)))
+    if i == net.num_boundaries - 1:
+      outputs, _ = module_state.apply(net.stages[-1], state.stage_params[-1],
+                                      state.stage_state[-1], pred,
+                                      train=False)
+      metrics["synthetic/loss"] = net.loss_fn(outputs, labels)
+      metrics.update({f"synthetic/{k}": v for k, v in
+                      net.metrics_fn(outputs, labels).items()})
+  if any(state.stage_state):
+    outputs = _chain(state, x, net, batch_stats=True)[-1]
+    metrics["batch_stats/loss"] = net.loss_fn(outputs, labels)
+    metrics.update({f"batch_stats/{k}": v for k, v in
+                    net.metrics_fn(outputs, labels).items()})
+  return metrics
 
 
 def make_train_step(net: DecoupledNetwork, optimizers: Optimizers,

@@ -69,7 +69,9 @@ class RecurrentDNI:
     loss_fn: the task's window loss (see ``LossFn``).
     synthesizer: the synthetic-gradient model on the state, or ``None`` for
       plain truncated BPTT.
-    sg_scale: λ; the synthetic gradient at the window end is ``λ·M(s_T)``.
+    sg_scale: λ; the synthetic gradient at the window end is ``λ·M(s_T)``
+      (the value a train state starts with: the step reads the state's
+      ``sg_scale``).
     aux_weight: w, the weight of the Aux loss (used only if ``core.with_aux``).
     oracle_end_grad: testing hook: take the end gradient from
       ``batch["end_grad"]`` (per-example units, ``[B, sg_size]``) instead of
@@ -120,6 +122,8 @@ class RecurrentTrainState:
       for bptt).
     carry: the state ``[B, S]`` carried into the next window.
     task: the task's own state (e.g. the curriculum of Copy).
+    sg_scale: λ (a float32 scalar, a hyper-parameter kept in the state so
+      the members of a sweep may differ in it).
   """
   step: jax.Array
   rng: jax.Array
@@ -130,6 +134,7 @@ class RecurrentTrainState:
   synth_params: Any = None
   synth_state: Any = None
   synth_opt_state: Any = None
+  sg_scale: jax.Array = 0.1
 
 
 def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
@@ -150,7 +155,8 @@ def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
   carry = rdni.core.initial_state(batch_size)
   state = RecurrentTrainState(
       step=jnp.zeros((), jnp.int32), rng=step_rng, params=params,
-      opt_state=optimizers.stage.init(params), carry=carry, task=task_state)
+      opt_state=optimizers.stage.init(params), carry=carry, task=task_state,
+      sg_scale=jnp.asarray(rdni.sg_scale, jnp.float32))
   if rdni.synthesizer is not None:
     if optimizers.synth is None:
       raise ValueError("dni/dni_aux need Optimizers(synth=...)")
@@ -160,10 +166,11 @@ def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
   return state
 
 
-def _interface(rdni: RecurrentDNI, optimizers: Optimizers | None = None):
+def _interface(rdni: RecurrentDNI, optimizers: Optimizers | None = None,
+               sg_scale: Any = 1.0):
   return interface.Interface(rdni.synthesizer,
                              optimizers.synth if optimizers else None,
-                             rdni.sg_scale)
+                             sg_scale)
 
 
 def sg_input(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
@@ -181,7 +188,8 @@ def sg_part(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
 
 
 def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
-                     batch: dict, synth_params=None, synth_state=None):
+                     batch: dict, synth_params=None, synth_state=None,
+                     sg_scale=None):
   """``J`` of one window and what the step reports.
 
   Args:
@@ -191,6 +199,7 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
       synthesizer's target).
     batch: ``inputs`` ``[B, T(, D)]`` plus what ``loss_fn`` reads.
     synth_params, synth_state: the synthesizer's (constants here).
+    sg_scale: λ (the train state's; ``None``: ``rdni.sg_scale``).
 
   Returns:
     ``(J, (end_state, metrics))``.
@@ -204,7 +213,8 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
     if rdni.oracle_end_grad:
       sg_B = batch["end_grad"]
     else:
-      sg = _interface(rdni)
+      sg = _interface(rdni, sg_scale=rdni.sg_scale if sg_scale is None
+                      else sg_scale)
       sg_B = sg.delta(sg.predict(
           interface.InterfaceState(synth_params, synth_state, None),
           sg_input(rdni, end), train=False).value)
@@ -225,14 +235,15 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
 
 
 def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
-                 batch: dict, synth_params=None, synth_state=None):
+                 batch: dict, synth_params=None, synth_state=None,
+                 sg_scale=None):
   """``(∂J/∂θ, per-example ∂J_b/∂h(s₀), end_state, metrics)`` of one window
   (``h(s₀)``: the part of the start state the synthetic gradient sits on;
   the rest of ``∂J_b/∂s₀`` is truncated at the boundary)."""
   grad_fn = jax.grad(
       functools.partial(window_objective, rdni), argnums=(0, 1), has_aux=True)
   (param_grads, start_grads), (end, metrics) = grad_fn(
-      params, start_BxS, batch, synth_params, synth_state)
+      params, start_BxS, batch, synth_params, synth_state, sg_scale)
   batch_size = start_BxS.shape[0]
   return param_grads, batch_size * sg_part(rdni, start_grads), end, metrics
 
@@ -249,13 +260,15 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   """
   start = jax.lax.stop_gradient(state.carry)
   grads, target, end, metrics = window_grads(
-      rdni, state.params, start, batch, state.synth_params, state.synth_state)
+      rdni, state.params, start, batch, state.synth_params, state.synth_state,
+      state.sg_scale)
   params, opt_state = interface.apply_update(optimizers.stage, grads,
                                              state.opt_state, state.params)
   new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                       carry=jax.lax.stop_gradient(end))
   if rdni.synthesizer is not None:
-    sg, sg_state = _interface(rdni, optimizers), interface.state_of(state)
+    sg = _interface(rdni, optimizers, state.sg_scale)
+    sg_state = interface.state_of(state)
     sg_state, metrics["synth_loss"] = sg.regress(
         sg_state, sg.predict(sg_state, sg_input(rdni, start)), target)
     # The regression target's size, to read the synthesizer's loss against

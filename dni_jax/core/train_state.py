@@ -43,6 +43,11 @@ class TrainState:
       gradients come from ``synth_history[0]``); ``()`` for ``d = 0``.
     input_params, input_state, input_opt_state: complete unlock's
       synthetic-input models, per boundary (empty otherwise).
+    sg_scale: λ, the factor on every synthetic gradient (a float32 scalar;
+      from ``DecoupledNetwork.sg_scale`` at initialisation). A
+      hyper-parameter kept in the state, like the learning rates in the
+      optimiser states, so the step's static arguments are the same for
+      every member of a sweep.
   """
   step: jax.Array
   rng: jax.Array
@@ -56,6 +61,7 @@ class TrainState:
   input_params: tuple = ()
   input_state: tuple = ()
   input_opt_state: tuple = ()
+  sg_scale: jax.Array = 1.0
 
 
 def init_train_state(net: DecoupledNetwork, optimizers: Optimizers, source,
@@ -137,4 +143,5 @@ def init_train_state(net: DecoupledNetwork, optimizers: Optimizers, source,
                           for _ in range(synth_delay if synth_params else 0)),
       input_params=tuple(input_params),
       input_state=tuple(input_state),
-      input_opt_state=tuple(optimizers.synth.init(p) for p in input_params))
+      input_opt_state=tuple(optimizers.synth.init(p) for p in input_params),
+      sg_scale=jax.numpy.asarray(net.sg_scale, jax.numpy.float32))

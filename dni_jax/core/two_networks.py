@@ -72,7 +72,8 @@ class TwoNetworks:
     message_width: the message's units (the last units of A's readout).
     method: one of ``METHODS``.
     synthesizer: ``M`` on a message (dni only).
-    sg_scale: λ.
+    sg_scale: λ, the value a train state starts with (the steps read the
+      state's ``sg_scale``).
     sg_slots: "each" (one ``M`` per message slot) or "shared" (one ``M``
       reading the slot too).
     reset_a: A starts each of its windows from the zero state (then
@@ -126,6 +127,8 @@ class TwoNetworksState:
     a_params, a_opt_state, b_params, b_opt_state: the two networks'.
     synth_params, synth_state, synth_opt_state: the ``M``s' (dni only); with
       ``sg_slots="each"`` every leaf has a leading axis of ``T`` slots.
+    sg_scale: λ (a float32 scalar, a hyper-parameter kept in the state so
+      the members of a sweep may differ in it).
   """
   step: jax.Array
   a_params: Any
@@ -135,10 +138,11 @@ class TwoNetworksState:
   synth_params: Any = None
   synth_state: Any = None
   synth_opt_state: Any = None
+  sg_scale: jax.Array = 1.0
 
 
-def _interface(tn: TwoNetworks, optimizers: Optimizers):
-  return interface.Interface(tn.synthesizer, optimizers.synth, tn.sg_scale)
+def _interface(tn: TwoNetworks, optimizers: Optimizers, sg_scale: Any = 1.0):
+  return interface.Interface(tn.synthesizer, optimizers.synth, sg_scale)
 
 
 def _context(tn: TwoNetworks, w, b_state, labels):
@@ -168,7 +172,8 @@ def init_train_state(tn: TwoNetworks, optimizers: Optimizers,
   state = TwoNetworksState(
       step=jnp.zeros((), jnp.int32),
       a_params=a_params, a_opt_state=optimizers.stage.init(a_params),
-      b_params=b_params, b_opt_state=optimizers.stage.init(b_params))
+      b_params=b_params, b_opt_state=optimizers.stage.init(b_params),
+      sg_scale=jnp.asarray(tn.sg_scale, jnp.float32))
   if tn.synthesizer is None:
     return state
   if optimizers.synth is None:
@@ -302,7 +307,7 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
   xs, ys = _windows(tn, batch)
   batch_size = ys.shape[1]
   dni = tn.method == "dni"
-  sg = _interface(tn, optimizers) if dni else None
+  sg = _interface(tn, optimizers, state.sg_scale) if dni else None
   sg_state = interface.state_of(state) if dni else None
   labels = batch["b_labels"]
 

@@ -85,7 +85,7 @@ def init_group_state(full: TrainState, group: Group, h_out_shape=None,
       synth_state=full.synth_state[synths],
       synth_opt_state=full.synth_opt_state[synths],
       synth_history=tuple(h[synths] for h in full.synth_history),
-      kept_h=kept_h, kept_labels=kept_labels)
+      sg_scale=full.sg_scale, kept_h=kept_h, kept_labels=kept_labels)
 
 
 def _where(flag, new, old):
@@ -188,7 +188,7 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
   # Every non-loss stage updates from the synthetic gradient at its output.
   stage_grads, input_grads = [], []
   for j, vjp in enumerate(vjps):
-    g, g_in = vjp(net.sg_scale / units * used[group.start + j].value)
+    g, g_in = vjp(state.sg_scale / units * used[group.start + j].value)
     stage_grads.append(g)
     input_grads.append(g_in)
   if group.is_last:

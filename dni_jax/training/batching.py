@@ -17,27 +17,18 @@ from jax.sharding import PartitionSpec as P
 
 MEMBER_AXIS = "members"
 
-# Fields a vmapped group's members may differ in: each member gets its own
-# value as a traced scalar (the seed picks its initial state and data).
+# Fields a vmapped group's members may differ in. The seed picks a member's
+# initial state and its data (``seeds``); λ and the learning rates live in
+# each member's train state (``TrainState.sg_scale``, the optimiser states'
+# injected ``learning_rate``), set when the member's state is initialised
+# from its own config, so the step's static arguments are the group's.
 VMAPPABLE = ("seed", "opt.learning_rate", "opt.synth_learning_rate",
              "dni.sg_scale")
 
 
-def hyperparameters(configs) -> dict[str, jax.Array]:
-  """Each ``VMAPPABLE`` field as an array over the members."""
-  hp = {}
-  for key in VMAPPABLE:
-    values = []
-    for c in configs:
-      node = c
-      for part in key.split("."):
-        node = node.get(part) if node is not None else None
-      values.append(node)
-    if key == "opt.synth_learning_rate":
-      values = [v or c.opt.learning_rate for v, c in zip(values, configs)]
-    dtype = jnp.int32 if key == "seed" else jnp.float32
-    hp[key] = jnp.asarray(values, dtype)
-  return hp
+def seeds(configs) -> jax.Array:
+  """The members' seeds, ``int32 [members]``."""
+  return jnp.asarray([c.seed for c in configs], jnp.int32)
 
 
 def stack(trees):

@@ -11,10 +11,17 @@ moved aside to ``<step>.damaged`` (nothing is deleted) and the run resumes
 from the older one, saying so in one line. A checkpoint saved before digests
 existed (or whose save was killed between the arrays and the digest, after
 Orbax's atomic commit) restores unverified.
+
+A checkpoint of the older layout, from before the hyper-parameters (λ, the
+learning rates) lived in the train state, restores too: its arrays fill the
+state and the hyper-parameters come from the run's config, which the
+workdir's check has already found equal to the one that saved it
+(``legacy_layout``, ``upgrade``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,6 +29,7 @@ import sys
 
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 
 from dni_jax.errors import CheckpointError
@@ -30,6 +38,52 @@ from dni_jax.training.files import sync_dir as _sync_dir
 from dni_jax.training.files import write_atomic
 
 DIGEST_FILE = "dni_digest.json"
+
+
+_INJECTED = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+
+def _injected(x) -> bool:
+  return isinstance(x, _INJECTED)
+
+
+def legacy_layout(state):
+  """``state`` as checkpoints held it before its hyper-parameters lived in
+  it: each optimiser state without optax's ``inject_hyperparams`` wrapper,
+  and no ``sg_scale``. ``state`` itself if it has neither."""
+  tree = jax.tree_util.tree_map(
+      lambda x: x.inner_state if _injected(x) else x, state,
+      is_leaf=_injected)
+  if getattr(tree, "sg_scale", None) is not None:
+    tree = tree.replace(sg_scale=None)
+  return tree
+
+
+def _added(state) -> list[bool]:
+  """Per leaf of ``state``: whether ``legacy_layout`` lacks it."""
+  def mark(x):
+    if _injected(x):
+      inner = jax.tree_util.tree_map(lambda _: False, x.inner_state)
+      return jax.tree_util.tree_map(lambda _: True, x)._replace(
+          inner_state=inner)
+    return jax.tree_util.tree_map(lambda _: False, x)
+  mask = jax.tree_util.tree_map(mark, state, is_leaf=_injected)
+  if getattr(mask, "sg_scale", None) is not None:
+    mask = mask.replace(sg_scale=True)
+  return jax.tree_util.tree_leaves(mask)
+
+
+def upgrade(state, legacy_leaves):
+  """``state`` with the leaves ``legacy_layout(state)`` has replaced, in
+  order, by ``legacy_leaves``; the hyper-parameters stay ``state``'s."""
+  leaves, treedef = jax.tree_util.tree_flatten(state)
+  added = _added(state)
+  if len(legacy_leaves) != added.count(False):
+    raise ValueError(f"{len(legacy_leaves)} arrays where the older layout "
+                     f"of this state has {added.count(False)}")
+  old = iter(legacy_leaves)
+  return jax.tree_util.tree_unflatten(
+      treedef, [leaf if new else next(old) for leaf, new in zip(leaves, added)])
 
 
 def _leaf_names(state) -> list[str]:
@@ -199,18 +253,26 @@ class Checkpointer:
       raise CheckpointError(
           f"no checkpoint of step {step} in {self.directory} (kept: "
           f"{sorted(self._manager.all_steps())}).")
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+    template, restored = state, None
     try:
-      restored = self._manager.restore(
-          step, args=ocp.args.StandardRestore(abstract))
+      restored = self._restore(step, state)
     except Exception as e:  # pylint: disable=broad-except
-      first_line = (str(e).strip().splitlines() or [""])[0][:300]
-      raise CheckpointError(
-          f"the checkpoint of step {step} in {self.directory} cannot be "
-          f"restored into this run's state ({type(e).__name__}: "
-          f"{first_line}). It was made by another config or version of the "
-          "code, or is damaged; it is left as it is. Choose a new --workdir, "
-          "or rerun with --overwrite to delete it and start over.") from e
+      legacy = legacy_layout(state)
+      if (jax.tree_util.tree_structure(legacy)
+          != jax.tree_util.tree_structure(state)):
+        try:  # a checkpoint of the older layout
+          template, restored = legacy, self._restore_legacy(step, legacy)
+        except Exception:  # pylint: disable=broad-except
+          pass
+      if restored is None:
+        first_line = (str(e).strip().splitlines() or [""])[0][:300]
+        raise CheckpointError(
+            f"the checkpoint of step {step} in {self.directory} cannot be "
+            f"restored into this run's state ({type(e).__name__}: "
+            f"{first_line}). It was made by another config or version of "
+            "the code, or is damaged; it is left as it is. Choose a new "
+            "--workdir, or rerun with --overwrite to delete it and start "
+            "over.") from e
     if os.path.exists(self._marker(step)):
       raise CheckpointError(
           f"the save of step {step} in {self.directory} was interrupted "
@@ -224,7 +286,7 @@ class Checkpointer:
       except (OSError, ValueError, KeyError, TypeError) as e:
         stored, bad = None, f"its digest file is unreadable ({e})"
       else:
-        bad = _mismatch(_leaf_names(state), stored,
+        bad = _mismatch(_leaf_names(template), stored,
                         jax.device_get(jax.tree_util.tree_leaves(restored)))
       if bad:
         raise CheckpointError(
@@ -232,7 +294,24 @@ class Checkpointer:
             f"{bad}. It is left as it is; delete that step's folder to "
             "resume from an older checkpoint, or choose a new --workdir."
         ) from ValueError(bad)
+    if template is not state:
+      restored = upgrade(state, jax.tree_util.tree_leaves(restored))
     return restored
+
+  def _restore(self, step: int, template):
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
+                                      template)
+    return self._manager.restore(step,
+                                 args=ocp.args.StandardRestore(abstract))
+
+  def _restore_legacy(self, step: int, legacy):
+    """``_restore`` into ``legacy_layout(state)``: Orbax matches a
+    dataclass by its fields, and the older layout has no ``sg_scale``."""
+    if not dataclasses.is_dataclass(legacy):
+      return self._restore(step, legacy)
+    fields = {f.name: getattr(legacy, f.name)
+              for f in dataclasses.fields(legacy) if f.name != "sg_scale"}
+    return legacy.replace(**self._restore(step, fields))
 
   def close(self) -> None:
     self._manager.close()
@@ -353,9 +432,15 @@ class ProcessLocalCheckpointer:
   def restore_at(self, step: int, state):
     """The checkpoint of ``step``, checked against its digest."""
     path = os.path.join(self.directory, f"{step}.npz")
-    leaves, treedef = jax.tree_util.tree_flatten(state)
+    template = state
     try:
       with np.load(path) as data:
+        count = sum(k.isdigit() for k in data.files)
+        legacy = legacy_layout(state)
+        if (count != len(jax.tree_util.tree_leaves(state))
+            and count == len(jax.tree_util.tree_leaves(legacy))):
+          template = legacy  # a checkpoint of the older layout
+        leaves = jax.tree_util.tree_leaves(template)
         restored = [data[f"{i:05d}"] for i in range(len(leaves))]
         stored = (json.loads(str(data["digest"])) if "digest" in data.files
                   else None)
@@ -364,7 +449,7 @@ class ProcessLocalCheckpointer:
           raise ValueError(f"leaf of shape {r.shape} {r.dtype} where this "
                            f"run has {leaf.shape} {leaf.dtype}")
       bad = (None if stored is None else
-             _mismatch(_leaf_names(state), stored, restored))
+             _mismatch(_leaf_names(template), stored, restored))
       if bad:
         raise ValueError(f"damaged: {bad}")
     except Exception as e:  # pylint: disable=broad-except
@@ -373,9 +458,12 @@ class ProcessLocalCheckpointer:
           f"({type(e).__name__}: {str(e)[:300]}). It was made by another "
           "config, or is damaged; it is left as it is. Delete it to resume "
           "from an older checkpoint, or choose a new --workdir.") from e
-    return jax.tree_util.tree_unflatten(treedef, [
-        jax.device_put(r, leaf.sharding) for r, leaf in zip(restored, leaves)
-    ])
+    restored = [jax.device_put(r, leaf.sharding)
+                for r, leaf in zip(restored, leaves)]
+    if template is not state:
+      return upgrade(state, restored)
+    return jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(state), restored)
 
   def restore_or(self, state):
     """As ``Checkpointer.restore_or``: the newest intact checkpoint."""

@@ -399,13 +399,8 @@ def _synthesizer(config):
 
 
 def build_network(config: ml_collections.ConfigDict,
-                  train: data_lib.ArrayDataset,
-                  sg_scale=None) -> network.DecoupledNetwork:
-  """The stages, a synthesizer per boundary (unless backprop), task loss.
-
-  ``sg_scale``: λ instead of ``config.dni.sg_scale`` (e.g. a traced value,
-  one per member of a vmapped sweep).
-  """
+                  train: data_lib.ArrayDataset) -> network.DecoupledNetwork:
+  """The stages, a synthesizer per boundary (unless backprop), task loss."""
   classification = train.labels.ndim == 1
   num_outputs = (int(train.labels.max()) + 1 if classification
                  else train.labels.shape[-1])
@@ -418,7 +413,7 @@ def build_network(config: ml_collections.ConfigDict,
                else losses.sigmoid_binary_cross_entropy),
       metrics_fn=(losses.classification_metrics if classification
                   else losses.bit_metrics),
-      sg_scale=config.dni.sg_scale if sg_scale is None else sg_scale,
+      sg_scale=config.dni.sg_scale,
       input_model=_input_model(config) if source.unlocked else None,
       input_targets=config.dni.input_targets)
 
@@ -433,33 +428,42 @@ def _input_model(config):
 
 
 def _optimizer(opt, learning_rate):
-  schedule = optax.piecewise_constant_schedule(
-      learning_rate, {int(s): opt.decay_factor for s in opt.decay_steps})
-  if opt.name == "adam":
-    tx = optax.adam(schedule)
-  elif opt.name == "momentum":
-    tx = optax.sgd(schedule, momentum=opt.momentum)
-  else:
-    tx = optax.sgd(schedule)
-  if opt.get("clip_norm"):
-    tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx)
-  return tx
+  """``opt``'s transformation, its base learning rate kept in its state.
+
+  ``optax.inject_hyperparams`` stores the learning rate in the optimiser
+  state (``state.hyperparams["learning_rate"]``), so the transformation is
+  the same static object for every member of a sweep that varies it; the
+  decay schedule multiplies that stored value.
+  """
+  boundaries = {int(s): opt.decay_factor for s in opt.decay_steps}
+
+  def transformation(learning_rate):
+    schedule = optax.piecewise_constant_schedule(learning_rate, boundaries)
+    if opt.name == "adam":
+      tx = optax.adam(schedule)
+    elif opt.name == "momentum":
+      tx = optax.sgd(schedule, momentum=opt.momentum)
+    else:
+      tx = optax.sgd(schedule)
+    if opt.get("clip_norm"):
+      tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx)
+    return tx
+
+  return optax.inject_hyperparams(transformation, hyperparam_dtype=jnp.float32)(
+      learning_rate=learning_rate)
 
 
-def build_optimizers(config: ml_collections.ConfigDict,
-                     learning_rate=None,
-                     synth_learning_rate=None) -> Optimizers:
-  """One transformation for the stages, one for the synthesizers.
+def build_optimizers(config: ml_collections.ConfigDict) -> Optimizers:
+  """One transformation for the stages, one for the synthesizers (and the
+  input models of complete unlock).
 
-  ``learning_rate`` / ``synth_learning_rate``: instead of the config's
-  (e.g. traced values, one per member of a vmapped sweep).
+  Each keeps its learning rate in its state (``_optimizer``): a state
+  initialised from a member's config carries that member's rates.
   """
   opt = config.opt
-  lr = opt.learning_rate if learning_rate is None else learning_rate
-  synth_lr = synth_learning_rate
-  if synth_lr is None:
-    synth_lr = opt.get("synth_learning_rate") or lr
-  return Optimizers(_optimizer(opt, lr), _optimizer(opt, synth_lr))
+  synth_lr = opt.get("synth_learning_rate") or opt.learning_rate
+  return Optimizers(_optimizer(opt, opt.learning_rate),
+                    _optimizer(opt, synth_lr))
 
 
 def load_digit_streams(config: ml_collections.ConfigDict):
@@ -472,14 +476,10 @@ def load_digit_streams(config: ml_collections.ConfigDict):
   return tuple(digit_stream.DigitStream.from_dataset(d) for d in splits)
 
 
-def build_two_networks(config: ml_collections.ConfigDict,
-                       sg_scale=None) -> two_networks.TwoNetworks:
+def build_two_networks(
+    config: ml_collections.ConfigDict) -> two_networks.TwoNetworks:
   """Network A (digits → odd count and message), network B (messages → count
-  of 3s), the method and its synthesizer.
-
-  ``sg_scale``: λ instead of ``config.dni.sg_scale`` (e.g. a traced value,
-  one per member of a vmapped sweep).
-  """
+  of 3s), the method and its synthesizer."""
   tn = config.two_networks
   core_a = rnn.RecurrentCore(config.model.kind, config.model.width,
                              tn.T + 1 + tn.message_width)
@@ -487,7 +487,7 @@ def build_two_networks(config: ml_collections.ConfigDict,
   synth = make_synthesizer(config) if config.method == "dni" else None
   return two_networks.TwoNetworks(
       core_a, core_b, tn.T, tn.message_width, config.method, synth,
-      config.dni.sg_scale if sg_scale is None else sg_scale, tn.sg_slots,
+      config.dni.sg_scale, tn.sg_slots,
       tn.reset_a, tn.sg_context)
 
 
@@ -518,12 +518,12 @@ def build_task(config: ml_collections.ConfigDict):
 
 
 def build_recurrent(config: ml_collections.ConfigDict,
-                    task, sg_scale=None) -> tbptt.RecurrentDNI:
+                    task) -> tbptt.RecurrentDNI:
   """The core, synthesizer and method of a sequence-task config."""
   core = rnn.RecurrentCore(config.model.kind, config.model.width,
                            task.num_outputs, task.vocab_size)
   d = config.dni
   synth = make_synthesizer(config)
   return tbptt.build(config.method, core, task.loss, synth,
-                     d.sg_scale if sg_scale is None else sg_scale,
+                     d.sg_scale,
                      d.aux_weight, sg_on=d.sg_state)

@@ -103,7 +103,6 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   probs = experiment.update_probs(config)
   net = experiment.build_network(config, train0)
   place = batching.Placement(len(configs))
-  hp = place.members(batching.hyperparameters(configs))
 
   # The training sets live on the devices: one copy on each when the
   # members share it, each member's with it when each seed has its own
@@ -116,21 +115,20 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
     inputs, labels = place.members((np.stack([d[0].inputs for d in datasets]),
                                     np.stack([d[0].labels for d in datasets])))
 
-  def member_step(h, state, index, x, y):
+  optimizers = experiment.build_optimizers(config)
+
+  def member_step(state, index, x, y):
+    # λ and the learning rates are the member's state's.
     batch = {"inputs": train0.normalize(x[index], jnp), "labels": y[index]}
-    optimizers = experiment.build_optimizers(
-        config, h["opt.learning_rate"], h["opt.synth_learning_rate"])
-    member_net = experiment.build_network(config, train0,
-                                          sg_scale=h["dni.sg_scale"])
-    return step_lib.train_step(state, batch, net=member_net,
-                               optimizers=optimizers, source=source,
+    return step_lib.train_step(state, batch, net=net, optimizers=optimizers,
+                               source=source,
                                track_alignment=config.dni.track_alignment,
                                update_prob=probs)
 
   data_axis = None if shared else 0
   step_fn = jax.jit(jax.vmap(member_step,
-                             in_axes=(0, 0, 0, data_axis, data_axis)),
-                    donate_argnums=1)
+                             in_axes=(0, 0, data_axis, data_axis)),
+                    donate_argnums=0)
   eval_fn = jax.jit(jax.vmap(lambda s, b: step_lib.eval_step(s, b, net=net)))
 
   def init():
@@ -138,15 +136,15 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
     for c, (train, _) in zip(configs, datasets):
       example = dataset_lib.batch_at(train, 0, c.batch_size, c.seed)
       states.append(train_state.init_train_state(
-          net, experiment.build_optimizers(c), source,
-          jax.random.PRNGKey(c.seed), example,
+          experiment.build_network(c, train), experiment.build_optimizers(c),
+          source, jax.random.PRNGKey(c.seed), example,
           synth_delay=c.dni.synth_delay))
     return place.members(batching.stack(states))
 
   def step(state, i):
     index = np.stack([dataset_lib.batch_indices(len(train0), i, c.batch_size,
                                                 c.seed) for c in configs])
-    return step_fn(hp, state, place.members(index), inputs, labels)
+    return step_fn(state, place.members(index), inputs, labels)
 
   def evaluate_test(state, i):
     del i

@@ -200,19 +200,18 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   config = configs[0]
   task, data, corpus = experiment.build_task(config)
   place = batching.Placement(len(configs))
-  hp = place.members(batching.hyperparameters(configs))
+  seeds = place.members(batching.seeds(configs))
   data = place.replicated(data)
   seeded = hasattr(task, "seed")
 
   def member_task(seed):
     return dataclasses.replace(task, seed=seed) if seeded else task
 
-  def member_step(h, state, data, windows=1):
-    member = member_task(h["seed"])
-    rdni = experiment.build_recurrent(config, member,
-                                      sg_scale=h["dni.sg_scale"])
-    optimizers = experiment.build_optimizers(
-        config, h["opt.learning_rate"], h["opt.synth_learning_rate"])
+  def member_step(seed, state, data, windows=1):
+    # λ and the learning rates are the member's state's.
+    member = member_task(seed)
+    rdni = experiment.build_recurrent(config, member)
+    optimizers = experiment.build_optimizers(config)
     if windows > 1:
       return tbptt.multi_task_step(state, data, rdni=rdni,
                                    optimizers=optimizers, task=member,
@@ -230,17 +229,18 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
 
   def init():
     return place.members(batching.stack([tbptt.init_train_state(
-        rdni, experiment.build_optimizers(c), jax.random.PRNGKey(c.seed),
+        experiment.build_recurrent(c, task), experiment.build_optimizers(c),
+        jax.random.PRNGKey(c.seed),
         c.batch_size, example_input(task, c.batch_size),
         member_task(c.seed).init_state()) for c in configs]))
 
   def step(state, i):
     del i
-    return step_fn(hp, state, data)
+    return step_fn(seeds, state, data)
 
   def multi_step(state, i):
     del i
-    return multi_fn(hp, state, data)
+    return multi_fn(seeds, state, data)
 
   evaluate_member = make_evaluate(rdni.core, corpus, config)
 

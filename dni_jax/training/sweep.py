@@ -10,7 +10,8 @@ member folder is an ordinary run: ``experiments.main`` resumes it,
 
 Members whose configs differ only in ``batching.VMAPPABLE`` fields (the seed and
 scalar hyper-parameters) form one *group*, trained as one batched state
-under ``jax.vmap``: one compiled step, each member on the data its own run
+under ``jax.vmap``: one compiled step (λ and the learning rates are each
+member's state's, docs/method.md), each member on the data its own run
 would see (its own seed's batches, or its own generated stream). Members
 that change a shape or a static choice run one group after another. A group
 of one member is the plain run (``run_lib.run``), bit for bit. With several

@@ -68,13 +68,11 @@ def _make_eval(config, tn):
   return eval_fn
 
 
-def _member_step(config, state, images, labels, seed, sg_scale=None,
-                 learning_rate=None, synth_learning_rate=None):
+def _member_step(config, state, images, labels, seed):
   """One step of one run: its episode drawn on the device from
-  ``(seed, step)``."""
-  tn = experiment.build_two_networks(config, sg_scale)
-  optimizers = experiment.build_optimizers(config, learning_rate,
-                                           synth_learning_rate)
+  ``(seed, step)`` (λ and the learning rates are the state's)."""
+  tn = experiment.build_two_networks(config)
+  optimizers = experiment.build_optimizers(config)
   batch = digit_stream.episodes(
       digit_stream.DigitStream(images, labels),
       jax.random.fold_in(digit_stream.data_key(seed), state.step),
@@ -82,8 +80,10 @@ def _member_step(config, state, images, labels, seed, sg_scale=None,
   return tn_lib.train_step(state, batch, tn=tn, optimizers=optimizers)
 
 
-def _init(config, tn, input_size):
-  return tn_lib.init_train_state(tn, experiment.build_optimizers(config),
+def _init(config, input_size):
+  """The initial state of ``config``'s run: its own λ and learning rates."""
+  return tn_lib.init_train_state(experiment.build_two_networks(config),
+                                 experiment.build_optimizers(config),
                                  jax.random.PRNGKey(config.seed),
                                  config.batch_size, input_size)
 
@@ -106,7 +106,7 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
     return {"test": {**{k: float(v) for k, v in metrics.items()},
                      **_counts(tn, i)}}
 
-  return run_lib.Loop(init=lambda: _init(config, tn, train_stream.input_size),
+  return run_lib.Loop(init=lambda: _init(config, train_stream.input_size),
                       step=step, evaluate=evaluate, **_reporting(tn))
 
 
@@ -119,14 +119,12 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   train_stream, test_stream = experiment.load_digit_streams(config)
   tn = experiment.build_two_networks(config)
   place = batching.Placement(len(configs))
-  hp = place.members(batching.hyperparameters(configs))
+  seeds = place.members(batching.seeds(configs))
   images, labels = place.replicated((train_stream.images,
                                      train_stream.labels))
 
-  def member_step(h, state, images, labels):
-    return _member_step(config, state, images, labels, h["seed"],
-                        h["dni.sg_scale"], h["opt.learning_rate"],
-                        h["opt.synth_learning_rate"])
+  def member_step(seed, state, images, labels):
+    return _member_step(config, state, images, labels, seed)
 
   step_fn = jax.jit(jax.vmap(member_step, in_axes=(0, 0, None, None)),
                     donate_argnums=1)
@@ -135,11 +133,11 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
 
   def init():
     return place.members(batching.stack([
-        _init(c, tn, train_stream.input_size) for c in configs]))
+        _init(c, train_stream.input_size) for c in configs]))
 
   def step(state, i):
     del i
-    return step_fn(hp, state, images, labels)
+    return step_fn(seeds, state, images, labels)
 
   def evaluate(state, i):
     metrics = jax.device_get(eval_fn(state.a_params, state.b_params,

@@ -1,0 +1,131 @@
+"""Workdirs saved before the hyper-parameters lived in the train state.
+
+``tests/legacy_workdirs`` holds three tiny runs saved by the code of that
+time (3 steps each): a binary-addition cDNI run, its two-member vmapped
+sweep (learning rate 3e-3) and a Copy dni run. Today's state keeps λ
+(``sg_scale``) and the learning rates (optax's ``inject_hyperparams``) in
+it; those checkpoints have neither. They must resume, their arrays intact.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+from dni_jax.training import checkpoint
+from dni_jax.training import feedforward
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LEGACY = ROOT / "tests" / "legacy_workdirs"
+
+
+def _copy(name, tmp_path):
+  target = tmp_path / name
+  shutil.copytree(LEGACY / name, target)
+  return target
+
+
+def _config(workdir):
+  with open(workdir / "config.json") as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def test_an_older_checkpoint_restores_its_arrays_and_takes_the_configs_hyperparameters(
+    tmp_path):
+  workdir = _copy("ff", tmp_path)
+  config = _config(workdir)
+  state = feedforward.make_loop(config).init()
+  raw = ocp.StandardCheckpointer().restore(
+      str(workdir / "checkpoints" / "3" / "default"))
+  restored, step = checkpoint.Checkpointer(
+      str(workdir / "checkpoints")).restore_or(state)
+  assert step == 3
+  assert int(restored.step) == 3
+  # Every array of the old checkpoint, in its place.
+  for field in ("stage_params", "synth_params", "stage_state", "synth_state"):
+    old = jax.tree_util.tree_leaves(raw[field])
+    new = jax.tree_util.tree_leaves(getattr(restored, field))
+    assert len(old) == len(new)
+    assert old or field.endswith("_state")  # (no BatchNorm here)
+    for a, b in zip(old, new):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  for old_opt, new_opt in zip(raw["stage_opt_state"],
+                              restored.stage_opt_state):
+    assert isinstance(new_opt, optax.InjectStatefulHyperparamsState)
+    old_leaves = jax.tree_util.tree_leaves(old_opt)
+    new_leaves = jax.tree_util.tree_leaves(new_opt.inner_state)
+    assert len(old_leaves) == len(new_leaves)
+    for a, b in zip(old_leaves, new_leaves):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(new_opt.hyperparams["learning_rate"],
+                               config.opt.learning_rate, rtol=1e-6)
+  np.testing.assert_allclose(restored.sg_scale, config.dni.sg_scale)
+
+
+def test_the_older_layout_drops_exactly_the_hyperparameters(tmp_path):
+  workdir = _copy("ff", tmp_path)
+  state = feedforward.make_loop(_config(workdir)).init()
+  legacy = checkpoint.legacy_layout(state)
+  leaves = jax.tree_util.tree_leaves(state)
+  kept = jax.tree_util.tree_leaves(legacy)
+  # Per optimiser state: the injected learning rate and its count; and λ.
+  opt_states = (len(state.stage_opt_state) + len(state.synth_opt_state)
+                + len(state.input_opt_state))
+  assert len(leaves) - len(kept) == 2 * opt_states + 1
+  rebuilt = checkpoint.upgrade(state, kept)
+  for a, b in zip(leaves, jax.tree_util.tree_leaves(rebuilt)):
+    assert a is b
+  with pytest.raises(ValueError, match="older layout"):
+    checkpoint.upgrade(state, kept[:-1])
+
+
+def _run(module, workdir, *flags):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  return subprocess.run(
+      [sys.executable, "-m", module, f"--workdir={workdir}", *flags],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _records(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.mark.parametrize("name, module, flags", [
+    ("ff", "experiments.main",
+     ["--config=configs/binary_addition.py", "--config.method=cdni",
+      "--config.model.hidden=(8,8)"]),
+    ("sweep", "experiments.sweep",
+     ["--config=configs/binary_addition.py", "--seeds=2",
+      "--config.method=dni", "--config.model.hidden=(8,8)",
+      "--config.opt.learning_rate=3e-3"]),
+    ("copy", "experiments.main",
+     ["--config=configs/copy.py", "--config.method=dni",
+      "--config.model.width=8"]),
+])
+def test_an_older_workdir_resumes(tmp_path, name, module, flags):
+  workdir = _copy(name, tmp_path)
+  runs = ([workdir / "seed=0", workdir / "seed=1"] if name == "sweep"
+          else [workdir])
+  before = [_records(r / "metrics.jsonl") for r in runs]
+  done = _run(module, workdir, *flags, "--config.num_steps=5")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "Traceback" not in done.stderr
+  for r, old in zip(runs, before):
+    after = _records(r / "metrics.jsonl")
+    assert after[:len(old)] == old  # what was saved is kept
+    assert max(rec["step"] for rec in after) == 5
+    assert all(np.isfinite(rec["loss"]) for rec in after)
+    assert "5" in os.listdir(r / "checkpoints")
+  assert ("resuming 2 members from step 3" if name == "sweep"
+          else "resuming from step 3") in done.stdout
