@@ -21,6 +21,17 @@ characters seen (sequence tasks) instead of steps, e.g.
 
   python -m experiments.plot workdirs/ptb_T8 --x=chars --out=docs/ptb_char_bpc.png
 
+``--x=wall`` plots a sequence run against wall time: its characters × the
+seconds per character of its cell (``ptb_speed.cell_name``: ``dni_T5`` is
+DNI at T = 5), measured side by side in one benchmark, not the time each run
+took (runs that resume across sittings have no honest one). The seconds per
+character come from ``--seconds_per_char=bptt_T8=1.2e-6,dni_T5=8e-7`` or,
+where that is empty, from the nearest ``seconds_per_char.json`` (``{cell:
+s/char}``) in the run's folder or a folder above it, which ``reproduce
+--table=ptb_speed`` writes beside its cells, e.g.
+
+  python -m experiments.plot <workdir>/ptb_speed --x=wall --out=ptb_wall.png
+
 A sweep's folder (``python -m experiments.sweep``) works too: runs whose
 configs differ only in the seed are drawn as one mean curve with a shaded
 ± one-std band (over the steps every seed logged), labelled by its group
@@ -43,7 +54,8 @@ fewer than five points over their ``num_steps`` (a 200-step run with
 ``log_every=1000`` logs its training metrics once, at the end), with the
 ``--config.log_every`` that would give a curve; a series of one point is
 drawn as a dot. Errors (no folder given, a folder that does not exist, one
-with no runs) are one paragraph starting with ``error:`` and a non-zero exit
+with no runs; for ``--x=wall``, a run that is not a sequence run or whose
+cell has no seconds per character) are one paragraph starting with ``error:`` and a non-zero exit
 status. (``experiments.plot_seeds`` draws final values as error bars
 against a config field, and curves against wall time.)
 """
@@ -64,6 +76,7 @@ from dni_jax.training import results  # noqa: E402
 from dni_jax.training.metrics_log import read_metrics  # noqa: E402
 from experiments import cli  # noqa: E402
 from experiments import plot_style  # noqa: E402
+from experiments import ptb_speed  # noqa: E402
 from experiments.plot_style import mean_band  # noqa: E402,F401
 from experiments.plot_style import method_color  # noqa: E402,F401
 from experiments.plot_style import METHOD_COLORS  # noqa: E402,F401
@@ -83,7 +96,14 @@ _SPLIT = flags.DEFINE_string("split", "auto", "Right panel's records: test, "
 _TRAIN_METRIC = flags.DEFINE_string(
     "train_metric", "auto", "Left panel's training metric; 'auto' follows "
     "the task.")
-_X = flags.DEFINE_enum("x", "step", ["step", "chars"], "Horizontal axis.")
+_X = flags.DEFINE_enum(
+    "x", "step", ["step", "chars", "wall"], "Horizontal axis: the step, the "
+    "characters seen, or wall time = characters × the seconds per character "
+    "of the run's cell (sequence runs).")
+_SECONDS_PER_CHAR = flags.DEFINE_string(
+    "seconds_per_char", "", "--x=wall: each cell's seconds per character, "
+    "e.g. bptt_T8=1.2e-6,dni_T5=8e-7 (cell: <method>_T<unroll>); empty: "
+    "read from the nearest seconds_per_char.json at or above each run.")
 
 _COPY_TASKS = ("copy", "repeat_copy")
 _CORPORA = ("ptb_char", "tiny_shakespeare")
@@ -232,6 +252,127 @@ def _is_two_networks(run_dir: str) -> bool:
   return "two_networks.T" in (_config(run_dir) or {})
 
 
+# Wall-time units: (label, seconds), the first whose span the longest run
+# reaches twice.
+_WALL_UNITS = (("h", 3600.0), ("min", 60.0), ("s", 1.0))
+
+
+def parse_seconds_per_char(text: str) -> dict[str, float]:
+  """``{cell: s/char}`` of ``--seconds_per_char=bptt_T8=1.2e-6,...``.
+
+  Raises:
+    PlotError: a part that is not ``cell=<positive number>``.
+  """
+  out = {}
+  for part in filter(None, (p.strip() for p in text.split(","))):
+    cell, _, value = part.partition("=")
+    try:
+      seconds = float(value)
+    except ValueError:
+      seconds = None
+    if not cell.strip() or seconds is None or not seconds > 0:
+      raise PlotError(
+          f"--seconds_per_char={text}: {part!r} is not cell=<seconds per "
+          "character>; give e.g. --seconds_per_char=bptt_T8=1.2e-6,"
+          "dni_T5=8e-7 (cells named <method>_T<unroll>).")
+    out[cell.strip()] = seconds
+  return out
+
+
+def _seconds_per_char_file(run_dir: str) -> str | None:
+  """The nearest ``seconds_per_char.json`` at or above ``run_dir``."""
+  folder = os.path.abspath(run_dir)
+  while True:
+    path = os.path.join(folder, ptb_speed.SECONDS_PER_CHAR_FILE)
+    if os.path.isfile(path):
+      return path
+    parent = os.path.dirname(folder)
+    if parent == folder:
+      return None
+    folder = parent
+
+
+def _read_seconds_per_char(path: str) -> dict[str, float]:
+  try:
+    with open(path) as f:
+      table = json.load(f)
+  except (OSError, ValueError) as e:
+    reason = getattr(e, "strerror", None) or e
+    raise PlotError(f"could not read {path} ({reason}): it should map cells "
+                    'to seconds per character, e.g. {"bptt_T8": 1.2e-06}; '
+                    "fix it, or give --seconds_per_char=bptt_T8=1.2e-6,..."
+                    ) from None
+  if not isinstance(table, dict) or not all(
+      isinstance(v, (int, float)) and v > 0 for v in table.values()):
+    raise PlotError(f"{path} should map cells to positive seconds per "
+                    'character, e.g. {"bptt_T8": 1.2e-06}; fix it, or give '
+                    "--seconds_per_char=bptt_T8=1.2e-6,...")
+  return {str(k): float(v) for k, v in table.items()}
+
+
+def wall_cell(run_dir: str, records: list[dict]) -> str:
+  """The cell (``ptb_speed.cell_name``) of a sequence run.
+
+  Raises:
+    PlotError: not a sequence run with a character count.
+  """
+  config = _config(run_dir) or {}
+  if ("method" not in config or not isinstance(config.get("unroll"), int) or
+      not any(r.get("chars") is not None for r in records)):
+    raise PlotError(
+        f"--x=wall plots against characters × the seconds per character of "
+        f"a run's cell, which only sequence runs have (a config.json with "
+        f"method and unroll, records with chars); the run in {run_dir} is "
+        f"not one: use --x=step (or --x=chars for sequence runs).")
+  return ptb_speed.cell_name(config["method"], config["unroll"])
+
+
+def seconds_per_char_of(cell: str, run_dir: str, flag: str = "") -> float:
+  """The cell's seconds per character: from ``flag``
+  (``--seconds_per_char``) or, where it is empty, from the nearest
+  ``seconds_per_char.json`` at or above ``run_dir``.
+
+  Raises:
+    PlotError: neither has the cell (or the flag or the file is malformed).
+  """
+  if flag:
+    table, where = parse_seconds_per_char(flag), (
+        f"--seconds_per_char has no {cell}")
+  else:
+    path = _seconds_per_char_file(run_dir)
+    table = _read_seconds_per_char(path) if path else {}
+    where = (f"{path} has no {cell}" if path else
+             f"--seconds_per_char is empty and no "
+             f"{ptb_speed.SECONDS_PER_CHAR_FILE} is in {run_dir} or a "
+             f"folder above it")
+  if cell not in table:
+    known = f" (it has {', '.join(sorted(table))})" if table else ""
+    raise PlotError(
+        f"no seconds per character for cell {cell} (the run in "
+        f"{run_dir}): "
+        f"{where}{known}. Give it as --seconds_per_char={cell}=<seconds>"
+        f"[,<cell>=<seconds>...], or in {ptb_speed.SECONDS_PER_CHAR_FILE} "
+        f'({{"{cell}": <seconds>}}) in the runs\' folder, where reproduce '
+        "--table=ptb_speed writes the ones it measures.")
+  return table[cell]
+
+
+def wall_unit(longest_seconds: float) -> tuple[str, float]:
+  """``(label, seconds)`` of the unit for wall times up to ``longest``."""
+  for unit in _WALL_UNITS:
+    if longest_seconds >= 2 * unit[1]:
+      return unit
+  return _WALL_UNITS[-1]
+
+
+def with_wall(records: list[dict], sec_per_char: float,
+              unit_seconds: float = 1.0) -> list[dict]:
+  """``records``, each with ``wall`` = its ``chars`` × ``sec_per_char`` in
+  units of ``unit_seconds`` (where it has ``chars``)."""
+  return [{**r, "wall": r["chars"] * sec_per_char / unit_seconds}
+          if r.get("chars") is not None else r for r in records]
+
+
 def _pick(flag: str, default: str) -> str:
   return default if flag == "auto" else flag
 
@@ -278,12 +419,16 @@ def _cadence_warning(sparse: dict[str, tuple[dict, dict]]) -> None:
 
 
 def draw(paths: list[str], train_metric: str = "auto", metric: str = "auto",
-         split: str = "auto", x: str = "step"):
+         split: str = "auto", x: str = "step", seconds_per_char: str = ""):
   """The figure of the runs under ``paths``: ``(fig, (left, right axes),
-  {group: [run folders]})``.
+  {group: [run folders]})``. ``x="wall"`` plots against characters × the
+  seconds per character of each run's cell (``seconds_per_char``: the
+  ``--seconds_per_char`` text; empty: the nearest seconds_per_char.json).
 
   Raises:
-    PlotError: no paths, or a path that does not exist or holds no run.
+    PlotError: no paths, or a path that does not exist or holds no run; for
+      ``x="wall"``, a run that is not a sequence run or whose cell has no
+      seconds per character.
   """
   if not paths:
     raise PlotError("give one or more run folders, e.g. python -m "
@@ -299,17 +444,30 @@ def draw(paths: list[str], train_metric: str = "auto", metric: str = "auto",
   left_split = "test" if two_networks and train_metric == "auto" else "train"
   train_metric = _pick(train_metric, default[0])
   metric, split = _pick(metric, default[1]), _pick(split, default[2])
-  fig, (ax_train, ax_eval) = plt.subplots(1, 2, figsize=(11, 4.2))
   groups = group_seeds(runs)
+  labels = legend_labels(groups)
+  read = {d: read_metrics(os.path.join(d, "metrics.jsonl"))
+          for dirs in groups.values() for d in dirs}
+  if x == "wall":  # every run's s/char first: an error draws nothing
+    spc = {}
+    for key in labels:
+      for d in groups[key]:
+        spc[d] = seconds_per_char_of(wall_cell(d, read[d]), d,
+                                     seconds_per_char)
+    unit, unit_seconds = wall_unit(max(
+        (r["chars"] * spc[d] for d, records in read.items()
+         for r in records if r.get("chars") is not None), default=0.0))
+    read = {d: with_wall(records, spc[d], unit_seconds)
+            for d, records in read.items()}
+  fig, (ax_train, ax_eval) = plt.subplots(1, 2, figsize=(11, 4.2))
   sparse, styles = {}, {}
-  for key, (label, method) in legend_labels(groups).items():
+  for key, (label, method) in labels.items():
     run_dirs = groups[key]
     styles[method] = styles.get(method, -1) + 1
     linestyle = plot_style.LINESTYLES[styles[method] % len(
         plot_style.LINESTYLES)]
     color = method_color(method)
-    records = [read_metrics(os.path.join(d, "metrics.jsonl"))
-               for d in run_dirs]
+    records = [read[d] for d in run_dirs]
     config = _config(run_dirs[0]) or {}
     panels = ((ax_train, left_split, train_metric), (ax_eval, split, metric))
     for ax, records_split, name in panels:
@@ -325,7 +483,10 @@ def draw(paths: list[str], train_metric: str = "auto", metric: str = "auto",
           config["num_steps"] // config[field] < _FEW_POINTS):
         sparse.setdefault(label, ({}, config))[0][field] = points
   _cadence_warning(sparse)
-  xlabel = "characters seen" if x == "chars" else "step"
+  if x == "wall":
+    xlabel = f"wall time ({unit}), from the measured s/char"
+  else:
+    xlabel = "characters seen" if x == "chars" else "step"
   left = "training" if left_split == "train" else left_split
   ax_train.set(xlabel=xlabel, ylabel=f"{left_split} {train_metric}",
                yscale="log", title=f"{left} {train_metric}")
@@ -350,9 +511,12 @@ def main(argv):
   if not os.path.isdir(folder):
     _fail(f"--out={out}: the folder {folder} does not exist; create it or "
           "choose another --out.")
+  if _SECONDS_PER_CHAR.value and _X.value != "wall":
+    _fail(f"--seconds_per_char gives the seconds per character of --x=wall, "
+          f"not of --x={_X.value}; add --x=wall or drop --seconds_per_char.")
   try:
     fig, axes, groups = draw(argv[1:], _TRAIN_METRIC.value, _METRIC.value,
-                             _SPLIT.value, _X.value)
+                             _SPLIT.value, _X.value, _SECONDS_PER_CHAR.value)
   except PlotError as e:
     _fail(str(e))
   try:

@@ -18,12 +18,19 @@ T). Runs that resume across several sittings
 have no honest wall time, so wall time = characters × the seconds per
 character of the cell's window step, measured here side by side
 (interleaved rounds, ``experiments.timing``) on this device and printed
-beside the table.
+beside the table. ``seconds_per_char(..., root=<workdir>/ptb_speed)`` also
+writes them to ``<workdir>/ptb_speed/seconds_per_char.json`` (``{cell:
+s/char}``), from which the learning curves are drawn against the same wall
+time:
+
+  python -m experiments.plot <workdir>/ptb_speed --x=wall --out=ptb_wall.png
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import statistics
 
 # (method, T) of every cell, in the table's order.
@@ -34,6 +41,8 @@ BATCH = 32
 # at T = 5, 8, 20 and 40, each a multiple of the 8 windows of a call.
 EVAL_CHARS = 2_560 * BATCH * 8
 CHARS = 12 * EVAL_CHARS  # 7.86 M characters per run
+# ``{cell: s/char}`` of the cells under a folder, as measured side by side.
+SECONDS_PER_CHAR_FILE = "seconds_per_char.json"
 
 
 def cell_name(method: str, unroll: int) -> str:
@@ -69,9 +78,26 @@ def chars_to_reach(curve, target: float) -> float | None:
   return None
 
 
-def seconds_per_char(step_seconds: dict, unroll: dict, batch: int) -> dict:
-  """``{cell: s/char}`` from each cell's median seconds per window."""
-  return {c: s / (batch * unroll[c]) for c, s in step_seconds.items()}
+def seconds_per_char(step_seconds: dict, unroll: dict, batch: int,
+                     root: str | None = None) -> dict:
+  """``{cell: s/char}`` from each cell's median seconds per window; given
+  ``root`` (the folder of the cells' runs), also written to
+  ``<root>/SECONDS_PER_CHAR_FILE`` for ``experiments.plot --x=wall``."""
+  out = {c: s / (batch * unroll[c]) for c, s in step_seconds.items()}
+  if root is not None:
+    write_seconds_per_char(root, out)
+  return out
+
+
+def write_seconds_per_char(root: str, sec_per_char: dict) -> str:
+  """Writes ``{cell: s/char}`` to ``<root>/SECONDS_PER_CHAR_FILE``
+  (atomically); returns its path."""
+  from dni_jax.training import files  # pylint: disable=g-import-not-at-top
+  os.makedirs(root, exist_ok=True)
+  path = os.path.join(root, SECONDS_PER_CHAR_FILE)
+  files.write_atomic(path, json.dumps(
+      {c: float(v) for c, v in sec_per_char.items()}, indent=1) + "\n")
+  return path
 
 
 def _mean(values):

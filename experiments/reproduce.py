@@ -241,7 +241,8 @@ def reproduce_ptb_speed(budget: str, workdir: str, seeds: int) -> str:
         f"{s['best_valid_bpc']:.4f}" for _, s in runs[name]), flush=True)
   seconds = _window_seconds(table_cells)
   batch = table_cells[0][2].batch_size
-  sec_per_char = ptb_speed.seconds_per_char(seconds, unroll, batch)
+  sec_per_char = ptb_speed.seconds_per_char(
+      seconds, unroll, batch, root=os.path.join(workdir, "ptb_speed"))
   timings = "\n".join(
       f"- {name}: {1e3 * s:.3f} ms per window of {batch} × {unroll[name]} "
       f"characters" for name, s in seconds.items())

@@ -408,3 +408,133 @@ def test_plot_seeds_at_steps_errors_are_one_paragraph(tmp_path, args,
   assert done.stderr.count("\n") == 1 and not done.stdout
   assert "Traceback" not in done.stderr
   assert not (tmp_path / "x.png").exists()
+
+
+def _char_run(folder, method, unroll, chars, batch=4):
+  """A PTB run of ``method`` at ``unroll``: train and valid bpc records at
+  ``chars`` characters."""
+  records = []
+  for i, c in enumerate(chars):
+    step = c // (batch * unroll)
+    records += [{"step": step, "split": split, "loss": 1.0, "chars": c,
+                 "bpc": bpc - i / 10}
+                for split, bpc in (("train", 2.0), ("valid", 2.1))]
+  _run(folder, "ptb_char", records, method=method, unroll=unroll,
+       batch_size=batch, num_steps=chars[-1] // (batch * unroll))
+
+
+_CHARS = {"bptt_T8": [8_000_000, 16_000_000, 24_000_000],
+          "dni_T5": [5_000_000, 10_000_000, 20_000_000]}
+
+
+def _speed_runs(root):
+  _char_run(root / "bptt_T8", "bptt", 8, _CHARS["bptt_T8"])
+  _char_run(root / "dni_T5", "dni", 5, _CHARS["dni_T5"])
+
+
+def _curves(ax):
+  """``{legend label: (xs, ys)}`` of the panel's lines."""
+  return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+          for line in ax.get_lines()}
+
+
+def test_wall_time_is_chars_times_each_cells_seconds_per_char(tmp_path):
+  """--x=wall: each record at its characters × the s/char of its cell
+  (<method>_T<unroll>), here 2 µs for bptt_T8 and 5 µs for dni_T5, in a unit
+  (s, min or h) that the longest run spans twice."""
+  _speed_runs(tmp_path)
+  spc = {"bptt_T8": 2e-6, "dni_T5": 5e-6}
+  assert plot.ptb_speed.cell_name("dni", 5) == "dni_T5"
+  fig, axes, _ = plot.draw([str(tmp_path)], x="wall",
+                           seconds_per_char="bptt_T8=2e-6, dni_T5=5e-6")
+  del fig
+  # The longest: 24 M × 2 µs = 48 s and 20 M × 5 µs = 100 s: seconds.
+  for ax in axes:
+    assert ax.get_xlabel() == "wall time (s), from the measured s/char"
+    curves = _curves(ax)
+    assert set(curves) == {"bptt", "dni"}
+    for cell, method in (("bptt_T8", "bptt"), ("dni_T5", "dni")):
+      np.testing.assert_allclose(curves[method][0],
+                                 [c * spc[cell] for c in _CHARS[cell]])
+  np.testing.assert_allclose(_curves(axes[1])["dni"][1], [2.1, 2.0, 1.9])
+  # Longer runs in longer units; records without chars keep no wall time.
+  assert plot.wall_unit(100.0) == ("s", 1.0)
+  assert plot.wall_unit(300.0) == ("min", 60.0)
+  assert plot.wall_unit(3 * 3600.0) == ("h", 3600.0)
+  records = [{"split": "train", "chars": 3_000_000, "bpc": 1.0},
+             {"split": "train", "bpc": 1.0}]
+  assert plot.with_wall(records, 2e-6, 60.0) == [
+      {**records[0], "wall": 0.1}, records[1]]
+  _, axes, _ = plot.draw([str(tmp_path)], x="wall",
+                         seconds_per_char="bptt_T8=2e-5,dni_T5=5e-5")
+  assert axes[0].get_xlabel() == "wall time (min), from the measured s/char"
+  np.testing.assert_allclose(_curves(axes[0])["dni"][0],
+                             [c * 5e-5 / 60 for c in _CHARS["dni_T5"]])
+
+
+def test_wall_time_reads_the_seconds_per_char_ptb_speed_writes(tmp_path):
+  """Without --seconds_per_char, the nearest seconds_per_char.json at or
+  above each run: the one ptb_speed writes beside its cells."""
+  root = tmp_path / "ptb_speed"
+  _speed_runs(root)
+  spc = plot.ptb_speed.seconds_per_char(
+      {"bptt_T8": 8 * 4 * 2e-6, "dni_T5": 5 * 4 * 5e-6},
+      {"bptt_T8": 8, "dni_T5": 5}, 4, root=str(root))
+  with open(root / "seconds_per_char.json") as f:
+    assert json.load(f) == spc
+  np.testing.assert_allclose([spc["bptt_T8"], spc["dni_T5"]], [2e-6, 5e-6])
+  # A cell's folder alone finds the file one folder up.
+  for paths in ([str(root)], [str(root / "dni_T5")]):
+    _, (ax, _), _ = plot.draw(paths, x="wall")
+    np.testing.assert_allclose(_curves(ax)["dni"][0],
+                               [c * 5e-6 for c in _CHARS["dni_T5"]])
+  out = tmp_path / "wall.png"
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.plot", str(root), "--x=wall",
+       f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "(2 runs, 2 curves)" in done.stdout and os.path.getsize(out) > 0
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--seconds_per_char=bptt_T8=2e-6"],
+     "error: no seconds per character for cell dni_T5 (the run in "
+     "{root}/dni_T5): --seconds_per_char has no dni_T5 (it has bptt_T8). "
+     "Give it as --seconds_per_char=dni_T5=<seconds>"),
+    ([], "error: no seconds per character for cell bptt_T8 (the run in "
+     "{root}/bptt_T8): --seconds_per_char is empty and no "
+     "seconds_per_char.json is in {root}/bptt_T8 or a folder above it. Give "
+     "it as --seconds_per_char=bptt_T8=<seconds>"),
+    (["{json}"], "error: no seconds per character for cell dni_T5 (the run "
+     "in {root}/dni_T5): {root}/seconds_per_char.json has no dni_T5 (it has "
+     "bptt_T8). Give it as --seconds_per_char=dni_T5=<seconds>"),
+    (["--seconds_per_char=bptt_T8"], "error: --seconds_per_char=bptt_T8: "
+     "'bptt_T8' is not cell=<seconds per character>"),
+    (["{mnist}"], "error: --x=wall plots against characters × the seconds "
+     "per character of a run's cell, which only sequence runs have"),
+])
+def test_wall_time_errors_are_one_paragraph(tmp_path, args, expected):
+  """A cell with no seconds per character is named, with both ways to give
+  it; a run that is not a sequence run says so."""
+  root = tmp_path / "runs"
+  _speed_runs(root)
+  if "{json}" in args:
+    args = [a for a in args if a != "{json}"]
+    with open(root / "seconds_per_char.json", "w") as f:
+      json.dump({"bptt_T8": 2e-6}, f)
+  if "{mnist}" in args:
+    args = [a for a in args if a != "{mnist}"]
+    root = tmp_path / "mnist"
+    _run(root, "mnist", _losses([2, 1]), method="dni")
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.plot", str(root), "--x=wall", *args,
+       f"--out={tmp_path / 'x.png'}"], cwd=ROOT, capture_output=True,
+      text=True, timeout=120)
+  assert done.returncode != 0
+  assert done.stderr.startswith(expected.format(root=root)), done.stderr
+  assert done.stderr.count("\n") == 1 and not done.stdout
+  assert "Traceback" not in done.stderr
+  assert not (tmp_path / "x.png").exists()
+  if "Give it as --seconds_per_char" in expected:  # and the other way
+    assert ("or in seconds_per_char.json" in done.stderr and
+            "reproduce --table=ptb_speed writes" in done.stderr)

@@ -1,5 +1,6 @@
 """experiments.reproduce: the tables' cells, and a small budget end to end."""
 
+import json
 import os
 import subprocess
 import sys
@@ -123,3 +124,16 @@ def test_ptb_speed_small_budget_runs_end_to_end(tmp_path):
                "dni_aux_T5", "dni_aux_T8"):
     assert f"| {cell} | 1 |" in out.stdout
     assert f"- {cell}: " in out.stdout  # its measured time per window
+  # The seconds per character, for `experiments.plot --x=wall`.
+  with open(tmp_path / "runs" / "ptb_speed" / "seconds_per_char.json") as f:
+    per_char = json.load(f)
+  assert set(per_char) == {"bptt_T8", "bptt_T20", "bptt_T40", "dni_T5",
+                           "dni_T8", "dni_aux_T5", "dni_aux_T8"}
+  assert all(v > 0 for v in per_char.values())
+  plotted = subprocess.run(
+      [sys.executable, "-m", "experiments.plot",
+       str(tmp_path / "runs" / "ptb_speed"), "--x=wall",
+       f"--out={tmp_path / 'wall.png'}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert plotted.returncode == 0, plotted.stderr[-2000:]
+  assert (tmp_path / "wall.png").exists()
