@@ -129,3 +129,45 @@ def test_an_older_workdir_resumes(tmp_path, name, module, flags):
     assert "5" in os.listdir(r / "checkpoints")
   assert ("resuming 2 members from step 3" if name == "sweep"
           else "resuming from step 3") in done.stdout
+
+
+def test_a_nested_state_of_the_older_layout_restores(tmp_path):
+  """A pipeline's checkpoint nests train states (one per device group):
+  each loses its λ and its optimisers' hyper-parameters in the older
+  layout, at any depth."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from typing import Any  # pylint: disable=g-import-not-at-top
+  import flax.struct  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import dni_jax as dni  # pylint: disable=g-import-not-at-top
+  from dni_jax.core.train_state import TrainState  # pylint: disable=g-import-not-at-top
+  import tiny  # pylint: disable=g-import-not-at-top
+
+  tx = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+  net = tiny.network()
+  saved = tiny.init(net, "dni", opt=dni.Optimizers(tx, tx))
+  saved = saved.replace(stage_params=tiny.randomize(saved.stage_params, 3))
+  # The older code's TrainState: the same fields but sg_scale.
+  old_cls = flax.struct.dataclass(type("TrainState", (), {"__annotations__": {
+      f.name: Any for f in dataclasses.fields(TrainState)
+      if f.name != "sg_scale"}}))
+
+  def older(state):
+    layout = checkpoint.legacy_layout(state)
+    return old_cls(**{f.name: getattr(layout, f.name)
+                      for f in dataclasses.fields(old_cls)})
+  on_disk = {"groups": (older(saved), older(saved)), "inbox": jnp.arange(3.)}
+  checkpoint.Checkpointer(str(tmp_path)).save(7, on_disk)
+
+  # This run's template: other values, λ 2 in the second group.
+  fresh = tiny.init(net, "dni", seed=1, opt=dni.Optimizers(tx, tx))
+  template = {"groups": (fresh, fresh.replace(sg_scale=jnp.float32(2.0))),
+              "inbox": jnp.zeros(3)}
+  restored, step = checkpoint.Checkpointer(str(tmp_path)).restore_or(template)
+  assert step == 7
+  for group, scale in zip(restored["groups"], (1.0, 2.0)):
+    assert float(group.sg_scale) == scale  # this run's hyper-parameters
+    for a, b in zip(jax.tree_util.tree_leaves(older(group)),
+                    jax.tree_util.tree_leaves(older(saved))):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  np.testing.assert_array_equal(restored["inbox"], np.arange(3.))

@@ -108,3 +108,19 @@ def test_a_group_of_one_seed_shows_n_1_not_a_spread(tmp_path):
   assert "| method=dni | accuracy | 0.9 (n = 1) | 0.9 (n = 1) |" in table
   assert "| method=cdni | accuracy | 0.99 ± 0.014 |" in table
   assert "± 0 " not in table and "± 0|" not in table
+
+
+def test_a_prefixed_accuracy_is_best_at_its_maximum(tmp_path):
+  """synthetic/accuracy (an unlocked net's evaluation) is an accuracy."""
+  folder = tmp_path / "run"
+  os.makedirs(folder)
+  with open(folder / "config.json", "w") as f:
+    json.dump({"method": "cdni_unlocked", "seed": 0}, f)
+  with open(folder / "metrics.jsonl", "w") as f:
+    for step, acc in ((100, 0.5), (200, 0.9), (300, 0.8)):
+      f.write(json.dumps({"step": step, "split": "test",
+                          "synthetic/accuracy": acc,
+                          "input_error/0": 1.0 - acc}) + "\n")
+  rows = {r["metric"]: r for r in results.summarize(str(tmp_path))}
+  assert rows["synthetic/accuracy"]["best"]["mean"] == pytest.approx(0.9)
+  assert rows["input_error/0"]["best"]["mean"] == pytest.approx(0.1)

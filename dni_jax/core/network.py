@@ -112,7 +112,8 @@ def decouple(stages: Sequence[nn.Module],
       backprop through it) per boundary, or ``None`` for backprop only.
     loss_fn: batch-mean task loss of the last stage's outputs.
     metrics_fn: extra metrics of the last stage's outputs.
-    sg_scale: λ, multiplies every synthetic gradient.
+    sg_scale: λ, multiplies every synthetic gradient: the value a train
+      state starts with (``TrainState.sg_scale``, which the step reads).
     per_example: synthesizers predict per-example gradients (see
       ``DecoupledNetwork``).
     input_model: complete unlock: one synthetic-input module used (with its

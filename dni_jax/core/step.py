@@ -252,8 +252,9 @@ def eval_step(state: TrainState, batch: dict, *,
   A completely unlocked network (one with input models) also reports what
   tells its failures apart, all in evaluation mode:
 
-  - ``input_error/i``: ``‖I_i(x) − h_i‖² / ‖h_i‖²`` over the batch, each
-    input model against the real chain's ``h_i``;
+  - ``input_error/i``: ``‖I_i(x) − h_i‖² / ‖h_i‖²`` over the batch (over
+    a split, the example-weighted mean of the batches'), each input model
+    against the real chain's ``h_i``;
   - ``synthetic/...``: the last stage's loss and metrics on
     ``I_{N-2}(x)``, the input it trained on;
   - ``batch_stats/...`` (if a stage keeps BatchNorm statistics): the real
@@ -271,8 +272,9 @@ def eval_step(state: TrainState, batch: dict, *,
     pred, _ = module_state.apply(model, state.input_params[i],
                                  state.input_state[i], x, h.shape[1:],
                                  train=False)
-    metrics[f"input_error/{i}"] = (jnp.sum(jnp.square(pred - h))
-                                   / jnp.sum(jnp.square(h)))
+    # (A dead stage, h_i = 0, reads as a large error, not as NaN.)
+    metrics[f"input_error/{i}"] = (jnp.sum(jnp.square(pred - h)) / jnp.maximum(
+        jnp.sum(jnp.square(h)), jnp.finfo(jnp.float32).tiny))
     if i == net.num_boundaries - 1:
       outputs, _ = module_state.apply(net.stages[-1], state.stage_params[-1],
                                       state.stage_state[-1], pred,

@@ -160,14 +160,14 @@ def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
   if rdni.synthesizer is not None:
     if optimizers.synth is None:
       raise ValueError("dni/dni_aux need Optimizers(synth=...)")
-    sg = _interface(rdni, optimizers)
+    sg = _interface(rdni, optimizers, rdni.sg_scale)
     state = interface.with_state(state,
                                  sg.init(synth_rng, sg_input(rdni, carry)))
   return state
 
 
-def _interface(rdni: RecurrentDNI, optimizers: Optimizers | None = None,
-               sg_scale: Any = 1.0):
+def _interface(rdni: RecurrentDNI, optimizers: Optimizers | None,
+               sg_scale: Any):
   return interface.Interface(rdni.synthesizer,
                              optimizers.synth if optimizers else None,
                              sg_scale)
@@ -213,8 +213,8 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
     if rdni.oracle_end_grad:
       sg_B = batch["end_grad"]
     else:
-      sg = _interface(rdni, sg_scale=rdni.sg_scale if sg_scale is None
-                      else sg_scale)
+      sg = _interface(rdni, None,
+                      rdni.sg_scale if sg_scale is None else sg_scale)
       sg_B = sg.delta(sg.predict(
           interface.InterfaceState(synth_params, synth_state, None),
           sg_input(rdni, end), train=False).value)

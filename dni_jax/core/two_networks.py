@@ -141,7 +141,7 @@ class TwoNetworksState:
   sg_scale: jax.Array = 1.0
 
 
-def _interface(tn: TwoNetworks, optimizers: Optimizers, sg_scale: Any = 1.0):
+def _interface(tn: TwoNetworks, optimizers: Optimizers, sg_scale: Any):
   return interface.Interface(tn.synthesizer, optimizers.synth, sg_scale)
 
 
@@ -178,7 +178,7 @@ def init_train_state(tn: TwoNetworks, optimizers: Optimizers,
     return state
   if optimizers.synth is None:
     raise ValueError("dni needs Optimizers(synth=...)")
-  sg = _interface(tn, optimizers)
+  sg = _interface(tn, optimizers, tn.sg_scale)
   context = _context(tn, 0, tn.core_b.initial_state(batch_size),
                      jnp.zeros((batch_size,), jnp.int32))
   if tn.sg_slots == "each":
@@ -360,7 +360,7 @@ def b_phase(state: TwoNetworksState, batch: dict, sent: Sent, *,
   state = state.replace(b_params=b_params, b_opt_state=b_opt)
   metrics = _metrics(sent.a_loss, sent.a_err, b_loss, b_err)
   if tn.method == "dni":
-    sg = _interface(tn, optimizers)
+    sg = _interface(tn, optimizers, state.sg_scale)
     targets = batch_size * message_grads  # per-example units, [T, B, M]
     sg_state, synth_loss = _regress(tn, sg, interface.state_of(state),
                                     sent.messages, sent.contexts, targets)

@@ -47,43 +47,86 @@ def _injected(x) -> bool:
   return isinstance(x, _INJECTED)
 
 
+def _has_scale(x) -> bool:
+  """A train state (any family's, or a pipeline device's) with λ in it."""
+  return dataclasses.is_dataclass(x) and any(
+      f.name == "sg_scale" for f in dataclasses.fields(x))
+
+
+def _older(tree, injected, scale):
+  """``tree`` with each ``inject_hyperparams`` state replaced by
+  ``injected(it)`` and each train state's ``sg_scale`` by ``scale``, at any
+  depth."""
+  def one(x):
+    if _injected(x):
+      return injected(x)
+    if _has_scale(x):
+      fields = {f.name: (scale if f.name == "sg_scale" else
+                         _older(getattr(x, f.name), injected, scale))
+                for f in dataclasses.fields(x)}
+      return x.replace(**fields)
+    return x
+  return jax.tree_util.tree_map(
+      one, tree, is_leaf=lambda x: _injected(x) or _has_scale(x))
+
+
 def legacy_layout(state):
   """``state`` as checkpoints held it before its hyper-parameters lived in
   it: each optimiser state without optax's ``inject_hyperparams`` wrapper,
-  and no ``sg_scale``. ``state`` itself if it has neither."""
-  tree = jax.tree_util.tree_map(
-      lambda x: x.inner_state if _injected(x) else x, state,
-      is_leaf=_injected)
-  if getattr(tree, "sg_scale", None) is not None:
-    tree = tree.replace(sg_scale=None)
-  return tree
+  and no ``sg_scale`` (``None``) in any train state within it."""
+  return _older(state, lambda x: legacy_layout(x.inner_state), None)
 
 
 def _added(state) -> list[bool]:
   """Per leaf of ``state``: whether ``legacy_layout`` lacks it."""
-  def mark(x):
-    if _injected(x):
-      inner = jax.tree_util.tree_map(lambda _: False, x.inner_state)
-      return jax.tree_util.tree_map(lambda _: True, x)._replace(
-          inner_state=inner)
-    return jax.tree_util.tree_map(lambda _: False, x)
-  mask = jax.tree_util.tree_map(mark, state, is_leaf=_injected)
-  if getattr(mask, "sg_scale", None) is not None:
-    mask = mask.replace(sg_scale=True)
-  return jax.tree_util.tree_leaves(mask)
+  def mask(tree):  # a copy of ``tree``: True at the hyper-parameters
+    return _older(tree, lambda x: jax.tree_util.tree_map(
+        lambda _: True, x)._replace(inner_state=mask(x.inner_state)), True)
+  return [bool(m) for m in jax.tree_util.tree_leaves(
+      mask(jax.tree_util.tree_map(lambda _: False, state)))]
 
 
 def upgrade(state, legacy_leaves):
-  """``state`` with the leaves ``legacy_layout(state)`` has replaced, in
-  order, by ``legacy_leaves``; the hyper-parameters stay ``state``'s."""
+  """``state`` with the leaves that ``legacy_layout(state)`` keeps replaced,
+  in order, by ``legacy_leaves`` (a checkpoint of the older layout); the
+  hyper-parameters stay ``state``'s."""
   leaves, treedef = jax.tree_util.tree_flatten(state)
   added = _added(state)
   if len(legacy_leaves) != added.count(False):
-    raise ValueError(f"{len(legacy_leaves)} arrays where the older layout "
-                     f"of this state has {added.count(False)}")
+    raise ValueError(f"the checkpoint holds {len(legacy_leaves)} arrays, "
+                     f"the older layout of this state has "
+                     f"{added.count(False)}")
   old = iter(legacy_leaves)
   return jax.tree_util.tree_unflatten(
       treedef, [leaf if new else next(old) for leaf, new in zip(leaves, added)])
+
+
+def _orbax_form(tree):
+  """``tree`` with each train state as a dict of its fields but
+  ``sg_scale``: Orbax matches a dataclass by its fields, and a checkpoint
+  of the older layout has no ``sg_scale``."""
+  if _has_scale(tree):
+    return {f.name: _orbax_form(getattr(tree, f.name))
+            for f in dataclasses.fields(tree) if f.name != "sg_scale"}
+  if isinstance(tree, dict):
+    return {k: _orbax_form(v) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
+    return type(tree)(_orbax_form(v) for v in tree)
+  return tree
+
+
+def _from_orbax_form(template, restored):
+  """Inverse of ``_orbax_form``, shaped as ``template``."""
+  if _has_scale(template):
+    return template.replace(**{
+        f.name: _from_orbax_form(getattr(template, f.name), restored[f.name])
+        for f in dataclasses.fields(template) if f.name != "sg_scale"})
+  if isinstance(template, dict):
+    return {k: _from_orbax_form(v, restored[k]) for k, v in template.items()}
+  if isinstance(template, (list, tuple)) and not hasattr(template, "_fields"):
+    return type(template)(_from_orbax_form(t, r)
+                          for t, r in zip(template, restored))
+  return restored
 
 
 def _leaf_names(state) -> list[str]:
@@ -305,13 +348,9 @@ class Checkpointer:
                                  args=ocp.args.StandardRestore(abstract))
 
   def _restore_legacy(self, step: int, legacy):
-    """``_restore`` into ``legacy_layout(state)``: Orbax matches a
-    dataclass by its fields, and the older layout has no ``sg_scale``."""
-    if not dataclasses.is_dataclass(legacy):
-      return self._restore(step, legacy)
-    fields = {f.name: getattr(legacy, f.name)
-              for f in dataclasses.fields(legacy) if f.name != "sg_scale"}
-    return legacy.replace(**self._restore(step, fields))
+    """``_restore`` into ``legacy_layout(state)`` (``_orbax_form``)."""
+    return _from_orbax_form(legacy,
+                            self._restore(step, _orbax_form(legacy)))
 
   def close(self) -> None:
     self._manager.close()

@@ -113,7 +113,9 @@ def summarize(root: str, split: str = "test", metrics=(),
       finals, bests = [], []
       for s in series:
         if metric in s:
-          pick = max if metric in _HIGHER_IS_BETTER else min
+          # A prefixed metric (synthetic/accuracy) counts as its last part.
+          higher = metric.rsplit("/", 1)[-1] in _HIGHER_IS_BETTER
+          pick = max if higher else min
           finals.append(scale * s[metric][-1])
           bests.append(scale * pick(s[metric]))
       if finals:
