@@ -62,6 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
   # linear | mlp | conv (cnn only).
   config.dni.input_model = "mlp"
   config.dni.input_hidden = (1024,)  # mlp: hidden widths; conv: hidden channels
+  # conv: max-pool after each hidden layer while the maps are at least twice
+  # the target's size (as the stages pool); False: resize at the end only
+  config.dni.input_pool = False
   # What I_i regresses onto: neighbour (the paper's: stage i's output on its
   # own synthetic input I_{i-1}(x); no real chain in training) | real_chain
   # (the composed stages' h_i on x).

@@ -420,3 +420,37 @@ def test_input_targets_reach_the_network_and_old_runs_resume_as_they_ran():
   # ... and to the other methods the field means nothing: they resume.
   old["method"] = new["method"] = "cdni"
   assert workdir_lib.differing_fields(old, new) == []
+
+
+def test_a_pooling_conv_input_model_pools_as_the_stages_do():
+  """pool=True: conv→ReLU→2×2 max-pool while the maps are at least twice
+  the target's size, then the output conv; no resize when the sizes meet."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 28, 28, 1))
+  model = synthetic_inputs.ConvInputModel((4, 4, 4), (3, 3), pool=True)
+  params = model.init(jax.random.PRNGKey(1), x, (7, 7, 5))
+  out = model.apply(params, x, (7, 7, 5))
+  assert out.shape == (2, 7, 7, 5)
+  p = params["params"]
+  p = {**p, "output": jax.tree_util.tree_map(  # off its small init
+      lambda v: v + 0.1, p["output"])}
+  z = x
+  for i in range(3):
+    conv = nn.Conv(4, (3, 3), padding="SAME")
+    z = nn.relu(conv.apply({"params": p[f"Conv_{i}"]}, z))
+    if z.shape[1] >= 14:  # 28 → 14 → 7, then no more
+      z = nn.max_pool(z, (2, 2), strides=(2, 2))
+  expected = nn.Conv(5, (3, 3), padding="SAME").apply({"params": p["output"]},
+                                                      z)
+  np.testing.assert_allclose(model.apply({"params": p}, x, (7, 7, 5)),
+                             expected, rtol=1e-5, atol=1e-6)
+  # Without pooling the same parameters give other maps (a resize instead).
+  plain = synthetic_inputs.ConvInputModel((4, 4, 4), (3, 3))
+  assert not np.allclose(plain.apply({"params": p}, x, (7, 7, 5)), expected)
+
+
+def test_input_pool_needs_a_conv_input_model():
+  config = test_train.tiny("mnist_fcn", method="cdni_unlocked",
+                           **{"dni.input_pool": True})
+  with pytest.raises(ConfigError, match="dni.input_pool max-pools"):
+    families.validate(config)

@@ -66,9 +66,15 @@ class ConvInputModel(nn.Module):
   Attributes:
     hidden_features: channels of the hidden conv→ReLU layers.
     kernel_size: spatial kernel of every conv.
+    pool: each hidden layer is followed by a 2×2 max-pool while its maps
+      are at least twice the target's size, as the stages pool; ``False``:
+      the hidden layers keep the input's size. Either way, maps that still
+      differ from the target's size are resized (bilinear) before the
+      output conv.
   """
   hidden_features: Sequence[int] = (64,)
   kernel_size: Sequence[int] = (5, 5)
+  pool: bool = False
 
   @nn.compact
   def __call__(self, x, out_shape: tuple, train: bool = False):
@@ -80,9 +86,12 @@ class ConvInputModel(nn.Module):
           f"shape {tuple(out_shape)}. Use an MLP input model for flat "
           "activations.")
     z = x.astype(jnp.float32)
+    height, width_, channels = out_shape
     for width in self.hidden_features:
       z = nn.relu(nn.Conv(width, tuple(self.kernel_size), padding="SAME")(z))
-    height, width_, channels = out_shape
+      if (self.pool and z.shape[1] >= 2 * height
+          and z.shape[2] >= 2 * width_):
+        z = nn.max_pool(z, (2, 2), strides=(2, 2))
     if z.shape[1:3] != (height, width_):
       z = jax.image.resize(z, (z.shape[0], height, width_, z.shape[-1]),
                            "linear")

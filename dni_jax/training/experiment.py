@@ -208,6 +208,10 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
   _require(d.input_model != "conv" or config.model.kind == "cnn",
            "dni.input_model=conv predicts feature maps: use it with "
            "model.kind=cnn, or choose linear/mlp.")
+  _require(not d.get("input_pool", False) or d.input_model == "conv",
+           "dni.input_pool max-pools a conv input model's hidden maps; "
+           f"dni.input_model is {d.input_model!r}: set "
+           "--config.dni.input_model=conv or drop dni.input_pool.")
 
 
 def validate_two_networks(config: ml_collections.ConfigDict) -> None:
@@ -421,7 +425,8 @@ def build_network(config: ml_collections.ConfigDict,
 def _input_model(config):
   d = config.dni
   if d.input_model == "conv":
-    return synthetic_inputs.ConvInputModel(tuple(d.input_hidden))
+    return synthetic_inputs.ConvInputModel(tuple(d.input_hidden),
+                                           pool=d.get("input_pool", False))
   if d.input_model == "mlp":
     return synthetic_inputs.MLPInputModel(tuple(d.input_hidden))
   return synthetic_inputs.LinearInputModel()

@@ -64,6 +64,7 @@ ADDED_FIELDS = {
     "dni.synth_delay": 0,
     "dni.input_model": ANY,
     "dni.input_hidden": ANY,
+    "dni.input_pool": False,
     # Before it, the input models regressed onto the real chain (the field
     # means nothing to the other methods).
     "dni.input_targets": lambda old: (
