@@ -16,7 +16,9 @@ Expected: no result at this size yet. A reduced CNN
 3 seeds, docs/results.md) reached test error 4.19 ± 0.21 % with backprop,
 4.85 ± 0.07 % with cDNI and 27.8 ± 1.5 % with complete unlock
 (``cdni_unlocked``); complete unlock at 6k steps (``--config.num_steps=6000
---config.opt.decay_steps='(3600,4800)'``) reached 6.75 % (one seed).
+--config.opt.decay_steps='(3600,4800)'``) reached 6.75 %, and 4.55 % with
+pooling input models (``--config.dni.input_hidden='(16,16)'
+--config.dni.input_pool=True``), one seed each.
 """
 
 from configs import mnist_fcn
