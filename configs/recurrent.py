@@ -14,12 +14,23 @@ def get_config():
   config.method = "bptt,dni,dni_aux"
   config.model.kind = "lstm"
   config.model.width = 256
+  # the LSTM: 0 and False are Flax's cell; otherwise the LSTM of Graves
+  # (2013) with a constant on the forget gate (TensorFlow/Sonnet: 1) and
+  # peephole connections from the cell state to the gates
+  config.model.forget_bias = 0.0
+  config.model.peepholes = False
   config.dni.synthesizer = "linear"
   config.dni.sg_scale = 0.1  # the paper's λ for RNNs
   # where the synthetic gradient sits: h, the core's output (the paper's
   # choice); ch, the LSTM's whole state (c, h) (diverges on some seeds); or
   # h_ch, the whole state's gradient predicted from h alone
   config.dni.sg_state = "h"
+  # what the synthesizer's bootstrapped target carries back from a window's
+  # end: scaled, the λ·M(h_end) the core was updated with (M learns the future
+  # gradient discounted by λ per window); unscaled, M(h_end) (the paper's
+  # target: M learns the undiscounted future gradient, λ scales what the core
+  # receives)
+  config.dni.bootstrap = "scaled"
   config.dni.aux_weight = 1.0
   config.opt.learning_rate = 1e-3
   config.opt.clip_norm = 1.0

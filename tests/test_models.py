@@ -36,3 +36,61 @@ def test_invalid_depth_and_input_rank():
   with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
     module_state.init(dni.ConvBlock(), jax.random.PRNGKey(0),
                       jax.numpy.ones((2, 5)))
+
+
+def _graves_step(p, c, h, x, forget_bias):
+  """Graves (2013) eqs. 7–11, written out in numpy from the cell's parameters."""
+  import numpy as np
+  sig = lambda z: 1 / (1 + np.exp(-z))
+  z = x @ p["input"]["kernel"] + h @ p["recurrent"]["kernel"] + p[
+      "recurrent"]["bias"]
+  zi, zf, zg, zo = np.split(z, 4, axis=-1)
+  w = p.get("peepholes", np.zeros((3, c.shape[-1])))
+  i = sig(zi + w[0] * c)
+  f = sig(zf + w[1] * c + forget_bias)
+  c = f * c + i * np.tanh(zg)
+  o = sig(zo + w[2] * c)
+  return c, o * np.tanh(c)
+
+
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_graves_lstm_cell_is_graves_2013(peepholes):
+  import numpy as np
+  from dni_jax.models import rnn
+  cell = rnn.GravesLSTMCell(5, forget_bias=1.0, peepholes=peepholes)
+  kc, kh, kx, kp = jax.random.split(jax.random.PRNGKey(0), 4)
+  c, h = jax.random.normal(kc, (3, 5)), jax.random.normal(kh, (3, 5))
+  x = jax.random.normal(kx, (3, 4))
+  params = cell.init(kp, (c, h), x)["params"]
+  assert ("peepholes" in params) == peepholes
+  # Random peepholes (they start at zero), so every term matters.
+  params = jax.tree_util.tree_map(
+      lambda a: a + 0.5 * jax.random.normal(jax.random.PRNGKey(a.size),
+                                            a.shape), params)
+  (c1, h1), out = cell.apply({"params": params}, (c, h), x)
+  np_params = jax.tree_util.tree_map(np.asarray, params)
+  ec, eh = _graves_step(np_params, np.asarray(c), np.asarray(h),
+                        np.asarray(x), 1.0)
+  np.testing.assert_allclose(c1, ec, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(h1, eh, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(out, h1)
+
+
+def test_recurrent_core_picks_its_lstm():
+  import numpy as np
+  from dni_jax.models import rnn
+  x, s = jax.numpy.zeros((2, 3)), jax.numpy.zeros((2, 8))
+  flax_core = rnn.RecurrentCore("lstm", 4, 2)
+  graves_core = rnn.RecurrentCore("lstm", 4, 2, forget_bias=1.0)
+  flax_params = flax_core.init(jax.random.PRNGKey(0), s, x)["params"]
+  graves_params = graves_core.init(jax.random.PRNGKey(0), s, x)["params"]
+  assert "hf" in flax_params["rnn_cell"]  # Flax's OptimizedLSTMCell
+  assert set(graves_params["rnn_cell"]) == {"input", "recurrent"}
+  # From c = 1, h = 0 and a zero input, with the biases at their zero
+  # initialisation, c' = σ(forget_bias)·1 + σ(0)·tanh(0).
+  s1 = jax.numpy.concatenate([jax.numpy.ones((2, 4)),
+                              jax.numpy.zeros((2, 4))], -1)
+  for core, params, f in ((flax_core, flax_params, 0.5),
+                          (graves_core, graves_params, 0.7310586)):
+    new_state, _ = core.apply({"params": params}, s1, x)
+    np.testing.assert_allclose(new_state[:, :4], f, rtol=1e-6)

@@ -148,11 +148,19 @@ def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell, sg_on):
                    expected["params"]["rnn_cell"]) > 1e-4
 
 
-@pytest.mark.parametrize("method,sg_on", [
-    ("dni", "h"), ("dni_aux", "h"), ("dni", "ch"), ("dni_aux", "ch"),
-    ("dni", "h_ch"), ("dni_aux", "h_ch")])
-def test_bootstrapped_target_is_dJ_dstart(method, sg_on):
+@pytest.mark.parametrize("method,sg_on,bootstrap", [
+    ("dni", "h", "scaled"), ("dni_aux", "h", "scaled"),
+    ("dni", "ch", "scaled"), ("dni_aux", "ch", "scaled"),
+    ("dni", "h_ch", "scaled"), ("dni_aux", "h_ch", "scaled"),
+    ("dni", "h", "unscaled"), ("dni_aux", "ch", "unscaled"),
+    ("dni_aux", "h_ch", "unscaled")])
+def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap):
+  """The target is ∂J_b/∂h(s₀) of the window objective with λ·M(h(s_T)) at
+  its end ("scaled"), or with M(h(s_T)) there ("unscaled"; the Aux head's
+  target stays λ·M); the core's update is the same for both."""
   rdni, opt, state = _setup(method, sg_scale=0.3, sg_on=sg_on)
+  rdni = dataclasses.replace(rdni, bootstrap=bootstrap)
+  end_scale = 0.3 if bootstrap == "scaled" else 1.0
   batch = _batch(2)
   core, synth = rdni.core, rdni.synthesizer
   # The part of the state the synthetic gradient sits on, and what the
@@ -168,7 +176,8 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on):
     m_end = synth.apply({"params": state.synth_params},
                         jax.lax.stop_gradient(read(end)))
     delta = jax.lax.stop_gradient(0.3 * m_end)
-    j = _loss(logits, batch)[0] + jnp.sum(delta * part(end), -1)
+    j = _loss(logits, batch)[0] + jnp.sum(
+        jax.lax.stop_gradient(end_scale * m_end) * part(end), -1)
     if core.with_aux:
       pred = core.apply(state.params, states, method="predict_aux")
       assert pred.shape[-1] == delta.shape[-1]
@@ -177,8 +186,13 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on):
 
   expected = jnp.stack([part(jax.grad(objective_b)(state.carry[b], b))
                         for b in range(B)])
-  _, target, _, _ = tbptt.window_grads(rdni, state.params, state.carry, batch,
-                                       state.synth_params, state.synth_state)
+  grads, target, _, _ = tbptt.window_grads(
+      rdni, state.params, state.carry, batch, state.synth_params,
+      state.synth_state)
+  scaled_grads = tbptt.window_grads(
+      dataclasses.replace(rdni, bootstrap="scaled"), state.params,
+      state.carry, batch, state.synth_params, state.synth_state)[0]
+  _tree_close(grads, scaled_grads, rtol=1e-6, atol=1e-7)
   assert target.shape == (B, H if sg_on == "h" else 2 * H)
   if sg_on == "h_ch":  # the library's synthesizer input does not read c
     moved = state.carry.at[:, :H].add(1.0)

@@ -52,6 +52,7 @@ from dni_jax.core import recurrent
 from dni_jax.core.train_state import Optimizers
 
 METHODS = ("bptt", "dni", "dni_aux")
+BOOTSTRAPS = ("scaled", "unscaled")
 
 # loss_fn(logits [B, T, K], batch) -> (per-example loss summed over the
 # window [B], metrics dict of scalars)
@@ -73,6 +74,14 @@ class RecurrentDNI:
       (the value a train state starts with: the step reads the state's
       ``sg_scale``).
     aux_weight: w, the weight of the Aux loss (used only if ``core.with_aux``).
+    bootstrap: what the synthesizer's target carries back from the
+      window's end: "scaled", ``λ·M(h(s_T))``, the synthetic gradient the
+      core was updated with (the target is ``∂J_b/∂h(s₀)``, and ``M``'s
+      fixed point is the future gradient discounted by λ per window); or
+      "unscaled", ``M(h(s_T))`` itself (the paper's bootstrapped target
+      ``δ_T = Σ ∂L_τ/∂h_T + δ̂_2T·∂h_2T/∂h_T``: ``M`` estimates the
+      undiscounted future gradient and λ only scales what the core
+      receives). One more backward pass through the window.
     oracle_end_grad: testing hook: take the end gradient from
       ``batch["end_grad"]`` (per-example units, ``[B, sg_size]``) instead of
       ``λ·M(h(s_T))``.
@@ -82,6 +91,7 @@ class RecurrentDNI:
   synthesizer: nn.Module | None = None
   sg_scale: float = 0.1
   aux_weight: float = 1.0
+  bootstrap: str = "scaled"
   oracle_end_grad: bool = False
 
   @property
@@ -93,20 +103,25 @@ class RecurrentDNI:
 
 def build(method: str, core: Any, loss_fn: LossFn,
           synthesizer: nn.Module, sg_scale: float = 0.1,
-          aux_weight: float = 1.0, sg_on: str | None = None) -> RecurrentDNI:
+          aux_weight: float = 1.0, sg_on: str | None = None,
+          bootstrap: str = "scaled") -> RecurrentDNI:
   """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux.
 
-  ``sg_on`` ("h", "ch" or "h_ch"), if given, replaces the core's ``sg_on``.
+  ``sg_on`` ("h", "ch" or "h_ch"), if given, replaces the core's ``sg_on``;
+  ``bootstrap``: ``RecurrentDNI.bootstrap``.
   """
   if method not in METHODS:
     raise ValueError(f"unknown recurrent method {method!r}; choose one of "
                      f"{METHODS}")
+  if bootstrap not in BOOTSTRAPS:
+    raise ValueError(f"unknown bootstrap {bootstrap!r}; choose one of "
+                     f"{BOOTSTRAPS}")
   core = dataclasses.replace(core, with_aux=method == "dni_aux")
   if sg_on is not None:
     core = dataclasses.replace(core, sg_on=sg_on)
   return RecurrentDNI(core, loss_fn,
                       None if method == "bptt" else synthesizer,
-                      sg_scale, aux_weight)
+                      sg_scale, aux_weight, bootstrap)
 
 
 @flax.struct.dataclass
@@ -245,6 +260,19 @@ def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
   (param_grads, start_grads), (end, metrics) = grad_fn(
       params, start_BxS, batch, synth_params, synth_state, sg_scale)
   batch_size = start_BxS.shape[0]
+  if (rdni.synthesizer is not None and rdni.bootstrap == "unscaled"
+      and not rdni.oracle_end_grad):
+    # The target carries M(h(s_T)) back instead of λ·M(h(s_T)): add the
+    # vjp of (1 − λ)·M(h(s_T)) through the window (J is linear in it).
+    scale = rdni.sg_scale if sg_scale is None else sg_scale
+    sg = _interface(rdni, None, 1.0 - scale)
+    extra_B = jax.lax.stop_gradient(sg.delta(sg.predict(
+        interface.InterfaceState(synth_params, synth_state, None),
+        sg_input(rdni, end), train=False).value, batch_size))
+    _, pull = jax.vjp(
+        lambda s: sg_part(rdni, recurrent.unroll(
+            rdni.core, params, s, batch["inputs"])[0]), start_BxS)
+    start_grads = start_grads + pull(extra_B)[0]
   return param_grads, batch_size * sg_part(rdni, start_grads), end, metrics
 
 

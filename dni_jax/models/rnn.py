@@ -9,6 +9,12 @@ flat state, and the LSTM's cell state ``c`` gets no synthetic gradient),
 synthesizer reads ``h`` alone (``sg_input``: the state with ``c`` zeroed)
 and predicts the gradient of the whole state.
 
+The LSTM is Flax's ``OptimizedLSTMCell`` by default. With ``forget_bias``
+or ``peepholes`` it is ``GravesLSTMCell``: the LSTM of Graves (2013), the form
+the DNI paper names, with optional peephole connections from the cell state
+to the gates and a constant added to the forget gate's pre-activation (as
+TensorFlow's and Sonnet's LSTMs add 1 by default).
+
 ``RecurrentCore`` is one time step: ``core.apply(params, state, x_t) ->
 (new_state, logits_t)``; ``dni_jax.core.recurrent.unroll`` scans it over a
 window with ``jax.lax.scan``. With ``with_aux`` the core also has an
@@ -27,6 +33,55 @@ CELLS = ("lstm", "rnn")
 SG_PARTS = ("h", "ch", "h_ch")
 
 
+def _per_gate(init, gates: int = 4):
+  """A ``[F, gates·F]`` kernel initialiser: ``init`` of each ``[F, F]`` block."""
+  def fn(key, shape, dtype=jnp.float32):
+    rows, cols = shape
+    keys = jax.random.split(key, gates)
+    return jnp.concatenate([init(k, (rows, cols // gates), dtype)
+                            for k in keys], axis=-1)
+  return fn
+
+
+class GravesLSTMCell(nn.Module):
+  """The LSTM of Graves (2013), eqs. 7–11 (Flax's cell has no peepholes).
+
+  ``i = σ(W_xi x + W_hi h + w_ci ⊙ c + b_i)``,
+  ``f = σ(W_xf x + W_hf h + w_cf ⊙ c + b_f + forget_bias)``,
+  ``c' = f ⊙ c + i ⊙ tanh(W_xc x + W_hc h + b_c)``,
+  ``o = σ(W_xo x + W_ho h + w_co ⊙ c' + b_o)``, ``h' = o ⊙ tanh(c')``.
+  The peephole weights ``w_c·`` (zero at initialisation) exist only with
+  ``peepholes``. Same call signature as Flax's cells:
+  ``((c, h), x) -> ((c', h'), h')``.
+
+  Attributes:
+    features: hidden units.
+    forget_bias: added to the forget gate's pre-activation.
+    peepholes: connect the cell state to the gates.
+  """
+  features: int
+  forget_bias: float = 0.0
+  peepholes: bool = False
+
+  @nn.compact
+  def __call__(self, carry, x):
+    c, h = carry
+    f = self.features
+    z = (nn.Dense(4 * f, use_bias=False, name="input")(x)
+         + nn.Dense(4 * f, kernel_init=_per_gate(nn.initializers.orthogonal()),
+                    name="recurrent")(h))
+    zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
+    if self.peepholes:
+      w = self.param("peepholes", nn.initializers.zeros, (3, f))
+      zi, zf = zi + w[0] * c, zf + w[1] * c
+    c = (jax.nn.sigmoid(zf + self.forget_bias) * c
+         + jax.nn.sigmoid(zi) * jnp.tanh(zg))
+    if self.peepholes:
+      zo = zo + w[2] * c
+    h = jax.nn.sigmoid(zo) * jnp.tanh(c)
+    return (c, h), h
+
+
 class RecurrentCore(nn.Module):
   """One step of an LSTM / tanh RNN with a linear readout.
 
@@ -41,6 +96,8 @@ class RecurrentCore(nn.Module):
     sg_on: the part of the state the synthetic gradient sits on: "h", the
       core's output, or "ch", the LSTM's whole state ``(c, h)``; "h_ch":
       on the whole state, predicted from ``h`` alone.
+    forget_bias, peepholes: the LSTM's (``GravesLSTMCell``; with neither,
+      Flax's ``OptimizedLSTMCell``).
   """
   cell: str = "lstm"
   hidden: int = 256
@@ -48,6 +105,8 @@ class RecurrentCore(nn.Module):
   vocab_size: int | None = None
   with_aux: bool = False
   sg_on: str = "h"
+  forget_bias: float = 0.0
+  peepholes: bool = False
 
   def setup(self):
     if self.cell not in CELLS:
@@ -55,7 +114,10 @@ class RecurrentCore(nn.Module):
     if self.sg_on not in SG_PARTS:
       raise ValueError(f"unknown sg_on {self.sg_on!r}; choose one of "
                        f"{SG_PARTS}")
-    if self.cell == "lstm":
+    if self.cell == "lstm" and (self.forget_bias or self.peepholes):
+      self.rnn_cell = GravesLSTMCell(self.hidden, self.forget_bias,
+                                     self.peepholes)
+    elif self.cell == "lstm":
       self.rnn_cell = nn.OptimizedLSTMCell(self.hidden)
     else:
       self.rnn_cell = nn.SimpleCell(self.hidden)

@@ -279,6 +279,15 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            "gradient sits on the core's output h (the paper's choice), on "
            "the LSTM's whole state ch, or on the whole state predicted from "
            f"h alone (h_ch); choose one of {rnn.SG_PARTS}.")
+  _require(config.model.kind == "lstm" or not (
+      config.model.forget_bias or config.model.peepholes),
+           "model.forget_bias and model.peepholes are the LSTM's; set them "
+           "to 0 and False for model.kind=rnn.")
+  _require(config.dni.bootstrap in tbptt.BOOTSTRAPS,
+           f"unknown dni.bootstrap {config.dni.bootstrap!r}: the "
+           "synthesizer's target carries back the scaled synthetic gradient "
+           "λ·M(h_end) (scaled) or M(h_end) itself (unscaled); choose one of "
+           f"{tbptt.BOOTSTRAPS}.")
   for field, value in (("unroll", config.unroll),
                        ("model.width", config.model.width),
                        ("windows_per_call", config.windows_per_call)):
@@ -526,9 +535,11 @@ def build_recurrent(config: ml_collections.ConfigDict,
                     task) -> tbptt.RecurrentDNI:
   """The core, synthesizer and method of a sequence-task config."""
   core = rnn.RecurrentCore(config.model.kind, config.model.width,
-                           task.num_outputs, task.vocab_size)
+                           task.num_outputs, task.vocab_size,
+                           forget_bias=config.model.forget_bias,
+                           peepholes=config.model.peepholes)
   d = config.dni
   synth = make_synthesizer(config)
   return tbptt.build(config.method, core, task.loss, synth,
                      d.sg_scale,
-                     d.aux_weight, sg_on=d.sg_state)
+                     d.aux_weight, sg_on=d.sg_state, bootstrap=d.bootstrap)

@@ -72,6 +72,9 @@ ADDED_FIELDS = {
         else ANY),
     # Before it, the synthetic gradient sat on the LSTM's whole state.
     "dni.sg_state": "ch",
+    "dni.bootstrap": "scaled",
+    "model.forget_bias": 0.0,
+    "model.peepholes": False,
 }
 # Not added above: data.start_repeats. A copy-task run made before it had
 # another curriculum and task state; its absence counts as a difference, so
