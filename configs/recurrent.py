@@ -14,9 +14,10 @@ def get_config():
   config.method = "bptt,dni,dni_aux"
   config.model.kind = "lstm"
   config.model.width = 256
-  # the LSTM: 0 and False are Flax's cell; otherwise the LSTM of Graves
-  # (2013) with a constant on the forget gate (TensorFlow/Sonnet: 1) and
-  # peephole connections from the cell state to the gates
+  # the LSTM: a constant added to the forget gate's pre-activation
+  # (TensorFlow/Sonnet: 1) and peephole connections from the cell state to
+  # the gates, each on its own; with either, the cell is the LSTM of Graves
+  # (2013), with neither (0, False) Flax's OptimizedLSTMCell
   config.model.forget_bias = 0.0
   config.model.peepholes = False
   config.dni.synthesizer = "linear"

@@ -94,3 +94,31 @@ def test_recurrent_core_picks_its_lstm():
                           (graves_core, graves_params, 0.7310586)):
     new_state, _ = core.apply({"params": params}, s1, x)
     np.testing.assert_allclose(new_state[:, :4], f, rtol=1e-6)
+
+
+def test_graves_lstm_cell_without_its_options_is_flax_lstm():
+  """The gate order and equations against Flax's cell, independently of
+  the numpy transcription above."""
+  import flax.linen as nn
+  import numpy as np
+  from dni_jax.models import rnn
+  kc, kh, kx, kp = jax.random.split(jax.random.PRNGKey(1), 4)
+  c, h = jax.random.normal(kc, (3, 5)), jax.random.normal(kh, (3, 5))
+  x = jax.random.normal(kx, (3, 4))
+  flax_cell = nn.OptimizedLSTMCell(5)
+  fp = flax_cell.init(kp, (c, h), x)["params"]
+  fp = jax.tree_util.tree_map(
+      lambda a: a + 0.3 * jax.random.normal(jax.random.PRNGKey(a.size + 7),
+                                            a.shape), fp)
+  gates = "ifgo"
+  graves = {
+      "input": {"kernel": np.concatenate(
+          [fp["i" + g]["kernel"] for g in gates], -1)},
+      "recurrent": {
+          "kernel": np.concatenate([fp["h" + g]["kernel"] for g in gates],
+                                   -1),
+          "bias": np.concatenate([fp["h" + g]["bias"] for g in gates], -1)}}
+  (c1, h1), _ = flax_cell.apply({"params": fp}, (c, h), x)
+  (c2, h2), _ = rnn.GravesLSTMCell(5).apply({"params": graves}, (c, h), x)
+  np.testing.assert_allclose(c2, c1, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(h2, h1, rtol=1e-5, atol=1e-6)

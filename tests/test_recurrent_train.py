@@ -1,5 +1,6 @@
 """Sequence tasks end to end: configs, metrics, resume, early stop, bad input."""
 
+import math
 import os
 
 import jax
@@ -72,6 +73,28 @@ def test_early_stopping_on_valid(tmp_path):
   summary = train.train_and_evaluate(config, tmp_path / "run")["bptt"]
   assert summary["stopped_early"] and summary["step"] == 6
   assert _final_state(tmp_path / "run")[0] == 6  # saved where it stopped
+
+
+def test_graves_lstm_and_unscaled_bootstrap_train_from_the_config(tmp_path):
+  """The options reach the step: the cell has peepholes, and only the
+  synthesizer's loss (its target) differs from the scaled bootstrap."""
+  options = {"model.forget_bias": 1.0, "model.peepholes": True}
+  logs = {}
+  for bootstrap in ("scaled", "unscaled"):
+    config = tiny("copy", method="dni_aux", num_steps=4, log_every=1,
+                  **options, **{"dni.bootstrap": bootstrap})
+    train.train_and_evaluate(config, tmp_path / bootstrap)
+    logs[bootstrap] = read_metrics(tmp_path / bootstrap / "metrics.jsonl")
+    _, restored = _final_state(tmp_path / bootstrap)
+    assert set(restored["params"]["params"]["rnn_cell"]) == {
+        "input", "recurrent", "peepholes"}
+  for a, b in zip(logs["scaled"], logs["unscaled"]):
+    assert all(math.isfinite(v) for v in b.values() if isinstance(v, float))
+  # The first window's core update is the same; the targets differ once the
+  # synthesizer predicts something (from the second window on).
+  assert logs["scaled"][0]["loss"] == logs["unscaled"][0]["loss"]
+  assert any(a["synth_loss"] != b["synth_loss"]
+             for a, b in zip(logs["scaled"][1:], logs["unscaled"][1:]))
 
 
 def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch):

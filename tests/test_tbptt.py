@@ -160,7 +160,9 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap):
   target stays λ·M); the core's update is the same for both."""
   rdni, opt, state = _setup(method, sg_scale=0.3, sg_on=sg_on)
   rdni = dataclasses.replace(rdni, bootstrap=bootstrap)
-  end_scale = 0.3 if bootstrap == "scaled" else 1.0
+  # The state's λ (what a sweep member carries) rules, not the static 0.3.
+  state = state.replace(sg_scale=jnp.float32(0.5))
+  end_scale = 0.5 if bootstrap == "scaled" else 1.0
   batch = _batch(2)
   core, synth = rdni.core, rdni.synthesizer
   # The part of the state the synthetic gradient sits on, and what the
@@ -175,7 +177,7 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap):
                                          batch["inputs"])
     m_end = synth.apply({"params": state.synth_params},
                         jax.lax.stop_gradient(read(end)))
-    delta = jax.lax.stop_gradient(0.3 * m_end)
+    delta = jax.lax.stop_gradient(0.5 * m_end)
     j = _loss(logits, batch)[0] + jnp.sum(
         jax.lax.stop_gradient(end_scale * m_end) * part(end), -1)
     if core.with_aux:
@@ -188,11 +190,14 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap):
                         for b in range(B)])
   grads, target, _, _ = tbptt.window_grads(
       rdni, state.params, state.carry, batch, state.synth_params,
-      state.synth_state)
-  scaled_grads = tbptt.window_grads(
+      state.synth_state, state.sg_scale)
+  scaled_grads, scaled_target, _, _ = tbptt.window_grads(
       dataclasses.replace(rdni, bootstrap="scaled"), state.params,
-      state.carry, batch, state.synth_params, state.synth_state)[0]
+      state.carry, batch, state.synth_params, state.synth_state,
+      state.sg_scale)
   _tree_close(grads, scaled_grads, rtol=1e-6, atol=1e-7)
+  if bootstrap == "unscaled":  # the two targets differ, by this much
+    assert np.abs(target - scaled_target).max() > 1e-3
   assert target.shape == (B, H if sg_on == "h" else 2 * H)
   if sg_on == "h_ch":  # the library's synthesizer input does not read c
     moved = state.carry.at[:, :H].add(1.0)

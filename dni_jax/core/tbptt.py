@@ -11,7 +11,8 @@ per example ``b`` (``s₀`` the carried start state, ``s_T`` the end state,
 and ``J = mean_b J_b``. ``∂J/∂θ`` updates the core. The synthesizer ``M``
 regresses its prediction at the start, ``M(h(s₀))``, onto the bootstrapped
 target ``∂J_b/∂h(s₀)`` (the true gradient inside the window plus the
-synthetic gradient at its end, carried back). ``h`` is the core's
+synthetic gradient at its end, carried back; ``bootstrap="unscaled"``
+carries back ``M(h(s_T))`` instead of ``λ·M(h(s_T))``). ``h`` is the core's
 ``sg_part``: by default the LSTM's output ``h``, as in the paper, so the cell
 state ``c`` crosses the boundary with its gradient truncated, as in plain
 truncated BPTT; ``sg_on="h_ch"`` predicts the gradient of the whole state
@@ -84,7 +85,8 @@ class RecurrentDNI:
       receives). One more backward pass through the window.
     oracle_end_grad: testing hook: take the end gradient from
       ``batch["end_grad"]`` (per-example units, ``[B, sg_size]``) instead of
-      ``λ·M(h(s_T))``.
+      ``λ·M(h(s_T))``, in the core's objective and in the target alike
+      (``bootstrap`` is then ignored).
   """
   core: Any
   loss_fn: LossFn
@@ -252,27 +254,40 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
 def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
                  batch: dict, synth_params=None, synth_state=None,
                  sg_scale=None):
-  """``(∂J/∂θ, per-example ∂J_b/∂h(s₀), end_state, metrics)`` of one window
-  (``h(s₀)``: the part of the start state the synthetic gradient sits on;
-  the rest of ``∂J_b/∂s₀`` is truncated at the boundary)."""
-  grad_fn = jax.grad(
-      functools.partial(window_objective, rdni), argnums=(0, 1), has_aux=True)
-  (param_grads, start_grads), (end, metrics) = grad_fn(
-      params, start_BxS, batch, synth_params, synth_state, sg_scale)
+  """``(∂J/∂θ, per-example target, end_state, metrics)`` of one window.
+
+  The target is ``∂J_b/∂h(s₀)`` (``h(s₀)``: the part of the start state the
+  synthetic gradient sits on; the rest of ``∂J_b/∂s₀`` is truncated at the
+  boundary); with ``bootstrap="unscaled"``, that of ``J_b`` with
+  ``M(h(s_T))`` in place of ``λ·M(h(s_T))`` in its linear term (the Aux
+  head's target stays ``λ·M``).
+  """
   batch_size = start_BxS.shape[0]
-  if (rdni.synthesizer is not None and rdni.bootstrap == "unscaled"
-      and not rdni.oracle_end_grad):
-    # The target carries M(h(s_T)) back instead of λ·M(h(s_T)): add the
-    # vjp of (1 − λ)·M(h(s_T)) through the window (J is linear in it).
-    scale = rdni.sg_scale if sg_scale is None else sg_scale
-    sg = _interface(rdni, None, 1.0 - scale)
-    extra_B = jax.lax.stop_gradient(sg.delta(sg.predict(
-        interface.InterfaceState(synth_params, synth_state, None),
-        sg_input(rdni, end), train=False).value, batch_size))
-    _, pull = jax.vjp(
-        lambda s: sg_part(rdni, recurrent.unroll(
-            rdni.core, params, s, batch["inputs"])[0]), start_BxS)
-    start_grads = start_grads + pull(extra_B)[0]
+  if (rdni.synthesizer is None or rdni.bootstrap == "scaled"
+      or rdni.oracle_end_grad):
+    grad_fn = jax.grad(functools.partial(window_objective, rdni),
+                       argnums=(0, 1), has_aux=True)
+    (param_grads, start_grads), (end, metrics) = grad_fn(
+        params, start_BxS, batch, synth_params, synth_state, sg_scale)
+    return param_grads, batch_size * sg_part(rdni, start_grads), end, metrics
+
+  # Unscaled: J is linear in the end term, so the target adds the vjp of
+  # (1 − λ)·M(h(s_T)) through the window to ∂J/∂h(s₀). One forward pass,
+  # pulled back twice.
+  def objective_and_end(p, s):
+    j, (end, metrics) = window_objective(rdni, p, s, batch, synth_params,
+                                         synth_state, sg_scale)
+    return (j, sg_part(rdni, end)), (end, metrics)
+
+  (j, end_sg), pull, (end, metrics) = jax.vjp(
+      objective_and_end, params, start_BxS, has_aux=True)
+  param_grads, start_grads = pull((jnp.ones_like(j), jnp.zeros_like(end_sg)))
+  scale = rdni.sg_scale if sg_scale is None else sg_scale
+  sg = _interface(rdni, None, 1.0 - scale)
+  extra_B = jax.lax.stop_gradient(sg.delta(sg.predict(
+      interface.InterfaceState(synth_params, synth_state, None),
+      sg_input(rdni, end), train=False).value, batch_size))
+  start_grads = start_grads + pull((jnp.zeros_like(j), extra_B))[1]
   return param_grads, batch_size * sg_part(rdni, start_grads), end, metrics
 
 

@@ -283,6 +283,10 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
       config.model.forget_bias or config.model.peepholes),
            "model.forget_bias and model.peepholes are the LSTM's; set them "
            "to 0 and False for model.kind=rnn.")
+  _require(math.isfinite(config.model.forget_bias),
+           f"model.forget_bias must be a finite number, got "
+           f"{config.model.forget_bias}; TensorFlow's and Sonnet's LSTMs use "
+           "1.0, Flax's 0.0.")
   _require(config.dni.bootstrap in tbptt.BOOTSTRAPS,
            f"unknown dni.bootstrap {config.dni.bootstrap!r}: the "
            "synthesizer's target carries back the scaled synthetic gradient "
