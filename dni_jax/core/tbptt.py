@@ -204,6 +204,16 @@ def sg_part(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
   return state_BxS if part is None else part(state_BxS)
 
 
+def _end_delta(rdni: RecurrentDNI, synth_params, synth_state,
+               end_BxS: jax.Array, scale, units: Any = 1) -> jax.Array:
+  """``scale·M(h(s_T)) / units``: the synthesizer's prediction at a window's
+  end (evaluation mode), scaled."""
+  sg = _interface(rdni, None, scale)
+  return sg.delta(sg.predict(
+      interface.InterfaceState(synth_params, synth_state, None),
+      sg_input(rdni, end_BxS), train=False).value, units)
+
+
 def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
                      batch: dict, synth_params=None, synth_state=None,
                      sg_scale=None):
@@ -230,11 +240,8 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
     if rdni.oracle_end_grad:
       sg_B = batch["end_grad"]
     else:
-      sg = _interface(rdni, None,
-                      rdni.sg_scale if sg_scale is None else sg_scale)
-      sg_B = sg.delta(sg.predict(
-          interface.InterfaceState(synth_params, synth_state, None),
-          sg_input(rdni, end), train=False).value)
+      sg_B = _end_delta(rdni, synth_params, synth_state, end,
+                        rdni.sg_scale if sg_scale is None else sg_scale)
     sg_B = jax.lax.stop_gradient(sg_B)
     objective_B = objective_B + jnp.sum(sg_B * end_sg, axis=-1)
     if rdni.core.with_aux:
@@ -283,10 +290,8 @@ def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
       objective_and_end, params, start_BxS, has_aux=True)
   param_grads, start_grads = pull((jnp.ones_like(j), jnp.zeros_like(end_sg)))
   scale = rdni.sg_scale if sg_scale is None else sg_scale
-  sg = _interface(rdni, None, 1.0 - scale)
-  extra_B = jax.lax.stop_gradient(sg.delta(sg.predict(
-      interface.InterfaceState(synth_params, synth_state, None),
-      sg_input(rdni, end), train=False).value, batch_size))
+  extra_B = jax.lax.stop_gradient(_end_delta(
+      rdni, synth_params, synth_state, end, 1.0 - scale, batch_size))
   start_grads = start_grads + pull((jnp.zeros_like(j), extra_B))[1]
   return param_grads, batch_size * sg_part(rdni, start_grads), end, metrics
 
