@@ -11,7 +11,21 @@ the floating-point operations per step that XLA's cost analysis counts for
 each compiled step (where the extra time of DNI comes from: a linear
 synthesizer costs a forward and a weight-gradient matmul per boundary), and,
 as the last line, ``ratio dni/backprop=<x> cdni/backprop=<y>``.
+
+With ``--members=N`` each method's step is also timed vmapped over N
+members, each with its own parameters and batch (what a sweep's vmapped
+group of N seeds runs), in the same interleaved rounds; a line per method
+prints the group's time against N times one member's:
+
+  python -m experiments.benchmark --model=cnn --width=32 --batch_size=64 --members=3
+
+On XLA:CPU a vmapped convolution over members' kernels is a grouped
+convolution, which runs far slower than the members' convolutions one after
+another (docs/performance.md), so sweeps do not vmap CNN members on a CPU
+(``dni_jax.training.families``).
 """
+
+import statistics
 
 from absl import app
 from absl import flags
@@ -31,11 +45,18 @@ _WIDTH = flags.DEFINE_integer("width", None, "Units (FCN, default 256) or "
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size.")
 _ROUNDS = flags.DEFINE_integer("rounds", 30, "Timed rounds per method.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed round.")
+_MEMBERS = flags.DEFINE_integer(
+    "members", 0, "Also time each method vmapped over this many members "
+    "(own parameters and batch each), as a sweep's vmapped group; 0: not.")
 _METHODS = ("backprop", "dni", "cdni")
 
 
 def _batch(seed):
-  kx, ky = jax.random.split(jax.random.PRNGKey(seed))
+  return _batch_of(jax.random.PRNGKey(seed))
+
+
+def _batch_of(key):
+  kx, ky = jax.random.split(key)
   return {"inputs": jax.random.normal(kx, (_BATCH.value, 28, 28, 1)),
           "labels": jax.random.randint(ky, (_BATCH.value,), 0, 10)}
 
@@ -52,10 +73,13 @@ def _network():
                       dni.LinearSynthesizer())
 
 
+def _parts(method):
+  return (_network(), dni.Optimizers(optax.adam(3e-5), optax.adam(3e-5)),
+          dni.get_source(method))
+
+
 def _compiled(method, batch):
-  net = _network()
-  opt = dni.Optimizers(optax.adam(3e-5), optax.adam(3e-5))
-  source = dni.get_source(method)
+  net, opt, source = _parts(method)
   state = dni.init_train_state(net, opt, source, jax.random.PRNGKey(0), batch)
   step = dni.make_train_step(net, opt, source)
   cost = step.lower(state, batch).compile().cost_analysis()
@@ -63,6 +87,20 @@ def _compiled(method, batch):
   state, metrics = step(state, batch)  # compile
   jax.block_until_ready((state, metrics))
   return step, state, flops
+
+
+def _compiled_group(method, n):
+  """``method``'s step vmapped over ``n`` members, in ``timing``'s form (the
+  members' own batches stand in for the shared one)."""
+  net, opt, source = _parts(method)
+  keys = jax.random.split(jax.random.PRNGKey(1), n)
+  batches = jax.vmap(_batch_of)(keys)
+  states = jax.vmap(lambda k, b: dni.init_train_state(
+      net, opt, source, k, b))(keys, batches)
+  group_step = jax.jit(jax.vmap(dni.make_train_step(net, opt, source)))
+  step = lambda state, _: group_step(state, batches)
+  jax.block_until_ready(step(states, None))  # compile
+  return step, states
 
 
 def main(argv):
@@ -74,12 +112,23 @@ def main(argv):
   for m in _METHODS:
     step, state, flops[m] = _compiled(m, batch)
     runs[m] = (step, state)
+  n = _MEMBERS.value
+  if n:
+    for m in _METHODS:
+      runs[f"{m} x{n}"] = _compiled_group(m, n)
   samples = timing.interleaved_samples(runs, batch, _ROUNDS.value,
                                        _STEPS.value)
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
         f"{_MODEL.value.upper()} {_DEPTH.value}x{_width()}, batch "
         f"{_BATCH.value}, "
         f"{_ROUNDS.value} rounds x {_STEPS.value} steps")
+  if n:
+    for m in _METHODS:
+      single = statistics.median(samples[m])
+      group = statistics.median(samples.pop(f"{m} x{n}"))
+      print(f"{m}: {n} members vmapped {1e3 * group:.1f} ms per step, one "
+            f"member {1e3 * single:.1f} ms; vmapped / ({n} x one) = "
+            f"{group / (n * single):.2f}")
   timing.report(samples, flops, "backprop")
 
 

@@ -162,6 +162,21 @@ def test_mixed_sweep_runs_a_vmapped_group_and_a_static_one(tmp_path, capsys):
     assert os.path.exists(tmp_path / name / "config.json")
 
 
+def test_cnn_seeds_run_one_after_another_on_a_cpu_and_say_so():
+  # XLA:CPU runs a convolution vmapped over kernels as a grouped one, far
+  # slower than the members' own (experiments.benchmark --members).
+  fcn = importlib.import_module("configs.mnist_fcn").get_config()
+  cnn = importlib.import_module("configs.mnist_cnn").get_config()
+  seeds = [{"seed": s} for s in range(3)]
+  assert [len(g) for g in sweep.groups(sweep.members(fcn, seeds))] == [3]
+  cnn_groups = sweep.groups(sweep.members(cnn, seeds))
+  on_cpu = jax.default_backend() == "cpu"
+  assert [len(g) for g in cnn_groups] == ([1, 1, 1] if on_cpu else [3])
+  if on_cpu:
+    assert ("[sweep]   1. single run (this kind of run is not vmapped here)"
+            in sweep.plan(cnn_groups, "w"))
+
+
 def test_half_finished_sweep_resumes_member_by_member(tmp_path, monkeypatch):
   # log_every 1: a train average spanning the resume point would cover
   # fewer steps after it (as for a single run).

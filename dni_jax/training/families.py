@@ -21,6 +21,7 @@ import dataclasses
 import types
 from typing import Callable
 
+import jax
 import ml_collections
 
 from dni_jax import data as data_lib
@@ -36,6 +37,15 @@ from dni_jax.training import report
 from dni_jax.training import two_networks
 
 Config = ml_collections.ConfigDict
+
+
+def _feedforward_vmappable(config: Config) -> bool:
+  """Feed-forward runs vmap, except CNNs on a CPU: there a convolution
+  vmapped over the members' kernels becomes a grouped convolution, which
+  XLA:CPU runs 2.4-4x slower than the members' own convolutions one after
+  another (``python -m experiments.benchmark --model=cnn --members=3``,
+  docs/performance.md)."""
+  return config.model.kind != "cnn" or jax.default_backend() != "cpu"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +88,7 @@ FAMILIES = (
     Family("feedforward", lambda c: True,
            tuple(sorted(gradient_sources.METHODS)),
            experiment.validate_sequence_or_images, feedforward,
-           report.comparison_table, lambda c: True),
+           report.comparison_table, _feedforward_vmappable),
 )
 
 

@@ -125,7 +125,8 @@ def _static_part(config: ml_collections.ConfigDict) -> dict:
 
 
 def vmappable(config: ml_collections.ConfigDict) -> bool:
-  """Whether this kind of run can train as a member of a vmapped group."""
+  """Whether this kind of run trains as a member of a vmapped group (where
+  it can, and where that pays on this backend: ``families``)."""
   return families.family_of(config).vmappable(config)
 
 
@@ -328,7 +329,8 @@ def plan(sweep_groups: list[list[Member]], workdir: str) -> str:
   for i, group in enumerate(sweep_groups):
     c = group[0].config
     kind = (f"vmapped group of {len(group)}" if len(group) > 1
-            else "single run")
+            else "single run" if vmappable(c)
+            else "single run (this kind of run is not vmapped here)")
     lines.append(f"[sweep]   {i + 1}. {kind}, {c.num_steps} steps of batch "
                  f"{c.batch_size}: " + "; ".join(m.name for m in group))
   lines.append(f"[sweep] budget: {steps} steps of the groups in all "
