@@ -23,6 +23,12 @@ pooling input models (``--config.dni.input_hidden='(16,16)'
 
 from configs import mnist_fcn
 
+# The CNN at a size a 2-core CPU trains in minutes per run (docs/results.md
+# "Convolutional networks, 3 seeds"): 32 filters, conv synthesizers and input
+# models of 32, pooling input models, batch 64, 6k steps (÷10 at 3.6k, 4.8k).
+CPU_FEATURES = 32
+CPU_STEPS = 6000
+
 
 def get_config():
   config = mnist_fcn.get_config()
@@ -33,4 +39,20 @@ def get_config():
   # Complete unlock (dni_unlocked / cdni_unlocked): conv input models.
   config.dni.input_model = "conv"
   config.dni.input_hidden = (64,)
+  return config
+
+
+def get_cpu_config():
+  """The reduced CNN (``python -m experiments.reproduce --table=mnist_cnn``)."""
+  config = get_config()
+  config.model.features = CPU_FEATURES
+  config.dni.hidden = (CPU_FEATURES, CPU_FEATURES)
+  config.dni.input_hidden = (CPU_FEATURES, CPU_FEATURES)
+  config.dni.input_pool = True
+  config.batch_size = 64
+  config.num_steps = CPU_STEPS
+  config.opt.decay_steps = (CPU_STEPS * 6 // 10, CPU_STEPS * 8 // 10)
+  config.eval_every = 2000
+  config.checkpoint_every = 1000
+  config.log_every = 500
   return config

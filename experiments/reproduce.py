@@ -6,6 +6,10 @@
 Tables (``--table``):
 
 - ``mnist_fcn``: MNIST FCN test error (%), depth 3–6 × {backprop, DNI, cDNI}.
+- ``mnist_cnn``: MNIST CNN test error (%) and wall time per run, {backprop,
+  DNI, cDNI, complete-unlock cDNI}; ``full``: 3 stages of 32 filters, 6k
+  steps (``configs/mnist_cnn.py``'s ``get_cpu_config()``); ``paper``: the
+  paper's 128 filters at the config's 40k steps (an accelerator's budget).
 - ``binary_addition``: held-out whole-sum accuracy and bit accuracy,
   {backprop, DNI, cDNI}.
 - ``copy``: Copy and Repeat Copy, the paper's T_task of the longest level
@@ -19,11 +23,13 @@ Tables (``--table``):
   BPTT-20's best and an easier common level (``--data_dir``).
 
 ``--budget=full`` is what the README reports (the configs' own step
-budgets; Copy: ``--copy_windows`` = 100k windows per run); ``--budget=small``
+budgets; Copy: ``--copy_windows`` = 100k windows per run; the CNN at 32
+filters); ``--budget=small``
 shrinks every cell to seconds on a CPU (narrow networks, a few dozen steps),
-to check that the whole table runs; ``--budget=paper`` (Copy only) trains
-each run for the paper's 2.5 M iterations (windows). The seeds of a cell
-train as one vmapped program (``experiments.sweep``), into
+to check that the whole table runs; ``--budget=paper`` (Copy and the CNN)
+trains each Copy run for the paper's 2.5 M iterations (windows) and the CNN
+at the paper's size. The seeds of a cell train as one vmapped program
+(``experiments.sweep``; CNN seeds one after another on a CPU), into
 ``<workdir>/<table>/<cell>/seed=<s>/``, so a rerun resumes where it stopped.
 Prints the table as Markdown, mean ± std over the seeds (n − 1), and writes
 it to ``<workdir>/<table>_<budget>.md``.
@@ -43,7 +49,10 @@ from experiments import cli
 from experiments import ptb_speed
 from experiments import timing
 
-TABLES = ("mnist_fcn", "binary_addition", "copy", "ptb_char", "ptb_speed")
+TABLES = ("mnist_fcn", "mnist_cnn", "binary_addition", "copy", "ptb_char",
+          "ptb_speed")
+PAPER_TABLES = ("copy", "mnist_cnn")  # the tables --budget=paper applies to
+CNN_METHODS = ("backprop", "dni", "cdni", "cdni_unlocked")
 # The small budget: every cell shrunk to seconds on a CPU.
 SMALL_STEPS = 24
 SMALL_BATCH = 16
@@ -59,6 +68,8 @@ def _full_steps(table: str) -> int:
     return _COPY_WINDOWS_DEFAULT
   if table == "ptb_speed":
     return ptb_speed.CHARS // (ptb_speed.BATCH * 8)
+  if table == "mnist_cnn":
+    return importlib.import_module("configs.mnist_cnn").CPU_STEPS
   return importlib.import_module(f"configs.{table}").get_config().num_steps
 
 
@@ -73,9 +84,11 @@ def budgets_text() -> str:
           "CPU, a check that the whole table runs, not its numbers. full: "
           f"the README's, each config's own steps per run ({full}; ptb_char "
           "stops early when valid BPC stops improving) and --copy_windows "
-          f"(default {_COPY_WINDOWS_DEFAULT}) windows per Copy run. paper "
-          f"(--table=copy only): as full, {PAPER_COPY_WINDOWS} windows per "
-          "Copy run, the paper's 2.5 M iterations.")
+          f"(default {_COPY_WINDOWS_DEFAULT}) windows per Copy run; mnist_cnn "
+          "at 32 filters, batch 64. paper (--table=copy and mnist_cnn): as "
+          f"full, {PAPER_COPY_WINDOWS} windows per Copy run, the paper's "
+          "2.5 M iterations; the CNN at the paper's 128 filters and batch "
+          "256 for the config's 40k steps.")
 
 
 # absl prints the module docstring as --help's usage text.
@@ -130,6 +143,13 @@ def cells(table: str, budget: str):
           elif budget == "paper":
             config.num_steps = PAPER_COPY_WINDOWS
           out.append((f"{task} T={unroll}", method, config))
+  elif table == "mnist_cnn":
+    module = importlib.import_module("configs.mnist_cnn")
+    for method in CNN_METHODS:
+      config = (module.get_config() if budget == "paper"
+                else module.get_cpu_config())
+      config.method = method
+      out.append(("filters", method, config))  # the row: after _shrink
   elif table == "ptb_speed":
     for name, config in ptb_speed.configs(small=budget == "small"):
       out.append(("ptb_speed", name, config))
@@ -139,10 +159,13 @@ def cells(table: str, budget: str):
       config.method = method
       out.append(("ptb_char T=8", method, config))
   for _, _, config in out:
-    if _DATA_DIR.value and table in ("mnist_fcn", "ptb_char", "ptb_speed"):
+    if _DATA_DIR.value and table in ("mnist_fcn", "mnist_cnn", "ptb_char",
+                                     "ptb_speed"):
       config.data.dir = _DATA_DIR.value
     if budget == "small":
       _shrink(config)
+  if table == "mnist_cnn":
+    out = [(f"{c.model.features} filters", m, c) for _, m, c in out]
   return out
 
 
@@ -150,6 +173,9 @@ def value(table: str, summary: dict) -> dict:
   """The numbers a table shows from one run's summary."""
   if table == "mnist_fcn":
     return {"test error %": 100 * (1 - summary["test"]["accuracy"])}
+  if table == "mnist_cnn":
+    return {"test error %": 100 * (1 - summary["test"]["accuracy"]),
+            "wall s": summary["seconds"]}
   if table == "binary_addition":
     return {"whole-sum acc %": 100 * summary["test"]["exact_match"],
             "bit acc %": 100 * summary["test"]["accuracy"]}
@@ -174,6 +200,8 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
     how = (f"narrow networks (width {SMALL_MODEL['width']}, synthesizer "
            f"hidden {SMALL_SYNTH_HIDDEN}): a check that the table runs, not "
            "its numbers")
+  elif budget == "paper" and table == "mnist_cnn":
+    how = "the paper's CNN (128 filters)"
   elif budget == "paper":
     how = "the configs' own networks for the paper's 2.5 M iterations"
   else:
@@ -286,9 +314,9 @@ def main(argv):
   if _TABLE.value is None:
     _fail(f"give --table, one of {', '.join(TABLES)} (see --help for the "
           "tables and the budgets)")
-  if _BUDGET.value == "paper" and _TABLE.value != "copy":
-    _fail(f"--budget=paper ({PAPER_COPY_WINDOWS} windows per run, the "
-          "paper's Copy iterations) applies to --table=copy only; use "
+  if _BUDGET.value == "paper" and _TABLE.value not in PAPER_TABLES:
+    _fail(f"--budget=paper (the paper's Copy iterations, the paper's CNN) "
+          f"applies to --table={' and '.join(PAPER_TABLES)} only; use "
           f"--budget=full for {_TABLE.value}")
   timing.quiet_logs()
   print(describe(_TABLE.value, _BUDGET.value, _SEEDS.value, _WORKDIR.value),

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -26,6 +28,19 @@ def test_tables_have_the_papers_cells():
   assert {(c.model.depth, c.method) for _, _, c in fcn} == {
       (d, m) for d in (3, 4, 5, 6) for m in ("backprop", "dni", "cdni")}
   assert all(c.num_steps == 24 for _, _, c in reproduce.cells("copy", "small"))
+  for budget, features, steps in (("full", 32, 6000), ("paper", 128, 40_000),
+                                  ("small", 4, 24)):
+    cnn = reproduce.cells("mnist_cnn", budget)
+    assert [(r, c.method) for r, _, c in cnn] == [
+        (f"{features} filters", m)
+        for m in ("backprop", "dni", "cdni", "cdni_unlocked")]
+    assert {(c.model.features, c.num_steps) for _, _, c in cnn} == {
+        (features, steps)}
+  # The CNN's table shows test error and each run's wall time.
+  assert reproduce.value("mnist_cnn", {"test": {"accuracy": 0.99},
+                                       "seconds": 60.0}) == {
+                                           "test error %": pytest.approx(1.0),
+                                           "wall s": 60.0}
 
 
 def test_small_budget_table_runs_end_to_end(tmp_path):
@@ -58,8 +73,8 @@ def test_help_states_both_budgets():
   assert "small: 24 steps per run (Copy and PTB: windows of T time steps), " \
          "batch 16, narrow networks" in text
   assert ("full: the README's, each config's own steps per run (mnist_fcn "
-          "40000, binary_addition 12000, ptb_char 40000, ptb_speed "
-          "30720;") in text
+          "40000, mnist_cnn 6000, binary_addition 12000, ptb_char 40000, "
+          "ptb_speed 30720;") in text
   assert "--copy_windows (default 100000) windows per Copy run" in text
 
 
