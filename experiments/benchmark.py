@@ -47,7 +47,8 @@ _ROUNDS = flags.DEFINE_integer("rounds", 30, "Timed rounds per method.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed round.")
 _MEMBERS = flags.DEFINE_integer(
     "members", 0, "Also time each method vmapped over this many members "
-    "(own parameters and batch each), as a sweep's vmapped group; 0: not.")
+    "(own parameters and batch each), as a sweep's vmapped group; 0: not.",
+    lower_bound=0)
 _METHODS = ("backprop", "dni", "cdni")
 
 
@@ -97,9 +98,11 @@ def _compiled_group(method, n):
   batches = jax.vmap(_batch_of)(keys)
   states = jax.vmap(lambda k, b: dni.init_train_state(
       net, opt, source, k, b))(keys, batches)
-  group_step = jax.jit(jax.vmap(dni.make_train_step(net, opt, source)))
+  group_step = jax.jit(jax.vmap(dni.make_train_step(net, opt, source)),
+                       donate_argnums=0)  # as the single step donates
   step = lambda state, _: group_step(state, batches)
-  jax.block_until_ready(step(states, None))  # compile
+  states, metrics = step(states, None)  # compile
+  jax.block_until_ready((states, metrics))
   return step, states
 
 

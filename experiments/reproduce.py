@@ -6,10 +6,12 @@
 Tables (``--table``):
 
 - ``mnist_fcn``: MNIST FCN test error (%), depth 3–6 × {backprop, DNI, cDNI}.
-- ``mnist_cnn``: MNIST CNN test error (%) and wall time per run, {backprop,
-  DNI, cDNI, complete-unlock cDNI}; ``full``: 3 stages of 32 filters, 6k
-  steps (``configs/mnist_cnn.py``'s ``get_cpu_config()``); ``paper``: the
-  paper's 128 filters at the config's 40k steps (an accelerator's budget).
+- ``mnist_cnn``: MNIST CNN test error (%) and wall seconds per run (as
+  its summary records them: a resumed run's last sitting; a vmapped
+  group's members each show the group's), {backprop, DNI, cDNI,
+  complete-unlock cDNI}; ``full``: 3 stages of 32 filters, 6k steps
+  (``configs/mnist_cnn.py``'s ``get_cpu_config()``); ``paper``: the paper's
+  128 filters at the config's 40k steps (an accelerator's budget).
 - ``binary_addition``: held-out whole-sum accuracy and bit accuracy,
   {backprop, DNI, cDNI}.
 - ``copy``: Copy and Repeat Copy, the paper's T_task of the longest level
@@ -59,7 +61,7 @@ SMALL_BATCH = 16
 SMALL_MODEL = dict(width=16, features=4, hidden=(16, 16))
 SMALL_SYNTH_HIDDEN = (8,)
 _COPY_WINDOWS_DEFAULT = 100_000
-# The paper budget (Copy only): the paper's 2.5 M iterations, as windows.
+# The paper budget of Copy: the paper's 2.5 M iterations, as windows.
 PAPER_COPY_WINDOWS = 2_500_000
 
 
@@ -85,7 +87,8 @@ def budgets_text() -> str:
           f"the README's, each config's own steps per run ({full}; ptb_char "
           "stops early when valid BPC stops improving) and --copy_windows "
           f"(default {_COPY_WINDOWS_DEFAULT}) windows per Copy run; mnist_cnn "
-          "at 32 filters, batch 64. paper (--table=copy and mnist_cnn): as "
+          "at 32 filters, batch 64 (configs/mnist_cnn.get_cpu_config, not "
+          "get_config). paper (--table=copy and mnist_cnn): as "
           f"full, {PAPER_COPY_WINDOWS} windows per Copy run, the paper's "
           "2.5 M iterations; the CNN at the paper's 128 filters and batch "
           "256 for the config's 40k steps.")
@@ -111,6 +114,7 @@ def _shrink(config):
   """The small budget: narrow networks, a few dozen steps."""
   config.model.update(**SMALL_MODEL)
   config.dni.hidden = SMALL_SYNTH_HIDDEN
+  config.dni.input_hidden = SMALL_SYNTH_HIDDEN  # complete unlock's models
   config.update(batch_size=SMALL_BATCH, eval_batch_size=256,
                 num_steps=SMALL_STEPS, log_every=SMALL_STEPS // 3,
                 eval_every=SMALL_STEPS // 2, checkpoint_every=SMALL_STEPS // 2)
@@ -175,7 +179,7 @@ def value(table: str, summary: dict) -> dict:
     return {"test error %": 100 * (1 - summary["test"]["accuracy"])}
   if table == "mnist_cnn":
     return {"test error %": 100 * (1 - summary["test"]["accuracy"]),
-            "wall s": summary["seconds"]}
+            "wall s": summary.get("seconds")}
   if table == "binary_addition":
     return {"whole-sum acc %": 100 * summary["test"]["exact_match"],
             "bit acc %": 100 * summary["test"]["accuracy"]}
@@ -200,8 +204,10 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
     how = (f"narrow networks (width {SMALL_MODEL['width']}, synthesizer "
            f"hidden {SMALL_SYNTH_HIDDEN}): a check that the table runs, not "
            "its numbers")
-  elif budget == "paper" and table == "mnist_cnn":
-    how = "the paper's CNN (128 filters)"
+  elif table == "mnist_cnn":
+    how = ("the paper's CNN (128 filters)" if budget == "paper" else
+           "the CNN at 32 filters (configs/mnist_cnn.get_cpu_config): "
+           "docs/results.md's numbers")
   elif budget == "paper":
     how = "the configs' own networks for the paper's 2.5 M iterations"
   else:
@@ -214,7 +220,9 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
       f"[reproduce] cells: {', '.join(rows)} × {', '.join(columns)}"])
 
 
-def _cell_text(values: list[float]) -> str:
+def _cell_text(values: list) -> str:
+  if any(v is None for v in values):
+    return "-"  # e.g. a run whose summary has no wall time
   from dni_jax.training import results  # pylint: disable=g-import-not-at-top
   s = results.stats(values)
   return f"{s['mean']:.4g} ± {s['std']:.2g}"

@@ -36,6 +36,10 @@ def test_tables_have_the_papers_cells():
         for m in ("backprop", "dni", "cdni", "cdni_unlocked")]
     assert {(c.model.features, c.num_steps) for _, _, c in cnn} == {
         (features, steps)}
+  assert "the CNN at 32 filters" in reproduce.describe("mnist_cnn", "full", 3,
+                                                      "/w")
+  assert "the paper's CNN (128 filters)" in reproduce.describe(
+      "mnist_cnn", "paper", 3, "/w")
   # The CNN's table shows test error and each run's wall time.
   assert reproduce.value("mnist_cnn", {"test": {"accuracy": 0.99},
                                        "seconds": 60.0}) == {
@@ -152,3 +156,14 @@ def test_ptb_speed_small_budget_runs_end_to_end(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert plotted.returncode == 0, plotted.stderr[-2000:]
   assert (tmp_path / "wall.png").exists()
+
+
+def test_paper_budget_is_refused_where_the_paper_gives_none():
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce", "--table=mnist_fcn",
+       "--budget=paper"], cwd=ROOT, capture_output=True, text=True,
+      timeout=120)
+  assert out.returncode == 2
+  assert ("--budget=paper (the paper's Copy iterations, the paper's CNN) "
+          "applies to --table=copy and mnist_cnn only; use --budget=full "
+          "for mnist_fcn") in out.stderr

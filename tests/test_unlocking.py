@@ -420,6 +420,15 @@ def test_input_targets_reach_the_network_and_old_runs_resume_as_they_ran():
   # ... and to the other methods the field means nothing: they resume.
   old["method"] = new["method"] = "cdni"
   assert workdir_lib.differing_fields(old, new) == []
+  # No input-model field counts where no method has input models: a CNN
+  # run saved under older input-model defaults still resumes ...
+  old.update({"dni.input_hidden": [64], "dni.input_pool": False})
+  new.update({"dni.input_hidden": [64, 64], "dni.input_pool": True})
+  assert workdir_lib.differing_fields(old, new) == []
+  # ... and one that trains them is refused, naming what changed.
+  old["method"] = new["method"] = "backprop,cdni_unlocked"
+  assert workdir_lib.differing_fields(old, new) == [
+      "dni.input_hidden", "dni.input_pool", "dni.input_targets"]
 
 
 def test_a_pooling_conv_input_model_pools_as_the_stages_do():

@@ -81,13 +81,26 @@ ADDED_FIELDS = {
 # such a run is refused, not resumed into a state it cannot restore.
 
 
+# Fields of the input models of complete unlock: they mean nothing to a run
+# whose methods have none (a change of their default leaves it resumable).
+INPUT_MODEL_FIELDS = ("dni.input_model", "dni.input_hidden", "dni.input_pool",
+                      "dni.input_targets")
+
+
+def _unlocked(flat: dict) -> bool:
+  return "_unlocked" in str(flat.get("method", ""))
+
+
 def differing_fields(old: dict, new: dict) -> list[str]:
-  """Fields that differ between two flattened configs, minus ``RESUMABLE``.
+  """Fields that differ between two flattened configs, minus ``RESUMABLE``
+  (and minus ``INPUT_MODEL_FIELDS`` where neither runs complete unlock).
 
   A field of ``ADDED_FIELDS`` missing from ``old`` counts as its neutral
   value there.
   """
   keys = sorted(set(old) | set(new))
+  if not (_unlocked(old) or _unlocked(new)):
+    keys = [k for k in keys if k not in INPUT_MODEL_FIELDS]
 
   def old_value(k):
     if k not in old and k in ADDED_FIELDS:
