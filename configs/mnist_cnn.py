@@ -10,15 +10,12 @@ the default 40k steps need an accelerator
 (``python -m experiments.benchmark --model=cnn`` times the step anywhere;
 docs/performance.md).
 
-Expected: no result at this size yet. A reduced CNN
-(``--config.model.features=16 --config.dni.hidden='(16,16)'
---config.dni.input_hidden='(16,)' --config.batch_size=64``, 1.5k steps;
-3 seeds, docs/results.md) reached test error 4.19 ± 0.21 % with backprop,
-4.85 ± 0.07 % with cDNI and 27.8 ± 1.5 % with complete unlock
-(``cdni_unlocked``); complete unlock at 6k steps (``--config.num_steps=6000
---config.opt.decay_steps='(3600,4800)'``) reached 6.75 %, and 4.55 % with
-pooling input models (``--config.dni.input_hidden='(16,16)'
---config.dni.input_pool=True``), one seed each.
+Expected: no result at this size yet (an accelerator's budget). At 32
+filters (``get_cpu_config()``: batch 64, 6k steps; ``python -m
+experiments.reproduce --table=mnist_cnn --budget=full``), 3 seeds,
+docs/results.md: test error 0.94 ± 0.02 % with backprop, 1.27 ± 0.05 % with
+DNI, 1.09 ± 0.07 % with cDNI and 1.82 ± 0.27 % with complete unlock
+(``cdni_unlocked``, pooling input models).
 """
 
 from configs import mnist_fcn
