@@ -287,6 +287,63 @@ def test_sweep_killed_between_member_saves_resumes_from_a_common_step(
   assert (tmp_path / "resumed" / "seed=0" / "checkpoints" / "6.ahead").is_dir()
 
 
+def _kill_final_save_before_its_digest(run_dir, step):
+  """The state a SIGKILL leaves between Orbax's commit of the final step
+  and its digest: the marker stays, no digest, no summary."""
+  ck = pathlib.Path(run_dir) / "checkpoints"
+  (ck / f".{step}.saving").write_text("")
+  (ck / str(step) / checkpoint_lib.DIGEST_FILE).unlink()
+  (pathlib.Path(run_dir) / "summary.json").unlink()
+
+
+def _assert_same_run(a, b, steps):
+  assert read_metrics(str(a / "metrics.jsonl")) == read_metrics(
+      str(b / "metrics.jsonl"))
+  sa, sb = test_train._final_state(a), test_train._final_state(b)  # pylint: disable=protected-access
+  assert sa[0] == sb[0] == steps
+  jax.tree_util.tree_map(np.testing.assert_array_equal, sa[1], sb[1])
+  assert (b / "checkpoints" / str(steps) / checkpoint_lib.DIGEST_FILE).exists()
+  assert (b / "summary.json").exists()
+
+
+def test_a_final_save_killed_before_its_digest_is_saved_again(tmp_path,
+                                                              capsys):
+  config = test_train.tiny("binary_addition", method="cdni", num_steps=8,
+                           checkpoint_every=2, log_every=3, eval_every=4)
+  for name in ("straight", "resumed"):
+    train.train_and_evaluate(config, tmp_path / name)
+  _kill_final_save_before_its_digest(tmp_path / "resumed", 8)
+  capsys.readouterr()
+  train.train_and_evaluate(config, tmp_path / "resumed")
+  out = capsys.readouterr()
+  assert "interrupted before its digest" in out.err
+  assert "resuming from step 6" in out.out
+  _assert_same_run(tmp_path / "straight", tmp_path / "resumed", 8)
+  ck = tmp_path / "resumed" / "checkpoints"
+  assert (ck / "8.incomplete").is_dir() and not (ck / ".8.saving").exists()
+
+
+def test_a_sweep_member_whose_final_save_was_killed_trains_it_again(
+    tmp_path, capsys):
+  from dni_jax.training import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  config = test_train.tiny("binary_addition", method="cdni", num_steps=8,
+                           checkpoint_every=2, log_every=3, eval_every=4)
+  sweep_list = [{"seed": 0}, {"seed": 1}]
+  for name in ("straight", "resumed"):
+    sweep_lib.run_sweep(config, sweep_list, str(tmp_path / name))
+  _kill_final_save_before_its_digest(tmp_path / "resumed" / "seed=1", 8)
+  capsys.readouterr()
+  sweep_lib.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
+  assert "interrupted before its digest" in capsys.readouterr().err
+  for member in ("seed=0", "seed=1"):
+    _assert_same_run(tmp_path / "straight" / member,
+                     tmp_path / "resumed" / member, 8)
+  assert (tmp_path / "resumed" / "seed=1" / "checkpoints" / "8.incomplete"
+          ).is_dir()
+  assert (tmp_path / "resumed" / "seed=0" / "checkpoints" / "8.ahead"
+          ).is_dir()
+
+
 def test_a_second_process_on_a_workdir_is_refused(tmp_path):
   from dni_jax.training import files  # pylint: disable=g-import-not-at-top
   config = test_train.tiny("binary_addition", method="dni")

@@ -8,9 +8,12 @@ Every checkpoint carries a digest of its arrays (sha256 per leaf, written
 atomically after the arrays), checked on restore. A checkpoint that fails
 its check, or cannot be read, while an older kept one restores intact is
 moved aside to ``<step>.damaged`` (nothing is deleted) and the run resumes
-from the older one, saying so in one line. A checkpoint saved before digests
-existed (or whose save was killed between the arrays and the digest, after
-Orbax's atomic commit) restores unverified.
+from the older one, saying so in one line. A save killed between Orbax's
+atomic commit and the digest leaves a marker (``.<step>.saving``): the run
+that next opens the directory moves that step aside to
+``<step>.incomplete`` and saves it again (``set_aside_incomplete``), the
+final step too. A checkpoint saved before digests existed restores
+unverified.
 
 A checkpoint of the older layout, from before the hyper-parameters (λ, the
 learning rates) lived in the train state, restores too: its arrays fill the
@@ -247,6 +250,31 @@ class Checkpointer:
                          jax.device_get(jax.tree_util.tree_leaves(state))),
                                  "extra": extra}))
         os.remove(self._marker(step))
+
+  def set_aside_incomplete(self) -> list[str]:
+    """Moves aside the steps whose save was killed before its digest.
+
+    For the run that writes this directory (it holds the workdir's lock),
+    before it decides where to resume or whether it has finished: a save of
+    the final step killed between Orbax's commit and the digest would
+    otherwise read as a finished run whose checkpoint has no digest and no
+    train sums. Each such step goes to ``<step>.incomplete`` (nothing is
+    deleted), with one line saying so; the run then resumes from the
+    newest complete one and saves that step again. Returns the new names.
+    """
+    moved = []
+    for step in self.all_steps():
+      if os.path.exists(self._marker(step)):
+        moved.append(os.path.basename(_move_aside(
+            os.path.join(self.directory, str(step)), "incomplete")))
+        os.remove(self._marker(step))
+    if moved:
+      self._manager.reload()
+      print(f"warning: a save in {self.directory} was interrupted before "
+            f"its digest was written; moved aside to {', '.join(moved)}; "
+            "the run resumes from the newest complete checkpoint and saves "
+            "that step again.", file=sys.stderr, flush=True)
+    return moved
 
   def extra(self, step: int) -> dict | None:
     """The ``extra`` saved with ``step``, or ``None``."""

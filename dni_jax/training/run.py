@@ -310,6 +310,8 @@ def _run_locked(loop: Loop, config, workdir: str, overwrite: bool) -> dict:
   checkpointer = (ProcessLocalCheckpointer(directory)
                   if jax.process_count() > 1 else Checkpointer(directory))
   try:
+    if isinstance(checkpointer, Checkpointer):
+      checkpointer.set_aside_incomplete()
     done = finished(loop, config, workdir, checkpointer.latest_step() or 0)
     if done is None:
       state, start_step = checkpointer.restore_or(loop.init())

@@ -274,6 +274,8 @@ def _run_group_locked(group, dirs, overwrite):
       [Checkpointer(os.path.join(d, "checkpoints")) for d in dirs])
   try:
     loop = families.family_of(configs[0]).loop.make_batched_loop(configs)
+    for c in checkpointers.checkpointers:
+      c.set_aside_incomplete()
     steps = [c.latest_step() or 0 for c in checkpointers.checkpointers]
     if all(s >= c.num_steps for s, c in zip(steps, configs)):
       summaries = {m.name: run_lib.finished(loop, c, d, s)
