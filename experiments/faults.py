@@ -118,7 +118,8 @@ def _clean_refusal(result, kept_before, workdir) -> bool:
 
 
 def _aside(workdir, step) -> bool:
-  return any((pathlib.Path(workdir) / "checkpoints").glob(f"{step}.damaged*"))
+  return any(any((pathlib.Path(workdir) / "checkpoints").glob(
+      f"{step}.{why}*")) for why in ("damaged", "incomplete", "ahead"))
 
 
 def _kill_at_random(workdir, rng, seconds) -> list[int]:

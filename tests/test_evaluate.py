@@ -111,3 +111,14 @@ def test_command_errors_are_one_paragraph(tmp_path, make, fragment):
   assert "Traceback" not in done.stderr
   errors = [l for l in done.stderr.splitlines() if l.startswith("error: ")]
   assert len(errors) == 1 and fragment in errors[0], done.stderr
+
+
+def test_a_step_still_being_saved_is_passed_over_for_the_one_before(tmp_path):
+  train.train_and_evaluate(_binary(method="cdni", num_steps=6,
+                                   checkpoint_every=2), tmp_path)
+  # The marker a save in progress (or killed before its digest) leaves.
+  (tmp_path / "checkpoints" / ".6.saving").write_text("")
+  before = _files(tmp_path)
+  (result,) = evaluate.evaluate_workdir(tmp_path).values()
+  assert result["step"] == 4
+  assert _files(tmp_path) == before  # a reader moves nothing

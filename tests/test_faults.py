@@ -323,6 +323,28 @@ def test_a_final_save_killed_before_its_digest_is_saved_again(tmp_path,
   assert (ck / "8.incomplete").is_dir() and not (ck / ".8.saving").exists()
 
 
+def test_a_save_killed_after_its_digest_is_kept_and_a_lost_summary_rewritten(
+    tmp_path, capsys):
+  config = test_train.tiny("binary_addition", method="cdni", num_steps=8,
+                           checkpoint_every=2, log_every=3, eval_every=4)
+  run_dir = tmp_path / "run"
+  train.train_and_evaluate(config, run_dir)
+  ck = run_dir / "checkpoints"
+  digest_before = (ck / "8" / checkpoint_lib.DIGEST_FILE).read_text()
+  # Killed after the digest, before the marker went, and before the summary.
+  (ck / ".8.saving").write_text("")
+  (run_dir / "summary.json").unlink()
+  capsys.readouterr()
+  train.train_and_evaluate(config, run_dir)
+  out = capsys.readouterr()
+  assert "already finished at step 8" in out.out
+  assert "interrupted" not in out.err
+  assert not (ck / ".8.saving").exists() and not (ck / "8.incomplete").exists()
+  assert (ck / "8" / checkpoint_lib.DIGEST_FILE).read_text() == digest_before
+  summary = json.loads((run_dir / "summary.json").read_text())
+  assert summary["step"] == 8
+
+
 def test_a_sweep_member_whose_final_save_was_killed_trains_it_again(
     tmp_path, capsys):
   from dni_jax.training import sweep as sweep_lib  # pylint: disable=g-import-not-at-top

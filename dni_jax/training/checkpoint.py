@@ -228,6 +228,11 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
+  def complete_steps(self) -> list[int]:
+    """The kept steps whose save ended (no interrupted-save marker)."""
+    return [s for s in self.all_steps() if not os.path.exists(
+        self._marker(s))]
+
   def _marker(self, step: int) -> str:
     return os.path.join(self.directory, f".{step}.saving")
 
@@ -235,8 +240,9 @@ class Checkpointer:
     """Saves ``state`` as ``step``; ``extra`` (JSON) is kept beside it.
 
     A marker file stands beside the step from before Orbax's save until its
-    digest is written: a kill in between leaves a checkpoint that restore
-    treats as incomplete (its ``extra`` is missing), not as intact.
+    digest is written: a kill in between leaves a checkpoint that the next
+    training run moves aside (``set_aside_incomplete``) and restore refuses
+    as incomplete (its ``extra`` is missing), not one trusted as intact.
     """
     main = jax.process_index() == 0
     with signals_deferred():  # Ctrl-C / SIGTERM wait for the save to end
@@ -264,10 +270,12 @@ class Checkpointer:
     """
     moved = []
     for step in self.all_steps():
-      if os.path.exists(self._marker(step)):
-        moved.append(os.path.basename(_move_aside(
-            os.path.join(self.directory, str(step)), "incomplete")))
-        os.remove(self._marker(step))
+      if not os.path.exists(self._marker(step)):
+        continue
+      folder = os.path.join(self.directory, str(step))
+      if not os.path.exists(os.path.join(folder, DIGEST_FILE)):
+        moved.append(os.path.basename(_move_aside(folder, "incomplete")))
+      os.remove(self._marker(step))  # with its digest the save had ended
     if moved:
       self._manager.reload()
       print(f"warning: a save in {self.directory} was interrupted before "

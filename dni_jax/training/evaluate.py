@@ -89,9 +89,10 @@ def evaluate_run(run_dir: str) -> dict:
   loop = families.family_of(config).loop.make_loop(config)
   checkpointer = Checkpointer(directory)
   try:
-    step = checkpointer.latest_step()
-    if step is None:
+    steps = checkpointer.complete_steps()  # not one being saved now
+    if not steps:
       raise no_checkpoint
+    step = steps[-1]
     state = checkpointer.restore_at(step, loop.init())
   finally:
     checkpointer.close()

@@ -272,8 +272,9 @@ def finished(loop: Loop, config, workdir: str, step: int) -> dict | None:
     return None
   summary = workdir_lib.read_summary(workdir)
   if summary is None or summary.get("step") != step:
-    summary = loop.summarize(records, None)
+    summary = loop.summarize(records, None)  # killed before it was written
     summary["stopped_early"] = stopped
+    workdir_lib.write_summary(workdir, summary)
   how = "stopped early" if stopped else "finished"
   print(f"[{config.method}] already {how} at step {step} (num_steps "
         f"{config.num_steps}) in {workdir}; nothing to train. Raise "
