@@ -19,7 +19,7 @@ Tables (``--table``):
   length N, T ∈ {2, 3, 4, 5} × {BPTT, DNI, DNI+Aux}.
 - ``ptb_char``: PTB characters, T = 8, best valid BPC and its test BPC,
   {BPTT, DNI, DNI+Aux} (``--data_dir`` with ``ptb.char.*.txt``).
-- ``ptb_speed``: PTB characters, BPTT at T = 8, 20, 40, DNI and DNI+Aux at
+- ``ptb_speed``: PTB characters, BPTT at T = 5, 8, 20, 40, DNI and DNI+Aux at
   T = 5 and 8, each cell the same characters (``experiments.ptb_speed``):
   best valid BPC, its test BPC, and the characters and wall time to reach
   BPTT-20's best and an easier common level (``--data_dir``).

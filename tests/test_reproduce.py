@@ -100,8 +100,8 @@ def test_ptb_speed_cells_have_one_character_budget():
   flags.FLAGS(["reproduce"])
   speed = reproduce.cells("ptb_speed", "full")
   assert [(c.method, c.unroll) for _, _, c in speed] == [
-      ("bptt", 8), ("bptt", 20), ("bptt", 40), ("dni", 5), ("dni", 8),
-      ("dni_aux", 5), ("dni_aux", 8)]
+      ("bptt", 5), ("bptt", 8), ("bptt", 20), ("bptt", 40), ("dni", 5),
+      ("dni", 8), ("dni_aux", 5), ("dni_aux", 8)]
   for _, _, c in speed:  # the same characters and evaluation points
     assert c.num_steps * c.batch_size * c.unroll == 12 * 2_560 * 32 * 8
     assert c.eval_every * c.batch_size * c.unroll == 2_560 * 32 * 8
@@ -139,15 +139,15 @@ def test_ptb_speed_small_budget_runs_end_to_end(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "| cell | seeds | best valid BPC |" in out.stdout
-  for cell in ("bptt_T8", "bptt_T20", "bptt_T40", "dni_T5", "dni_T8",
-               "dni_aux_T5", "dni_aux_T8"):
+  for cell in ("bptt_T5", "bptt_T8", "bptt_T20", "bptt_T40", "dni_T5",
+               "dni_T8", "dni_aux_T5", "dni_aux_T8"):
     assert f"| {cell} | 1 |" in out.stdout
     assert f"- {cell}: " in out.stdout  # its measured time per window
   # The seconds per character, for `experiments.plot --x=wall`.
   with open(tmp_path / "runs" / "ptb_speed" / "seconds_per_char.json") as f:
     per_char = json.load(f)
-  assert set(per_char) == {"bptt_T8", "bptt_T20", "bptt_T40", "dni_T5",
-                           "dni_T8", "dni_aux_T5", "dni_aux_T8"}
+  assert set(per_char) == {"bptt_T5", "bptt_T8", "bptt_T20", "bptt_T40",
+                           "dni_T5", "dni_T8", "dni_aux_T5", "dni_aux_T8"}
   assert all(v > 0 for v in per_char.values())
   plotted = subprocess.run(
       [sys.executable, "-m", "experiments.plot",
