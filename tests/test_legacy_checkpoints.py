@@ -23,6 +23,7 @@ import pytest
 
 from dni_jax.training import checkpoint
 from dni_jax.training import feedforward
+from dni_jax.training import workdir as workdir_lib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LEGACY = ROOT / "tests" / "legacy_workdirs"
@@ -171,3 +172,27 @@ def test_a_nested_state_of_the_older_layout_restores(tmp_path):
                     jax.tree_util.tree_leaves(older(saved))):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   np.testing.assert_array_equal(restored["inbox"], np.arange(3.))
+
+
+@pytest.mark.parametrize("name", ["copy", "ff"])
+def test_a_reader_rebuilds_a_run_saved_before_later_fields(tmp_path, name):
+  """``experiments.evaluate`` on a run whose config.json lacks fields added
+  since (the LSTM's forget_bias and peepholes, ...): they read as the
+  values that behave as the code did then."""
+  from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
+  run = _copy(name, tmp_path)
+  saved = json.loads((run / "config.json").read_text())
+  assert "forget_bias" not in saved["model"]
+  config = workdir_lib.read_config(str(run))
+  assert config.model.forget_bias == 0.0 and not config.model.peepholes
+  (result,) = evaluate.evaluate_workdir(str(run)).values()
+  assert result["step"] == 3
+
+
+def test_read_defaults_are_the_base_configs():
+  from configs import base  # pylint: disable=g-import-not-at-top
+  flat = workdir_lib.config_fields(base.get_config())
+  for key, value in workdir_lib.READ_DEFAULTS.items():
+    assert workdir_lib.ADDED_FIELDS[key] is workdir_lib.ANY or callable(
+        workdir_lib.ADDED_FIELDS[key])
+    assert flat[key] == (list(value) if isinstance(value, tuple) else value)

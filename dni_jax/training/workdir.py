@@ -76,6 +76,14 @@ ADDED_FIELDS = {
     "model.forget_bias": 0.0,
     "model.peepholes": False,
 }
+# What a reader fills in for a field of ``ANY`` above that an older run
+# lacks (the defaults of configs/base.py; the run's methods never read it,
+# but building them does).
+READ_DEFAULTS = {
+    "dni.input_model": "mlp",
+    "dni.input_hidden": (1024,),
+    "dni.input_targets": "neighbour",
+}
 # Not added above: data.start_repeats. A copy-task run made before it had
 # another curriculum and task state; its absence counts as a difference, so
 # such a run is refused, not resumed into a state it cannot restore.
@@ -296,12 +304,35 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, CONFIG_FILE)
   try:
     with open(path) as f:
-      return ml_collections.ConfigDict(_tuples(json.load(f)))
+      tree = _tuples(json.load(f))
   except (OSError, ValueError) as e:
     raise WorkdirError(
         f"cannot read the run's config {path} ({e}); it is written when a "
         "run starts, so this folder is not a run, or the file is damaged."
     ) from e
+  return ml_collections.ConfigDict(with_added_fields(tree))
+
+
+def with_added_fields(tree: dict) -> dict:
+  """``tree`` (a config saved before some of ``ADDED_FIELDS`` existed) with
+  each missing one at the value that behaves as the code did then, so that
+  a reader (``experiments.evaluate``) rebuilds the run as it trained
+  (fields that only matter to methods the run lacks: ``READ_DEFAULTS``)."""
+  flat = flatten(tree)
+  for key, neutral in ADDED_FIELDS.items():
+    if key in flat:
+      continue
+    if callable(neutral):
+      neutral = neutral(flat)
+    parent, name = key.rsplit(".", 1)
+    node = tree
+    for part in parent.split("."):
+      node = node.get(part) if isinstance(node, dict) else None
+    if neutral is ANY:
+      neutral = READ_DEFAULTS.get(key, ANY)
+    if neutral is not ANY and isinstance(node, dict):
+      node[name] = neutral
+  return tree
 
 
 def read_summary(workdir: str) -> dict | None:
