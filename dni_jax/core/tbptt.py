@@ -326,6 +326,29 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   return new, metrics
 
 
+def synthesizer_fit(state: RecurrentTrainState, batch: dict, *,
+                    rdni: RecurrentDNI, optimizers: Optimizers) -> dict:
+  """How well ``M`` predicts its regression target on one window.
+
+  Per example, at the window's start state: ``mse`` = mean ‖M(h₀) − t‖²
+  (the ``synth_loss`` a train step logs), ``target_sq`` = mean ‖t‖² (the
+  loss of predicting zero; ``mse / target_sq`` is the fraction of the
+  target's second moment left unexplained) and ``cosine``, the mean cosine
+  of ``M(h₀)`` and ``t``. Updates nothing.
+  """
+  start = jax.lax.stop_gradient(state.carry)
+  _, target, _, _ = window_grads(
+      rdni, state.params, start, batch, state.synth_params, state.synth_state,
+      state.sg_scale)
+  sg = _interface(rdni, optimizers, state.sg_scale)
+  pred = sg.predict(interface.state_of(state), sg_input(rdni, start)).value
+  norms = jnp.linalg.norm(pred, axis=-1) * jnp.linalg.norm(target, axis=-1)
+  return {"mse": jnp.mean(jnp.sum(jnp.square(pred - target), -1)),
+          "target_sq": jnp.mean(jnp.sum(jnp.square(target), -1)),
+          "cosine": jnp.mean(jnp.sum(pred * target, -1) /
+                             jnp.maximum(norms, 1e-12))}
+
+
 def task_step(state: RecurrentTrainState, data, *, rdni: RecurrentDNI,
               optimizers: Optimizers, task):
   """One window of a task: its batch, ``train_step``, the task's update.

@@ -1,0 +1,87 @@
+"""How much of its target a recurrent run's synthesizer predicts.
+
+  python -m experiments.synth_fit <workdir> [--windows=400]
+
+Restores the run's newest complete checkpoint (a dni or dni_aux run of
+Copy, Repeat Copy or PTB) and trains on from it for ``--windows`` windows
+in memory, measuring on each, before its update, the synthesizer's
+regression at the window's start state (``tbptt.synthesizer_fit``): its
+loss, the loss of predicting zero (the target's mean squared norm), their
+ratio (the fraction of the target left unexplained; above 1, ``M`` is
+further from its target than zero is) and the mean per-example cosine of
+prediction and target. Nothing in the workdir is written.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from experiments import cli
+
+_WINDOWS = flags.DEFINE_integer("windows", 400, "Windows to measure on.")
+
+
+def measure(workdir: str, windows: int) -> dict:
+  """``{"step", "mse", "target_sq", "ratio", "cosine"}`` over ``windows``."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from dni_jax.core import tbptt  # pylint: disable=g-import-not-at-top
+  from dni_jax.errors import CheckpointError  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from dni_jax.training.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  config = workdir_lib.read_config(workdir)
+  if str(config.method) not in ("dni", "dni_aux"):
+    raise CheckpointError(
+        f"{workdir} is a {config.method} run, which has no synthesizer; "
+        "give the workdir of a dni or dni_aux run (a sweep's: one member's "
+        "folder, e.g. <workdir>/seed=0).")
+  task, data, _ = experiment.build_task(config)
+  rdni = experiment.build_recurrent(config, task)
+  optimizers = experiment.build_optimizers(config)
+  state = recurrent.make_loop(config).init()
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  try:
+    steps = checkpointer.complete_steps()
+    if not steps:
+      raise CheckpointError(f"{workdir} holds no complete checkpoint yet.")
+    state = checkpointer.restore_at(steps[-1], state)
+  finally:
+    checkpointer.close()
+
+  @jax.jit
+  def window(state):
+    batch = task.window(state.task, data, state.step)
+    stats = tbptt.synthesizer_fit(state, batch, rdni=rdni,
+                                  optimizers=optimizers)
+    state, _ = tbptt.task_step(state, data, rdni=rdni, optimizers=optimizers,
+                               task=task)
+    return state, stats
+
+  rows = []
+  for _ in range(windows):
+    state, stats = window(state)
+    rows.append(stats)
+  got = {k: float(np.mean([jax.device_get(r[k]) for r in rows]))
+         for k in rows[0]}
+  return {"step": steps[-1], **got, "ratio": got["mse"] / got["target_sq"]}
+
+
+def main(argv):
+  if len(argv) != 2:
+    cli.fail("give one workdir: python -m experiments.synth_fit <workdir>")
+  from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
+  try:
+    got = measure(argv[1], _WINDOWS.value)
+  except (DNIError, OSError) as e:
+    cli.fail(str(e))
+  print(f"{argv[1]}: from step {got['step']}, {_WINDOWS.value} windows: "
+        f"synthesizer loss {got['mse']:.4g}, loss of predicting zero "
+        f"{got['target_sq']:.4g}, ratio {got['ratio']:.4f}, mean cosine "
+        f"{got['cosine']:.4f}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)
