@@ -20,6 +20,8 @@ from absl import flags
 from experiments import cli
 
 _WINDOWS = flags.DEFINE_integer("windows", 400, "Windows to measure on.")
+_TRACEBACK = flags.DEFINE_bool(
+    "traceback", False, "On an error, show the Python traceback too.")
 
 
 def measure(workdir: str, windows: int) -> dict:
@@ -28,31 +30,48 @@ def measure(workdir: str, windows: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import tbptt  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import CheckpointError  # pylint: disable=g-import-not-at-top
+  from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from dni_jax.errors import WorkdirError  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import families  # pylint: disable=g-import-not-at-top
   from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
   from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
   from dni_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from dni_jax.training.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  if windows < 1:
+    raise ConfigError(f"--windows={windows}: give at least 1.")
+  nested = workdir_lib.nested_runs(workdir)
+  if (not os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE))
+      and nested):
+    raise WorkdirError(
+        f"{workdir} holds several runs ({', '.join(nested[:6])}); give one "
+        f"of them, e.g. {os.path.join(workdir, nested[0])}.")
   config = workdir_lib.read_config(workdir)
-  if str(config.method) not in ("dni", "dni_aux"):
-    raise CheckpointError(
-        f"{workdir} is a {config.method} run, which has no synthesizer; "
-        "give the workdir of a dni or dni_aux run (a sweep's: one member's "
+  families.validate(config)
+  if (families.family_of(config).name != "recurrent" or
+      str(config.method) not in ("dni", "dni_aux")):
+    raise ConfigError(
+        f"{workdir} is a {config.method} run of {config.data.name}, which "
+        "has no recurrent synthesizer; give the folder of a recurrent dni "
+        "or dni_aux run (Copy, Repeat Copy, PTB; a sweep's: one member's "
         "folder, e.g. <workdir>/seed=0).")
   task, data, _ = experiment.build_task(config)
   rdni = experiment.build_recurrent(config, task)
   optimizers = experiment.build_optimizers(config)
-  state = recurrent.make_loop(config).init()
+  state = tbptt.init_train_state(
+      rdni, optimizers, jax.random.PRNGKey(config.seed), config.batch_size,
+      recurrent.example_input(task, config.batch_size), task.init_state())
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
   try:
     steps = checkpointer.complete_steps()
     if not steps:
-      raise CheckpointError(f"{workdir} holds no complete checkpoint yet.")
+      raise CheckpointError(f"{workdir} holds no complete checkpoint yet "
+                            "(or one of a run of several processes).")
     state = checkpointer.restore_at(steps[-1], state)
   finally:
     checkpointer.close()
 
   @jax.jit
-  def window(state):
+  def window(state, data):
     batch = task.window(state.task, data, state.step)
     stats = tbptt.synthesizer_fit(state, batch, rdni=rdni,
                                   optimizers=optimizers)
@@ -62,7 +81,7 @@ def measure(workdir: str, windows: int) -> dict:
 
   rows = []
   for _ in range(windows):
-    state, stats = window(state)
+    state, stats = window(state, data)
     rows.append(stats)
   got = {k: float(np.mean([jax.device_get(r[k]) for r in rows]))
          for k in rows[0]}
@@ -72,11 +91,12 @@ def measure(workdir: str, windows: int) -> dict:
 def main(argv):
   if len(argv) != 2:
     cli.fail("give one workdir: python -m experiments.synth_fit <workdir>")
-  from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
   try:
     got = measure(argv[1], _WINDOWS.value)
-  except (DNIError, OSError) as e:
-    cli.fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except
+    if _TRACEBACK.value:
+      raise
+    cli.fail(cli.error_paragraph(e))
   print(f"{argv[1]}: from step {got['step']}, {_WINDOWS.value} windows: "
         f"synthesizer loss {got['mse']:.4g}, loss of predicting zero "
         f"{got['target_sq']:.4g}, ratio {got['ratio']:.4f}, mean cosine "

@@ -52,5 +52,25 @@ def test_a_run_without_a_synthesizer_is_one_error_line(tmp_path):
       [sys.executable, "-m", "experiments.synth_fit", str(tmp_path)],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert done.returncode == 1
-  assert done.stderr.startswith("error: ") and "no synthesizer" in done.stderr
+  assert done.stderr.startswith("error: ") and "no recurrent synthesizer" in done.stderr
   assert "Traceback" not in done.stderr
+
+
+def test_a_feedforward_dni_run_or_a_sweep_root_is_one_error_line(tmp_path):
+  from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
+  ff = tmp_path / "ff"
+  train.train_and_evaluate(tiny("binary_addition", method="dni"), ff)
+  root = tmp_path / "sweep"
+  sweep.run_sweep(tiny("copy", method="dni", unroll=3),
+                  [{"seed": 0}, {"seed": 1}], str(root))
+  for folder, says in ((ff, "no recurrent synthesizer"),
+                       (root, "holds several runs"), (root / "seed=0", None)):
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.synth_fit", str(folder),
+         "--windows=2"], cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    if says is None:
+      assert done.returncode == 0, done.stderr[-2000:]
+      continue
+    assert done.returncode == 1 and says in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

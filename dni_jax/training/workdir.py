@@ -331,7 +331,7 @@ def with_added_fields(tree: dict) -> dict:
     if neutral is ANY:
       neutral = READ_DEFAULTS.get(key, ANY)
     if neutral is not ANY and isinstance(node, dict):
-      node[name] = neutral
+      node[name] = tuple(neutral) if isinstance(neutral, list) else neutral
   return tree
 
 
