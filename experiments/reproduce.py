@@ -12,6 +12,9 @@ Tables (``--table``):
   complete-unlock cDNI}; ``full``: 3 stages of 32 filters, 6k steps
   (``configs/mnist_cnn.py``'s ``get_cpu_config()``); ``paper``: the paper's
   128 filters at the config's 40k steps (an accelerator's budget).
+- ``cifar10_cnn``: the same cells on CIFAR-10 (``configs/cifar10_cnn.py``;
+  ``--data_dir`` with ``cifar-10-batches-py/`` or ``cifar-10-batches-bin/``,
+  else tensorflow-datasets); ``paper``: the paper's 128 filters.
 - ``binary_addition``: held-out whole-sum accuracy and bit accuracy,
   {backprop, DNI, cDNI}.
 - ``copy``: Copy and Repeat Copy, the paper's T_task of the longest level
@@ -51,9 +54,11 @@ from experiments import cli
 from experiments import ptb_speed
 from experiments import timing
 
-TABLES = ("mnist_fcn", "mnist_cnn", "binary_addition", "copy", "ptb_char",
-          "ptb_speed")
-PAPER_TABLES = ("copy", "mnist_cnn")  # the tables --budget=paper applies to
+TABLES = ("mnist_fcn", "mnist_cnn", "cifar10_cnn", "binary_addition", "copy",
+          "ptb_char", "ptb_speed")
+CNN_TABLES = ("mnist_cnn", "cifar10_cnn")
+# The tables --budget=paper applies to.
+PAPER_TABLES = ("copy",) + CNN_TABLES
 CNN_METHODS = ("backprop", "dni", "cdni", "cdni_unlocked")
 # The small budget: every cell shrunk to seconds on a CPU.
 SMALL_STEPS = 24
@@ -70,7 +75,7 @@ def _full_steps(table: str) -> int:
     return _COPY_WINDOWS_DEFAULT
   if table == "ptb_speed":
     return ptb_speed.CHARS // (ptb_speed.BATCH * 8)
-  if table == "mnist_cnn":
+  if table in CNN_TABLES:
     return importlib.import_module("configs.mnist_cnn").CPU_STEPS
   return importlib.import_module(f"configs.{table}").get_config().num_steps
 
@@ -88,7 +93,8 @@ def budgets_text() -> str:
           "stops early when valid BPC stops improving) and --copy_windows "
           f"(default {_COPY_WINDOWS_DEFAULT}) windows per Copy run; mnist_cnn "
           "at 32 filters, batch 64 (configs/mnist_cnn.get_cpu_config, not "
-          "get_config). paper (--table=copy and mnist_cnn): as "
+          "get_config; cifar10_cnn likewise). paper (--table=copy, mnist_cnn "
+          "and cifar10_cnn): as "
           f"full, {PAPER_COPY_WINDOWS} windows per Copy run, the paper's "
           "2.5 M iterations; the CNN at the paper's 128 filters and batch "
           "256 for the config's 40k steps.")
@@ -103,7 +109,8 @@ _BUDGET = flags.DEFINE_enum("budget", "small", ["small", "full", "paper"],
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/dni_jax/reproduce",
                                "Where the runs go.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "config.data.dir (MNIST IDX "
-                                "files; PTB's ptb.char.*.txt).")
+                                "files; CIFAR-10's extracted archive; PTB's "
+                                "ptb.char.*.txt).")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per cell.")
 _COPY_WINDOWS = flags.DEFINE_integer("copy_windows", _COPY_WINDOWS_DEFAULT,
                                      "Copy tables, full budget: windows per run.")
@@ -147,8 +154,8 @@ def cells(table: str, budget: str):
           elif budget == "paper":
             config.num_steps = PAPER_COPY_WINDOWS
           out.append((f"{task} T={unroll}", method, config))
-  elif table == "mnist_cnn":
-    module = importlib.import_module("configs.mnist_cnn")
+  elif table in CNN_TABLES:
+    module = importlib.import_module(f"configs.{table}")
     for method in CNN_METHODS:
       config = (module.get_config() if budget == "paper"
                 else module.get_cpu_config())
@@ -163,12 +170,11 @@ def cells(table: str, budget: str):
       config.method = method
       out.append(("ptb_char T=8", method, config))
   for _, _, config in out:
-    if _DATA_DIR.value and table in ("mnist_fcn", "mnist_cnn", "ptb_char",
-                                     "ptb_speed"):
+    if _DATA_DIR.value and table not in ("binary_addition", "copy"):
       config.data.dir = _DATA_DIR.value
     if budget == "small":
       _shrink(config)
-  if table == "mnist_cnn":
+  if table in CNN_TABLES:
     out = [(f"{c.model.features} filters", m, c) for _, m, c in out]
   return out
 
@@ -177,7 +183,7 @@ def value(table: str, summary: dict) -> dict:
   """The numbers a table shows from one run's summary."""
   if table == "mnist_fcn":
     return {"test error %": 100 * (1 - summary["test"]["accuracy"])}
-  if table == "mnist_cnn":
+  if table in CNN_TABLES:
     return {"test error %": 100 * (1 - summary["test"]["accuracy"]),
             "wall s": summary.get("seconds")}
   if table == "binary_addition":
@@ -204,10 +210,10 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
     how = (f"narrow networks (width {SMALL_MODEL['width']}, synthesizer "
            f"hidden {SMALL_SYNTH_HIDDEN}): a check that the table runs, not "
            "its numbers")
-  elif table == "mnist_cnn":
+  elif table in CNN_TABLES:
     how = ("the paper's CNN (128 filters)" if budget == "paper" else
-           "the CNN at 32 filters (configs/mnist_cnn.get_cpu_config): "
-           "docs/results.md's numbers")
+           f"the CNN at 32 filters (configs/{table}.get_cpu_config)" +
+           (": docs/results.md's numbers" if table == "mnist_cnn" else ""))
   elif budget == "paper":
     how = "the configs' own networks for the paper's 2.5 M iterations"
   else:
@@ -324,7 +330,8 @@ def main(argv):
           "tables and the budgets)")
   if _BUDGET.value == "paper" and _TABLE.value not in PAPER_TABLES:
     _fail(f"--budget=paper (the paper's Copy iterations, the paper's CNN) "
-          f"applies to --table={' and '.join(PAPER_TABLES)} only; use "
+          f"applies to --table={', '.join(PAPER_TABLES[:-1])} and "
+          f"{PAPER_TABLES[-1]} only; use "
           f"--budget=full for {_TABLE.value}")
   timing.quiet_logs()
   print(describe(_TABLE.value, _BUDGET.value, _SEEDS.value, _WORKDIR.value),

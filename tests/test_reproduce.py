@@ -28,18 +28,19 @@ def test_tables_have_the_papers_cells():
   assert {(c.model.depth, c.method) for _, _, c in fcn} == {
       (d, m) for d in (3, 4, 5, 6) for m in ("backprop", "dni", "cdni")}
   assert all(c.num_steps == 24 for _, _, c in reproduce.cells("copy", "small"))
-  for budget, features, steps in (("full", 32, 6000), ("paper", 128, 40_000),
-                                  ("small", 4, 24)):
-    cnn = reproduce.cells("mnist_cnn", budget)
-    assert [(r, c.method) for r, _, c in cnn] == [
-        (f"{features} filters", m)
-        for m in ("backprop", "dni", "cdni", "cdni_unlocked")]
-    assert {(c.model.features, c.num_steps) for _, _, c in cnn} == {
-        (features, steps)}
-  assert "the CNN at 32 filters" in reproduce.describe("mnist_cnn", "full", 3,
-                                                      "/w")
-  assert "the paper's CNN (128 filters)" in reproduce.describe(
-      "mnist_cnn", "paper", 3, "/w")
+  for table, data in (("mnist_cnn", "mnist"), ("cifar10_cnn", "cifar10")):
+    for budget, features, steps in (("full", 32, 6000),
+                                    ("paper", 128, 40_000), ("small", 4, 24)):
+      cnn = reproduce.cells(table, budget)
+      assert [(r, c.method) for r, _, c in cnn] == [
+          (f"{features} filters", m)
+          for m in ("backprop", "dni", "cdni", "cdni_unlocked")]
+      assert {(c.data.name, c.model.features, c.num_steps)
+              for _, _, c in cnn} == {(data, features, steps)}
+    assert "the CNN at 32 filters" in reproduce.describe(table, "full", 3,
+                                                         "/w")
+    assert "the paper's CNN (128 filters)" in reproduce.describe(
+        table, "paper", 3, "/w")
   # The CNN's table shows test error and each run's wall time.
   assert reproduce.value("mnist_cnn", {"test": {"accuracy": 0.99},
                                        "seconds": 60.0}) == {
@@ -68,6 +69,25 @@ def test_small_budget_table_runs_end_to_end(tmp_path):
                 if not n.startswith(".")) == ["seed=0", "seed=1"]
 
 
+def test_cifar10_cnn_small_budget_runs_on_local_files(tmp_path):
+  """The CIFAR-10 CNN table's command, on files in --data_dir."""
+  import test_data  # pylint: disable=g-import-not-at-top
+  test_data.write_cifar(tmp_path, per_file=16)
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce", "--table=cifar10_cnn",
+       "--budget=small", "--seeds=1", f"--data_dir={tmp_path}",
+       f"--workdir={tmp_path / 'runs'}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "| 4 filters: test error % |" in out.stdout
+  for method in ("backprop", "dni", "cdni", "cdni_unlocked"):
+    folder = tmp_path / "runs" / "cifar10_cnn" / f"4_filters_{method}"
+    with open(folder / "seed=0" / "config.json") as f:
+      config = json.load(f)
+    assert (config["data"]["name"], config["data"]["dir"]) == (
+        "cifar10", str(tmp_path))
+
+
 def test_help_states_both_budgets():
   out = subprocess.run(
       [sys.executable, "-m", "experiments.reproduce", "--help"],
@@ -77,7 +97,8 @@ def test_help_states_both_budgets():
   assert "small: 24 steps per run (Copy and PTB: windows of T time steps), " \
          "batch 16, narrow networks" in text
   assert ("full: the README's, each config's own steps per run (mnist_fcn "
-          "40000, mnist_cnn 6000, binary_addition 12000, ptb_char 40000, "
+          "40000, mnist_cnn 6000, cifar10_cnn 6000, binary_addition 12000, "
+          "ptb_char 40000, "
           "ptb_speed 30720;") in text
   assert "--copy_windows (default 100000) windows per Copy run" in text
 
@@ -165,5 +186,6 @@ def test_paper_budget_is_refused_where_the_paper_gives_none():
       timeout=120)
   assert out.returncode == 2
   assert ("--budget=paper (the paper's Copy iterations, the paper's CNN) "
-          "applies to --table=copy and mnist_cnn only; use --budget=full "
+          "applies to --table=copy, mnist_cnn and cifar10_cnn only; use "
+          "--budget=full "
           "for mnist_fcn") in out.stderr
