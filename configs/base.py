@@ -93,7 +93,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Two networks at two timescales: configs/two_networks.py adds a
   # `two_networks` block (its presence selects that loop): T (A answers every
   # T digits, B every T messages), message_width, b_width (B's units),
-  # sg_slots (each | shared), sg_context (none | b_state | label), reset_a;
+  # sg_slots (each | shared), sg_context (none | b_state | label | b_state_label), reset_a;
   # data.name there: synthetic_digits | mnist.
 
   config.batch_size = 256  # training examples per step (sequence tasks: parallel streams)

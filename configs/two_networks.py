@@ -46,6 +46,7 @@ def get_config():
   config.two_networks.reset_a = False  # A starts every window from zero
   # what the synthesizer reads beside the message: none (the message alone)
   # | b_state (B's state when the message arrives) | label (B's label)
+  # | b_state_label (both: the paper's §2 protocol M_B(h_A, s_B, c))
   config.two_networks.sg_context = "none"
 
   config.batch_size = 32  # episodes per step

@@ -162,7 +162,8 @@ def test_dni_with_the_true_gradient_of_each_message_is_locked_for_a():
 
 
 @pytest.mark.parametrize("sg_slots", ["each", "shared"])
-@pytest.mark.parametrize("sg_context", ["none", "b_state", "label"])
+@pytest.mark.parametrize("sg_context",
+                         ["none", "b_state", "label", "b_state_label"])
 def test_each_synthesizer_regresses_onto_b_s_gradient_of_its_message(
     sg_slots, sg_context):
   """A and B frozen (learning rate 0), every M zero: one step moves each
@@ -179,13 +180,13 @@ def test_each_synthesizer_regresses_onto_b_s_gradient_of_its_message(
   targets = 4 * jax.grad(
       lambda m: _reference_episode_b(tn, state, batch, m))(messages)
   inputs = [messages]
-  if sg_context == "b_state":
+  if sg_context in ("b_state", "b_state_label"):
     b, before = tn.core_b.initial_state(4), []
     for m in messages:
       before.append(b)
       b, _ = tn.core_b.apply(state.b_params, b, m)
     inputs.append(jnp.stack(before))
-  if sg_context == "label":
+  if sg_context in ("label", "b_state_label"):
     inputs.append(jnp.broadcast_to(jax.nn.one_hot(batch["b_labels"], 10),
                                    (3, 4, 10)))
   if sg_slots == "shared":
@@ -343,7 +344,8 @@ def test_the_table_gives_final_errors_and_steps_to_locked_s_error(tmp_path):
 
 
 @pytest.mark.parametrize("sg_slots,sg_context", [
-    ("each", "none"), ("each", "label"), ("shared", "b_state")])
+    ("each", "none"), ("each", "label"), ("shared", "b_state"),
+    ("each", "b_state_label")])
 def test_a_updates_after_each_window_from_its_slot_s_synthetic_gradient(
     sg_slots, sg_context):
   """A's phase, window by window by hand: SGD (rate 1) on A's loss plus
@@ -362,8 +364,9 @@ def test_a_updates_after_each_window_from_its_slot_s_synthetic_gradient(
     slot = interface.state_of(state)
     if sg_slots == "each":
       slot = jax.tree_util.tree_map(lambda leaf, w=w: leaf[w], slot)
-    context = {"none": [], "label": [jax.nn.one_hot(batch["b_labels"], 10)],
-               "b_state": [b]}[sg_context]
+    label = jax.nn.one_hot(batch["b_labels"], 10)
+    context = {"none": [], "label": [label], "b_state": [b],
+               "b_state_label": [b, label]}[sg_context]
     if sg_slots == "shared":
       context.append(jnp.broadcast_to(jnp.eye(3)[w], (4, 3)))
     context = jnp.concatenate(context, -1) if context else None

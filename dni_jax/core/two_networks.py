@@ -52,10 +52,12 @@ from dni_jax.core.train_state import Optimizers
 
 METHODS = ("locked", "dni", "no_dni")
 SG_SLOTS = ("each", "shared")
-# What M reads beside the message: nothing (the paper's §3.2: "a function of
-# the message alone"), B's state before the message (its §2 protocol,
-# M_B(h_A, s_B, c): B ticks when the message arrives), or B's label (cDNI).
-SG_CONTEXTS = ("none", "b_state", "label")
+# What M reads beside the message. The paper's §3.2 does not say; its §2
+# protocol is M_B(h_A, s_B, c): the message, B's state when it arrives (B
+# ticks on it) and any context c available in training, such as the label.
+# none: the message alone; b_state: and B's state before the message;
+# label: and B's label (as cDNI); b_state_label: all of §2's.
+SG_CONTEXTS = ("none", "b_state", "label", "b_state_label")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,14 +148,14 @@ def _interface(tn: TwoNetworks, optimizers: Optimizers, sg_scale: Any):
 
 
 def _context(tn: TwoNetworks, w, b_state, labels):
-  """What ``M`` reads beside message ``w``: B's state before it, or B's
-  label one-hot (``sg_context``), and for "shared" the slot's one-hot;
+  """What ``M`` reads beside message ``w``: B's state before it, B's
+  label one-hot, or both (``sg_context``), and for "shared" the slot's one-hot;
   concatenated, ``[B, C]``, or ``None``."""
   batch = labels.shape[0]
   parts = []
-  if tn.sg_context == "b_state":
+  if tn.sg_context in ("b_state", "b_state_label"):
     parts.append(jax.lax.stop_gradient(b_state))
-  elif tn.sg_context == "label":
+  if tn.sg_context in ("label", "b_state_label"):
     parts.append(jax.nn.one_hot(labels, tn.episode + 1))
   if tn.sg_slots == "shared":
     parts.append(jnp.broadcast_to(jax.nn.one_hot(w, tn.T), (batch, tn.T)))
@@ -298,10 +300,11 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
   """A's side of a decoupled episode: ``T`` windows, an update after each
   from A's loss (plus, for dni, the synthetic gradient on its message).
 
-  It reads nothing of B's but, with ``sg_context="b_state"``, B's state as
+  It reads nothing of B's but, with ``sg_context="b_state"`` (or
+  ``"b_state_label"``), B's state as
   each message arrives. On two devices it could run while B learns from the
-  last episode (``b_phase``); A would then use the synthesizers (and, for
-  "b_state", B's parameters) of one episode before, which ``train_step``,
+  last episode (``b_phase``); A would then use the synthesizers (and, with
+  B's state, B's parameters) of one episode before, which ``train_step``,
   running the phases in turn, does not.
   """
   xs, ys = _windows(tn, batch)
@@ -325,7 +328,7 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
     a_params, a_opt = interface.apply_update(optimizers.stage, grads, a_opt,
                                              a_params)
     message = jax.lax.stop_gradient(message)
-    if tn.sg_context == "b_state":  # B ticks on the message as it arrives
+    if tn.sg_context in ("b_state", "b_state_label"):  # B ticks on it
       b = tn.core_b.apply(state.b_params, b, message)[0]
     return (a_params, a_opt, jax.lax.stop_gradient(a_end), b), (
         message, context, loss, err)
