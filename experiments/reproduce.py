@@ -76,7 +76,8 @@ def _full_steps(table: str) -> int:
   if table == "ptb_speed":
     return ptb_speed.CHARS // (ptb_speed.BATCH * 8)
   if table in CNN_TABLES:
-    return importlib.import_module("configs.mnist_cnn").CPU_STEPS
+    return importlib.import_module(f"configs.{table}").get_cpu_config(
+    ).num_steps
   return importlib.import_module(f"configs.{table}").get_config().num_steps
 
 
@@ -170,7 +171,8 @@ def cells(table: str, budget: str):
       config.method = method
       out.append(("ptb_char T=8", method, config))
   for _, _, config in out:
-    if _DATA_DIR.value and table not in ("binary_addition", "copy"):
+    if _DATA_DIR.value and table in ("mnist_fcn", *CNN_TABLES, "ptb_char",
+                                     "ptb_speed"):
       config.data.dir = _DATA_DIR.value
     if budget == "small":
       _shrink(config)

@@ -169,7 +169,7 @@ def test_each_synthesizer_regresses_onto_b_s_gradient_of_its_message(
   """A and B frozen (learning rate 0), every M zero: one step moves each
   linear M by SGD on ‖M(m_w, c_w) − B·∂L_B/∂m_w‖², the target from B's true
   gradient with respect to the message the step sent in slot w, and c_w
-  B's state before that message, or B's label."""
+  B's state before that message, B's label, or both."""
   tn = dataclasses.replace(_system("dni", T=3, sg_slots=sg_slots),
                            sg_context=sg_context)
   opt = dni.Optimizers(optax.sgd(0.0), optax.sgd(1.0))

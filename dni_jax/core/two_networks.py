@@ -58,6 +58,8 @@ SG_SLOTS = ("each", "shared")
 # none: the message alone; b_state: and B's state before the message;
 # label: and B's label (as cDNI); b_state_label: all of §2's.
 SG_CONTEXTS = ("none", "b_state", "label", "b_state_label")
+_READS_B_STATE = ("b_state", "b_state_label")
+_READS_LABEL = ("label", "b_state_label")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,9 +155,9 @@ def _context(tn: TwoNetworks, w, b_state, labels):
   concatenated, ``[B, C]``, or ``None``."""
   batch = labels.shape[0]
   parts = []
-  if tn.sg_context in ("b_state", "b_state_label"):
+  if tn.sg_context in _READS_B_STATE:
     parts.append(jax.lax.stop_gradient(b_state))
-  if tn.sg_context in ("label", "b_state_label"):
+  if tn.sg_context in _READS_LABEL:
     parts.append(jax.nn.one_hot(labels, tn.episode + 1))
   if tn.sg_slots == "shared":
     parts.append(jnp.broadcast_to(jax.nn.one_hot(w, tn.T), (batch, tn.T)))
@@ -328,7 +330,7 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
     a_params, a_opt = interface.apply_update(optimizers.stage, grads, a_opt,
                                              a_params)
     message = jax.lax.stop_gradient(message)
-    if tn.sg_context in ("b_state", "b_state_label"):  # B ticks on it
+    if tn.sg_context in _READS_B_STATE:  # B ticks on the message
       b = tn.core_b.apply(state.b_params, b, message)[0]
     return (a_params, a_opt, jax.lax.stop_gradient(a_end), b), (
         message, context, loss, err)
