@@ -13,6 +13,13 @@ sys.path.insert(0, ROOT)
 from experiments import reproduce  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
+def _reproduce(*flags: str, timeout: int = 600):
+  """``python -m experiments.reproduce <flags>`` from the repository root."""
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce", *flags], cwd=ROOT,
+      capture_output=True, text=True, timeout=timeout)
+
+
 def test_tables_have_the_papers_cells():
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.FLAGS(["reproduce"])  # defaults
@@ -49,10 +56,8 @@ def test_tables_have_the_papers_cells():
 
 
 def test_small_budget_table_runs_end_to_end(tmp_path):
-  out = subprocess.run(
-      [sys.executable, "-m", "experiments.reproduce", "--table=binary_addition",
-       "--budget=small", "--seeds=2", f"--workdir={tmp_path}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  out = _reproduce("--table=binary_addition", "--budget=small", "--seeds=2",
+                   f"--workdir={tmp_path}")
   assert out.returncode == 0, out.stderr[-2000:]
   # What the small budget is, before any run.
   assert out.stdout.splitlines()[:2] == [
@@ -73,11 +78,8 @@ def test_cifar10_cnn_small_budget_runs_on_local_files(tmp_path):
   """The CIFAR-10 CNN table's command, on files in --data_dir."""
   import test_data  # pylint: disable=g-import-not-at-top
   test_data.write_cifar(tmp_path, per_file=16)
-  out = subprocess.run(
-      [sys.executable, "-m", "experiments.reproduce", "--table=cifar10_cnn",
-       "--budget=small", "--seeds=1", f"--data_dir={tmp_path}",
-       f"--workdir={tmp_path / 'runs'}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  out = _reproduce("--table=cifar10_cnn", "--budget=small", "--seeds=1",
+                   f"--data_dir={tmp_path}", f"--workdir={tmp_path / 'runs'}")
   assert out.returncode == 0, out.stderr[-2000:]
   assert "| 4 filters: test error % |" in out.stdout
   for method in ("backprop", "dni", "cdni", "cdni_unlocked"):
@@ -89,9 +91,7 @@ def test_cifar10_cnn_small_budget_runs_on_local_files(tmp_path):
 
 
 def test_help_states_both_budgets():
-  out = subprocess.run(
-      [sys.executable, "-m", "experiments.reproduce", "--help"],
-      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  out = _reproduce("--help", timeout=120)
   assert out.returncode == 0, out.stderr[-2000:]
   text = " ".join(out.stdout.split())
   assert "small: 24 steps per run (Copy and PTB: windows of T time steps), " \
@@ -153,11 +153,9 @@ def test_ptb_speed_small_budget_runs_end_to_end(tmp_path):
   ptb.mkdir()
   text = "".join(" ".join("abc_defg_hij") + "\n" for _ in range(200))
   _write_ptb(ptb, train=text, valid=text[:300], test=text[:300])
-  out = subprocess.run(
-      [sys.executable, "-m", "experiments.reproduce", "--table=ptb_speed",
-       "--budget=small", "--seeds=1", f"--workdir={tmp_path / 'runs'}",
-       f"--data_dir={ptb}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=900)
+  out = _reproduce("--table=ptb_speed", "--budget=small", "--seeds=1",
+                   f"--workdir={tmp_path / 'runs'}", f"--data_dir={ptb}",
+                   timeout=900)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "| cell | seeds | best valid BPC |" in out.stdout
   for cell in ("bptt_T5", "bptt_T8", "bptt_T20", "bptt_T40", "dni_T5",
@@ -180,10 +178,7 @@ def test_ptb_speed_small_budget_runs_end_to_end(tmp_path):
 
 
 def test_paper_budget_is_refused_where_the_paper_gives_none():
-  out = subprocess.run(
-      [sys.executable, "-m", "experiments.reproduce", "--table=mnist_fcn",
-       "--budget=paper"], cwd=ROOT, capture_output=True, text=True,
-      timeout=120)
+  out = _reproduce("--table=mnist_fcn", "--budget=paper", timeout=120)
   assert out.returncode == 2
   assert ("--budget=paper (the paper's Copy iterations, the paper's CNN) "
           "applies to --table=copy, mnist_cnn and cifar10_cnn only; use "
