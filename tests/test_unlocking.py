@@ -369,6 +369,48 @@ def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
   assert {(1, True), (1, False)} <= seen  # the middle stage both ways
 
 
+def test_nothing_kept_depends_on_a_busy_stage():
+  """A busy stage's work has no effect: with its parameters and BatchNorm
+  statistics NaN, every other unit ends the step bit for bit as it does
+  with the true ones, and so do the loss and the metrics of every unit that
+  got a target (the step computes the busy stage and discards its work)."""
+  p = 0.5
+  net = _unlocked_net(synthesizer=dni.MLPSynthesizer((8,)))
+  state = _unlocked_state(net)
+  # A step at which the middle stage is busy and its neighbours are not.
+  step_n = next(n for n in range(100) if [
+      bool(stochastic.coin(state.rng, n, i, p)) for i in range(3)] == [
+          True, False, True])
+  state = state.replace(step=jnp.asarray(step_n, state.step.dtype))
+  nan = lambda tree: jax.tree_util.tree_map(  # noqa: E731
+      lambda x: jnp.full_like(x, jnp.nan), tree)
+  poisoned = state.replace(
+      stage_params=state.stage_params[:1] + (nan(state.stage_params[1]),) +
+      state.stage_params[2:],
+      stage_state=state.stage_state[:1] + (nan(state.stage_state[1]),) +
+      state.stage_state[2:])
+  step = _step(net, "cdni_unlocked", update_prob=p)
+  b = tiny.batch()
+  new, metrics = step(state, b)
+  new_poisoned, metrics_poisoned = step(poisoned, b)
+  for unit, names in stochastic.FIELDS.items():
+    for name in names:
+      for j, (got, want) in enumerate(zip(getattr(new_poisoned, name),
+                                          getattr(new, name))):
+        if unit == "stage" and j == 1:  # the busy stage keeps what it had
+          chex.assert_trees_all_equal(got, getattr(poisoned, name)[1])
+        else:
+          chex.assert_trees_all_equal(got, want)
+  # M_0 (its target is the busy stage's backward pass), M_1 (it reads the
+  # busy stage's output) and I_1 (its target is that output) are held back
+  # this step; their reported losses are of work the step discards.
+  discarded = {"synth_loss/0", "synth_loss/1", "input_loss/1"}
+  assert all(np.isnan(metrics_poisoned[k]) for k in discarded)
+  kept = {k: v for k, v in metrics.items() if k not in discarded}
+  chex.assert_trees_all_equal(
+      {k: metrics_poisoned[k] for k in kept}, kept)
+
+
 @pytest.mark.parametrize("input_targets", network_lib.INPUT_TARGETS)
 def test_update_prob_one_is_the_ordinary_unlocked_step_bitwise(
     input_targets):

@@ -18,9 +18,11 @@ target), and complete unlock's input model ``I_b ≈ h_b`` exactly when stage
   synthesizer above it, which gets no input (it reads the stage's output).
   The wrapper runs the ordinary step and keeps the old values of these
   units, which is observationally the same as not running them: with
-  neighbour targets no other unit reads a busy stage's output. (With
-  ``real_chain`` targets the later input models' targets still pass
-  through it.)
+  neighbour targets no other unit reads a busy stage's output (tested with
+  a busy stage's parameters set to NaN). (With ``real_chain`` targets the
+  later input models' targets still pass through it.) The step's
+  ``synth_loss/i`` and ``input_loss/i`` are reported for every unit, also
+  for one held back, whose loss is then of work the step discards.
 
 The coin of stage ``i`` at step ``n`` is a pure function of ``(rng, n, i)``
 on a stream of its own, so a resumed run flips the same coins. Backprop
