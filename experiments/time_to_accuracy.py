@@ -5,7 +5,7 @@
 Reads the TensorBoard event files of each run (their wall-clock stamps) and
 prints, per run, the first evaluated step whose test accuracy reaches
 ``--target``, the seconds from the run's start (data loaded, before the
-first compile; for a resumed run, the first session's start) to that
+first compile; for a resumed run, the first sitting's start) to that
 evaluation, and the examples trained on by then (steps × ``batch_size`` of
 its config.json). A comparison workdir expands to its methods.
 """
