@@ -76,8 +76,8 @@ def _full_steps(table: str) -> int:
   if table == "ptb_speed":
     return ptb_speed.CHARS // (ptb_speed.BATCH * 8)
   if table in CNN_TABLES:
-    return importlib.import_module(f"configs.{table}").get_cpu_config(
-    ).num_steps
+    config = importlib.import_module(f"configs.{table}").get_cpu_config()
+    return config.num_steps
   return importlib.import_module(f"configs.{table}").get_config().num_steps
 
 
