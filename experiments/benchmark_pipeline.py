@@ -28,6 +28,8 @@ import time
 from absl import app
 from absl import flags
 
+from experiments import timing
+
 _WORKER = flags.DEFINE_enum("worker", None, ["single", "pipeline"],
                             "Internal: run one measurement.")
 _NET = flags.DEFINE_enum("net", "equal", ["equal", "deep", "fcn"],
@@ -159,14 +161,6 @@ def _pipeline() -> None:
           flush=True)
 
 
-def _result(output: str) -> dict:
-  lines = [l for l in output.splitlines() if l.startswith("RESULT ")]
-  if not lines:
-    raise RuntimeError("a benchmark worker printed no result:\n" +
-                       output[-3000:])
-  return json.loads(lines[-1][len("RESULT "):])
-
-
 def _args(**kw) -> list[str]:
   base = {"net": _NET.value, "steps": _STEPS.value, "warmup": _WARMUP.value,
           "batch_size": _BATCH.value}
@@ -185,7 +179,7 @@ def measure_single(method: str, net: str) -> dict:
        "experiments.benchmark_pipeline",
        *_args(worker="single", method=method, net=net)],
       capture_output=True, text=True, env=_env(), timeout=1200)
-  return _result(done.stdout + done.stderr)
+  return timing.worker_result(done.stdout + done.stderr)
 
 
 def measure_pipeline(method: str, net: str, microbatches: int = 1) -> dict:
@@ -202,7 +196,7 @@ def measure_pipeline(method: str, net: str, microbatches: int = 1) -> dict:
         env=_env(**{k: v for k, v in launch.process_env(
             i, 2, coordinator, False).items() if k.startswith("DNI_")})))
   outs = [p.communicate(timeout=1200)[0] for p in procs]
-  first, second = _result(outs[0]), _result(outs[1])
+  first, second = timing.worker_result(outs[0]), timing.worker_result(outs[1])
   first["peak_mb_other"] = second["peak_mb"]
   first["compute_s_other"] = second.get("compute_s")
   return first

@@ -12,15 +12,30 @@ per stream) of:
 - dni's two halves, jitted apart: ``a_phase`` (A's ``T`` window updates)
   and ``b_phase`` (B's update and the synthesizers' regression).
 
-The last lines are a **projection**, not a measurement: with A and B on two
-devices, a decoupled episode costs ``max(a_phase, b_phase)`` (A's next
-episode runs while B learns from the last; the messages are ``T × B ×
-message_width`` floats), while the locked system cannot overlap them (A
-waits for B's gradient), so it costs its one-device step. Sending the
-messages and the gradients between devices is not counted.
+Then a **projection**: with A and B on two devices, a decoupled episode
+costs ``max(a_phase, b_phase)`` (A's next episode runs while B learns from
+the last; the messages are ``T × B × message_width`` floats), while the
+locked system cannot overlap them (A waits for B's gradient), so it costs
+its one-device step; transfers not counted.
+
+Then the **measurement** (``--two_processes``, the methods to measure; on a
+machine with 2 cores or more): each method in its own processes, pinned
+with ``taskset``, XLA single-threaded: once as one process on one core
+(``train_step``), once as two processes on two cores, A's and B's
+(``dni_jax.parallel.two_networks``: ``jax.distributed``, gloo over
+127.0.0.1): locked's A waits for B's gradients every episode (two transfers
+in series), dni's and no_dni's A runs its next episode while B learns from
+the last (one swap a tick). Each prints its median milliseconds per episode
+over ``--rounds`` rounds, and the pair the cost of a swap alone. The last
+line is ``two processes measured: dni/locked speedup=<x>``: the locked
+system's episode on two processes over dni's.
 """
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 from absl import app
@@ -31,6 +46,8 @@ from configs import two_networks as two_networks_config
 from dni_jax.core import two_networks as tn_lib
 from dni_jax.data import digit_stream
 from dni_jax.training import experiment
+from dni_jax.parallel import distributed
+from dni_jax.parallel import two_networks as parallel_tn
 from dni_jax.training import host_memory
 from experiments import timing
 
@@ -38,6 +55,14 @@ _T = flags.DEFINE_integer("T", 4, "A answers every T digits.")
 _BATCH = flags.DEFINE_integer("batch", 32, "Episodes per step.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed rounds.")
 _STEPS = flags.DEFINE_integer("steps", 50, "Episodes per round.")
+_TWO = flags.DEFINE_list("two_processes", ["locked", "dni", "no_dni"],
+                         "Methods to measure on one and on two pinned "
+                         "processes; empty: none.")
+_WORKER = flags.DEFINE_enum("worker", None, ["single", "pair"],
+                            "Internal: one measurement.")
+_METHOD = flags.DEFINE_string("method", "dni", "Internal: a worker's method.")
+_SINGLE_THREAD = ("--xla_cpu_multi_thread_eigen=false "
+                  "intra_op_parallelism_threads=1")
 
 
 def _config(method):
@@ -48,21 +73,170 @@ def _config(method):
   return config
 
 
+def _stream_and_batch():
+  stream = digit_stream.DigitStream.from_dataset(
+      digit_stream.synthetic_digits("train"))
+  return stream, digit_stream.episodes(stream, jax.random.PRNGKey(0),
+                                       _BATCH.value, _T.value)
+
+
+def _median_ms(run, state, rounds, steps):
+  """Median over rounds of the milliseconds per call of ``run``."""
+  samples = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    for t in range(steps):
+      state = run(state, t)
+    jax.block_until_ready(state)
+    samples.append(1e3 * (time.perf_counter() - start) / steps)
+  return statistics.median(samples), state
+
+
+def _built(method):
+  """``(tn, optimizers, initial state, batch)`` of ``method``."""
+  stream, batch = _stream_and_batch()
+  config = _config(method)
+  tn, opt = (experiment.build_two_networks(config),
+             experiment.build_optimizers(config))
+  state = tn_lib.init_train_state(tn, opt, jax.random.PRNGKey(0),
+                                  _BATCH.value, stream.input_size)
+  return tn, opt, state, batch
+
+
+def _worker_single():
+  """One process, one core: ``train_step`` of ``--method``."""
+  tn, opt, state, batch = _built(_METHOD.value)
+  fn = jax.jit(lambda s, b: tn_lib.train_step(s, b, tn=tn, optimizers=opt))
+  run = lambda s, t: fn(s, batch)[0]  # noqa: E731
+  state = jax.block_until_ready(run(state, 0))
+  ms, _ = _median_ms(run, state, _ROUNDS.value, _STEPS.value)
+  print("RESULT " + json.dumps({"ms": ms}), flush=True)
+
+
+def _alone(system, k, inbox, row, batch):
+  """Device ``k``'s programs of one episode, without the transfers."""
+  # pylint: disable=protected-access
+  locked = system.tn.method == "locked"
+  if locked and k == 0:
+    def run(s, t):
+      del t
+      vjp, _, sent = system._a_forward(s, batch)
+      return system._a_backward(s, vjp, sent)
+    return run
+  program = (system._b_locked if locked else
+             system._a_tick if k == 0 else system._b_tick)
+  return lambda s, t: program(s, row if locked else inbox, batch)[0]
+
+
+def _worker_pair():
+  """One of two processes: A's (process 0) or B's (process 1)."""
+  tn, opt, state, batch = _built(_METHOD.value)
+  system = parallel_tn.TwoDeviceSystem(
+      tn, opt, distributed.pipeline_devices(2), batch)
+  advance = system.step if tn.method == "locked" else system.tick
+  clock = [0]
+
+  def run(s, t):
+    del t
+    clock[0] += 1
+    return advance(s, clock[0], lambda _: batch)[0]
+  state = jax.block_until_ready(run(run(system.init(state), 0), 0))
+  ms, _ = _median_ms(run, state, _ROUNDS.value, _STEPS.value)
+  rows = {k: system._empty(k) for k in system.local}  # pylint: disable=protected-access
+  swap = lambda s, t: system.exchange(rows, rows)[0]  # noqa: E731
+  jax.block_until_ready(swap(None, 0))
+  swap_ms, _ = _median_ms(swap, None, _ROUNDS.value, _STEPS.value)
+  # This process's network alone: its programs of an episode, no transfer.
+  nets, inbox = state["nets"], state["inbox"]
+  k = system.local[0]
+  alone = _alone(system, k, inbox[k], rows[k], batch)
+  jax.block_until_ready(alone(nets[k], 0))
+  alone_ms, _ = _median_ms(alone, nets[k], _ROUNDS.value, _STEPS.value)
+  if jax.process_index() == 0:
+    other = json.loads(input())  # process 1's, relayed by the parent
+    print("RESULT " + json.dumps({"ms": ms, "swap_ms": swap_ms,
+                                  "a_ms": alone_ms, "b_ms": other["alone"],
+                                  "floats": system.width}), flush=True)
+  else:
+    print("RESULT " + json.dumps({"alone": alone_ms}), flush=True)
+
+
+def _worker_args(worker, method):
+  return [sys.executable, "-m", "experiments.benchmark_two_networks",
+          f"--worker={worker}", f"--method={method}", f"--T={_T.value}",
+          f"--batch={_BATCH.value}", f"--rounds={_ROUNDS.value}",
+          f"--steps={_STEPS.value}"]
+
+
+def _env(**extra) -> dict:
+  return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=_SINGLE_THREAD,
+              **extra)
+
+
+def measure(method: str) -> tuple[dict, dict]:
+  """``(one process, two processes)`` results of ``method``."""
+  from experiments import launch  # pylint: disable=g-import-not-at-top
+  done = subprocess.run(["taskset", "-c", "0",
+                         *_worker_args("single", method)],
+                        capture_output=True, text=True, env=_env(),
+                        timeout=1200)
+  single = timing.worker_result(done.stdout + done.stderr)
+  coordinator = f"127.0.0.1:{launch.free_port()}"
+  procs = [subprocess.Popen(
+      ["taskset", "-c", str(i), *_worker_args("pair", method)],
+      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True,
+      env=_env(**{k: v for k, v in launch.process_env(
+          i, 2, coordinator, False).items() if k.startswith("DNI_")}))
+           for i in range(2)]
+  lines = []  # process 1's output until its result (it may then wait for
+  for line in procs[1].stdout:  # process 0 at the shutdown barrier)
+    lines.append(line)
+    if line.startswith("RESULT "):
+      break
+  try:
+    second = timing.worker_result("".join(lines))
+  except RuntimeError:
+    for p in procs:
+      p.kill()
+    raise
+  first = procs[0].communicate(json.dumps(second) + "\n", timeout=1200)[0]
+  procs[1].communicate(timeout=1200)
+  return single, timing.worker_result(first)
+
+
+def _measured() -> None:
+  if (os.cpu_count() or 1) < 2:
+    print("two processes: not measured (this machine has one core)")
+    return
+  got = {m: measure(m) for m in _TWO.value}
+  print("measured, each process pinned to its own core, XLA single-threaded"
+        " (ms/episode):")
+  print(f"{'method':>8}{'1 process':>12}{'2 processes':>14}"
+        f"{'A alone':>10}{'B alone':>10}{'swap alone':>12}")
+  for m, (one, two) in got.items():
+    print(f"{m:>8}{one['ms']:>12.2f}{two['ms']:>14.2f}{two['a_ms']:>10.2f}"
+          f"{two['b_ms']:>10.2f}{two['swap_ms']:>12.2f}")
+  print("(A alone, B alone: each process's programs of an episode without "
+        "the transfers; locked runs them in series, dni and no_dni side by "
+        "side)")
+  if "locked" in got and "dni" in got:
+    print("two processes measured: dni/locked speedup="
+          f"{got['locked'][1]['ms'] / got['dni'][1]['ms']:.2f}")
+
+
 def main(argv):
   del argv
   timing.quiet_logs()
+  if _WORKER.value == "single":
+    return _worker_single()
+  if _WORKER.value == "pair":
+    distributed.initialize(*distributed.from_env())
+    return _worker_pair()
   host_memory.keep_freed_memory()
-  stream = digit_stream.DigitStream.from_dataset(
-      digit_stream.synthetic_digits("train"))
-  batch = digit_stream.episodes(stream, jax.random.PRNGKey(0), _BATCH.value,
-                                _T.value)
   fns, states = {}, {}
   for method in ("locked", "dni", "no_dni"):
-    config = _config(method)
-    tn = experiment.build_two_networks(config)
-    opt = experiment.build_optimizers(config)
-    states[method] = tn_lib.init_train_state(
-        tn, opt, jax.random.PRNGKey(0), _BATCH.value, stream.input_size)
+    tn, opt, states[method], batch = _built(method)
     fns[method] = jax.jit(lambda s, b, tn=tn, opt=opt: tn_lib.train_step(
         s, b, tn=tn, optimizers=opt))
     if method == "dni":
@@ -102,6 +276,7 @@ def main(argv):
   print(f"projected, A and B on two devices: dni {two:.2f} ms/episode "
         f"(max of its phases), locked {ms['locked']:.2f} (cannot overlap)")
   print(f"projected speedup dni(2 devices)/locked={ms['locked'] / two:.2f}")
+  _measured()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Timing jitted steps side by side (shared by the benchmarks)."""
 
+import json
 import statistics
 import time
 
@@ -51,3 +52,13 @@ def report(samples: dict, flops: dict, baseline: str,
   print("ratio " + " ".join(f"{m}/{baseline}={median[m] / median[baseline]:.3f}"
                             for m in samples if m != baseline))
   return median
+
+
+def worker_result(output: str) -> dict:
+  """The JSON after the last ``RESULT `` line of a benchmark worker's
+  output (a worker process prints one when it is done)."""
+  lines = [l for l in output.splitlines() if l.startswith("RESULT ")]
+  if not lines:
+    raise RuntimeError("a benchmark worker printed no result:\n" +
+                       output[-3000:])
+  return json.loads(lines[-1][len("RESULT "):])

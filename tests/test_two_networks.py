@@ -13,6 +13,7 @@ import dni_jax as dni
 from dni_jax.core import two_networks as tn_lib
 from dni_jax.data import digit_stream
 from dni_jax.errors import ConfigError
+from dni_jax.parallel import two_networks as parallel_tn
 from dni_jax.training import train
 from dni_jax.training import two_networks as tn_training
 from dni_jax.training.metrics_log import read_metrics
@@ -305,19 +306,24 @@ def test_bad_two_networks_config_names_the_field(overrides, message,
     train.train_and_evaluate(_config(**overrides), tmp_path)
 
 
-def test_the_benchmark_times_every_method_and_projects_two_devices():
+def test_the_benchmark_times_every_method_projects_and_measures_two_processes():
   import os  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   done = subprocess.run(
       [sys.executable, "-m", "experiments.benchmark_two_networks", "--T=2",
-       "--batch=4", "--rounds=1", "--steps=2"], cwd=root,
-      capture_output=True, text=True, timeout=300)
+       "--batch=4", "--rounds=1", "--steps=2", "--two_processes=dni"],
+      cwd=root, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
   for name in ("locked:", "dni:", "no_dni:", "a_phase:", "b_phase:"):
     assert name in done.stdout
   assert "projected speedup dni(2 devices)/locked=" in done.stdout
+  if (os.cpu_count() or 1) >= 2:  # dni measured on one and two processes
+    measured = done.stdout.split("measured, each process pinned")[1]
+    row = [l.split() for l in measured.splitlines() if l.split()[:1] == ["dni"]]
+    assert len(row) == 1 and all(float(x) > 0 for x in row[0][1:]), (
+        done.stdout)
 
 
 def test_the_table_gives_final_errors_and_steps_to_locked_s_error(tmp_path):
@@ -401,3 +407,90 @@ def test_a_two_timescale_config_is_refused_naming_its_replacement(tmp_path):
   config.timescale = ml_collections.ConfigDict({"k": 4})
   with pytest.raises(ConfigError, match="configs/two_networks.py"):
     train.train_and_evaluate(config, tmp_path)
+
+
+# --- A and B on two devices (dni_jax.parallel.two_networks) ---------------
+
+
+def _two_devices(tn, opt, state, batches, episodes):
+  """Runs ``episodes`` episodes with A on device 0 and B on device 1;
+  returns the merged state and each episode's metrics."""
+  system = parallel_tn.TwoDeviceSystem(tn, opt, jax.devices()[:2],
+                                       batches(0))
+  run, metrics = system.init(state), []
+  for t in range(episodes):
+    if tn.method == "locked":
+      run, m = system.step(run, t, batches)
+    else:
+      run, m = system.tick(run, t, batches)
+    metrics.append(m)
+  if tn.method != "locked":
+    run, m = system.drain(run, episodes, batches)
+    metrics = metrics[1:] + [m]  # B reports episode t at tick t + 1
+  return system.merged(run["nets"]), metrics
+
+
+def _assert_close(x, y):
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, **TOL), x, y)
+
+
+@pytest.mark.parametrize("method", ["locked", "no_dni", "dni"])
+def test_on_two_devices_a_step_is_train_step_where_nothing_is_stale(method):
+  """locked and no_dni on two devices train as ``train_step`` does; so does
+  dni while its synthesizers do not learn (learning rate 0), since then A's
+  staler copy of them is the same."""
+  tn = _system(method, T=2)
+  opt = _opt(synth_lr=0.0) if method == "dni" else _opt()
+  state = _init(tn, opt)
+  batches = lambda t: _batch(tn, seed=t)  # noqa: E731
+  step = _step(tn, opt)
+  want, want_metrics = state, []
+  for t in range(3):
+    want, m = step(want, batches(t))
+    want_metrics.append(m)
+  got, got_metrics = _two_devices(tn, opt, state, batches, 3)
+  _assert_close(got, want)
+  for g, w in zip(got_metrics, want_metrics):
+    for name in ("a_loss", "a_error", "b_loss", "b_error"):
+      np.testing.assert_allclose(g[name], w[name], **TOL)
+
+
+@pytest.mark.parametrize("sg_context", ["none", "b_state_label"])
+def test_on_two_devices_dni_s_a_uses_synthesizers_one_episode_staler(
+    sg_context):
+  """dni on two devices: A's episode t uses the synthesizers (and, reading
+  B's state, B's parameters) as they were after B learned from episode
+  t − 2, where ``train_step`` uses those after episode t − 1; all else is
+  ``a_phase`` and ``b_phase`` in turn."""
+  tn = dataclasses.replace(_system("dni", T=2), sg_context=sg_context)
+  opt = _opt()
+  state = _init(tn, opt)
+  batches = lambda t: _batch(tn, seed=t)  # noqa: E731
+  a_phase = jax.jit(lambda s, b: tn_lib.a_phase(s, b, tn=tn, optimizers=opt))
+  b_phase = jax.jit(lambda s, b, sent: tn_lib.b_phase(s, b, sent, tn=tn,
+                                                      optimizers=opt))
+  a_side, b_side, sent, seen_by_a = state, state, None, state
+  for t in range(4):  # the reference, one device, phases by hand
+    a_side = a_side.replace(synth_params=seen_by_a.synth_params,
+                            synth_state=seen_by_a.synth_state,
+                            b_params=(seen_by_a.b_params
+                                      if sg_context != "none"
+                                      else a_side.b_params))
+    a_side, new_sent = a_phase(a_side, batches(t))
+    if t > 0:
+      b_side, _ = b_phase(b_side, batches(t - 1), sent)
+    seen_by_a, sent = b_side, new_sent
+  b_side, _ = b_phase(b_side, batches(3), sent)
+  got, _ = _two_devices(tn, opt, state, batches, 4)
+  _assert_close(got.a_params, a_side.a_params)
+  _assert_close((got.b_params, got.synth_params),
+                (b_side.b_params, b_side.synth_params))
+  # and it is not train_step: the staleness is real
+  step = _step(tn, opt)
+  want = state
+  for t in range(4):
+    want, _ = step(want, batches(t))
+  leaves = jax.tree_util.tree_leaves
+  assert not all(np.allclose(g, w, **TOL) for g, w in
+                 zip(leaves(got.a_params), leaves(want.a_params)))

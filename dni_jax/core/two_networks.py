@@ -58,8 +58,8 @@ SG_SLOTS = ("each", "shared")
 # none: the message alone; b_state: and B's state before the message;
 # label: and B's label (as cDNI); b_state_label: all of §2's.
 SG_CONTEXTS = ("none", "b_state", "label", "b_state_label")
-_READS_B_STATE = ("b_state", "b_state_label")
-_READS_LABEL = ("label", "b_state_label")
+READS_B_STATE = ("b_state", "b_state_label")
+READS_LABEL = ("label", "b_state_label")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,9 +155,9 @@ def _context(tn: TwoNetworks, w, b_state, labels):
   concatenated, ``[B, C]``, or ``None``."""
   batch = labels.shape[0]
   parts = []
-  if tn.sg_context in _READS_B_STATE:
+  if tn.sg_context in READS_B_STATE:
     parts.append(jax.lax.stop_gradient(b_state))
-  if tn.sg_context in _READS_LABEL:
+  if tn.sg_context in READS_LABEL:
     parts.append(jax.nn.one_hot(labels, tn.episode + 1))
   if tn.sg_slots == "shared":
     parts.append(jnp.broadcast_to(jax.nn.one_hot(w, tn.T), (batch, tn.T)))
@@ -228,10 +228,9 @@ def _windows(tn: TwoNetworks, batch: dict):
   return jnp.swapaxes(x, 0, 1), jnp.swapaxes(batch["a_labels"], 0, 1)
 
 
-def locked_objective(tn: TwoNetworks, a_params, b_params, batch: dict):
-  """The joint system over one episode: ``(mean over the batch of A's
-  summed losses + B's loss, (a_loss, a_err, b_loss, b_err))``, ``a_*``
-  ``[T, B]``, ``b_*`` ``[B]``."""
+def a_episode(tn: TwoNetworks, a_params, batch: dict):
+  """A over a whole episode, its state carried from window to window (as
+  when locked): ``(messages [T, B, M], loss [T, B], error [T, B])``."""
   xs, ys = _windows(tn, batch)
   batch_size = ys.shape[1]
 
@@ -240,10 +239,22 @@ def locked_objective(tn: TwoNetworks, a_params, b_params, batch: dict):
     loss, err = _xent(logits, xy[1])
     return a, (message, loss, err)
 
-  _, (messages, a_loss, a_err) = jax.lax.scan(
-      window, tn.core_a.initial_state(batch_size), (xs, ys))
-  b_logits = b_answer(tn, b_params, jnp.swapaxes(messages, 0, 1))
-  b_loss, b_err = _xent(b_logits, batch["b_labels"])
+  return jax.lax.scan(window, tn.core_a.initial_state(batch_size),
+                      (xs, ys))[1]
+
+
+def b_outcome(tn: TwoNetworks, b_params, messages_TxBxM, labels):
+  """B's per-example loss and error, ``[B]`` each, on its ``T`` messages."""
+  logits = b_answer(tn, b_params, jnp.swapaxes(messages_TxBxM, 0, 1))
+  return _xent(logits, labels)
+
+
+def locked_objective(tn: TwoNetworks, a_params, b_params, batch: dict):
+  """The joint system over one episode: ``(mean over the batch of A's
+  summed losses + B's loss, (a_loss, a_err, b_loss, b_err))``, ``a_*``
+  ``[T, B]``, ``b_*`` ``[B]``."""
+  messages, a_loss, a_err = a_episode(tn, a_params, batch)
+  b_loss, b_err = b_outcome(tn, b_params, messages, batch["b_labels"])
   return (a_loss.sum(0) + b_loss).mean(), (a_loss, a_err, b_loss, b_err)
 
 
@@ -330,7 +341,7 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
     a_params, a_opt = interface.apply_update(optimizers.stage, grads, a_opt,
                                              a_params)
     message = jax.lax.stop_gradient(message)
-    if tn.sg_context in _READS_B_STATE:  # B ticks on the message
+    if tn.sg_context in READS_B_STATE:  # B ticks on the message
       b = tn.core_b.apply(state.b_params, b, message)[0]
     return (a_params, a_opt, jax.lax.stop_gradient(a_end), b), (
         message, context, loss, err)
@@ -353,8 +364,7 @@ def b_phase(state: TwoNetworksState, batch: dict, sent: Sent, *,
   batch_size = sent.messages.shape[1]
 
   def b_objective(b_params, messages_TxBxM):
-    logits = b_answer(tn, b_params, jnp.swapaxes(messages_TxBxM, 0, 1))
-    loss, err = _xent(logits, batch["b_labels"])
+    loss, err = b_outcome(tn, b_params, messages_TxBxM, batch["b_labels"])
     return loss.mean(), (loss, err)
 
   (b_grads, message_grads), (b_loss, b_err) = jax.grad(

@@ -7,6 +7,7 @@
   ``stage`` mesh axis), the same within a process and across processes.
 - ``pipeline``: ``DNIPipeline`` and ``BackpropPipeline``, the schedules.
 - ``distributed``: ``jax.distributed`` set-up for several processes.
+- ``two_networks``: the two-network system with A and B on two devices.
 
 Part of the method layer: imports jax, flax, optax and ``dni_jax.core``.
 """
