@@ -1,6 +1,6 @@
 """Time per episode of the two-network system, and what two devices would make of it.
 
-  taskset -c 1 python -m experiments.benchmark_two_networks [--T=4 --rounds=5]
+  python -m experiments.benchmark_two_networks [--T=4 --rounds=5]
 
 Builds network A, network B and each method of ``configs/two_networks.py``
 on generated digits (no download) and times, in interleaved rounds after
@@ -36,6 +36,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -182,32 +183,35 @@ def measure(method: str) -> tuple[dict, dict]:
                         timeout=1200)
   single = timing.worker_result(done.stdout + done.stderr)
   coordinator = f"127.0.0.1:{launch.free_port()}"
-  procs = [subprocess.Popen(
-      ["taskset", "-c", str(i), *_worker_args("pair", method)],
-      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True,
-      env=_env(**{k: v for k, v in launch.process_env(
-          i, 2, coordinator, False).items() if k.startswith("DNI_")}))
-           for i in range(2)]
-  lines = []  # process 1's output until its result (it may then wait for
-  for line in procs[1].stdout:  # process 0 at the shutdown barrier)
-    lines.append(line)
-    if line.startswith("RESULT "):
-      break
-  try:
-    second = timing.worker_result("".join(lines))
-  except RuntimeError:
-    for p in procs:
-      p.kill()
-    raise
-  first = procs[0].communicate(json.dumps(second) + "\n", timeout=1200)[0]
-  procs[1].communicate(timeout=1200)
+  with tempfile.TemporaryFile("w+") as log0:  # process 0's output: a file,
+    procs = [subprocess.Popen(  # so that it never blocks on a full pipe
+        ["taskset", "-c", str(i), *_worker_args("pair", method)],
+        stdin=subprocess.PIPE, stdout=log0 if i == 0 else subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+        env=_env(**{k: v for k, v in launch.process_env(
+            i, 2, coordinator, False).items() if k.startswith("DNI_")}))
+             for i in range(2)]
+    try:
+      lines = []  # process 1's output until its result (it may then wait
+      for line in procs[1].stdout:  # for process 0 at the shutdown barrier)
+        lines.append(line)
+        if line.startswith("RESULT "):
+          break
+      second = timing.worker_result("".join(lines))
+      procs[0].communicate(json.dumps(second) + "\n", timeout=1200)
+      procs[1].communicate(timeout=1200)
+    finally:  # a failure or a timeout leaves no worker behind
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+    log0.seek(0)
+    first = log0.read()
   return single, timing.worker_result(first)
 
 
 def _measured() -> None:
-  if (os.cpu_count() or 1) < 2:
-    print("two processes: not measured (this machine has one core)")
+  if len(os.sched_getaffinity(0)) < 2:
+    print("two processes: not measured (this process may use one core)")
     return
   got = {m: measure(m) for m in _TWO.value}
   print("measured, each process pinned to its own core, XLA single-threaded"

@@ -16,10 +16,11 @@ CPU). What a step costs then depends on who waits for whom:
   learns from episode ``t − 1`` (``b_phase``: its update and the
   synthesizers' regression onto its true gradients). Then one swap: A's
   messages of episode ``t`` go to B, the synthesizers B has just trained
-  (and, where ``M`` reads B's state, B's parameters) go to A. Nobody waits:
-  A's episode ``t + 1`` uses synthesizers trained on episodes up to
-  ``t − 1``, one episode staler than in ``train_step``, which runs the
-  phases in turn.
+  (and, where ``M`` reads B's state, B's parameters) go to A. A does not
+  wait for B's gradients (the swap still meets B, so a tick costs the
+  slower side plus the swap): A's episode ``t + 1`` uses synthesizers
+  trained on episodes up to ``t − 1``, one episode staler than in
+  ``train_step``, which runs the phases in turn.
 - ``no_dni``: as dni, with nothing sent back to A.
 
 A tick's inputs come from ``batch(t)``, which every process calls for
@@ -137,7 +138,16 @@ class TwoDeviceSystem:
 
   @staticmethod
   def merged(nets: dict) -> tn_lib.TwoNetworksState:
-    """One state: A's fields from device 0's, the rest from device 1's."""
+    """One state: A's fields from device 0's, the rest from device 1's.
+
+    Both devices must belong to this process; for dni and no_dni, call it
+    after ``drain`` (until then B is one episode behind A).
+    """
+    if A not in nets or B not in nets:
+      raise ValueError("merged needs both networks' states, and this "
+                       "process holds only device(s) "
+                       f"{sorted(nets)}; in a run of two processes each "
+                       "keeps its own network's state")
     a, b = jax.device_get(nets[A]), jax.device_get(nets[B])
     return b.replace(step=a.step, a_params=a.a_params,
                      a_opt_state=a.a_opt_state)
@@ -203,6 +213,8 @@ class TwoDeviceSystem:
             ) -> tuple[dict, dict | None]:
     """After ticks ``0 … t−1``: B learns from episode ``t − 1``; nothing
     is sent."""
+    if self.tn.method == "locked":
+      raise ValueError("locked has no ticks to drain")
     nets, metrics = dict(state["nets"]), None
     if B in self.local:
       nets[B], metrics, _ = self._b_tick(nets[B], state["inbox"][B],
@@ -262,8 +274,8 @@ class TwoDeviceSystem:
            ) -> tuple[dict, dict | None]:
     """locked: one episode; A waits for B's gradients of its messages.
 
-    Returns the state and, where B is local, B's loss and error (and A's
-    where both are local), as ``train_step``'s metrics.
+    Returns the state and the metrics of the local networks, as
+    ``train_step``'s: ``a_*`` where A is local, ``b_*`` where B is.
     """
     if self.tn.method != "locked":
       raise ValueError(f"{self.tn.method} runs in ticks; call tick")
