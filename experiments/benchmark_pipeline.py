@@ -43,8 +43,6 @@ _BATCH = flags.DEFINE_integer("batch_size", 256, "Examples per step (DNI: "
                               "per tick; backprop pipeline: per global batch).")
 
 _NETS = {"equal": (4, 1024), "deep": (8, 1024), "fcn": (3, 256)}
-_SINGLE_THREAD = ("--xla_cpu_multi_thread_eigen=false "
-                  "intra_op_parallelism_threads=1")
 
 
 def _network():
@@ -168,17 +166,12 @@ def _args(**kw) -> list[str]:
   return [f"--{k}={v}" for k, v in base.items()]
 
 
-def _env(**extra) -> dict:
-  return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=_SINGLE_THREAD,
-              **extra)
-
-
 def measure_single(method: str, net: str) -> dict:
   done = subprocess.run(
       ["taskset", "-c", "0", sys.executable, "-m",
        "experiments.benchmark_pipeline",
        *_args(worker="single", method=method, net=net)],
-      capture_output=True, text=True, env=_env(), timeout=1200)
+      capture_output=True, text=True, env=timing.worker_env(), timeout=1200)
   return timing.worker_result(done.stdout + done.stderr)
 
 
@@ -193,7 +186,7 @@ def measure_pipeline(method: str, net: str, microbatches: int = 1) -> dict:
          *_args(worker="pipeline", method=method, net=net,
                 microbatches=microbatches)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=_env(**{k: v for k, v in launch.process_env(
+        env=timing.worker_env(**{k: v for k, v in launch.process_env(
             i, 2, coordinator, False).items() if k.startswith("DNI_")})))
   outs = [p.communicate(timeout=1200)[0] for p in procs]
   first, second = timing.worker_result(outs[0]), timing.worker_result(outs[1])

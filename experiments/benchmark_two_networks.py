@@ -62,8 +62,6 @@ _TWO = flags.DEFINE_list("two_processes", ["locked", "dni", "no_dni"],
 _WORKER = flags.DEFINE_enum("worker", None, ["single", "pair"],
                             "Internal: one measurement.")
 _METHOD = flags.DEFINE_string("method", "dni", "Internal: a worker's method.")
-_SINGLE_THREAD = ("--xla_cpu_multi_thread_eigen=false "
-                  "intra_op_parallelism_threads=1")
 
 
 def _config(method):
@@ -72,13 +70,6 @@ def _config(method):
   config.batch_size = _BATCH.value
   config.two_networks.T = _T.value
   return config
-
-
-def _stream_and_batch():
-  stream = digit_stream.DigitStream.from_dataset(
-      digit_stream.synthetic_digits("train"))
-  return stream, digit_stream.episodes(stream, jax.random.PRNGKey(0),
-                                       _BATCH.value, _T.value)
 
 
 def _median_ms(run, state, rounds, steps):
@@ -95,7 +86,10 @@ def _median_ms(run, state, rounds, steps):
 
 def _built(method):
   """``(tn, optimizers, initial state, batch)`` of ``method``."""
-  stream, batch = _stream_and_batch()
+  stream = digit_stream.DigitStream.from_dataset(
+      digit_stream.synthetic_digits("train"))
+  batch = digit_stream.episodes(stream, jax.random.PRNGKey(0), _BATCH.value,
+                                _T.value)
   config = _config(method)
   tn, opt = (experiment.build_two_networks(config),
              experiment.build_optimizers(config))
@@ -169,18 +163,13 @@ def _worker_args(worker, method):
           f"--steps={_STEPS.value}"]
 
 
-def _env(**extra) -> dict:
-  return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=_SINGLE_THREAD,
-              **extra)
-
-
 def measure(method: str) -> tuple[dict, dict]:
   """``(one process, two processes)`` results of ``method``."""
   from experiments import launch  # pylint: disable=g-import-not-at-top
   done = subprocess.run(["taskset", "-c", "0",
                          *_worker_args("single", method)],
-                        capture_output=True, text=True, env=_env(),
-                        timeout=1200)
+                        capture_output=True, text=True,
+                        env=timing.worker_env(), timeout=1200)
   single = timing.worker_result(done.stdout + done.stderr)
   coordinator = f"127.0.0.1:{launch.free_port()}"
   with tempfile.TemporaryFile("w+") as log0:  # process 0's output: a file,
@@ -188,7 +177,7 @@ def measure(method: str) -> tuple[dict, dict]:
         ["taskset", "-c", str(i), *_worker_args("pair", method)],
         stdin=subprocess.PIPE, stdout=log0 if i == 0 else subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
-        env=_env(**{k: v for k, v in launch.process_env(
+        env=timing.worker_env(**{k: v for k, v in launch.process_env(
             i, 2, coordinator, False).items() if k.startswith("DNI_")}))
              for i in range(2)]
     try:

@@ -1,6 +1,7 @@
 """Timing jitted steps side by side (shared by the benchmarks)."""
 
 import json
+import os
 import statistics
 import time
 
@@ -62,3 +63,13 @@ def worker_result(output: str) -> dict:
     raise RuntimeError("a benchmark worker printed no result:\n" +
                        output[-3000:])
   return json.loads(lines[-1][len("RESULT "):])
+
+
+SINGLE_THREAD = ("--xla_cpu_multi_thread_eigen=false "
+                 "intra_op_parallelism_threads=1")
+
+
+def worker_env(**extra) -> dict:
+  """The environment of a pinned benchmark worker: CPU, XLA single-threaded."""
+  return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=SINGLE_THREAD,
+              **extra)

@@ -50,10 +50,9 @@ A, B = 0, 1  # the devices
 class _Packer:
   """A pytree of float arrays as one ``[1, 1, width]`` float32 row and back."""
 
-  def __init__(self, example, width: int | None = None):
+  def __init__(self, example):
     flat, self._unravel = ravel_pytree(example)
-    self.size = flat.size
-    self.width = width or self.size
+    self.size = self.width = flat.size
 
   def pack(self, tree) -> jax.Array:
     flat = ravel_pytree(tree)[0].astype(jnp.float32)
@@ -90,9 +89,9 @@ class TwoDeviceSystem:
     self.devices = tuple(devices)
     self.exchange = Exchange(self.devices)
     self.local = self.exchange.local
-    self.batch_size = example_batch["a_labels"].shape[0]
     state = jax.eval_shape(lambda: tn_lib.init_train_state(
-        tn, optimizers, jax.random.PRNGKey(0), self.batch_size,
+        tn, optimizers, jax.random.PRNGKey(0),
+        example_batch["a_labels"].shape[0],
         example_batch["inputs"].shape[-1]))
     sent = jax.eval_shape(lambda s, b: tn_lib.a_phase(
         s, b, tn=tn, optimizers=optimizers)[1], state, example_batch)
