@@ -299,6 +299,8 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch,
     ({"two_networks.T": True}, "two_networks.T must be a whole number"),
     ({"dni.update_prob": 0.5}, "apply to feed-forward configs"),
     ({"dni.sg_scale": float("nan")}, "dni.sg_scale must be finite"),
+    ({"two_networks.oracle": True, "method": "no_dni"},
+     "two_networks.oracle .* needs --config.method=dni"),
 ])
 def test_bad_two_networks_config_names_the_field(overrides, message,
                                                  tmp_path):
@@ -392,6 +394,44 @@ def test_a_updates_after_each_window_from_its_slot_s_synthetic_gradient(
   jax.tree_util.tree_map(
       lambda x_, y: np.testing.assert_allclose(x_, y, **TOL), new.a_params,
       a_params)
+
+
+def test_the_oracle_gives_a_b_s_true_gradients_of_the_episode_s_start():
+  """oracle: A's window-w update uses B's true gradient w.r.t. the message
+  A sends in slot w with the episode's start parameters (what locked
+  backpropagates), not M's prediction; with A frozen, its T updates sum to
+  locked's gradient of A (A resetting every window)."""
+  tn = dataclasses.replace(_system("dni", T=3, reset_a=True), oracle=True,
+                           sg_scale=0.5)
+  opt = dni.Optimizers(optax.sgd(1.0), optax.sgd(0.0))
+  state, batch = _init(tn, opt), _batch(tn)
+  new, _ = tn_lib.a_phase(state, batch, tn=tn, optimizers=opt)
+  messages = tn_lib.a_episode(tn, state.a_params, batch)[0]
+  true = 4 * jax.grad(lambda m: tn_lib.b_outcome(
+      tn, state.b_params, m, batch["b_labels"])[0].mean())(messages)
+  x = batch["inputs"].reshape(4, 3, 3, D)
+  a_params = state.a_params
+  for w in range(3):
+    synthetic = lambda m, w=w: 0.5 * true[w]  # noqa: E731
+    grads = jax.grad(lambda p, w=w, synthetic=synthetic: tn_lib.a_objective(
+        tn, p, tn.core_a.initial_state(4), x[:, w], batch["a_labels"][:, w],
+        synthetic)[0])(a_params)
+    a_params = jax.tree_util.tree_map(lambda p, g: p - g, a_params, grads)
+  jax.tree_util.tree_map(
+      lambda x_, y: np.testing.assert_allclose(x_, y, **TOL), new.a_params,
+      a_params)
+  # at fixed parameters, the T window gradients (λ = 1) sum to locked's
+  total = jax.tree_util.tree_map(jnp.zeros_like, state.a_params)
+  for w in range(3):
+    synthetic = lambda m, w=w: true[w]  # noqa: E731
+    g = jax.grad(lambda p, w=w, synthetic=synthetic: tn_lib.a_objective(
+        tn, p, tn.core_a.initial_state(4), x[:, w], batch["a_labels"][:, w],
+        synthetic)[0])(state.a_params)
+    total = jax.tree_util.tree_map(jnp.add, total, g)
+  locked = jax.grad(lambda a: tn_lib.locked_objective(
+      tn, a, state.b_params, batch)[0])(state.a_params)
+  jax.tree_util.tree_map(
+      lambda x_, y: np.testing.assert_allclose(x_, y, **TOL), total, locked)
 
 
 def test_a_shared_synthesizer_keeps_its_batch_norm_statistics_moving():

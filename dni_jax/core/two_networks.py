@@ -83,6 +83,11 @@ class TwoNetworks:
     reset_a: A starts each of its windows from the zero state (then
       truncating A at its windows loses nothing).
     sg_context: what ``M`` reads beside the message (``SG_CONTEXTS``).
+    oracle: dni only, a diagnostic: A's synthetic gradient on message ``w``
+      is B's true gradient w.r.t. it, at the parameters and the messages of
+      the episode's start (what ``locked`` backpropagates), instead of
+      ``M_w``'s prediction. A then waits for B: it bounds what a perfect
+      synthesizer could give, it is not decoupled. ``M`` still trains.
   """
   core_a: Any
   core_b: Any
@@ -94,6 +99,7 @@ class TwoNetworks:
   sg_slots: str = "each"
   reset_a: bool = False
   sg_context: str = "none"
+  oracle: bool = False
 
   def __post_init__(self):
     if self.method not in METHODS:
@@ -110,6 +116,9 @@ class TwoNetworks:
                        f"message_width={self.message_width}")
     if (self.method == "dni") != (self.synthesizer is not None):
       raise ValueError("dni needs a synthesizer; locked and no_dni take none")
+    if self.oracle and self.method != "dni":
+      raise ValueError("oracle replaces dni's synthetic gradient; it needs "
+                       "method 'dni'")
 
   @property
   def episode(self) -> int:
@@ -326,15 +335,18 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
   sg = _interface(tn, optimizers, state.sg_scale) if dni else None
   sg_state = interface.state_of(state) if dni else None
   labels = batch["b_labels"]
+  oracle = _oracle(tn, state, batch) if tn.oracle else jnp.zeros(tn.T)
 
   def window(carry, inputs):
     a_params, a_opt, a, b = carry  # b: B's state before this message
-    x, y, w = inputs
+    x, y, w, true_grad = inputs
     synthetic, context = None, None
     if dni:
       slot, context = _slot(tn, sg_state, w), _context(tn, w, b, labels)
       synthetic = lambda message: sg.delta(sg.predict(  # pylint: disable=g-long-lambda
           slot, message, context, train=False).value)
+      if tn.oracle:
+        synthetic = lambda message: sg.delta(true_grad)  # noqa: E731
     grads, (a_end, message, loss, err) = jax.grad(
         a_objective, argnums=1, has_aux=True)(tn, a_params, a, x, y,
                                               synthetic)
@@ -350,9 +362,18 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
       jax.lax.scan(window, (state.a_params, state.a_opt_state,
                             tn.core_a.initial_state(batch_size),
                             tn.core_b.initial_state(batch_size)),
-                   (xs, ys, jnp.arange(tn.T))))
+                   (xs, ys, jnp.arange(tn.T), oracle)))
   return (state.replace(a_params=a_params, a_opt_state=a_opt),
           Sent(messages, contexts, a_loss, a_err))
+
+
+def _oracle(tn: TwoNetworks, state: TwoNetworksState, batch: dict):
+  """B's true gradient w.r.t. each message A sends from the episode's
+  start parameters, in per-example units: ``[T, B, M]``."""
+  messages = a_episode(tn, state.a_params, batch)[0]
+  grads = jax.grad(lambda m: b_outcome(tn, state.b_params, m,
+                                       batch["b_labels"])[0].mean())(messages)
+  return jax.lax.stop_gradient(messages.shape[1] * grads)
 
 
 def b_phase(state: TwoNetworksState, batch: dict, sent: Sent, *,

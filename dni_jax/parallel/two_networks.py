@@ -85,6 +85,10 @@ class TwoDeviceSystem:
                         "(experiments.launch --num_processes=2) or fake 2 "
                         "devices (XLA_FLAGS=--xla_force_host_platform_"
                         "device_count=2).")
+    if tn.oracle:
+      raise ConfigError("two_networks.oracle gives A B's true gradients, "
+                        "which needs B's parameters where A runs; it is a "
+                        "one-device diagnostic. Set it to False here.")
     self.tn, self.optimizers = tn, optimizers
     self.devices = tuple(devices)
     self.exchange = Exchange(self.devices)

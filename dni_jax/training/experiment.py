@@ -230,6 +230,11 @@ def validate_two_networks(config: ml_collections.ConfigDict) -> None:
            f"unknown two_networks.sg_context {tn.sg_context!r}; choose one "
            f"of {two_networks.SG_CONTEXTS} (what the synthesizer reads "
            "beside the message)")
+  _require(isinstance(tn.oracle, bool),
+           f"two_networks.oracle must be True or False, got {tn.oracle!r}")
+  _require(not tn.oracle or config.method == "dni",
+           "two_networks.oracle replaces dni's synthetic gradient with B's "
+           f"true one; it needs --config.method=dni, got {config.method!r}.")
   _require(config.data.name in digit_stream.SOURCES,
            f"unknown digit source {config.data.name!r} for the two-network "
            f"system; choose one of {digit_stream.SOURCES}")
@@ -506,7 +511,7 @@ def build_two_networks(
   return two_networks.TwoNetworks(
       core_a, core_b, tn.T, tn.message_width, config.method, synth,
       config.dni.sg_scale, tn.sg_slots,
-      tn.reset_a, tn.sg_context)
+      tn.reset_a, tn.sg_context, tn.oracle)
 
 
 def load_corpus(config: ml_collections.ConfigDict) -> char_corpus.Corpus:
