@@ -262,6 +262,7 @@ def test_two_networks_config_runs_every_method_and_counts_updates(
     assert {"a_error", "b_error", "b_majority_error"} <= set(last)
     assert last["time_steps"] == 4 * 4 and last["b_updates"] == 4
     assert last["a_updates"] == (4 if method == "locked" else 8)
+    assert ("sg_cosine" in last) == (method == "dni")
   assert "B majority %" in capsys.readouterr().out
 
 
@@ -432,6 +433,44 @@ def test_the_oracle_gives_a_b_s_true_gradients_of_the_episode_s_start():
       tn, a, state.b_params, batch)[0])(state.a_params)
   jax.tree_util.tree_map(
       lambda x_, y: np.testing.assert_allclose(x_, y, **TOL), total, locked)
+
+
+@pytest.mark.parametrize("sg_slots,sg_context", [
+    ("each", "b_state_label"), ("shared", "label")])
+def test_synthesizer_fit_scores_each_slot_against_b_s_true_gradient(
+    sg_slots, sg_context):
+  """sg_cosine and sg_r2, by hand: slot w's M (reading B's state before
+  message w, or its label) against B's true gradient of message w."""
+  from dni_jax.core import interface  # pylint: disable=g-import-not-at-top
+  tn = dataclasses.replace(_system("dni", T=3, sg_slots=sg_slots),
+                           sg_context=sg_context)
+  state, batch = _init(tn), _batch(tn, size=8)
+  sg_state = interface.state_of(state)
+  fit = tn_lib.synthesizer_fit(tn, state.a_params, state.b_params, sg_state,
+                               batch)
+  messages = tn_lib.a_episode(tn, state.a_params, batch)[0]
+  true = 8 * jax.grad(lambda m: tn_lib.b_outcome(
+      tn, state.b_params, m, batch["b_labels"])[0].mean())(messages)
+  sg = interface.Interface(tn.synthesizer, None, 1.0)
+  b, cosines, r2s = tn.core_b.initial_state(8), [], []
+  for w in range(3):
+    label = jax.nn.one_hot(batch["b_labels"], 10)
+    parts = [b, label] if sg_context == "b_state_label" else [label]
+    slot = sg_state
+    if sg_slots == "each":
+      slot = jax.tree_util.tree_map(lambda leaf, w=w: leaf[w], slot)
+    else:
+      parts.append(jnp.broadcast_to(jnp.eye(3)[w], (8, 3)))
+    p = np.asarray(sg.predict(slot, messages[w], jnp.concatenate(parts, -1),
+                              train=False).value)
+    t = np.asarray(true[w])
+    cosines.append(np.mean(np.sum(p * t, -1) / (
+        np.linalg.norm(p, axis=-1) * np.linalg.norm(t, axis=-1))))
+    r2s.append(1 - np.sum((p - t) ** 2) / np.sum((t - t.mean(0)) ** 2))
+    b, _ = tn.core_b.apply(state.b_params, b, messages[w])
+  np.testing.assert_allclose(fit["sg_cosine"], np.mean(cosines), rtol=1e-4)
+  np.testing.assert_allclose(fit["sg_r2"], np.mean(r2s), rtol=1e-4)
+  assert abs(float(fit["sg_cosine"])) > 1e-3  # M is off zero: it scores
 
 
 def test_a_shared_synthesizer_keeps_its_batch_norm_statistics_moving():

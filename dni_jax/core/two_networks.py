@@ -459,12 +459,50 @@ def train_step(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
   return state.replace(step=state.step + 1), metrics
 
 
-def evaluate(tn: TwoNetworks, a_params, b_params, batch: dict) -> dict:
+def evaluate(tn: TwoNetworks, a_params, b_params, batch: dict,
+             sg_state: Any = None) -> dict:
   """A's and B's losses and errors on held-out episodes (no update), and
   ``b_majority_error``: B's error if it always named the commonest count.
+  With the synthesizers' state (``interface.state_of``; dni), also how
+  well they predict B's true gradients there (``synthesizer_fit``).
   """
   _, metric = locked_objective(tn, a_params, b_params, batch)
   metrics = _metrics(*metric)
   counts = jnp.bincount(batch["b_labels"], length=tn.episode + 1)
   metrics["b_majority_error"] = 1.0 - counts.max() / batch["b_labels"].size
+  if sg_state is not None:
+    metrics.update(synthesizer_fit(tn, a_params, b_params, sg_state, batch))
   return metrics
+
+
+def synthesizer_fit(tn: TwoNetworks, a_params, b_params, sg_state,
+                    batch: dict) -> dict:
+  """How well each ``M_w`` predicts B's true gradient of message ``w`` on
+  ``batch``, A's state carried over the episode's windows.
+
+  Returns means over the slots of ``sg_cosine`` (the cosine between
+  prediction and target, averaged over the episodes) and ``sg_r2`` (1 −
+  the squared error over the target's variance about its mean over the
+  episodes: 0 for the best constant, 1 for a perfect fit).
+  """
+  messages = a_episode(tn, a_params, batch)[0]
+  labels = batch["b_labels"]
+  targets = messages.shape[1] * jax.grad(
+      lambda m: b_outcome(tn, b_params, m, labels)[0].mean())(messages)
+  sg = interface.Interface(tn.synthesizer, None, 1.0)
+
+  def slot(b, inputs):
+    w, message, target = inputs
+    p = sg.predict(_slot(tn, sg_state, w), message,
+                   _context(tn, w, b, labels), train=False).value
+    norms = jnp.linalg.norm(p, axis=-1) * jnp.linalg.norm(target, axis=-1)
+    cosine = jnp.mean(jnp.sum(p * target, -1) / jnp.maximum(norms, 1e-12))
+    variance = jnp.sum(jnp.square(target - target.mean(0)))
+    r2 = 1.0 - jnp.sum(jnp.square(p - target)) / jnp.maximum(variance,
+                                                             1e-12)
+    return tn.core_b.apply(b_params, b, message)[0], (cosine, r2)
+
+  _, (cosine, r2) = jax.lax.scan(
+      slot, tn.core_b.initial_state(labels.shape[0]),
+      (jnp.arange(tn.T), messages, targets))
+  return {"sg_cosine": cosine.mean(), "sg_r2": r2.mean()}

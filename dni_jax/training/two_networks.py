@@ -18,6 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from dni_jax.core import interface
 from dni_jax.core import two_networks as tn_lib
 from dni_jax.data import digit_stream
 from dni_jax.training import batching
@@ -57,14 +58,18 @@ def _reporting(tn: tn_lib.TwoNetworks) -> dict:
 
 
 def _make_eval(config, tn):
-  """``(a_params, b_params, images, labels) -> metrics`` on the held-out
-  episodes: the same ``eval_batch_size`` episodes for every seed."""
+  """``(state, images, labels) -> metrics`` on the held-out episodes: the
+  same ``eval_batch_size`` episodes for every seed (for dni, with how well
+  the synthesizers fit B's gradients there)."""
 
   @jax.jit
-  def eval_fn(a_params, b_params, images, labels):
+  def eval_fn(state, images, labels):
     batch = digit_stream.episodes(digit_stream.DigitStream(images, labels),
                                   _eval_key(), config.eval_batch_size, tn.T)
-    return tn_lib.evaluate(tn, a_params, b_params, batch)
+    sg_state = (interface.state_of(state) if tn.synthesizer is not None
+                else None)
+    return tn_lib.evaluate(tn, state.a_params, state.b_params, batch,
+                           sg_state)
   return eval_fn
 
 
@@ -101,8 +106,8 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
     return step_fn(state, train_stream.images, train_stream.labels)
 
   def evaluate(state, i):
-    metrics = jax.device_get(eval_fn(state.a_params, state.b_params,
-                                     test_stream.images, test_stream.labels))
+    metrics = jax.device_get(eval_fn(state, test_stream.images,
+                                     test_stream.labels))
     return {"test": {**{k: float(v) for k, v in metrics.items()},
                      **_counts(tn, i)}}
 
@@ -129,7 +134,7 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   step_fn = jax.jit(jax.vmap(member_step, in_axes=(0, 0, None, None)),
                     donate_argnums=1)
   eval_fn = jax.jit(jax.vmap(_make_eval(config, tn),
-                             in_axes=(0, 0, None, None)))
+                             in_axes=(0, None, None)))
 
   def init():
     return place.members(batching.stack([
@@ -140,8 +145,8 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
     return step_fn(seeds, state, images, labels)
 
   def evaluate(state, i):
-    metrics = jax.device_get(eval_fn(state.a_params, state.b_params,
-                                     test_stream.images, test_stream.labels))
+    metrics = jax.device_get(eval_fn(state, test_stream.images,
+                                     test_stream.labels))
     counts = {k: np.full(len(configs), v) for k, v in _counts(tn, i).items()}
     return {"test": {**{k: np.asarray(v) for k, v in metrics.items()},
                      **counts}}

@@ -75,6 +75,7 @@ ADDED_FIELDS = {
     "dni.bootstrap": "scaled",
     "model.forget_bias": 0.0,
     "model.peepholes": False,
+    "two_networks.oracle": False,
 }
 # What a reader fills in for a field of ``ANY`` above that an older run
 # lacks (the defaults of configs/base.py; the run's methods never read it,
