@@ -38,8 +38,11 @@ def _group(config: dict, varying: list[str]) -> tuple:
   context = config.get("two_networks.sg_context", "none")
   if config["method"] == "dni" and context != "none":
     parts.append(context)
+  if config.get("two_networks.oracle"):
+    parts.append("oracle")
   parts += [f"{k}={config.get(k)}" for k in varying
-            if k not in ("method", "two_networks.T", "two_networks.sg_context")]
+            if k not in ("method", "two_networks.T", "two_networks.sg_context",
+                         "two_networks.oracle")]
   label = config["method"] + (f" ({', '.join(parts)})" if parts else "")
   return int(config["two_networks.T"]), label
 

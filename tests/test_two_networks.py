@@ -338,13 +338,18 @@ def test_the_table_gives_final_errors_and_steps_to_locked_s_error(tmp_path):
   import os  # pylint: disable=g-import-not-at-top
   from experiments import two_networks_table  # pylint: disable=g-import-not-at-top
   curves = {"locked": ([0.5, 0.2, 0.1, 0.1], [0.6, 0.4, 0.3, 0.3]),
-            "dni": ([0.3, 0.1, 0.1, 0.1], [0.6, 0.6, 0.6, 0.6])}
-  for method, (a, b) in curves.items():
+            "dni": ([0.3, 0.1, 0.1, 0.1], [0.6, 0.6, 0.6, 0.6]),
+            "dni_oracle": ([0.3, 0.1, 0.1, 0.1], [0.6, 0.3, 0.3, 0.3])}
+  for name, (a, b) in curves.items():
     for seed in range(2):
-      folder = tmp_path / method / f"seed={seed}"
+      folder = tmp_path / name / f"seed={seed}"
       os.makedirs(folder)
+      tn = {"T": 4}  # as written before the oracle field existed
+      if name == "dni_oracle":
+        tn["oracle"] = True
       (folder / "config.json").write_text(json.dumps(
-          {"method": method, "seed": seed, "two_networks": {"T": 4}}))
+          {"method": name[:3] if name != "locked" else name, "seed": seed,
+           "two_networks": tn}))
       (folder / "metrics.jsonl").write_text("".join(
           json.dumps({"step": 100 * (i + 1), "split": "test", "a_error": x,
                       "b_error": y, "b_majority_error": 0.6}) + "\n"
@@ -353,7 +358,10 @@ def test_the_table_gives_final_errors_and_steps_to_locked_s_error(tmp_path):
   assert rows[2].startswith("| 4 | locked | 2 | 10.00 ± 0.00 | 30.00 ± 0.00")
   # locked reaches 1.1 × its final A error at step 300, dni at 200: 0.67.
   assert "| 300 (2/2) | 1.00 |" in rows[2]
+  assert rows[3].startswith("| 4 | dni | 2 |")
   assert "| 200 (2/2) | 0.67 | not reached (0/2) |" in rows[3]
+  assert rows[4].startswith("| 4 | dni (oracle) | 2 |")
+  assert "| 200 (2/2) | 0.67 | 200 (2/2) |" in rows[4]
 
 
 @pytest.mark.parametrize("sg_slots,sg_context", [

@@ -32,9 +32,11 @@ def find_runs(root: str) -> list[str]:
 
 
 def flat_config(run: str) -> dict:
-  """The run's ``config.json`` as ``{"a.b": value}``."""
+  """The run's ``config.json`` as ``{"a.b": value}``, a field added since
+  it was written at the value that behaves as the run did
+  (``workdir.ADDED_FIELDS``)."""
   with open(os.path.join(run, "config.json")) as f:
-    return workdir_lib.flatten(json.load(f))
+    return workdir_lib.flatten(workdir_lib.with_added_fields(json.load(f)))
 
 
 def metric_series(run: str, split: str) -> dict[str, tuple[list, list]]:
