@@ -367,13 +367,21 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
           Sent(messages, contexts, a_loss, a_err))
 
 
+def true_message_grads(tn: TwoNetworks, a_params, b_params, batch: dict):
+  """The messages A sends over the episode (its state carried from window
+  to window) and B's true gradient w.r.t. each, in per-example units (the
+  synthesizers' targets): ``(messages, grads)``, ``[T, B, M]`` each."""
+  messages = a_episode(tn, a_params, batch)[0]
+  grads = jax.grad(lambda m: b_outcome(tn, b_params, m,
+                                       batch["b_labels"])[0].mean())(messages)
+  return messages, messages.shape[1] * grads
+
+
 def _oracle(tn: TwoNetworks, state: TwoNetworksState, batch: dict):
   """B's true gradient w.r.t. each message A sends from the episode's
-  start parameters, in per-example units: ``[T, B, M]``."""
-  messages = a_episode(tn, state.a_params, batch)[0]
-  grads = jax.grad(lambda m: b_outcome(tn, state.b_params, m,
-                                       batch["b_labels"])[0].mean())(messages)
-  return jax.lax.stop_gradient(messages.shape[1] * grads)
+  start parameters: ``[T, B, M]``."""
+  return jax.lax.stop_gradient(
+      true_message_grads(tn, state.a_params, state.b_params, batch)[1])
 
 
 def b_phase(state: TwoNetworksState, batch: dict, sent: Sent, *,
@@ -485,10 +493,8 @@ def synthesizer_fit(tn: TwoNetworks, a_params, b_params, sg_state,
   the squared error over the target's variance about its mean over the
   episodes: 0 for the best constant, 1 for a perfect fit).
   """
-  messages = a_episode(tn, a_params, batch)[0]
+  messages, targets = true_message_grads(tn, a_params, b_params, batch)
   labels = batch["b_labels"]
-  targets = messages.shape[1] * jax.grad(
-      lambda m: b_outcome(tn, b_params, m, labels)[0].mean())(messages)
   sg = interface.Interface(tn.synthesizer, None, 1.0)
 
   def slot(b, inputs):
