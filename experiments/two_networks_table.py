@@ -31,6 +31,10 @@ _LAST = flags.DEFINE_integer("last", 3, "Evaluations averaged as 'final'.")
 _WITHIN = flags.DEFINE_float("within", 0.1, "Relative margin of the target.")
 
 
+_SYNTH_FIELDS = ("dni.", "opt.synth_", "two_networks.sg_",
+                 "two_networks.oracle")
+
+
 def _group(config: dict, varying: list[str]) -> tuple:
   """``(T, label)``: the method, with its context and any other field in
   which the runs differ (not the seed), so that only seeds are averaged."""
@@ -40,7 +44,9 @@ def _group(config: dict, varying: list[str]) -> tuple:
     parts.append(context)
   if config.get("two_networks.oracle"):
     parts.append("oracle")
-  parts += [f"{k}={config.get(k)}" for k in varying
+  own = [k for k in varying  # a synthesizer's fields name only dni's runs
+         if config["method"] == "dni" or not k.startswith(_SYNTH_FIELDS)]
+  parts += [f"{k}={config.get(k)}" for k in own
             if k not in ("method", "two_networks.T", "two_networks.sg_context",
                          "two_networks.oracle")]
   label = config["method"] + (f" ({', '.join(parts)})" if parts else "")

@@ -347,9 +347,11 @@ def test_the_table_gives_final_errors_and_steps_to_locked_s_error(tmp_path):
       tn = {"T": 4}  # as written before the oracle field existed
       if name == "dni_oracle":
         tn["oracle"] = True
-      (folder / "config.json").write_text(json.dumps(
-          {"method": name[:3] if name != "locked" else name, "seed": seed,
-           "two_networks": tn}))
+      config = {"method": name[:3] if name != "locked" else name,
+                "seed": seed, "two_networks": tn}
+      if name != "locked":  # a synthesizer field that varies: dni's only
+        config["dni"] = {"synthesizer": "mlp" if name == "dni" else "linear"}
+      (folder / "config.json").write_text(json.dumps(config))
       (folder / "metrics.jsonl").write_text("".join(
           json.dumps({"step": 100 * (i + 1), "split": "test", "a_error": x,
                       "b_error": y, "b_majority_error": 0.6}) + "\n"
@@ -358,9 +360,9 @@ def test_the_table_gives_final_errors_and_steps_to_locked_s_error(tmp_path):
   assert rows[2].startswith("| 4 | locked | 2 | 10.00 ± 0.00 | 30.00 ± 0.00")
   # locked reaches 1.1 × its final A error at step 300, dni at 200: 0.67.
   assert "| 300 (2/2) | 1.00 |" in rows[2]
-  assert rows[3].startswith("| 4 | dni | 2 |")
+  assert rows[3].startswith("| 4 | dni (dni.synthesizer=mlp) | 2 |")
   assert "| 200 (2/2) | 0.67 | not reached (0/2) |" in rows[3]
-  assert rows[4].startswith("| 4 | dni (oracle) | 2 |")
+  assert rows[4].startswith("| 4 | dni (oracle, dni.synthesizer=linear) | 2 |")
   assert "| 200 (2/2) | 0.67 | 200 (2/2) |" in rows[4]
 
 
