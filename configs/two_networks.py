@@ -53,8 +53,9 @@ def get_config():
   # | b_state (B's state when the message arrives) | label (B's label)
   # | b_state_label (both: the paper's §2 protocol M_B(h_A, s_B, c))
   config.two_networks.sg_context = "none"
-  # a diagnostic for dni: A's synthetic gradient is B's true gradient of the
-  # message at the episode's start (a perfect synthesizer; not decoupled)
+  # a diagnostic for dni: A's synthetic gradient is λ times B's true gradient
+  # of the message at the episode's start (a perfect synthesizer; not
+  # decoupled)
   config.two_networks.oracle = False
 
   config.batch_size = 32  # episodes per step

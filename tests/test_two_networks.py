@@ -502,6 +502,14 @@ def test_a_two_timescale_config_is_refused_naming_its_replacement(tmp_path):
     train.train_and_evaluate(config, tmp_path)
 
 
+def test_the_oracle_is_refused_but_for_dni_on_one_device():
+  with pytest.raises(ValueError, match="needs method 'dni'"):
+    dataclasses.replace(_system("no_dni"), oracle=True)
+  tn = dataclasses.replace(_system("dni"), oracle=True)
+  with pytest.raises(ConfigError, match="one-device diagnostic"):
+    parallel_tn.TwoDeviceSystem(tn, _opt(), (None, None), None)
+
+
 # --- A and B on two devices (dni_jax.parallel.two_networks) ---------------
 
 

@@ -84,7 +84,7 @@ class TwoNetworks:
       truncating A at its windows loses nothing).
     sg_context: what ``M`` reads beside the message (``SG_CONTEXTS``).
     oracle: dni only, a diagnostic: A's synthetic gradient on message ``w``
-      is B's true gradient w.r.t. it, at the parameters and the messages of
+      is λ times B's true gradient w.r.t. it, at the parameters and messages of
       the episode's start (what ``locked`` backpropagates), instead of
       ``M_w``'s prediction. A then waits for B: it bounds what a perfect
       synthesizer could give, it is not decoupled. ``M`` still trains.
