@@ -456,11 +456,17 @@ def test_synthesizer_fit_scores_each_slot_against_b_s_true_gradient(
                            sg_context=sg_context)
   state, batch = _init(tn), _batch(tn, size=8)
   sg_state = interface.state_of(state)
-  fit = tn_lib.synthesizer_fit(tn, state.a_params, state.b_params, sg_state,
-                               batch)
+  fit = tn_lib.evaluate(tn, state.a_params, state.b_params, batch, sg_state)
   messages = tn_lib.a_episode(tn, state.a_params, batch)[0]
   true = 8 * jax.grad(lambda m: tn_lib.b_outcome(
       tn, state.b_params, m, batch["b_labels"])[0].mean())(messages)
+  # the held-out errors are the locked objective's, fit or no fit
+  plain = tn_lib.evaluate(tn, state.a_params, state.b_params, batch)
+  _, (_, a_err, _, b_err) = tn_lib.locked_objective(
+      tn, state.a_params, state.b_params, batch)
+  for metrics in (fit, plain):
+    np.testing.assert_allclose(metrics["a_error"], a_err.mean(), **TOL)
+    np.testing.assert_allclose(metrics["b_error"], b_err.mean(), **TOL)
   sg = interface.Interface(tn.synthesizer, None, 1.0)
   b, cosines, r2s = tn.core_b.initial_state(8), [], []
   for w in range(3):

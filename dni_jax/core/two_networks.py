@@ -258,6 +258,11 @@ def b_outcome(tn: TwoNetworks, b_params, messages_TxBxM, labels):
   return _xent(logits, labels)
 
 
+def _b_tick(tn: TwoNetworks, b_params, b_state, message_BxM):
+  """B's state after it reads one message."""
+  return tn.core_b.apply(b_params, b_state, message_BxM)[0]
+
+
 def locked_objective(tn: TwoNetworks, a_params, b_params, batch: dict):
   """The joint system over one episode: ``(mean over the batch of A's
   summed losses + B's loss, (a_loss, a_err, b_loss, b_err))``, ``a_*``
@@ -354,7 +359,7 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
                                              a_params)
     message = jax.lax.stop_gradient(message)
     if tn.sg_context in READS_B_STATE:  # B ticks on the message
-      b = tn.core_b.apply(state.b_params, b, message)[0]
+      b = _b_tick(tn, state.b_params, b, message)
     return (a_params, a_opt, jax.lax.stop_gradient(a_end), b), (
         message, context, loss, err)
 
@@ -367,21 +372,24 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
           Sent(messages, contexts, a_loss, a_err))
 
 
-def true_message_grads(tn: TwoNetworks, a_params, b_params, batch: dict):
-  """The messages A sends over the episode (its state carried from window
-  to window) and B's true gradient w.r.t. each, in per-example units (the
-  synthesizers' targets): ``(messages, grads)``, ``[T, B, M]`` each."""
-  messages = a_episode(tn, a_params, batch)[0]
-  grads = jax.grad(lambda m: b_outcome(tn, b_params, m,
-                                       batch["b_labels"])[0].mean())(messages)
-  return messages, messages.shape[1] * grads
+def message_grads(tn: TwoNetworks, b_params, messages_TxBxM, labels):
+  """B's true gradient w.r.t. each message, in per-example units (the
+  synthesizers' targets), ``[T, B, M]``, and B's ``(loss, error)``, ``[B]``
+  each."""
+  def b_mean(messages):
+    loss, err = b_outcome(tn, b_params, messages, labels)
+    return loss.mean(), (loss, err)
+
+  grads, outcome = jax.grad(b_mean, has_aux=True)(messages_TxBxM)
+  return messages_TxBxM.shape[1] * grads, outcome
 
 
 def _oracle(tn: TwoNetworks, state: TwoNetworksState, batch: dict):
-  """B's true gradient w.r.t. each message A sends from the episode's
-  start parameters: ``[T, B, M]``."""
+  """B's true gradient w.r.t. each message A sends (its state carried from
+  window to window) from the episode's start parameters: ``[T, B, M]``."""
+  messages = a_episode(tn, state.a_params, batch)[0]
   return jax.lax.stop_gradient(
-      true_message_grads(tn, state.a_params, state.b_params, batch)[1])
+      message_grads(tn, state.b_params, messages, batch["b_labels"])[0])
 
 
 def b_phase(state: TwoNetworksState, batch: dict, sent: Sent, *,
@@ -474,27 +482,31 @@ def evaluate(tn: TwoNetworks, a_params, b_params, batch: dict,
   With the synthesizers' state (``interface.state_of``; dni), also how
   well they predict B's true gradients there (``synthesizer_fit``).
   """
-  _, metric = locked_objective(tn, a_params, b_params, batch)
-  metrics = _metrics(*metric)
-  counts = jnp.bincount(batch["b_labels"], length=tn.episode + 1)
-  metrics["b_majority_error"] = 1.0 - counts.max() / batch["b_labels"].size
+  messages, a_loss, a_err = a_episode(tn, a_params, batch)
+  labels = batch["b_labels"]
+  if sg_state is None:
+    b_loss, b_err = b_outcome(tn, b_params, messages, labels)
+  else:
+    targets, (b_loss, b_err) = message_grads(tn, b_params, messages, labels)
+  metrics = _metrics(a_loss, a_err, b_loss, b_err)
+  counts = jnp.bincount(labels, length=tn.episode + 1)
+  metrics["b_majority_error"] = 1.0 - counts.max() / labels.size
   if sg_state is not None:
-    metrics.update(synthesizer_fit(tn, a_params, b_params, sg_state, batch))
+    metrics.update(synthesizer_fit(tn, b_params, sg_state, messages,
+                                   targets, labels))
   return metrics
 
 
-def synthesizer_fit(tn: TwoNetworks, a_params, b_params, sg_state,
-                    batch: dict) -> dict:
-  """How well each ``M_w`` predicts B's true gradient of message ``w`` on
-  ``batch``, A's state carried over the episode's windows.
+def synthesizer_fit(tn: TwoNetworks, b_params, sg_state, messages_TxBxM,
+                    targets_TxBxM, labels) -> dict:
+  """How well each ``M_w`` predicts its target (B's true gradient of
+  message ``w``, from ``message_grads``) over an episode's messages.
 
   Returns means over the slots of ``sg_cosine`` (the cosine between
   prediction and target, averaged over the episodes) and ``sg_r2`` (1 −
   the squared error over the target's variance about its mean over the
   episodes: 0 for the best constant, 1 for a perfect fit).
   """
-  messages, targets = true_message_grads(tn, a_params, b_params, batch)
-  labels = batch["b_labels"]
   sg = interface.Interface(tn.synthesizer, None, 1.0)
 
   def slot(b, inputs):
@@ -506,9 +518,9 @@ def synthesizer_fit(tn: TwoNetworks, a_params, b_params, sg_state,
     variance = jnp.sum(jnp.square(target - target.mean(0)))
     r2 = 1.0 - jnp.sum(jnp.square(p - target)) / jnp.maximum(variance,
                                                              1e-12)
-    return tn.core_b.apply(b_params, b, message)[0], (cosine, r2)
+    return _b_tick(tn, b_params, b, message), (cosine, r2)
 
   _, (cosine, r2) = jax.lax.scan(
       slot, tn.core_b.initial_state(labels.shape[0]),
-      (jnp.arange(tn.T), messages, targets))
+      (jnp.arange(tn.T), messages_TxBxM, targets_TxBxM))
   return {"sg_cosine": cosine.mean(), "sg_r2": r2.mean()}
