@@ -1,6 +1,6 @@
 """Seeds into error bars: every run under a folder, grouped by what differs.
 
-  python -m experiments.summarize DIR [--metrics=error,b_error] [--split=test]
+  python -m experiments.summarize DIR [--metrics=error,b_error] [--split=train]
 
 Finds every run under ``DIR`` (a folder with ``config.json`` and
 ``metrics.jsonl``, at any depth), groups the runs whose configs differ only
@@ -13,6 +13,11 @@ named by the config fields that tell the groups apart (e.g.
 ``method=cdni model.depth=6``); a field missing from some configs (written
 before the field existed) counts only where present. The table is also written as
 ``DIR/summary.md`` and ``DIR/summary.csv``.
+
+The split read is ``--split``; unset, the first of test, valid and train
+that the runs log (Copy and Repeat Copy log only train records: their
+curriculum trains on generated sequences and holds nothing out), printed
+above the table.
 
 ``error`` is derived as ``1 − accuracy`` where a run logs accuracy; "best"
 is the maximum of accuracy-like metrics (accuracy, exact_match,
@@ -32,7 +37,9 @@ from dni_jax.training import results
 
 _METRICS = flags.DEFINE_list(
     "metrics", [], "Metrics to report; empty: every metric of the split.")
-_SPLIT = flags.DEFINE_string("split", "test", "The split whose records count.")
+_SPLIT = flags.DEFINE_string(
+    "split", None, "The split whose records count; unset: the first of "
+    "test, valid, train that the runs log.")
 _SCALE = flags.DEFINE_float(
     "scale", 1.0, "Multiply every value (e.g. 100 for errors in percent).")
 
@@ -40,13 +47,15 @@ _SCALE = flags.DEFINE_float(
 def main(argv):
   if len(argv) != 2:
     cli.fail("give one folder: python -m experiments.summarize DIR "
-             f"[--metrics=error] [--split=test] (got {len(argv) - 1}).")
+             f"[--metrics=error] [--split=train] (got {len(argv) - 1}).")
   root = argv[1]
   try:
     rows = results.summarize(root, _SPLIT.value, tuple(_METRICS.value),
                              _SCALE.value)
   except (FileNotFoundError, DNIError) as e:
     cli.fail(str(e))
+  if _SPLIT.value is None and rows:
+    print(f"split: {rows[0]['split']}")
   print(results.markdown(rows))
   results.write_summary(root, rows)
 

@@ -124,3 +124,32 @@ def test_a_prefixed_accuracy_is_best_at_its_maximum(tmp_path):
   rows = {r["metric"]: r for r in results.summarize(str(tmp_path))}
   assert rows["synthetic/accuracy"]["best"]["mean"] == pytest.approx(0.9)
   assert rows["input_error/0"]["best"]["mean"] == pytest.approx(0.1)
+
+
+def test_runs_without_held_out_records_are_read_on_train(tmp_path):
+  """Copy and Repeat Copy log only train records: an unset split reads
+  them (and says so); asking for test names the splits there are."""
+  for seed, solved in enumerate((4.0, 6.0)):
+    folder = tmp_path / f"seed{seed}"
+    os.makedirs(folder)
+    with open(folder / "config.json", "w") as f:
+      json.dump({"task": "copy", "seed": seed}, f)
+    with open(folder / "metrics.jsonl", "w") as f:
+      for step in (100, 200):
+        f.write(json.dumps({"step": step, "split": "train",
+                            "max_task_length_solved": solved * step / 200,
+                            "bits_per_seq": 1.0}) + "\n")
+  rows = {r["metric"]: r for r in results.summarize(str(tmp_path), None)}
+  assert rows["max_task_length_solved"]["split"] == "train"
+  assert rows["max_task_length_solved"]["final"]["mean"] == pytest.approx(5)
+  out = subprocess.run([sys.executable, "-m", "experiments.summarize",
+                        str(tmp_path)], cwd=ROOT, capture_output=True,
+                       text=True, check=True)
+  assert out.stdout.startswith("split: train\n")
+  assert "| all | max_task_length_solved | 5 ± 1.4 |" in out.stdout
+  out = subprocess.run([sys.executable, "-m", "experiments.summarize",
+                        str(tmp_path), "--split=test"], cwd=ROOT,
+                       capture_output=True, text=True)
+  assert out.returncode == 1 and not out.stdout
+  assert out.stderr.startswith("error: no 'test' records under ")
+  assert "log 'train'. Give --split=train" in out.stderr

@@ -13,6 +13,7 @@ import json
 import math
 import os
 
+from dni_jax.errors import DNIError
 from dni_jax.training import workdir as workdir_lib
 from dni_jax.training.metrics_log import read_metrics
 
@@ -83,12 +84,29 @@ _HIGHER_IS_BETTER = ("accuracy", "exact_match", "max_length_solved",
                      "max_task_length_solved")
 
 
-def summarize(root: str, split: str = "test", metrics=(),
+# The split ``summarize`` reads when none is named: the first of these the
+# runs log (Copy and Repeat Copy hold nothing out: their records are "train").
+SPLIT_ORDER = ("test", "valid", "train")
+
+
+def logged_splits(runs: list[str]) -> list[str]:
+  """The splits the runs' records name, in ``SPLIT_ORDER`` then sorted."""
+  splits = {r["split"] for run in runs
+            for r in read_metrics(os.path.join(run, "metrics.jsonl"))}
+  return ([s for s in SPLIT_ORDER if s in splits] +
+          sorted(splits - set(SPLIT_ORDER)))
+
+
+def summarize(root: str, split: str | None = "test", metrics=(),
               scale: float = 1.0) -> list[dict]:
-  """One row per (group, metric): final and best values over the seeds.
+  """One row per (group, metric): final and best values over the seeds
+  (``{"group", "metric", "split", "final", "best"}``).
+
+  ``split=None`` reads the first of ``SPLIT_ORDER`` the runs log.
 
   Raises:
     FileNotFoundError: ``root`` is not a folder, or holds no run.
+    DNIError: no run logs ``split``; the message names the splits they do.
   """
   if not os.path.isdir(root):
     raise FileNotFoundError(
@@ -100,6 +118,19 @@ def summarize(root: str, split: str = "test", metrics=(),
     raise FileNotFoundError(
         f"no runs under {root}: a run folder holds config.json and "
         "metrics.jsonl (made by experiments.main or experiments.sweep).")
+  splits = logged_splits(runs)
+  if split is None and splits:
+    split = splits[0]
+  if not splits:
+    raise DNIError(
+        f"the runs under {root} have logged no records yet: a run writes "
+        "its first at step log_every (or eval_every); summarize it then.")
+  if split not in splits:
+    raise DNIError(
+        f"no '{split}' records under {root}: its runs log "
+        + ", ".join(f"'{s}'" for s in splits) + f". Give --split={splits[0]} "
+        "(or leave --split unset); Copy and Repeat Copy hold nothing out, so "
+        "their records are 'train'.")
   configs = {run: flat_config(run) for run in runs}
   varying = varying_fields(list(configs.values()))
   groups: dict[str, list[str]] = {}
@@ -121,7 +152,7 @@ def summarize(root: str, split: str = "test", metrics=(),
           finals.append(scale * s[metric][-1])
           bests.append(scale * pick(s[metric]))
       if finals:
-        rows.append({"group": name, "metric": metric,
+        rows.append({"group": name, "metric": metric, "split": split,
                      "final": stats(finals), "best": stats(bests)})
   return rows
 
