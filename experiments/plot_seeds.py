@@ -46,7 +46,9 @@ _OUT = flags.DEFINE_string("out", "seeds.png", "Output image file.")
 _TITLE = flags.DEFINE_string("title", "", "Figure title.")
 _METRIC = flags.DEFINE_string("metric", "error", "Metric of the --split "
                               "records ('error' = 100·(1 − accuracy)).")
-_SPLIT = flags.DEFINE_string("split", "test", "Records to read.")
+_SPLIT = flags.DEFINE_string(
+    "split", None, "Records to read; unset: the first of test, valid, "
+    "train that the runs log (Copy and Repeat Copy: train).")
 _SCALE = flags.DEFINE_float("scale", 1.0, "Multiply the metric.")
 _X_FIELD = flags.DEFINE_string("x_field", "", "Config field on the x axis "
                                "(final values); empty with --curves.")
@@ -297,13 +299,15 @@ def main(argv):
   if not os.path.isdir(argv[1]):
     _fail(f"{argv[1]} does not exist: give the --workdir of a sweep "
           "(experiments.sweep) or a folder of runs (experiments.main).")
-  runs = load(argv[1], _METRIC.value, _SPLIT.value, _SCALE.value,
+  split = _SPLIT.value or (results.logged_splits(
+      results.find_runs(argv[1])) or list(results.SPLIT_ORDER))[0]
+  runs = load(argv[1], _METRIC.value, split, _SCALE.value,
               _CURVES.value and _TIME.value)
   if not runs:
     _fail(f"no runs under {argv[1]}: a run folder holds config.json and "
           "metrics.jsonl (made by experiments.main or experiments.sweep).")
-  ylabel = (f"{_SPLIT.value} error (%)" if _METRIC.value == "error"
-            else f"{_SPLIT.value} {_METRIC.value}")
+  ylabel = (f"{split} error (%)" if _METRIC.value == "error"
+            else f"{split} {_METRIC.value}")
   if _CURVES.value:
     fig, axes = plot_curves(runs, _PANEL_FIELD.value, ylabel, _TIME.value)
   else:
@@ -313,7 +317,7 @@ def main(argv):
     if steps:
       try:
         fig, axes = plot_at_steps(runs, _X_FIELD.value, steps, ylabel,
-                                  f"{_SPLIT.value} {_METRIC.value}")
+                                  f"{split} {_METRIC.value}")
       except MissingStep as e:
         _fail(str(e))
     else:

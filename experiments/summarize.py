@@ -14,10 +14,10 @@ named by the config fields that tell the groups apart (e.g.
 before the field existed) counts only where present. The table is also written as
 ``DIR/summary.md`` and ``DIR/summary.csv``.
 
-The split read is ``--split``; unset, the first of test, valid and train
-that the runs log (Copy and Repeat Copy log only train records: their
-curriculum trains on generated sequences and holds nothing out), printed
-above the table.
+The split read is ``--split``; unset, each group reads the first of test,
+valid and train that its runs log (Copy and Repeat Copy log only train
+records: their curriculum trains on generated sequences and holds nothing
+out). The table names the split of each row.
 
 ``error`` is derived as ``1 − accuracy`` where a run logs accuracy; "best"
 is the maximum of accuracy-like metrics (accuracy, exact_match,
@@ -38,8 +38,8 @@ from dni_jax.training import results
 _METRICS = flags.DEFINE_list(
     "metrics", [], "Metrics to report; empty: every metric of the split.")
 _SPLIT = flags.DEFINE_string(
-    "split", None, "The split whose records count; unset: the first of "
-    "test, valid, train that the runs log.")
+    "split", None, "The split whose records count; unset: per group, the "
+    "first of test, valid, train that its runs log.")
 _SCALE = flags.DEFINE_float(
     "scale", 1.0, "Multiply every value (e.g. 100 for errors in percent).")
 
@@ -54,8 +54,6 @@ def main(argv):
                              _SCALE.value)
   except (FileNotFoundError, DNIError) as e:
     cli.fail(str(e))
-  if _SPLIT.value is None and rows:
-    print(f"split: {rows[0]['split']}")
   print(results.markdown(rows))
   results.write_summary(root, rows)
 

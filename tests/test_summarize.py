@@ -56,7 +56,7 @@ def test_summarize_writes_markdown_and_csv(sweep):
   out = subprocess.run([sys.executable, "-m", "experiments.summarize",
                         str(sweep), "--metrics=error", "--scale=100"],
                        cwd=ROOT, capture_output=True, text=True, check=True)
-  assert "| method=dni | error | 8 ± 2 |" in out.stdout
+  assert "| method=dni | error | test | 8 ± 2 |" in out.stdout
   with open(sweep / "summary.csv") as f:
     rows = list(csv.DictReader(f))
   assert {r["group"] for r in rows} == {"method=dni", "method=cdni"}
@@ -105,8 +105,8 @@ def test_a_group_of_one_seed_shows_n_1_not_a_spread(tmp_path):
   _run(tmp_path / "cdni" / "seed1", {"method": "cdni", "seed": 1}, [0.9, 0.98])
   table = results.markdown(results.summarize(str(tmp_path),
                                              metrics=("accuracy",)))
-  assert "| method=dni | accuracy | 0.9 (n = 1) | 0.9 (n = 1) |" in table
-  assert "| method=cdni | accuracy | 0.99 ± 0.014 |" in table
+  assert "| method=dni | accuracy | test | 0.9 (n = 1) | 0.9 (n = 1) |" in table
+  assert "| method=cdni | accuracy | test | 0.99 ± 0.014 |" in table
   assert "± 0 " not in table and "± 0|" not in table
 
 
@@ -127,10 +127,11 @@ def test_a_prefixed_accuracy_is_best_at_its_maximum(tmp_path):
 
 
 def test_runs_without_held_out_records_are_read_on_train(tmp_path):
-  """Copy and Repeat Copy log only train records: an unset split reads
-  them (and says so); asking for test names the splits there are."""
+  """Copy and Repeat Copy log only train records: with the split unset
+  their group reads them, beside a group that reads its test records, and
+  the table says which; asking for test alone names the splits there are."""
   for seed, solved in enumerate((4.0, 6.0)):
-    folder = tmp_path / f"seed{seed}"
+    folder = tmp_path / f"copy/seed{seed}"
     os.makedirs(folder)
     with open(folder / "config.json", "w") as f:
       json.dump({"task": "copy", "seed": seed}, f)
@@ -139,16 +140,22 @@ def test_runs_without_held_out_records_are_read_on_train(tmp_path):
         f.write(json.dumps({"step": step, "split": "train",
                             "max_task_length_solved": solved * step / 200,
                             "bits_per_seq": 1.0}) + "\n")
-  rows = {r["metric"]: r for r in results.summarize(str(tmp_path), None)}
-  assert rows["max_task_length_solved"]["split"] == "train"
-  assert rows["max_task_length_solved"]["final"]["mean"] == pytest.approx(5)
+  _run(tmp_path / "mnist/seed0", {"task": "mnist", "seed": 0}, [0.8, 0.9])
+  rows = {(r["group"], r["metric"]): r
+          for r in results.summarize(str(tmp_path), None)}
+  copy = rows[("task=copy", "max_task_length_solved")]
+  assert copy["split"] == "train"
+  assert copy["final"]["mean"] == pytest.approx(5)
+  assert rows[("task=mnist", "accuracy")]["split"] == "test"
+  assert ("task=mnist", "max_task_length_solved") not in rows
   out = subprocess.run([sys.executable, "-m", "experiments.summarize",
-                        str(tmp_path)], cwd=ROOT, capture_output=True,
-                       text=True, check=True)
-  assert out.stdout.startswith("split: train\n")
-  assert "| all | max_task_length_solved | 5 ± 1.4 |" in out.stdout
+                        str(tmp_path / "copy")], cwd=ROOT,
+                       capture_output=True, text=True, check=True)
+  assert "| all | max_task_length_solved | train | 5 ± 1.4 |" in out.stdout
+  with open(tmp_path / "copy" / "summary.csv") as f:
+    assert {r["split"] for r in csv.DictReader(f)} == {"train"}
   out = subprocess.run([sys.executable, "-m", "experiments.summarize",
-                        str(tmp_path), "--split=test"], cwd=ROOT,
+                        str(tmp_path / "copy"), "--split=test"], cwd=ROOT,
                        capture_output=True, text=True)
   assert out.returncode == 1 and not out.stdout
   assert out.stderr.startswith("error: no 'test' records under ")

@@ -404,7 +404,7 @@ def b_phase(state: TwoNetworksState, batch: dict, sent: Sent, *,
     loss, err = b_outcome(tn, b_params, messages_TxBxM, batch["b_labels"])
     return loss.mean(), (loss, err)
 
-  (b_grads, message_grads), (b_loss, b_err) = jax.grad(
+  (b_grads, grads_of_messages), (b_loss, b_err) = jax.grad(
       b_objective, argnums=(0, 1), has_aux=True)(state.b_params,
                                                  sent.messages)
   b_params, b_opt = interface.apply_update(
@@ -413,7 +413,7 @@ def b_phase(state: TwoNetworksState, batch: dict, sent: Sent, *,
   metrics = _metrics(sent.a_loss, sent.a_err, b_loss, b_err)
   if tn.method == "dni":
     sg = _interface(tn, optimizers, state.sg_scale)
-    targets = batch_size * message_grads  # per-example units, [T, B, M]
+    targets = batch_size * grads_of_messages  # per-example, [T, B, M]
     sg_state, synth_loss = _regress(tn, sg, interface.state_of(state),
                                     sent.messages, sent.contexts, targets)
     state = interface.with_state(state, sg_state)

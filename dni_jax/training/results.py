@@ -92,7 +92,8 @@ SPLIT_ORDER = ("test", "valid", "train")
 def logged_splits(runs: list[str]) -> list[str]:
   """The splits the runs' records name, in ``SPLIT_ORDER`` then sorted."""
   splits = {r["split"] for run in runs
-            for r in read_metrics(os.path.join(run, "metrics.jsonl"))}
+            for r in read_metrics(os.path.join(run, "metrics.jsonl"),
+                                  warn=False)}
   return ([s for s in SPLIT_ORDER if s in splits] +
           sorted(splits - set(SPLIT_ORDER)))
 
@@ -102,7 +103,8 @@ def summarize(root: str, split: str | None = "test", metrics=(),
   """One row per (group, metric): final and best values over the seeds
   (``{"group", "metric", "split", "final", "best"}``).
 
-  ``split=None`` reads the first of ``SPLIT_ORDER`` the runs log.
+  ``split=None``: each group reads the first of ``SPLIT_ORDER`` its runs
+  log (a Copy group its train records beside an MNIST group's test ones).
 
   Raises:
     FileNotFoundError: ``root`` is not a folder, or holds no run.
@@ -119,18 +121,17 @@ def summarize(root: str, split: str | None = "test", metrics=(),
         f"no runs under {root}: a run folder holds config.json and "
         "metrics.jsonl (made by experiments.main or experiments.sweep).")
   splits = logged_splits(runs)
-  if split is None and splits:
-    split = splits[0]
   if not splits:
     raise DNIError(
         f"the runs under {root} have logged no records yet: a run writes "
         "its first at step log_every (or eval_every); summarize it then.")
-  if split not in splits:
+  if split is not None and split not in splits:
     raise DNIError(
         f"no '{split}' records under {root}: its runs log "
         + ", ".join(f"'{s}'" for s in splits) + f". Give --split={splits[0]} "
-        "(or leave --split unset); Copy and Repeat Copy hold nothing out, so "
-        "their records are 'train'.")
+        "(or leave --split unset)" + (
+            "; Copy and Repeat Copy hold nothing out, so their records are "
+            "'train'." if splits == ["train"] else "."))
   configs = {run: flat_config(run) for run in runs}
   varying = varying_fields(list(configs.values()))
   groups: dict[str, list[str]] = {}
@@ -139,7 +140,8 @@ def summarize(root: str, split: str | None = "test", metrics=(),
     groups.setdefault(name, []).append(run)
   rows = []
   for name, members in groups.items():
-    series = [{k: v for k, (_, v) in metric_series(run, split).items()}
+    read = split or (logged_splits(members) or [SPLIT_ORDER[0]])[0]
+    series = [{k: v for k, (_, v) in metric_series(run, read).items()}
               for run in members]
     names = metrics or sorted(set().union(*series))
     for metric in names:
@@ -152,7 +154,7 @@ def summarize(root: str, split: str | None = "test", metrics=(),
           finals.append(scale * s[metric][-1])
           bests.append(scale * pick(s[metric]))
       if finals:
-        rows.append({"group": name, "metric": metric, "split": split,
+        rows.append({"group": name, "metric": metric, "split": read,
                      "final": stats(finals), "best": stats(bests)})
   return rows
 
@@ -166,11 +168,13 @@ def _cell(s: dict) -> str:
 
 def markdown(rows: list[dict]) -> str:
   """``summarize``'s rows as a Markdown table."""
-  lines = ["| group | metric | final (mean ± std) | best (mean ± std) | "
-           "final min / max | seeds |", "|---|---|---|---|---|---|"]
+  lines = ["| group | metric | split | final (mean ± std) | "
+           "best (mean ± std) | final min / max | seeds |",
+           "|---|---|---|---|---|---|---|"]
   for r in rows:
     f = r["final"]
-    lines.append(f"| {r['group']} | {r['metric']} | {_cell(f)} | "
+    lines.append(f"| {r['group']} | {r['metric']} | {r['split']} | "
+                 f"{_cell(f)} | "
                  f"{_cell(r['best'])} | {f['min']:.4g} / {f['max']:.4g} | "
                  f"{f['n']} |")
   return "\n".join(lines)
@@ -182,11 +186,12 @@ def write_summary(root: str, rows: list[dict]) -> None:
     f.write(markdown(rows) + "\n")
   with open(os.path.join(root, "summary.csv"), "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["group", "metric", "final_mean", "final_std",
+    writer.writerow(["group", "metric", "split", "final_mean", "final_std",
                      "final_min", "final_max", "best_mean", "best_std",
                      "seeds"])
     for r in rows:
       fin, best = r["final"], r["best"]
-      writer.writerow([r["group"], r["metric"], fin["mean"], fin["std"],
+      writer.writerow([r["group"], r["metric"], r["split"], fin["mean"],
+                       fin["std"],
                        fin["min"], fin["max"], best["mean"], best["std"],
                        fin["n"]])
