@@ -299,8 +299,7 @@ def main(argv):
   if not os.path.isdir(argv[1]):
     _fail(f"{argv[1]} does not exist: give the --workdir of a sweep "
           "(experiments.sweep) or a folder of runs (experiments.main).")
-  split = _SPLIT.value or (results.logged_splits(
-      results.find_runs(argv[1])) or list(results.SPLIT_ORDER))[0]
+  split = _SPLIT.value or results.default_split(results.find_runs(argv[1]))
   runs = load(argv[1], _METRIC.value, split, _SCALE.value,
               _CURVES.value and _TIME.value)
   if not runs:

@@ -485,16 +485,13 @@ def evaluate(tn: TwoNetworks, a_params, b_params, batch: dict,
   messages, a_loss, a_err = a_episode(tn, a_params, batch)
   labels = batch["b_labels"]
   if sg_state is None:
-    b_loss, b_err = b_outcome(tn, b_params, messages, labels)
+    (b_loss, b_err), fit = b_outcome(tn, b_params, messages, labels), {}
   else:
     targets, (b_loss, b_err) = message_grads(tn, b_params, messages, labels)
-  metrics = _metrics(a_loss, a_err, b_loss, b_err)
+    fit = synthesizer_fit(tn, b_params, sg_state, messages, targets, labels)
   counts = jnp.bincount(labels, length=tn.episode + 1)
-  metrics["b_majority_error"] = 1.0 - counts.max() / labels.size
-  if sg_state is not None:
-    metrics.update(synthesizer_fit(tn, b_params, sg_state, messages,
-                                   targets, labels))
-  return metrics
+  return {**_metrics(a_loss, a_err, b_loss, b_err), **fit,
+          "b_majority_error": 1.0 - counts.max() / labels.size}
 
 
 def synthesizer_fit(tn: TwoNetworks, b_params, sg_state, messages_TxBxM,

@@ -89,13 +89,24 @@ _HIGHER_IS_BETTER = ("accuracy", "exact_match", "max_length_solved",
 SPLIT_ORDER = ("test", "valid", "train")
 
 
-def logged_splits(runs: list[str]) -> list[str]:
-  """The splits the runs' records name, in ``SPLIT_ORDER`` then sorted."""
-  splits = {r["split"] for run in runs
-            for r in read_metrics(os.path.join(run, "metrics.jsonl"),
-                                  warn=False)}
+def _splits_of(run: str) -> set[str]:
+  return {r["split"] for r in read_metrics(
+      os.path.join(run, "metrics.jsonl"), warn=False)}
+
+
+def _ordered(splits: set[str]) -> list[str]:
   return ([s for s in SPLIT_ORDER if s in splits] +
           sorted(splits - set(SPLIT_ORDER)))
+
+
+def _first(splits: set[str]) -> str:
+  return (_ordered(splits) or list(SPLIT_ORDER))[0]
+
+
+def default_split(runs: list[str]) -> str:
+  """The split read when none is named: the first of ``SPLIT_ORDER`` the
+  runs log ("test" if they log nothing yet)."""
+  return _first(set().union(*map(_splits_of, runs)))
 
 
 def summarize(root: str, split: str | None = "test", metrics=(),
@@ -120,7 +131,8 @@ def summarize(root: str, split: str | None = "test", metrics=(),
     raise FileNotFoundError(
         f"no runs under {root}: a run folder holds config.json and "
         "metrics.jsonl (made by experiments.main or experiments.sweep).")
-  splits = logged_splits(runs)
+  per_run = {run: _splits_of(run) for run in runs}
+  splits = _ordered(set().union(*per_run.values()))
   if not splits:
     raise DNIError(
         f"the runs under {root} have logged no records yet: a run writes "
@@ -140,7 +152,7 @@ def summarize(root: str, split: str | None = "test", metrics=(),
     groups.setdefault(name, []).append(run)
   rows = []
   for name, members in groups.items():
-    read = split or (logged_splits(members) or [SPLIT_ORDER[0]])[0]
+    read = split or _first(set().union(*(per_run[r] for r in members)))
     series = [{k: v for k, (_, v) in metric_series(run, read).items()}
               for run in members]
     names = metrics or sorted(set().union(*series))
@@ -192,6 +204,5 @@ def write_summary(root: str, rows: list[dict]) -> None:
     for r in rows:
       fin, best = r["final"], r["best"]
       writer.writerow([r["group"], r["metric"], r["split"], fin["mean"],
-                       fin["std"],
-                       fin["min"], fin["max"], best["mean"], best["std"],
-                       fin["n"]])
+                       fin["std"], fin["min"], fin["max"], best["mean"],
+                       best["std"], fin["n"]])
