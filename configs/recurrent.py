@@ -32,6 +32,10 @@ def get_config():
   # target: M learns the undiscounted future gradient, λ scales what the core
   # receives)
   config.dni.bootstrap = "scaled"
+  # a target network for the bootstrap: 0, the target reads M itself at a
+  # window's end; in (0, 1), an exponential moving average of M's parameters
+  # with this decay per window (the core still receives λ·M(h_end))
+  config.dni.target_decay = 0.0
   config.dni.aux_weight = 1.0
   config.opt.learning_rate = 1e-3
   config.opt.clip_norm = 1.0

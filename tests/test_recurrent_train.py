@@ -97,10 +97,13 @@ def test_graves_lstm_and_unscaled_bootstrap_train_from_the_config(tmp_path):
              for a, b in zip(logs["scaled"][1:], logs["unscaled"][1:]))
 
 
-def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch):
+@pytest.mark.parametrize("target_decay", [0.0, 0.9])
+def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch,
+                                             target_decay):
   config = tiny("copy", method="dni_aux", num_steps=8, checkpoint_every=3,
                 log_every=1, **{"data.check_every": 2,
-                                "data.threshold": 1e9})  # lengthen every check
+                                "data.threshold": 1e9,  # lengthen every check
+                                "dni.target_decay": target_decay})
   train.train_and_evaluate(config, tmp_path / "straight")
 
   real = tbptt.make_train_step
@@ -122,6 +125,8 @@ def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch):
 
   a = assert_same_run(tmp_path / "straight", tmp_path / "resumed", 8)
   assert int(a["task"]["length"]) >= 3  # the curriculum moved on the way
+  # The target network is saved and restored with the rest.
+  assert (a.get("synth_target_params") is not None) == bool(target_decay)
 
 
 @pytest.mark.parametrize("name,overrides,error,message", [
@@ -132,6 +137,8 @@ def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch):
     ("copy", {"data.start_length": 0}, ConfigError, "data.start_length"),
     ("copy", {"windows_per_call": 0}, ConfigError,
      "config.windows_per_call must be positive"),
+    ("copy", {"dni.target_decay": 1.0}, ConfigError,
+     r"dni.target_decay must be in \[0, 1\), got 1.0"),
     ("copy", {"dni.bootstrap": "half"}, ConfigError,
      r"unknown dni.bootstrap 'half'.*\('scaled', 'unscaled'\)"),
     ("copy", {"model.kind": "rnn", "model.peepholes": True}, ConfigError,

@@ -219,6 +219,61 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap):
       rtol=1e-5)
 
 
+@pytest.mark.parametrize("sg_on,bootstrap", [("h", "scaled"), ("ch", "scaled"),
+                                              ("h", "unscaled")])
+def test_target_network_bootstraps_from_its_own_parameters(sg_on, bootstrap):
+  """With a target network ``M̄`` the target is the one ``M̄`` in ``M``'s place
+  would give, while the core is still updated with ``λ·M(h(s_T))``."""
+  rdni, opt, state = _setup("dni", sg_scale=0.3, sg_on=sg_on)
+  rdni = dataclasses.replace(rdni, bootstrap=bootstrap)
+  with_target = dataclasses.replace(rdni, target_decay=0.9)
+  target_params = _randomize(state.synth_params, 7)
+  batch = _batch(5)
+  args = (state.params, state.carry, batch)
+
+  grads, target, _, _ = tbptt.window_grads(
+      with_target, *args, state.synth_params, state.synth_state,
+      state.sg_scale, target_params)
+  own_grads, own_target, _, _ = tbptt.window_grads(
+      rdni, *args, state.synth_params, state.synth_state, state.sg_scale)
+  _, expected, _, _ = tbptt.window_grads(
+      rdni, *args, target_params, state.synth_state, state.sg_scale)
+  _tree_close(grads, own_grads, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(target, expected, rtol=1e-5, atol=1e-6)
+  assert np.abs(target - own_target).max() > 1e-3  # the test can tell
+
+
+def test_target_network_starts_as_the_synthesizer_and_follows_it():
+  rdni, opt, _ = _setup("dni")
+  with_target = dataclasses.replace(rdni, target_decay=0.9)
+  state = tbptt.init_train_state(with_target, opt, jax.random.PRNGKey(0), B,
+                                 jnp.zeros((B, D)))
+  assert tbptt.init_train_state(
+      rdni, opt, jax.random.PRNGKey(0), B,
+      jnp.zeros((B, D))).synth_target_params is None
+  state = state.replace(carry=_randomize(state.carry, 1, 0.5),
+                        synth_params=_randomize(state.synth_params, 2))
+  state = state.replace(synth_target_params=state.synth_params)
+  plain = state.replace(synth_target_params=None)
+  batch = _batch(6)
+  new, m = tbptt.train_step(state, batch, rdni=with_target, optimizers=opt)
+  new_plain, m_plain = tbptt.train_step(plain, batch, rdni=rdni,
+                                        optimizers=opt)
+  # M̄ = M at first: the step is the plain one.
+  _tree_close(new.params, new_plain.params, rtol=1e-6, atol=1e-7)
+  _tree_close(new.synth_params, new_plain.synth_params, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(m["synth_loss"], m_plain["synth_loss"],
+                             rtol=1e-6)
+  # Then M̄ ← 0.9·M̄ + 0.1·M.
+  _tree_close(new.synth_target_params, jax.tree_util.tree_map(
+      lambda old, now: 0.9 * old + 0.1 * now, state.synth_params,
+      new.synth_params), rtol=1e-6, atol=1e-7)
+  assert _max_diff(new.synth_target_params, new.synth_params) > 1e-5
+  with pytest.raises(ValueError, match="target_decay"):
+    tbptt.build("dni", _core(), _loss, synthesizers.LinearSynthesizer(),
+                target_decay=1.0)
+
+
 def test_state_carries_across_windows():
   rdni, opt, state = _setup("dni")
   batch = _batch(3)

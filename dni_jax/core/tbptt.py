@@ -12,7 +12,10 @@ and ``J = mean_b J_b``. ``∂J/∂θ`` updates the core. The synthesizer ``M``
 regresses its prediction at the start, ``M(h(s₀))``, onto the bootstrapped
 target ``∂J_b/∂h(s₀)`` (the true gradient inside the window plus the
 synthetic gradient at its end, carried back; ``bootstrap="unscaled"``
-carries back ``M(h(s_T))`` instead of ``λ·M(h(s_T))``). ``h`` is the core's
+carries back ``M(h(s_T))`` instead of ``λ·M(h(s_T))``; with
+``target_decay > 0`` the target reads a slowly moving copy of ``M``, the
+target network, at the window's end, while the core still receives
+``λ·M(h(s_T))``). ``h`` is the core's
 ``sg_part``: by default the LSTM's output ``h``, as in the paper, so the cell
 state ``c`` crosses the boundary with its gradient truncated, as in plain
 truncated BPTT; ``sg_on="h_ch"`` predicts the gradient of the whole state
@@ -47,6 +50,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import optax
 
 from dni_jax.core import interface
 from dni_jax.core import recurrent
@@ -87,6 +91,12 @@ class RecurrentDNI:
       ``batch["end_grad"]`` (per-example units, ``[B, sg_size]``) instead of
       ``λ·M(h(s_T))``, in the core's objective and in the target alike
       (``bootstrap`` is then ignored).
+    target_decay: 0 (the default): the bootstrapped target reads ``M``
+      itself at the window's end. In (0, 1): it reads a target network
+      ``M̄`` instead, an exponential moving average of ``M``'s parameters
+      (``θ̄ ← d·θ̄ + (1 − d)·θ`` after every update of ``M``), as deep
+      Q-learning steadies a bootstrapped regression; the core's synthetic
+      gradient is still ``λ·M(h(s_T))``. One more backward pass.
   """
   core: Any
   loss_fn: LossFn
@@ -95,6 +105,7 @@ class RecurrentDNI:
   aux_weight: float = 1.0
   bootstrap: str = "scaled"
   oracle_end_grad: bool = False
+  target_decay: float = 0.0
 
   @property
   def method(self) -> str:
@@ -106,11 +117,12 @@ class RecurrentDNI:
 def build(method: str, core: Any, loss_fn: LossFn,
           synthesizer: nn.Module, sg_scale: float = 0.1,
           aux_weight: float = 1.0, sg_on: str | None = None,
-          bootstrap: str = "scaled") -> RecurrentDNI:
+          bootstrap: str = "scaled",
+          target_decay: float = 0.0) -> RecurrentDNI:
   """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux.
 
   ``sg_on`` ("h", "ch" or "h_ch"), if given, replaces the core's ``sg_on``;
-  ``bootstrap``: ``RecurrentDNI.bootstrap``.
+  ``bootstrap``, ``target_decay``: ``RecurrentDNI``'s.
   """
   if method not in METHODS:
     raise ValueError(f"unknown recurrent method {method!r}; choose one of "
@@ -118,12 +130,15 @@ def build(method: str, core: Any, loss_fn: LossFn,
   if bootstrap not in BOOTSTRAPS:
     raise ValueError(f"unknown bootstrap {bootstrap!r}; choose one of "
                      f"{BOOTSTRAPS}")
+  if not 0.0 <= target_decay < 1.0:
+    raise ValueError(f"target_decay must be in [0, 1), got {target_decay}")
   core = dataclasses.replace(core, with_aux=method == "dni_aux")
   if sg_on is not None:
     core = dataclasses.replace(core, sg_on=sg_on)
   return RecurrentDNI(core, loss_fn,
                       None if method == "bptt" else synthesizer,
-                      sg_scale, aux_weight, bootstrap)
+                      sg_scale, aux_weight, bootstrap,
+                      target_decay=target_decay)
 
 
 @flax.struct.dataclass
@@ -137,6 +152,8 @@ class RecurrentTrainState:
       and optimiser state.
     synth_params, synth_state, synth_opt_state: the synthesizer's (``None``
       for bptt).
+    synth_target_params: the target network's parameters (``None`` unless
+      ``RecurrentDNI.target_decay > 0``).
     carry: the state ``[B, S]`` carried into the next window.
     task: the task's own state (e.g. the curriculum of Copy).
     sg_scale: λ (a float32 scalar, a hyper-parameter kept in the state so
@@ -152,6 +169,7 @@ class RecurrentTrainState:
   synth_state: Any = None
   synth_opt_state: Any = None
   sg_scale: jax.Array = 0.1
+  synth_target_params: Any = None
 
 
 def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
@@ -180,6 +198,11 @@ def init_train_state(rdni: RecurrentDNI, optimizers: Optimizers,
     sg = _interface(rdni, optimizers, rdni.sg_scale)
     state = interface.with_state(state,
                                  sg.init(synth_rng, sg_input(rdni, carry)))
+    if rdni.target_decay > 0:
+      # A copy: the jitted step donates the state, so no two leaves may
+      # share a buffer.
+      state = state.replace(synth_target_params=jax.tree_util.tree_map(
+          jnp.copy, state.synth_params))
   return state
 
 
@@ -260,26 +283,29 @@ def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,
 
 def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
                  batch: dict, synth_params=None, synth_state=None,
-                 sg_scale=None):
+                 sg_scale=None, target_params=None):
   """``(∂J/∂θ, per-example target, end_state, metrics)`` of one window.
 
   The target is ``∂J_b/∂h(s₀)`` (``h(s₀)``: the part of the start state the
   synthetic gradient sits on; the rest of ``∂J_b/∂s₀`` is truncated at the
   boundary); with ``bootstrap="unscaled"``, that of ``J_b`` with
   ``M(h(s_T))`` in place of ``λ·M(h(s_T))`` in its linear term (the Aux
-  head's target stays ``λ·M``).
+  head's target stays ``λ·M``); with ``target_params`` (the target
+  network's), ``M̄(h(s_T))`` in place of ``M(h(s_T))`` there.
   """
   batch_size = start_BxS.shape[0]
-  if (rdni.synthesizer is None or rdni.bootstrap == "scaled"
-      or rdni.oracle_end_grad):
+  if (rdni.synthesizer is None or rdni.oracle_end_grad
+      or (rdni.bootstrap == "scaled" and target_params is None)):
     grad_fn = jax.grad(functools.partial(window_objective, rdni),
                        argnums=(0, 1), has_aux=True)
     (param_grads, start_grads), (end, metrics) = grad_fn(
         params, start_BxS, batch, synth_params, synth_state, sg_scale)
     return param_grads, batch_size * sg_part(rdni, start_grads), end, metrics
 
-  # Unscaled: J is linear in the end term, so the target adds the vjp of
-  # (1 − λ)·M(h(s_T)) through the window to ∂J/∂h(s₀). One forward pass,
+  # J is linear in the end term, so the target adds the vjp of the
+  # difference between the bootstrapped end gradient (unscaled: M(h(s_T)),
+  # so (1 − λ)·M(h(s_T)) is added; target network: c·M̄(h(s_T)), c = λ or 1)
+  # and λ·M(h(s_T)) through the window to ∂J/∂h(s₀). One forward pass,
   # pulled back twice.
   def objective_and_end(p, s):
     j, (end, metrics) = window_objective(rdni, p, s, batch, synth_params,
@@ -290,8 +316,16 @@ def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
       objective_and_end, params, start_BxS, has_aux=True)
   param_grads, start_grads = pull((jnp.ones_like(j), jnp.zeros_like(end_sg)))
   scale = rdni.sg_scale if sg_scale is None else sg_scale
-  extra_B = jax.lax.stop_gradient(_end_delta(
-      rdni, synth_params, synth_state, end, 1.0 - scale, batch_size))
+  if target_params is None:
+    extra_B = _end_delta(rdni, synth_params, synth_state, end, 1.0 - scale,
+                         batch_size)
+  else:
+    boot = scale if rdni.bootstrap == "scaled" else 1.0
+    extra_B = (_end_delta(rdni, target_params, synth_state, end, boot,
+                          batch_size)
+               - _end_delta(rdni, synth_params, synth_state, end, scale,
+                            batch_size))
+  extra_B = jax.lax.stop_gradient(extra_B)
   start_grads = start_grads + pull((jnp.zeros_like(j), extra_B))[1]
   return param_grads, batch_size * sg_part(rdni, start_grads), end, metrics
 
@@ -309,7 +343,7 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   start = jax.lax.stop_gradient(state.carry)
   grads, target, end, metrics = window_grads(
       rdni, state.params, start, batch, state.synth_params, state.synth_state,
-      state.sg_scale)
+      state.sg_scale, state.synth_target_params)
   params, opt_state = interface.apply_update(optimizers.stage, grads,
                                              state.opt_state, state.params)
   new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
@@ -323,6 +357,10 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
     # (its targets grow as the core learns longer dependencies).
     metrics["target_norm"] = jnp.sqrt(jnp.sum(jnp.square(target), -1)).mean()
     new = interface.with_state(new, sg_state)
+    if state.synth_target_params is not None:
+      new = new.replace(synth_target_params=optax.incremental_update(
+          sg_state.params, state.synth_target_params,
+          1.0 - rdni.target_decay))
   return new, metrics
 
 
@@ -339,7 +377,7 @@ def synthesizer_fit(state: RecurrentTrainState, batch: dict, *,
   start = jax.lax.stop_gradient(state.carry)
   _, target, _, _ = window_grads(
       rdni, state.params, start, batch, state.synth_params, state.synth_state,
-      state.sg_scale)
+      state.sg_scale, state.synth_target_params)
   sg = _interface(rdni, optimizers, state.sg_scale)
   pred = sg.predict(interface.state_of(state), sg_input(rdni, start)).value
   norms = jnp.linalg.norm(pred, axis=-1) * jnp.linalg.norm(target, axis=-1)

@@ -104,13 +104,24 @@ def upgrade(state, legacy_leaves):
       treedef, [leaf if new else next(old) for leaf, new in zip(leaves, added)])
 
 
+# Fields a train state gained after its checkpoints were first written,
+# saved only when set: a checkpoint of a run without them has no such key.
+_SAVED_WHEN_SET = ("synth_target_params",)
+
+
+def _saved_fields(tree):
+  return [f.name for f in dataclasses.fields(tree) if f.name != "sg_scale"
+          and not (f.name in _SAVED_WHEN_SET and getattr(tree, f.name) is None)]
+
+
 def _orbax_form(tree):
   """``tree`` with each train state as a dict of its fields but
-  ``sg_scale``: Orbax matches a dataclass by its fields, and a checkpoint
-  of the older layout has no ``sg_scale``."""
+  ``sg_scale`` (and the unset ``_SAVED_WHEN_SET``): Orbax matches a
+  dataclass by its fields, and a checkpoint of the older layout has no
+  ``sg_scale``."""
   if _has_scale(tree):
-    return {f.name: _orbax_form(getattr(tree, f.name))
-            for f in dataclasses.fields(tree) if f.name != "sg_scale"}
+    return {name: _orbax_form(getattr(tree, name))
+            for name in _saved_fields(tree)}
   if isinstance(tree, dict):
     return {k: _orbax_form(v) for k, v in tree.items()}
   if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
@@ -122,8 +133,8 @@ def _from_orbax_form(template, restored):
   """Inverse of ``_orbax_form``, shaped as ``template``."""
   if _has_scale(template):
     return template.replace(**{
-        f.name: _from_orbax_form(getattr(template, f.name), restored[f.name])
-        for f in dataclasses.fields(template) if f.name != "sg_scale"})
+        name: _from_orbax_form(getattr(template, name), restored[name])
+        for name in _saved_fields(template)})
   if isinstance(template, dict):
     return {k: _from_orbax_form(v, restored[k]) for k, v in template.items()}
   if isinstance(template, (list, tuple)) and not hasattr(template, "_fields"):

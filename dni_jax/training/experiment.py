@@ -297,6 +297,11 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            "synthesizer's target carries back the scaled synthetic gradient "
            "λ·M(h_end) (scaled) or M(h_end) itself (unscaled); choose one of "
            f"{tbptt.BOOTSTRAPS}.")
+  _require(0.0 <= config.dni.target_decay < 1.0,
+           f"dni.target_decay must be in [0, 1), got "
+           f"{config.dni.target_decay}: 0 bootstraps the synthesizer's target "
+           "from the synthesizer itself, a value such as 0.99 from a target "
+           "network that averages its parameters with that decay per window.")
   for field, value in (("unroll", config.unroll),
                        ("model.width", config.model.width),
                        ("windows_per_call", config.windows_per_call)):
@@ -551,4 +556,5 @@ def build_recurrent(config: ml_collections.ConfigDict,
   synth = make_synthesizer(config)
   return tbptt.build(config.method, core, task.loss, synth,
                      d.sg_scale,
-                     d.aux_weight, sg_on=d.sg_state, bootstrap=d.bootstrap)
+                     d.aux_weight, sg_on=d.sg_state, bootstrap=d.bootstrap,
+                     target_decay=d.target_decay)

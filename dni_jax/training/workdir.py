@@ -73,6 +73,7 @@ ADDED_FIELDS = {
     # Before it, the synthetic gradient sat on the LSTM's whole state.
     "dni.sg_state": "ch",
     "dni.bootstrap": "scaled",
+    "dni.target_decay": 0.0,
     "model.forget_bias": 0.0,
     "model.peepholes": False,
     "two_networks.oracle": False,
