@@ -1,10 +1,13 @@
-"""Workdirs saved before the hyper-parameters lived in the train state.
+"""Workdirs saved by older code.
 
-``tests/legacy_workdirs`` holds three tiny runs saved by the code of that
-time (3 steps each): a binary-addition cDNI run, its two-member vmapped
-sweep (learning rate 3e-3) and a Copy dni run. Today's state keeps λ
-(``sg_scale``) and the learning rates (optax's ``inject_hyperparams``) in
-it; those checkpoints have neither. They must resume, their arrays intact.
+``tests/legacy_workdirs`` holds three tiny runs saved before the
+hyper-parameters lived in the train state (3 steps each): a binary-addition
+cDNI run, its two-member vmapped sweep (learning rate 3e-3) and a Copy dni
+run. Today's state keeps λ (``sg_scale``) and the learning rates (optax's
+``inject_hyperparams``) in it; those checkpoints have neither. A fourth,
+``copy_lambda``, is a Copy dni run saved with λ in the state but before the
+recurrent state held a target network (``synth_target_params``). They must
+resume, their arrays intact.
 """
 
 import json
@@ -111,6 +114,9 @@ def _records(path):
       "--config.method=dni", "--config.model.hidden=(8,8)",
       "--config.opt.learning_rate=3e-3"]),
     ("copy", "experiments.main",
+     ["--config=configs/copy.py", "--config.method=dni",
+      "--config.model.width=8"]),
+    ("copy_lambda", "experiments.main",
      ["--config=configs/copy.py", "--config.method=dni",
       "--config.model.width=8"]),
 ])

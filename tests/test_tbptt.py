@@ -251,6 +251,7 @@ def test_target_network_starts_as_the_synthesizer_and_follows_it():
   assert tbptt.init_train_state(
       rdni, opt, jax.random.PRNGKey(0), B,
       jnp.zeros((B, D))).synth_target_params is None
+  _tree_close(state.synth_target_params, state.synth_params, rtol=0, atol=0)
   state = state.replace(carry=_randomize(state.carry, 1, 0.5),
                         synth_params=_randomize(state.synth_params, 2))
   state = state.replace(synth_target_params=state.synth_params)

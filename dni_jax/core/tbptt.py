@@ -321,6 +321,7 @@ def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
                          batch_size)
   else:
     boot = scale if rdni.bootstrap == "scaled" else 1.0
+    # M̄ reads M's synth_state (the library's synthesizers keep none).
     extra_B = (_end_delta(rdni, target_params, synth_state, end, boot,
                           batch_size)
                - _end_delta(rdni, synth_params, synth_state, end, scale,

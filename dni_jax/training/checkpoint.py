@@ -109,36 +109,41 @@ def upgrade(state, legacy_leaves):
 _SAVED_WHEN_SET = ("synth_target_params",)
 
 
-def _saved_fields(tree):
-  return [f.name for f in dataclasses.fields(tree) if f.name != "sg_scale"
+def _saved_fields(tree, with_scale):
+  return [f.name for f in dataclasses.fields(tree)
+          if (with_scale or f.name != "sg_scale")
           and not (f.name in _SAVED_WHEN_SET and getattr(tree, f.name) is None)]
 
 
-def _orbax_form(tree):
-  """``tree`` with each train state as a dict of its fields but
-  ``sg_scale`` (and the unset ``_SAVED_WHEN_SET``): Orbax matches a
-  dataclass by its fields, and a checkpoint of the older layout has no
+def _orbax_form(tree, with_scale: bool = False):
+  """``tree`` with each train state as a dict of its fields, less the
+  unset ``_SAVED_WHEN_SET`` and, unless ``with_scale``, ``sg_scale``: Orbax
+  matches a dataclass by its fields, so a checkpoint written before a field
+  existed restores into the dict that lacks it (a checkpoint of the older
+  layout has no ``sg_scale``). Checkpoints are saved in this form, with
   ``sg_scale``."""
   if _has_scale(tree):
-    return {name: _orbax_form(getattr(tree, name))
-            for name in _saved_fields(tree)}
+    return {name: _orbax_form(getattr(tree, name), with_scale)
+            for name in _saved_fields(tree, with_scale)}
   if isinstance(tree, dict):
-    return {k: _orbax_form(v) for k, v in tree.items()}
+    return {k: _orbax_form(v, with_scale) for k, v in tree.items()}
   if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
-    return type(tree)(_orbax_form(v) for v in tree)
+    return type(tree)(_orbax_form(v, with_scale) for v in tree)
   return tree
 
 
-def _from_orbax_form(template, restored):
+def _from_orbax_form(template, restored, with_scale: bool = False):
   """Inverse of ``_orbax_form``, shaped as ``template``."""
   if _has_scale(template):
     return template.replace(**{
-        name: _from_orbax_form(getattr(template, name), restored[name])
-        for name in _saved_fields(template)})
+        name: _from_orbax_form(getattr(template, name), restored[name],
+                               with_scale)
+        for name in _saved_fields(template, with_scale)})
   if isinstance(template, dict):
-    return {k: _from_orbax_form(v, restored[k]) for k, v in template.items()}
+    return {k: _from_orbax_form(v, restored[k], with_scale)
+            for k, v in template.items()}
   if isinstance(template, (list, tuple)) and not hasattr(template, "_fields"):
-    return type(template)(_from_orbax_form(t, r)
+    return type(template)(_from_orbax_form(t, r, with_scale)
                           for t, r in zip(template, restored))
   return restored
 
@@ -259,7 +264,8 @@ class Checkpointer:
     with signals_deferred():  # Ctrl-C / SIGTERM wait for the save to end
       if main:
         write_atomic(self._marker(step), "")
-      self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      self._manager.save(step, args=ocp.args.StandardSave(
+          _orbax_form(state, with_scale=True)), force=True)
       self._manager.wait_until_finished()
       if main:
         write_atomic(os.path.join(self.directory, str(step), DIGEST_FILE),
@@ -388,16 +394,21 @@ class Checkpointer:
       restored = upgrade(state, jax.tree_util.tree_leaves(restored))
     return restored
 
-  def _restore(self, step: int, template):
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct,
-                                      template)
+  def _restore_form(self, step: int, form):
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, form)
     return self._manager.restore(step,
                                  args=ocp.args.StandardRestore(abstract))
+
+  def _restore(self, step: int, template):
+    """The checkpoint of ``step`` (``_orbax_form`` with ``sg_scale``),
+    shaped as ``template``."""
+    return _from_orbax_form(template, self._restore_form(
+        step, _orbax_form(template, with_scale=True)), with_scale=True)
 
   def _restore_legacy(self, step: int, legacy):
     """``_restore`` into ``legacy_layout(state)`` (``_orbax_form``)."""
     return _from_orbax_form(legacy,
-                            self._restore(step, _orbax_form(legacy)))
+                            self._restore_form(step, _orbax_form(legacy)))
 
   def close(self) -> None:
     self._manager.close()
