@@ -10,7 +10,10 @@ the default 40k steps need an accelerator
 (``python -m experiments.benchmark --model=cnn`` times the step anywhere;
 docs/performance.md).
 
-Expected: no result at this size yet (an accelerator's budget). At 32
+Expected: no result at the paper's batch 256 and budget yet. At 128 filters
+on the CPU table's schedule (batch 64, 6k steps), 3 seeds on an NVIDIA H200,
+docs/results.md: test error 0.54 ± 0.04 % with backprop, 0.72 ± 0.06 % with
+DNI, 0.61 ± 0.03 % with cDNI and 0.80 ± 0.01 % with complete unlock. At 32
 filters (``get_cpu_config()``: batch 64, 6k steps; ``python -m
 experiments.reproduce --table=mnist_cnn --budget=full``), 3 seeds,
 docs/results.md: test error 0.94 ± 0.02 % with backprop, 1.27 ± 0.05 % with
