@@ -148,18 +148,27 @@ def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell, sg_on):
                    expected["params"]["rnn_cell"]) > 1e-4
 
 
-@pytest.mark.parametrize("method,sg_on,bootstrap", [
-    ("dni", "h", "scaled"), ("dni_aux", "h", "scaled"),
-    ("dni", "ch", "scaled"), ("dni_aux", "ch", "scaled"),
-    ("dni", "h_ch", "scaled"), ("dni_aux", "h_ch", "scaled"),
-    ("dni", "h", "unscaled"), ("dni_aux", "ch", "unscaled"),
-    ("dni_aux", "h_ch", "unscaled")])
-def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap):
+@pytest.mark.parametrize("method,sg_on,bootstrap,target_net", [
+    ("dni", "h", "scaled", False), ("dni_aux", "h", "scaled", False),
+    ("dni", "ch", "scaled", False), ("dni_aux", "ch", "scaled", False),
+    ("dni", "h_ch", "scaled", False), ("dni_aux", "h_ch", "scaled", False),
+    ("dni", "h", "unscaled", False), ("dni_aux", "ch", "unscaled", False),
+    ("dni_aux", "h_ch", "unscaled", False),
+    ("dni", "h", "scaled", True), ("dni_aux", "h", "scaled", True),
+    ("dni_aux", "ch", "unscaled", True)])
+def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap,
+                                          target_net):
   """The target is ∂J_b/∂h(s₀) of the window objective with λ·M(h(s_T)) at
-  its end ("scaled"), or with M(h(s_T)) there ("unscaled"; the Aux head's
-  target stays λ·M); the core's update is the same for both."""
+  its end ("scaled"), or with M(h(s_T)) there ("unscaled"), or, with a
+  target network, λ·M̄ or M̄ there (the Aux head's target stays λ·M); the
+  core's update is the same for all."""
   rdni, opt, state = _setup(method, sg_scale=0.3, sg_on=sg_on)
-  rdni = dataclasses.replace(rdni, bootstrap=bootstrap)
+  rdni = dataclasses.replace(rdni, bootstrap=bootstrap,
+                             target_decay=0.9 if target_net else 0.0)
+  target_params = None
+  if target_net:  # M̄: other parameters than M's
+    target_params = _randomize(state.synth_params, 7)
+    state = state.replace(synth_target_params=target_params)
   # The state's λ (what a sweep member carries) rules, not the static 0.3.
   state = state.replace(sg_scale=jnp.float32(0.5))
   end_scale = 0.5 if bootstrap == "scaled" else 1.0
@@ -177,9 +186,11 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap):
                                          batch["inputs"])
     m_end = synth.apply({"params": state.synth_params},
                         jax.lax.stop_gradient(read(end)))
+    m_boot = m_end if target_params is None else synth.apply(
+        {"params": target_params}, jax.lax.stop_gradient(read(end)))
     delta = jax.lax.stop_gradient(0.5 * m_end)
     j = _loss(logits, batch)[0] + jnp.sum(
-        jax.lax.stop_gradient(end_scale * m_end) * part(end), -1)
+        jax.lax.stop_gradient(end_scale * m_boot) * part(end), -1)
     if core.with_aux:
       pred = core.apply(state.params, states, method="predict_aux")
       assert pred.shape[-1] == delta.shape[-1]
@@ -190,13 +201,13 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap):
                         for b in range(B)])
   grads, target, _, _ = tbptt.window_grads(
       rdni, state.params, state.carry, batch, state.synth_params,
-      state.synth_state, state.sg_scale)
+      state.synth_state, state.sg_scale, target_params)
   scaled_grads, scaled_target, _, _ = tbptt.window_grads(
-      dataclasses.replace(rdni, bootstrap="scaled"), state.params,
-      state.carry, batch, state.synth_params, state.synth_state,
-      state.sg_scale)
+      dataclasses.replace(rdni, bootstrap="scaled", target_decay=0.0),
+      state.params, state.carry, batch, state.synth_params,
+      state.synth_state, state.sg_scale)
   _tree_close(grads, scaled_grads, rtol=1e-6, atol=1e-7)
-  if bootstrap == "unscaled":  # the two targets differ, by this much
+  if bootstrap == "unscaled" or target_net:  # the targets differ, this much
     assert np.abs(target - scaled_target).max() > 1e-3
   assert target.shape == (B, H if sg_on == "h" else 2 * H)
   if sg_on == "h_ch":  # the library's synthesizer input does not read c
