@@ -44,7 +44,8 @@ def _feedforward_vmappable(config: Config) -> bool:
   vmapped over the members' kernels becomes a grouped convolution, which
   XLA:CPU runs 2.4-4x slower than the members' own convolutions one after
   another (``python -m experiments.benchmark --model=cnn --members=3``,
-  docs/performance.md); on an H200 the vmapped members cost 0.81-0.93x."""
+  docs/performance.md); on an H200 three vmapped members cost 0.81-0.93x
+  three separate steps (batch 64)."""
   return config.model.kind != "cnn" or jax.default_backend() != "cpu"
 
 
