@@ -155,7 +155,7 @@ def test_exact_future_gradient_makes_two_windows_sum_to_bptt(cell, sg_on):
     ("dni", "h", "unscaled", False), ("dni_aux", "ch", "unscaled", False),
     ("dni_aux", "h_ch", "unscaled", False),
     ("dni", "h", "scaled", True), ("dni_aux", "h", "scaled", True),
-    ("dni_aux", "ch", "unscaled", True)])
+    ("dni_aux", "ch", "unscaled", True), ("dni", "h_ch", "scaled", True)])
 def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap,
                                           target_net):
   """The target is ∂J_b/∂h(s₀) of the window objective with λ·M(h(s_T)) at
