@@ -21,6 +21,9 @@ def get_config():
   config.model.forget_bias = 0.0
   config.model.peepholes = False
   config.dni.synthesizer = "linear"
+  # an mlp synthesizer's hidden layers without BatchNorm: with it, DNI on
+  # Copy diverged on every seed (docs/results.md, Copy at T = 3)
+  config.dni.use_batch_norm = False
   config.dni.sg_scale = 0.1  # the paper's λ for RNNs
   # where the synthetic gradient sits: h, the core's output (the paper's
   # choice); ch, the LSTM's whole state (c, h) (diverges on some seeds); or

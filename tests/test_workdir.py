@@ -204,3 +204,25 @@ def test_a_sweep_checks_every_members_folder_before_training(tmp_path):
                      r"another config \(seed: 7 -> 0\)"):
     sweep.run_sweep(_tiny("dni"), sweep_list, str(tmp_path))
   assert not os.path.exists(tmp_path / "method=backprop")  # nothing trained
+
+
+def test_a_linear_synthesizer_run_resumes_under_other_hidden_layer_defaults(
+    tmp_path, capsys):
+  """dni.hidden and dni.use_batch_norm build only mlp/conv synthesizers: a
+  linear run resumes when their defaults change; an mlp run is refused."""
+  train.train_and_evaluate(_binary(), tmp_path / "linear")
+  capsys.readouterr()
+  train.train_and_evaluate(
+      _binary(**{"dni.hidden": (6,), "dni.use_batch_norm": False}),
+      tmp_path / "linear")
+  assert "already finished at step 4" in capsys.readouterr().out
+  train.train_and_evaluate(_binary(**{"dni.synthesizer": "mlp"}),
+                           tmp_path / "mlp")
+  with pytest.raises(WorkdirError, match=r"dni.use_batch_norm: True -> False"):
+    train.train_and_evaluate(_binary(**{"dni.synthesizer": "mlp",
+                                        "dni.use_batch_norm": False}),
+                             tmp_path / "mlp")
+  # Nor is a change of synthesizer hidden behind the linear exemption.
+  with pytest.raises(WorkdirError, match=r"dni.synthesizer: 'linear' -> 'mlp'"):
+    train.train_and_evaluate(_binary(**{"dni.synthesizer": "mlp"}),
+                             tmp_path / "linear")

@@ -97,13 +97,23 @@ INPUT_MODEL_FIELDS = ("dni.input_model", "dni.input_hidden", "dni.input_pool",
                       "dni.input_targets")
 
 
+# Fields of a synthesizer's hidden layers: they mean nothing to the linear
+# synthesizer (a change of their default leaves a linear run resumable).
+SYNTH_HIDDEN_FIELDS = ("dni.hidden", "dni.use_batch_norm")
+
+
 def _unlocked(flat: dict) -> bool:
   return "_unlocked" in str(flat.get("method", ""))
 
 
+def _linear(flat: dict) -> bool:
+  return flat.get("dni.synthesizer", "linear") == "linear"
+
+
 def differing_fields(old: dict, new: dict) -> list[str]:
   """Fields that differ between two flattened configs, minus ``RESUMABLE``
-  (and minus ``INPUT_MODEL_FIELDS`` where neither runs complete unlock).
+  (minus ``INPUT_MODEL_FIELDS`` where neither runs complete unlock, and
+  ``SYNTH_HIDDEN_FIELDS`` where both use the linear synthesizer).
 
   A field of ``ADDED_FIELDS`` missing from ``old`` counts as its neutral
   value there.
@@ -111,6 +121,8 @@ def differing_fields(old: dict, new: dict) -> list[str]:
   keys = sorted(set(old) | set(new))
   if not (_unlocked(old) or _unlocked(new)):
     keys = [k for k in keys if k not in INPUT_MODEL_FIELDS]
+  if _linear(old) and _linear(new):
+    keys = [k for k in keys if k not in SYNTH_HIDDEN_FIELDS]
 
   def old_value(k):
     if k not in old and k in ADDED_FIELDS:
