@@ -222,6 +222,10 @@ def test_a_linear_synthesizer_run_resumes_under_other_hidden_layer_defaults(
     train.train_and_evaluate(_binary(**{"dni.synthesizer": "mlp",
                                         "dni.use_batch_norm": False}),
                              tmp_path / "mlp")
+  with pytest.raises(WorkdirError, match=r"dni.hidden: \[4\] -> \[6\]"):
+    train.train_and_evaluate(_binary(**{"dni.synthesizer": "mlp",
+                                        "dni.hidden": (6,)}),
+                             tmp_path / "mlp")
   # Nor is a change of synthesizer hidden behind the linear exemption.
   with pytest.raises(WorkdirError, match=r"dni.synthesizer: 'linear' -> 'mlp'"):
     train.train_and_evaluate(_binary(**{"dni.synthesizer": "mlp"}),
