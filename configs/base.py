@@ -26,7 +26,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.download = True  # let tensorflow-datasets download missing data
   config.data.num_bits = 8  # binary_addition: bits per number; copy tasks: bits per vector
   config.data.start_length = 1  # copy tasks: first curriculum length
-  config.data.threshold = 0.15  # copy tasks: bits wrong per episode under which a length is solved
+  config.data.threshold = 0.15  # copy tasks: the error (data.error_measure) under which a length is solved
+  # copy tasks: the error the curriculum averages: wrong_bits (per episode) |
+  # xent_bits (cross-entropy in bits per episode) | xent_bits_per_bit (per scored bit)
+  config.data.error_measure = "wrong_bits"
   config.data.check_every = 200  # copy tasks: steps between curriculum checks
   config.data.max_repeats = 10  # repeat_copy: cap of the curriculum's R_max (R is uniform in 1..R_max; input R/max_repeats)
   config.data.start_repeats = 1  # repeat_copy: first R_max (the curriculum alternates growing N and R_max)

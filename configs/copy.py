@@ -5,7 +5,9 @@
 
 An LSTM reads random 8-bit vectors, a delimiter, then writes them back. The
 sequence length grows by one whenever the error over the last
-``data.check_every`` steps is under 0.15 bits per episode; the score is the
+``data.check_every`` steps is under 0.15 bits per episode (wrong bits; the
+paper's "0.15 bits error" names no unit, and ``data.error_measure`` picks
+another reading: dni_jax/data/copy_tasks.py); the score is the
 paper's episode length T_task = N + 3 of the longest length N solved
 (``max_task_length_solved`` in metrics.jsonl and the table;
 ``max_length_solved`` is N). Generated data, no download.

@@ -105,6 +105,53 @@ def test_curriculum_lengthens_only_when_solved():
   assert bool(w["inputs"][0, 2, 8])  # the delimiter of a length-2 episode
 
 
+def test_loss_reports_the_cross_entropy_and_the_bits_it_scores():
+  task = copy_tasks.CopyTask(batch_size=3, unroll=5, repeat=True)
+  batch = task.window_at(jnp.int32(2), jnp.int32(0), jnp.int32(1),
+                         jnp.int32(2))
+  logits = jax.random.normal(jax.random.PRNGKey(0), batch["targets"].shape)
+  per_example, metrics = task.loss(logits, batch)
+  mask = np.asarray(batch["mask"], np.float64)[..., None]
+  p = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+  y = np.asarray(batch["targets"], np.float64)
+  xent = -(y * np.log(p) + (1 - y) * np.log(1 - p)) * mask
+  assert mask.sum() > 0  # the window holds scored steps
+  np.testing.assert_allclose(float(metrics["xent_bits"]),
+                             xent.sum() / np.log(2), rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(per_example), xent.sum(axis=(1, 2)),
+                             rtol=1e-5)
+  assert float(metrics["scored_bits"]) == mask.sum() * task.num_outputs
+
+
+@pytest.mark.parametrize("measure, solved", [
+    ("wrong_bits", [False, True]),
+    ("xent_bits", [False, False]),
+    ("xent_bits_per_bit", [True, False]),
+])
+def test_the_error_measure_decides_what_counts_as_solved(measure, solved):
+  """Two checks of two episodes and 40 scored bits each: one wrong bit at a
+  low cross-entropy (0.5 wrong bits, 1 bit of cross-entropy per episode,
+  0.05 per bit), then none wrong at a high one (0, 0.5, 0.25)."""
+  task = copy_tasks.CopyTask(batch_size=2, unroll=3, check_every=1,
+                             threshold=0.15, error_measure=measure)
+  checks = [{"bit_errors": 1.0, "xent_bits": 2.0, "scored_bits": 40.0,
+             "episodes": 2.0},
+            {"bit_errors": 0.0, "xent_bits": 10.0, "scored_bits": 40.0,
+             "episodes": 2.0}]
+  for step, m in enumerate(checks):
+    state = task.init_state()
+    state, _ = task.update(state, {k: jnp.float32(v) for k, v in m.items()},
+                           step)
+    assert (int(state["length"]) == 2) == solved[step], (measure, step)
+
+
+def test_an_unknown_error_measure_is_refused():
+  config = repeat_copy_config.get_config()
+  config.data.error_measure = "bits"
+  with pytest.raises(ConfigError, match="data.error_measure"):
+    families.validate(config)
+
+
 _SOLVED = {"bit_errors": jnp.float32(0.0), "episodes": jnp.float32(2.0)}
 
 

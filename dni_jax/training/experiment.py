@@ -59,6 +59,7 @@ INPUT_MODELS = ("linear", "mlp", "conv")
 OPTIMIZERS = ("adam", "sgd", "momentum")
 _MAX_LINEAR_SYNTH_PARAMS = 50_000_000
 COPY_TASKS = ("copy", "repeat_copy")
+ERROR_MEASURES = ("wrong_bits", "xent_bits", "xent_bits_per_bit")
 
 
 def is_recurrent(config: ml_collections.ConfigDict) -> bool:
@@ -321,6 +322,10 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
     _require(config.data.check_every > 0,
              f"data.check_every must be positive, got "
              f"{config.data.check_every}")
+    _require(config.data.error_measure in ERROR_MEASURES,
+             f"data.error_measure must be one of {', '.join(ERROR_MEASURES)} "
+             f"(how the curriculum reads the paper's \"averaging below 0.15 "
+             f"bits error\"), got {config.data.error_measure!r}")
   _require(config.opt.clip_norm >= 0,
            f"opt.clip_norm must be >= 0 (0 = off), got {config.opt.clip_norm}")
 
@@ -535,7 +540,8 @@ def build_task(config: ml_collections.ConfigDict):
         config.batch_size, config.unroll, repeat=d.name == "repeat_copy",
         num_bits=d.num_bits, max_repeats=d.max_repeats,
         start_length=d.start_length, start_repeats=d.start_repeats,
-        threshold=d.threshold, check_every=d.check_every, seed=config.seed)
+        threshold=d.threshold, check_every=d.check_every, seed=config.seed,
+        error_measure=d.error_measure)
     return task, {}, None
   corpus = load_corpus(config)
   train_streams = char_corpus.streams(corpus.splits["train"],

@@ -83,6 +83,9 @@ def _derive(config, task):
     out = {"chars": step * chars_per_step}
     if means.get("episodes"):  # copy tasks, once an episode has ended
       out["bits_per_seq"] = means["bit_errors"] / means["episodes"]
+      out["xent_bits_per_seq"] = means["xent_bits"] / means["episodes"]
+    if means.get("scored_bits"):
+      out["xent_bits_per_bit"] = means["xent_bits"] / means["scored_bits"]
     if task.vocab_size is not None:
       out["bpc"] = char_corpus.bits_per_char(means["loss"])
     return out

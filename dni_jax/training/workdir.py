@@ -77,6 +77,7 @@ ADDED_FIELDS = {
     "model.forget_bias": 0.0,
     "model.peepholes": False,
     "two_networks.oracle": False,
+    "data.error_measure": "wrong_bits",
 }
 # What a reader fills in for a field of ``ANY`` above that an older run
 # lacks (the defaults of configs/base.py; the run's methods never read it,
