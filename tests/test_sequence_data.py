@@ -150,6 +150,8 @@ def test_an_unknown_error_measure_is_refused():
   config.data.error_measure = "bits"
   with pytest.raises(ConfigError, match="data.error_measure"):
     families.validate(config)
+  with pytest.raises(ValueError, match="error_measure"):
+    copy_tasks.CopyTask(batch_size=2, unroll=3, error_measure="bits")
 
 
 _SOLVED = {"bit_errors": jnp.float32(0.0), "episodes": jnp.float32(2.0)}

@@ -24,16 +24,16 @@ measures its error on scored steps; when the average is below ``threshold``
 says only "averaging below 0.15 bits error"; ``error_measure`` picks the
 reading:
 
-- ``wrong_bits`` (the default): wrong bits per finished episode, the
-  strictest count of mistakes.
+- ``wrong_bits`` (the default): wrong bits per finished episode.
 - ``xent_bits``: the cross-entropy of the scored bits, in bits, per finished
-  episode (the "cost per sequence" of Graves et al.'s plots); at least as
-  strict, since each wrong bit costs more than one bit.
+  episode (the "cost per sequence" of Graves et al.'s plots); stricter than
+  ``wrong_bits``, since each wrong bit costs more than one bit.
 - ``xent_bits_per_bit``: the same cross-entropy averaged over the scored
   output bits, not summed per episode: the lenient reading, close to
   neuralml/bp_lambda's, which compares the batch's mean bit cross-entropy
   (in bits) with 0.15.
- Copy's next level is ``N + 1``. Repeat Copy alternates
+
+Copy's next level is ``N + 1``. Repeat Copy alternates
 growing ``N`` and ``R_max`` (first ``N``, then ``R_max``, then ``N``, ...);
 ``R_max`` stops at ``max_repeats``, after which only ``N`` grows.
 
@@ -54,6 +54,12 @@ import optax
 # fold_in salt of an episode's repeat count; vector i of an episode uses salt
 # i, and no episode is 2^31 - 1 vectors long.
 _REPEATS_SALT = 2**31 - 1
+
+# The error measures: (the loss metric summed, the one it is averaged over).
+_ERROR_COUNTS = {"wrong_bits": ("bit_errors", "episodes"),
+                 "xent_bits": ("xent_bits", "episodes"),
+                 "xent_bits_per_bit": ("xent_bits", "scored_bits")}
+ERROR_MEASURES = tuple(_ERROR_COUNTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +93,12 @@ class CopyTask:
   check_every: int = 200
   seed: int = 0
   error_measure: str = "wrong_bits"
+
+  def __post_init__(self):
+    if self.error_measure not in _ERROR_COUNTS:
+      raise ValueError(
+          f"error_measure must be one of {', '.join(_ERROR_COUNTS)}, got "
+          f"{self.error_measure!r}")
 
   @property
   def input_size(self) -> int:
@@ -194,10 +206,7 @@ class CopyTask:
 
   def update(self, task_state: dict, metrics: dict, step):
     """Counts errors; at every check, moves to the next level if solved."""
-    error, per = {"wrong_bits": ("bit_errors", "episodes"),
-                  "xent_bits": ("xent_bits", "episodes"),
-                  "xent_bits_per_bit": ("xent_bits", "scored_bits"),
-                  }[self.error_measure]
+    error, per = _ERROR_COUNTS[self.error_measure]
     errors = task_state["errors"] + metrics[error]
     episodes = task_state["episodes"] + metrics[per]
     check = (step + 1) % self.check_every == 0

@@ -59,7 +59,7 @@ INPUT_MODELS = ("linear", "mlp", "conv")
 OPTIMIZERS = ("adam", "sgd", "momentum")
 _MAX_LINEAR_SYNTH_PARAMS = 50_000_000
 COPY_TASKS = ("copy", "repeat_copy")
-ERROR_MEASURES = ("wrong_bits", "xent_bits", "xent_bits_per_bit")
+ERROR_MEASURES = copy_tasks.ERROR_MEASURES
 
 
 def is_recurrent(config: ml_collections.ConfigDict) -> bool:
