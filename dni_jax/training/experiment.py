@@ -59,7 +59,6 @@ INPUT_MODELS = ("linear", "mlp", "conv")
 OPTIMIZERS = ("adam", "sgd", "momentum")
 _MAX_LINEAR_SYNTH_PARAMS = 50_000_000
 COPY_TASKS = ("copy", "repeat_copy")
-ERROR_MEASURES = copy_tasks.ERROR_MEASURES
 
 
 def is_recurrent(config: ml_collections.ConfigDict) -> bool:
@@ -322,8 +321,9 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
     _require(config.data.check_every > 0,
              f"data.check_every must be positive, got "
              f"{config.data.check_every}")
-    _require(config.data.error_measure in ERROR_MEASURES,
-             f"data.error_measure must be one of {', '.join(ERROR_MEASURES)} "
+    _require(config.data.error_measure in copy_tasks.ERROR_MEASURES,
+             "data.error_measure must be one of "
+             f"{', '.join(copy_tasks.ERROR_MEASURES)} "
              f"(how the curriculum reads the paper's \"averaging below 0.15 "
              f"bits error\"), got {config.data.error_measure!r}")
   _require(config.opt.clip_norm >= 0,
