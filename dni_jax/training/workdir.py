@@ -92,38 +92,38 @@ READ_DEFAULTS = {
 # such a run is refused, not resumed into a state it cannot restore.
 
 
-# Fields of the input models of complete unlock: they mean nothing to a run
-# whose methods have none (a change of their default leaves it resumable).
-INPUT_MODEL_FIELDS = ("dni.input_model", "dni.input_hidden", "dni.input_pool",
-                      "dni.input_targets")
-
-
-# Fields of a synthesizer's hidden layers: they mean nothing to the linear
-# synthesizer (a change of their default leaves a linear run resumable).
-SYNTH_HIDDEN_FIELDS = ("dni.hidden", "dni.use_batch_norm")
-
-
 def _unlocked(flat: dict) -> bool:
   return "_unlocked" in str(flat.get("method", ""))
 
 
-def _linear(flat: dict) -> bool:
-  return flat.get("dni.synthesizer", "linear") == "linear"
+def _hidden_synthesizer(flat: dict) -> bool:
+  return flat.get("dni.synthesizer", "linear") != "linear"
+
+
+# Fields only some runs read, with the test of a flattened config that says
+# whether its run reads them: a difference in them between two configs
+# neither of whose runs reads them leaves a run resumable (so does a change
+# of their default).
+READ_ONLY_BY = (
+    # the input models of complete unlock
+    (("dni.input_model", "dni.input_hidden", "dni.input_pool",
+      "dni.input_targets"), _unlocked),
+    # a synthesizer's hidden layers (the linear synthesizer has none)
+    (("dni.hidden", "dni.use_batch_norm"), _hidden_synthesizer),
+)
 
 
 def differing_fields(old: dict, new: dict) -> list[str]:
   """Fields that differ between two flattened configs, minus ``RESUMABLE``
-  (minus ``INPUT_MODEL_FIELDS`` where neither runs complete unlock, and
-  ``SYNTH_HIDDEN_FIELDS`` where both use the linear synthesizer).
+  and minus the fields of ``READ_ONLY_BY`` that neither run reads.
 
   A field of ``ADDED_FIELDS`` missing from ``old`` counts as its neutral
   value there.
   """
   keys = sorted(set(old) | set(new))
-  if not (_unlocked(old) or _unlocked(new)):
-    keys = [k for k in keys if k not in INPUT_MODEL_FIELDS]
-  if _linear(old) and _linear(new):
-    keys = [k for k in keys if k not in SYNTH_HIDDEN_FIELDS]
+  for fields, reads in READ_ONLY_BY:
+    if not (reads(old) or reads(new)):
+      keys = [k for k in keys if k not in fields]
 
   def old_value(k):
     if k not in old and k in ADDED_FIELDS:
