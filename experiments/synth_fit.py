@@ -31,7 +31,6 @@ def measure(workdir: str, windows: int) -> dict:
   from dni_jax.core import tbptt  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import CheckpointError  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from dni_jax.errors import WorkdirError  # pylint: disable=g-import-not-at-top
   from dni_jax.training import families  # pylint: disable=g-import-not-at-top
   from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
   from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
@@ -39,13 +38,7 @@ def measure(workdir: str, windows: int) -> dict:
   from dni_jax.training.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
   if windows < 1:
     raise ConfigError(f"--windows={windows}: give at least 1.")
-  nested = workdir_lib.nested_runs(workdir)
-  if (not os.path.isfile(os.path.join(workdir, workdir_lib.CONFIG_FILE))
-      and nested):
-    raise WorkdirError(
-        f"{workdir} holds several runs ({', '.join(nested[:6])}); give one "
-        f"of them, e.g. {os.path.join(workdir, nested[0])}.")
-  config = workdir_lib.read_config(workdir)
+  config = workdir_lib.read_one_run_config(workdir)
   families.validate(config)
   if (families.family_of(config).name != "recurrent" or
       str(config.method) not in ("dni", "dni_aux")):

@@ -488,6 +488,8 @@ def test_synthesizer_fit_scores_each_slot_against_b_s_true_gradient(
     b, _ = tn.core_b.apply(state.b_params, b, messages[w])
   np.testing.assert_allclose(fit["sg_cosine"], np.mean(cosines), rtol=1e-4)
   np.testing.assert_allclose(fit["sg_r2"], np.mean(r2s), rtol=1e-4)
+  for w in range(3):
+    np.testing.assert_allclose(fit[f"sg_r2_slot{w}"], r2s[w], rtol=1e-4)
   assert abs(float(fit["sg_cosine"])) > 1e-3  # M is off zero: it scores
 
 

@@ -263,6 +263,15 @@ def _b_tick(tn: TwoNetworks, b_params, b_state, message_BxM):
   return tn.core_b.apply(b_params, b_state, message_BxM)[0]
 
 
+def b_states_before(tn: TwoNetworks, b_params, messages_TxBxM):
+  """B's state as each message arrives (before it reads it), ``[T, B, H]``
+  (the state ``M`` reads under ``sg_context="b_state"``)."""
+  def tick(b, message):
+    return _b_tick(tn, b_params, b, message), b
+  return jax.lax.scan(tick, tn.core_b.initial_state(messages_TxBxM.shape[1]),
+                      messages_TxBxM)[1]
+
+
 def locked_objective(tn: TwoNetworks, a_params, b_params, batch: dict):
   """The joint system over one episode: ``(mean over the batch of A's
   summed losses + B's loss, (a_loss, a_err, b_loss, b_err))``, ``a_*``
@@ -502,7 +511,10 @@ def synthesizer_fit(tn: TwoNetworks, b_params, sg_state, messages_TxBxM,
   Returns means over the slots of ``sg_cosine`` (the cosine between
   prediction and target, averaged over the episodes) and ``sg_r2`` (1 −
   the squared error over the target's variance about its mean over the
-  episodes: 0 for the best constant, 1 for a perfect fit).
+  episodes: 0 for the best constant, 1 for a perfect fit), and each slot's
+  ``sg_r2_slot<w>``: the last message's target is a function of B's state,
+  the message and the label, the earlier ones' depend on messages not yet
+  sent, so the slots' fits differ.
   """
   sg = interface.Interface(tn.synthesizer, None, 1.0)
 
@@ -520,4 +532,5 @@ def synthesizer_fit(tn: TwoNetworks, b_params, sg_state, messages_TxBxM,
   _, (cosine, r2) = jax.lax.scan(
       slot, tn.core_b.initial_state(labels.shape[0]),
       (jnp.arange(tn.T), messages_TxBxM, targets_TxBxM))
-  return {"sg_cosine": cosine.mean(), "sg_r2": r2.mean()}
+  return {"sg_cosine": cosine.mean(), "sg_r2": r2.mean(),
+          **{f"sg_r2_slot{w}": r2[w] for w in range(tn.T)}}

@@ -328,6 +328,22 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(with_added_fields(tree))
 
 
+def read_one_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """``read_config`` for a tool that reads one run: a sweep's or a
+  comparison's folder (several runs, no config of its own) is refused,
+  naming a member to give instead.
+
+  Raises:
+    WorkdirError: ``workdir`` holds several runs, or no readable config.
+  """
+  nested = nested_runs(workdir)
+  if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)) and nested:
+    raise WorkdirError(
+        f"{workdir} holds several runs ({', '.join(nested[:6])}); give one "
+        f"of them, e.g. {os.path.join(workdir, nested[0])}.")
+  return read_config(workdir)
+
+
 def with_added_fields(tree: dict) -> dict:
   """``tree`` (a config saved before some of ``ADDED_FIELDS`` existed) with
   each missing one at the value that behaves as the code did then, so that
