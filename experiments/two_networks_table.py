@@ -91,7 +91,8 @@ def table(root: str, last: int = 3, within: float = 0.1) -> str:
         cells.append(("—", None))
         continue
       target = (1 + within) * sum(locked[metric]) / len(locked[metric])
-      reached = [_reach(*s[metric], target) for s in runs[key]]
+      reached = [_reach(*s[metric], target) for s in runs[key]
+                 if metric in s]  # a run not yet evaluated has none
       hit = [r for r in reached if r is not None]
       mean = sum(hit) / len(hit) if hit else None
       cells.append((f"{mean:.0f} ({len(hit)}/{len(reached)})" if hit
@@ -99,7 +100,8 @@ def table(root: str, last: int = 3, within: float = 0.1) -> str:
     ratio = "—"
     if locked and cells[0][1] is not None:
       own = [_reach(*s["a_error"], (1 + within) * sum(locked["a_error"]) /
-                    len(locked["a_error"])) for s in runs[(T, "locked")]]
+                    len(locked["a_error"])) for s in runs[(T, "locked")]
+             if "a_error" in s]
       own = [r for r in own if r is not None]
       if own:
         ratio = f"{cells[0][1] / (sum(own) / len(own)):.2f}"

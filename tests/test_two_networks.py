@@ -364,6 +364,18 @@ def test_the_table_gives_final_errors_and_steps_to_locked_s_error(tmp_path):
   assert "| 200 (2/2) | 0.67 | not reached (0/2) |" in rows[3]
   assert rows[4].startswith("| 4 | dni (oracle, dni.synthesizer=linear) | 2 |")
   assert "| 200 (2/2) | 0.67 | 200 (2/2) |" in rows[4]
+  # a run started but not yet evaluated (no test records) is counted as a
+  # seed and read as having reached nothing yet
+  late = tmp_path / "dni" / "seed=2"
+  os.makedirs(late)
+  (late / "config.json").write_text(json.dumps(
+      {"method": "dni", "seed": 2, "two_networks": {"T": 4},
+       "dni": {"synthesizer": "mlp"}}))
+  (late / "metrics.jsonl").write_text(json.dumps(
+      {"step": 10, "split": "train", "a_error": 0.5}) + "\n")
+  rows = two_networks_table.table(str(tmp_path), last=2).splitlines()
+  assert rows[3].startswith("| 4 | dni (dni.synthesizer=mlp) | 3 |")
+  assert "| 200 (2/2) | 0.67 | not reached (0/2) |" in rows[3]
 
 
 @pytest.mark.parametrize("sg_slots,sg_context", [
