@@ -1,6 +1,7 @@
 """Seeds into error bars: every run under a folder, grouped by what differs.
 
   python -m experiments.summarize DIR [--metrics=error,b_error] [--split=train]
+      [--at=STEP]
 
 Finds every run under ``DIR`` (a folder with ``config.json`` and
 ``metrics.jsonl``, at any depth), groups the runs whose configs differ only
@@ -13,6 +14,11 @@ named by the config fields that tell the groups apart (e.g.
 ``method=cdni model.depth=6``); a field missing from some configs (written
 before the field existed) counts only where present. The table is also written as
 ``DIR/summary.md`` and ``DIR/summary.csv``.
+
+``--at=STEP`` reads every run as it stood at ``STEP`` (its newest record
+at or before it; "best" over those), to set runs of different budgets side
+by side; a run whose records end before ``STEP`` is refused by name. The
+table is then printed only (``summary.md`` keeps the runs' full length).
 
 The split read is ``--split``; unset, each group reads the first of test,
 valid and train that its runs log (Copy and Repeat Copy log only train
@@ -40,6 +46,9 @@ _METRICS = flags.DEFINE_list(
 _SPLIT = flags.DEFINE_string(
     "split", None, "The split whose records count; unset: per group, the "
     "first of test, valid, train that its runs log.")
+_AT = flags.DEFINE_integer(
+    "at", None, "Read every run as it stood at this step (its newest record "
+    "at or before it); unset: at its last record.")
 _SCALE = flags.DEFINE_float(
     "scale", 1.0, "Multiply every value (e.g. 100 for errors in percent).")
 
@@ -50,12 +59,15 @@ def main(argv):
              f"[--metrics=error] [--split=train] (got {len(argv) - 1}).")
   root = argv[1]
   try:
+    if _AT.value is not None and _AT.value < 1:
+      raise DNIError(f"--at={_AT.value}: give a step of 1 or more.")
     rows = results.summarize(root, _SPLIT.value, tuple(_METRICS.value),
-                             _SCALE.value)
+                             _SCALE.value, at=_AT.value)
   except (FileNotFoundError, DNIError) as e:
     cli.fail(str(e))
   print(results.markdown(rows))
-  results.write_summary(root, rows)
+  if _AT.value is None:
+    results.write_summary(root, rows)
 
 
 if __name__ == "__main__":

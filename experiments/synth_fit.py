@@ -29,13 +29,12 @@ def measure(workdir: str, windows: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import tbptt  # pylint: disable=g-import-not-at-top
-  from dni_jax.errors import CheckpointError  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from dni_jax.training import families  # pylint: disable=g-import-not-at-top
   from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
   from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
   from dni_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from dni_jax.training.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  from dni_jax.training.checkpoint import restore_newest_complete  # pylint: disable=g-import-not-at-top
   if windows < 1:
     raise ConfigError(f"--windows={windows}: give at least 1.")
   config = workdir_lib.read_one_run_config(workdir)
@@ -53,15 +52,10 @@ def measure(workdir: str, windows: int) -> dict:
   state = tbptt.init_train_state(
       rdni, optimizers, jax.random.PRNGKey(config.seed), config.batch_size,
       recurrent.example_input(task, config.batch_size), task.init_state())
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-  try:
-    steps = checkpointer.complete_steps()
-    if not steps:
-      raise CheckpointError(f"{workdir} holds no complete checkpoint yet "
-                            "(or one of a run of several processes).")
-    state = checkpointer.restore_at(steps[-1], state)
-  finally:
-    checkpointer.close()
+  state, step = restore_newest_complete(
+      os.path.join(workdir, "checkpoints"), state,
+      f"{workdir} holds no complete checkpoint yet (or one of a run of "
+      "several processes).")
 
   @jax.jit
   def window(state, data):
@@ -78,7 +72,7 @@ def measure(workdir: str, windows: int) -> dict:
     rows.append(stats)
   got = {k: float(np.mean([jax.device_get(r[k]) for r in rows]))
          for k in rows[0]}
-  return {"step": steps[-1], **got, "ratio": got["mse"] / got["target_sq"]}
+  return {"step": step, **got, "ratio": got["mse"] / got["target_sq"]}
 
 
 def main(argv):

@@ -59,6 +59,7 @@ def _fit_slots(x_train, y_train, x_eval, y_eval, *, hidden, steps,
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
+  from dni_jax.core.two_networks import r_squared  # pylint: disable=g-import-not-at-top
 
   widths = (x_train.shape[-1], *hidden, y_train.shape[-1])
   optimizer = optax.adam(learning_rate)
@@ -94,15 +95,6 @@ def _fit_slots(x_train, y_train, x_eval, y_eval, *, hidden, steps,
   return jax.jit(jax.vmap(fit))(x_train, y_train, x_eval, y_eval, keys)
 
 
-def r_squared(prediction, target):
-  """1 − squared error over the target's variance about its mean over the
-  examples (axis 0), as ``two_networks.synthesizer_fit`` scores ``M``."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  variance = jnp.sum(jnp.square(target - target.mean(0)))
-  return 1.0 - jnp.sum(jnp.square(prediction - target)) / jnp.maximum(
-      variance, 1e-12)
-
-
 def measure(run_dir: str, *, episodes: int, eval_episodes: int, steps: int,
             batch_size: int, learning_rate: float, hidden: tuple[int, ...],
             contexts: tuple[str, ...]) -> dict:
@@ -114,12 +106,11 @@ def measure(run_dir: str, *, episodes: int, eval_episodes: int, steps: int,
   from dni_jax.core import interface  # pylint: disable=g-import-not-at-top
   from dni_jax.core import two_networks as tn_lib  # pylint: disable=g-import-not-at-top
   from dni_jax.data import digit_stream  # pylint: disable=g-import-not-at-top
-  from dni_jax.errors import CheckpointError  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
   from dni_jax.training import families  # pylint: disable=g-import-not-at-top
   from dni_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from dni_jax.training.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  from dni_jax.training.checkpoint import restore_newest_complete  # pylint: disable=g-import-not-at-top
 
   unknown = [c for c in contexts if c not in READS]
   if unknown:
@@ -140,15 +131,10 @@ def measure(run_dir: str, *, episodes: int, eval_episodes: int, steps: int,
         "sweep's: one member's folder, e.g. <workdir>/seed=0).")
   tn = experiment.build_two_networks(config)
   loop = family.loop.make_loop(config)
-  checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"))
-  try:
-    saved = checkpointer.complete_steps()
-    if not saved:
-      raise CheckpointError(f"{run_dir} holds no complete checkpoint yet; "
-                            "train it on, then measure.")
-    state = checkpointer.restore_at(saved[-1], loop.init())
-  finally:
-    checkpointer.close()
+  state, step = restore_newest_complete(
+      os.path.join(run_dir, "checkpoints"), loop.init(),
+      f"{run_dir} holds no complete checkpoint yet; train it on, then "
+      "measure.")
   train, held_out = experiment.load_digit_streams(config)
 
   def draw(images, digits, n, seed):
@@ -180,7 +166,7 @@ def measure(run_dir: str, *, episodes: int, eval_episodes: int, steps: int,
       batch_size=batch_size, learning_rate=learning_rate)]
           for c in contexts}
   norms = np.linalg.norm(np.asarray(eval_y), axis=-1).mean(-1)
-  return {"step": saved[-1], "target_norm": [float(v) for v in norms],
+  return {"step": step, "target_norm": [float(v) for v in norms],
           "own": own, "context": str(tn.sg_context), "fits": fits}
 
 

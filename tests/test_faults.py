@@ -547,3 +547,28 @@ def test_a_save_killed_before_its_digest_is_not_trusted(tmp_path, capsys):
   ckpt.save(4, _state(4.0))
   assert ckpt.all_steps() == [2, 4]
   ckpt.close()
+
+
+def test_a_reading_tool_takes_the_newest_complete_save_and_changes_nothing(
+    tmp_path):
+  # evaluate, synth_fit and two_networks_fit read a run that may be
+  # training now: a save still being written is passed over, not moved.
+  with pytest.raises(CheckpointError, match="nothing here"):
+    checkpoint_lib.restore_newest_complete(
+        str(tmp_path / "ck"), _state(0.0), "nothing here")
+  assert not (tmp_path / "ck").exists()  # not even an empty folder made
+  ckpt = Checkpointer(tmp_path / "ck")
+  ckpt.save(2, _state(2.0))
+  ckpt.save(4, _state(4.0))
+  ckpt.close()
+  (tmp_path / "ck" / ".4.saving").write_text("")  # step 4 mid-save
+  before = sorted(p.name for p in (tmp_path / "ck").iterdir())
+  state, step = checkpoint_lib.restore_newest_complete(
+      str(tmp_path / "ck"), _state(0.0), "nothing here")
+  assert step == 2
+  np.testing.assert_array_equal(state["w"], _state(2.0)["w"])
+  assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == before
+  (tmp_path / "ck" / ".2.saving").write_text("")
+  with pytest.raises(CheckpointError, match="nothing here"):
+    checkpoint_lib.restore_newest_complete(
+        str(tmp_path / "ck"), _state(0.0), "nothing here")

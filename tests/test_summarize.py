@@ -160,3 +160,25 @@ def test_runs_without_held_out_records_are_read_on_train(tmp_path):
   assert out.returncode == 1 and not out.stdout
   assert out.stderr.startswith("error: no 'test' records under ")
   assert "log 'train'. Give --split=train" in out.stderr
+
+
+def test_at_reads_every_run_as_it_stood_at_that_step(sweep):
+  # Each run logs test accuracy acc - 0.1 at step 100 and acc at 200.
+  rows = results.summarize(str(sweep), metrics=("accuracy",), at=150)
+  by = {r["group"]: r for r in rows}
+  assert by["method=dni"]["final"]["mean"] == pytest.approx(0.82)
+  assert by["method=dni"]["best"]["mean"] == pytest.approx(0.82)
+  assert by["method=cdni"]["final"]["n"] == 3
+  assert results.summarize(str(sweep), metrics=("accuracy",), at=200) == (
+      results.summarize(str(sweep), metrics=("accuracy",)))
+
+
+def test_at_past_a_run_s_last_record_names_the_run(sweep):
+  before = sorted(os.listdir(sweep))
+  out = subprocess.run([sys.executable, "-m", "experiments.summarize",
+                        str(sweep), "--at=300"],
+                       cwd=ROOT, capture_output=True, text=True)
+  assert out.returncode != 0
+  assert "error:" in out.stderr and "up to step 200" in out.stderr
+  assert "--at=300" in out.stderr and "seed" in out.stderr
+  assert sorted(os.listdir(sweep)) == before  # no summary written

@@ -503,6 +503,14 @@ def evaluate(tn: TwoNetworks, a_params, b_params, batch: dict,
           "b_majority_error": 1.0 - counts.max() / labels.size}
 
 
+def r_squared(prediction, target):
+  """1 − the squared error over the target's variance about its mean over
+  the examples (axis 0): 0 for the best constant, 1 for a perfect fit."""
+  variance = jnp.sum(jnp.square(target - target.mean(0)))
+  return 1.0 - jnp.sum(jnp.square(prediction - target)) / jnp.maximum(
+      variance, 1e-12)
+
+
 def synthesizer_fit(tn: TwoNetworks, b_params, sg_state, messages_TxBxM,
                     targets_TxBxM, labels) -> dict:
   """How well each ``M_w`` predicts its target (B's true gradient of
@@ -524,10 +532,7 @@ def synthesizer_fit(tn: TwoNetworks, b_params, sg_state, messages_TxBxM,
                    _context(tn, w, b, labels), train=False).value
     norms = jnp.linalg.norm(p, axis=-1) * jnp.linalg.norm(target, axis=-1)
     cosine = jnp.mean(jnp.sum(p * target, -1) / jnp.maximum(norms, 1e-12))
-    variance = jnp.sum(jnp.square(target - target.mean(0)))
-    r2 = 1.0 - jnp.sum(jnp.square(p - target)) / jnp.maximum(variance,
-                                                             1e-12)
-    return _b_tick(tn, b_params, b, message), (cosine, r2)
+    return _b_tick(tn, b_params, b, message), (cosine, r_squared(p, target))
 
   _, (cosine, r2) = jax.lax.scan(
       slot, tn.core_b.initial_state(labels.shape[0]),

@@ -414,6 +414,28 @@ class Checkpointer:
     self._manager.close()
 
 
+def restore_newest_complete(directory: str, state, missing: str):
+  """``(state, step)``: the newest checkpoint in ``directory`` whose save
+  ended, restored into ``state``'s structure, for tools that only read a
+  run (evaluation, measurements). Nothing is created, moved or written; a
+  checkpoint being saved now is passed over.
+
+  Raises:
+    CheckpointError: ``missing`` when ``directory`` holds no complete
+      checkpoint; the restore's own error when the newest does not restore.
+  """
+  if not os.path.isdir(directory):
+    raise CheckpointError(missing)
+  checkpointer = Checkpointer(directory)
+  try:
+    steps = checkpointer.complete_steps()
+    if not steps:
+      raise CheckpointError(missing)
+    return checkpointer.restore_at(steps[-1], state), steps[-1]
+  finally:
+    checkpointer.close()
+
+
 def common_step(steps_per_process: list[list[int]]) -> int | None:
   """The newest step in every process's list, or ``None``."""
   common = set.intersection(*map(set, steps_per_process)) if (

@@ -20,7 +20,7 @@ from dni_jax.errors import CheckpointError
 from dni_jax.errors import WorkdirError
 from dni_jax.training import families
 from dni_jax.training import workdir as workdir_lib
-from dni_jax.training.checkpoint import Checkpointer
+from dni_jax.training import checkpoint as checkpoint_lib
 from dni_jax.training.metrics_log import read_metrics
 
 
@@ -73,13 +73,13 @@ def evaluate_run(run_dir: str) -> dict:
   """
   config = workdir_lib.read_config(run_dir)
   directory = os.path.join(run_dir, "checkpoints")
-  no_checkpoint = CheckpointError(
+  no_checkpoint = (
       f"{run_dir} holds a run ({workdir_lib.CONFIG_FILE}) but no checkpoint "
       f"yet: the first is saved at step "
       f"{min(config.checkpoint_every, config.num_steps)}. Train it on (rerun "
       "the command that started it; it resumes), then evaluate.")
   if workdir_lib.checkpoint_step(run_dir) is None:
-    raise no_checkpoint
+    raise CheckpointError(no_checkpoint)
   if any(name.endswith(".npz") for name in os.listdir(directory)):
     raise CheckpointError(
         f"{directory} holds one process's share of a run of several "
@@ -87,15 +87,8 @@ def evaluate_run(run_dir: str) -> dict:
         "trained it (experiments.launch), not on its own.")
   families.validate(config)
   loop = families.family_of(config).loop.make_loop(config)
-  checkpointer = Checkpointer(directory)
-  try:
-    steps = checkpointer.complete_steps()  # not one being saved now
-    if not steps:
-      raise no_checkpoint
-    step = steps[-1]
-    state = checkpointer.restore_at(step, loop.init())
-  finally:
-    checkpointer.close()
+  state, step = checkpoint_lib.restore_newest_complete(
+      directory, loop.init(), no_checkpoint)
   if loop.evaluate is not None:
     splits = {split: {k: float(v) for k, v in metrics.items()}
               for split, metrics in loop.evaluate(state, step).items()}

@@ -109,17 +109,38 @@ def default_split(runs: list[str]) -> str:
   return _first(set().union(*map(_splits_of, runs)))
 
 
+def _until(series: dict[str, tuple[list, list]], at: int, run: str,
+           split: str) -> dict[str, list]:
+  """``{metric: values}`` of the records at steps ≤ ``at``.
+
+  Raises:
+    DNIError: the run's ``split`` records end before ``at``.
+  """
+  last = max((steps[-1] for steps, _ in series.values()), default=None)
+  if last is None or last < at:
+    raise DNIError(
+        f"{run} has '{split}' records up to step {last} only, not to "
+        f"--at={at}: train it on (rerun its command; it resumes), or give "
+        "an --at no later than every run's last record.")
+  return {k: [v for step, v in zip(steps, values) if step <= at]
+          for k, (steps, values) in series.items()}
+
+
 def summarize(root: str, split: str | None = "test", metrics=(),
-              scale: float = 1.0) -> list[dict]:
+              scale: float = 1.0, at: int | None = None) -> list[dict]:
   """One row per (group, metric): final and best values over the seeds
   (``{"group", "metric", "split", "final", "best"}``).
 
   ``split=None``: each group reads the first of ``SPLIT_ORDER`` its runs
   log (a Copy group its train records beside an MNIST group's test ones).
+  ``at``: each run read as it stood at step ``at`` ("final" is its newest
+  record at or before ``at``, "best" the best of those), e.g. to set a
+  longer run beside a shorter one at the shorter one's budget.
 
   Raises:
     FileNotFoundError: ``root`` is not a folder, or holds no run.
-    DNIError: no run logs ``split``; the message names the splits they do.
+    DNIError: no run logs ``split``, the message naming the splits they
+      do; or (``at``) a run's records end before ``at``.
   """
   if not os.path.isdir(root):
     raise FileNotFoundError(
@@ -153,13 +174,15 @@ def summarize(root: str, split: str | None = "test", metrics=(),
   rows = []
   for name, members in groups.items():
     read = split or _first(set().union(*(per_run[r] for r in members)))
-    series = [{k: v for k, (_, v) in metric_series(run, read).items()}
+    series = [_until(metric_series(run, read), at, run, read)
+              if at is not None else
+              {k: v for k, (_, v) in metric_series(run, read).items()}
               for run in members]
     names = metrics or sorted(set().union(*series))
     for metric in names:
       finals, bests = [], []
       for s in series:
-        if metric in s:
+        if s.get(metric):
           # A prefixed metric (synthetic/accuracy) counts as its last part.
           higher = metric.rsplit("/", 1)[-1] in _HIGHER_IS_BETTER
           pick = max if higher else min
