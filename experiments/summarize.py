@@ -27,7 +27,8 @@ out). The table names the split of each row.
 
 ``error`` is derived as ``1 − accuracy`` where a run logs accuracy; "best"
 is the maximum of accuracy-like metrics (accuracy, exact_match,
-max_length_solved) and the minimum of the others. Errors (a folder that does
+max_length_solved) and of a synthesizer's fit (cosine, sg_r2), and the
+minimum of the others. Errors (a folder that does
 not exist, one without runs) are one paragraph starting with ``error:``.
 """
 

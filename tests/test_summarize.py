@@ -182,3 +182,19 @@ def test_at_past_a_run_s_last_record_names_the_run(sweep):
   assert "error:" in out.stderr and "up to step 200" in out.stderr
   assert "--at=300" in out.stderr and "seed" in out.stderr
   assert sorted(os.listdir(sweep)) == before  # no summary written
+
+
+def test_a_synthesizer_s_fit_is_best_at_its_maximum(tmp_path):
+  folder = tmp_path / "r"
+  os.makedirs(folder)
+  (folder / "config.json").write_text(json.dumps({"method": "dni"}))
+  with open(folder / "metrics.jsonl", "w") as f:
+    for step, (r2, cos, err) in enumerate(
+        [(-2.0, 0.1, 0.5), (0.4, 0.6, 0.2), (0.3, 0.5, 0.3)], 1):
+      f.write(json.dumps({"step": step, "split": "test", "sg_r2": r2,
+                          "sg_r2_slot0": r2, "sg_cosine": cos,
+                          "b_error": err}) + "\n")
+  best = {r["metric"]: r["best"]["mean"]
+          for r in results.summarize(str(tmp_path))}
+  assert best == pytest.approx({"sg_r2": 0.4, "sg_r2_slot0": 0.4,
+                                "sg_cosine": 0.6, "b_error": 0.2})

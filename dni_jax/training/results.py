@@ -81,7 +81,15 @@ def stats(values: list[float]) -> dict:
 
 
 _HIGHER_IS_BETTER = ("accuracy", "exact_match", "max_length_solved",
-                     "max_task_length_solved")
+                     "max_task_length_solved", "cosine", "sg_cosine", "sg_r2")
+
+
+def higher_is_better(metric: str) -> bool:
+  """Whether "best" is the maximum: accuracy-like metrics and a
+  synthesizer's fit (cosine, R², per slot too); a prefixed metric
+  (``synthetic/accuracy``) counts as its last part."""
+  name = metric.rsplit("/", 1)[-1]
+  return name in _HIGHER_IS_BETTER or name.startswith("sg_r2_slot")
 
 
 # The split ``summarize`` reads when none is named: the first of these the
@@ -183,9 +191,7 @@ def summarize(root: str, split: str | None = "test", metrics=(),
       finals, bests = [], []
       for s in series:
         if s.get(metric):
-          # A prefixed metric (synthetic/accuracy) counts as its last part.
-          higher = metric.rsplit("/", 1)[-1] in _HIGHER_IS_BETTER
-          pick = max if higher else min
+          pick = max if higher_is_better(metric) else min
           finals.append(scale * s[metric][-1])
           bests.append(scale * pick(s[metric]))
       if finals:
