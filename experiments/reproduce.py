@@ -26,6 +26,13 @@ Tables (``--table``):
   T = 5 and 8, each cell the same characters (``experiments.ptb_speed``):
   best valid BPC, its test BPC, and the characters and wall time to reach
   BPTT-20's best and an easier common level (``--data_dir``).
+- ``two_networks``: the paper's two-network system (its Fig. 5), T ∈ {2, 3,
+  4} × {locked, dni, no_dni}: A's and B's final test error and the episodes
+  each needs to come within 10 % of the locked system's final error
+  (``experiments.two_networks_table``). ``full``: A of 128 units, Adam
+  1e-4, 40k episodes, dni's synthesizer an MLP (256, no BatchNorm) reading
+  B's label, the set-up with which docs/results.md meets the paper's
+  targets at T = 4; MNIST digits with ``--data_dir``, else generated ones.
 
 ``--budget=full`` is what the README reports (the configs' own step
 budgets; Copy: ``--copy_windows`` = 100k windows per run; the CNN at 32
@@ -55,7 +62,7 @@ from experiments import ptb_speed
 from experiments import timing
 
 TABLES = ("mnist_fcn", "mnist_cnn", "cifar10_cnn", "binary_addition", "copy",
-          "ptb_char", "ptb_speed")
+          "ptb_char", "ptb_speed", "two_networks")
 CNN_TABLES = ("mnist_cnn", "cifar10_cnn")
 # The tables --budget=paper applies to.
 PAPER_TABLES = ("copy",) + CNN_TABLES
@@ -68,6 +75,11 @@ SMALL_SYNTH_HIDDEN = (8,)
 _COPY_WINDOWS_DEFAULT = 100_000
 # The paper budget of Copy: the paper's 2.5 M iterations, as windows.
 PAPER_COPY_WINDOWS = 2_500_000
+# The two-network table's full budget (docs/results.md, "BatchNorm in the
+# synthesizer"): episodes per run, A's width, Adam's learning rate, and dni's
+# synthesizer (what it reads beside the message, its hidden layers).
+TWO_NETWORKS_FULL = dict(episodes=40_000, width=128, learning_rate=1e-4,
+                         sg_context="label", hidden=(256,))
 
 
 def _full_steps(table: str) -> int:
@@ -75,6 +87,8 @@ def _full_steps(table: str) -> int:
     return _COPY_WINDOWS_DEFAULT
   if table == "ptb_speed":
     return ptb_speed.CHARS // (ptb_speed.BATCH * 8)
+  if table == "two_networks":
+    return TWO_NETWORKS_FULL["episodes"]
   if table in CNN_TABLES:
     config = importlib.import_module(f"configs.{table}").get_cpu_config()
     return config.num_steps
@@ -165,6 +179,22 @@ def cells(table: str, budget: str):
   elif table == "ptb_speed":
     for name, config in ptb_speed.configs(small=budget == "small"):
       out.append(("ptb_speed", name, config))
+  elif table == "two_networks":
+    full = TWO_NETWORKS_FULL
+    for t in (2, 3, 4):
+      for method in ("locked", "dni", "no_dni"):
+        config = importlib.import_module("configs.two_networks").get_config()
+        config.method = method
+        config.two_networks.T = t
+        config.model.width = full["width"]
+        config.opt.learning_rate = full["learning_rate"]
+        config.update(num_steps=full["episodes"], eval_every=500,
+                      log_every=500, checkpoint_every=5000)
+        if method == "dni":
+          config.two_networks.sg_context = full["sg_context"]
+          config.dni.synthesizer = "mlp"
+          config.dni.hidden = full["hidden"]
+        out.append((f"T={t}", method, config))
   else:
     for method in ("bptt", "dni", "dni_aux"):
       config = importlib.import_module("configs.ptb_char").get_config()
@@ -172,8 +202,10 @@ def cells(table: str, budget: str):
       out.append(("ptb_char T=8", method, config))
   for _, _, config in out:
     if _DATA_DIR.value and table in ("mnist_fcn", *CNN_TABLES, "ptb_char",
-                                     "ptb_speed"):
+                                     "ptb_speed", "two_networks"):
       config.data.dir = _DATA_DIR.value
+      if table == "two_networks":
+        config.data.name = "mnist"  # else the config's generated digits
     if budget == "small":
       _shrink(config)
   if table in CNN_TABLES:
@@ -204,7 +236,8 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
   rows = list(dict.fromkeys(r for r, _, _ in table_cells))
   columns = list(dict.fromkeys(c for _, c, _ in table_cells))
   steps = sorted({c.num_steps for _, _, c in table_cells})
-  unit = "windows" if table in ("copy", "ptb_char", "ptb_speed") else "steps"
+  unit = ("windows" if table in ("copy", "ptb_char", "ptb_speed") else
+          "episodes" if table == "two_networks" else "steps")
   each = (f"{steps[0]} {unit}" if len(steps) == 1
           else f"{steps[0]}–{steps[-1]} {unit}")
   batch = sorted({c.batch_size for _, _, c in table_cells})
@@ -216,6 +249,13 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
     how = ("the paper's CNN (128 filters)" if budget == "paper" else
            f"the CNN at 32 filters (configs/{table}.get_cpu_config)" +
            (": docs/results.md's numbers" if table == "mnist_cnn" else ""))
+  elif table == "two_networks":
+    full = TWO_NETWORKS_FULL
+    how = (f"A of {full['width']} units, Adam {full['learning_rate']:g}, "
+           f"dni's synthesizer an MLP {full['hidden']} reading B's "
+           f"{full['sg_context']}: docs/results.md's set-up, on " +
+           ("MNIST digits" if _DATA_DIR.value else
+            "generated digits (docs/results.md's are MNIST: --data_dir)"))
   elif budget == "paper":
     how = "the configs' own networks for the paper's 2.5 M iterations"
   else:
@@ -295,10 +335,26 @@ def reproduce_ptb_speed(budget: str, workdir: str, seeds: int) -> str:
           f"interleaved rounds, median):\n{timings}")
 
 
+def reproduce_two_networks(budget: str, workdir: str, seeds: int) -> str:
+  """Every cell's seeds, then ``experiments.two_networks_table`` of them."""
+  from experiments import two_networks_table  # pylint: disable=g-import-not-at-top
+  root = os.path.join(workdir, "two_networks")
+  for row, method, config in cells("two_networks", budget):
+    summaries = _sweep(config, seeds, os.path.join(root, row.replace(
+        "=", ""), method))
+    print(f"[reproduce] two_networks {row} {method}: test error of A, B % "
+          + ", ".join(f"{100 * s['test']['a_error']:.2f}, "
+                      f"{100 * s['test']['b_error']:.2f}"
+                      for s in summaries.values()), flush=True)
+  return two_networks_table.table(root)
+
+
 def reproduce(table: str, budget: str, workdir: str, seeds: int) -> str:
   """Runs every cell's seeds (vmapped); returns the Markdown table."""
   if table == "ptb_speed":
     return reproduce_ptb_speed(budget, workdir, seeds)
+  if table == "two_networks":
+    return reproduce_two_networks(budget, workdir, seeds)
   grid: dict = {}
   for row, column, config in cells(table, budget):
     name = f"{row}_{column}".replace(" ", "_").replace("=", "")

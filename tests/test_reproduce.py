@@ -99,7 +99,7 @@ def test_help_states_both_budgets():
   assert ("full: the README's, each config's own steps per run (mnist_fcn "
           "40000, mnist_cnn 6000, cifar10_cnn 6000, binary_addition 12000, "
           "ptb_char 40000, "
-          "ptb_speed 30720;") in text
+          "ptb_speed 30720, two_networks 40000;") in text
   assert "--copy_windows (default 100000) windows per Copy run" in text
 
 
@@ -175,6 +175,48 @@ def test_ptb_speed_small_budget_runs_end_to_end(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert plotted.returncode == 0, plotted.stderr[-2000:]
   assert (tmp_path / "wall.png").exists()
+
+
+def test_two_networks_cells_are_the_set_up_that_met_the_papers_targets():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.FLAGS(["reproduce", "--data_dir=/mnist"])
+  try:
+    full = reproduce.cells("two_networks", "full")
+    described = reproduce.describe("two_networks", "full", 3, "/w")
+  finally:
+    flags.FLAGS(["reproduce", "--data_dir="])
+  assert [(r, c.two_networks.T, c.method) for r, _, c in full] == [
+      (f"T={t}", t, m) for t in (2, 3, 4) for m in ("locked", "dni", "no_dni")]
+  assert {(c.model.width, c.opt.learning_rate, c.num_steps, c.data.name,
+           c.data.dir) for _, _, c in full} == {
+               (128, 1e-4, 40_000, "mnist", "/mnist")}
+  # Only dni has a synthesizer to choose; the others keep the config's.
+  assert {(c.method, c.two_networks.sg_context, c.dni.synthesizer,
+           tuple(c.dni.hidden), c.dni.use_batch_norm, c.dni.sg_scale)
+          for _, _, c in full} == {
+              ("locked", "none", "linear", (1024, 1024), False, 1.0),
+              ("dni", "label", "mlp", (256,), False, 1.0),
+              ("no_dni", "none", "linear", (1024, 1024), False, 1.0)}
+  assert described.splitlines()[0].startswith(
+      "[reproduce] table two_networks, budget full: 9 cells × 3 seeds = 27 "
+      "runs of 40000 episodes each (batch 32), A of 128 units, Adam 0.0001, "
+      "dni's synthesizer an MLP (256,) reading B's label")
+  assert "on MNIST digits" in described
+  assert {c.data.name for _, _, c in reproduce.cells(
+      "two_networks", "small")} == {"synthetic_digits"}
+
+
+def test_two_networks_small_budget_runs_end_to_end(tmp_path):
+  out = _reproduce("--table=two_networks", "--budget=small", "--seeds=1",
+                   f"--workdir={tmp_path}", timeout=900)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "| T | method | seeds | A's error % | B's error % |" in out.stdout
+  for t in (2, 3, 4):
+    for method in ("locked", "dni (label, dni.synthesizer=mlp)", "no_dni"):
+      assert f"| {t} | {method} | 1 |" in out.stdout, out.stdout
+      assert (tmp_path / "two_networks" / f"T{t}" / method.split()[0] /
+              "seed=0" / "summary.json").exists()
+  assert (tmp_path / "two_networks_small.md").exists()
 
 
 def test_paper_budget_is_refused_where_the_paper_gives_none():
