@@ -29,10 +29,12 @@ Tables (``--table``):
 - ``two_networks``: the paper's two-network system (its Fig. 5), T ∈ {2, 3,
   4} × {locked, dni, no_dni}: A's and B's final test error and the episodes
   each needs to come within 10 % of the locked system's final error
-  (``experiments.two_networks_table``). ``full``: A of 128 units, Adam
-  1e-4, 40k episodes, dni's synthesizer an MLP (256, no BatchNorm) reading
-  B's label, the set-up with which docs/results.md meets the paper's
-  targets at T = 4; MNIST digits with ``--data_dir``, else generated ones.
+  (``experiments.two_networks_table``). ``full`` (not the config's own
+  budget): A of 128 units, Adam 1e-4, 40k episodes, dni's synthesizer an
+  MLP (256, no BatchNorm) reading B's label, the set-up with which
+  docs/results.md meets the paper's targets at T = 4; MNIST digits with
+  ``--data_dir``, else generated ones. Runs go to
+  ``<workdir>/two_networks/T<T>/<method>/seed=<s>/``.
 
 ``--budget=full`` is what the README reports (the configs' own step
 budgets; Copy: ``--copy_windows`` = 100k windows per run; the CNN at 32
@@ -97,7 +99,8 @@ def _full_steps(table: str) -> int:
 
 def budgets_text() -> str:
   """What ``--budget=small`` and ``--budget=full`` run, for --help."""
-  full = ", ".join(f"{t} {_full_steps(t)}" for t in TABLES if t != "copy")
+  full = ", ".join(f"{t} {_full_steps(t)}" for t in TABLES
+                   if t not in ("copy", "two_networks"))
   return (f"small: {SMALL_STEPS} steps per run (Copy and PTB: windows of T "
           f"time steps), batch {SMALL_BATCH}, narrow networks (width "
           f"{SMALL_MODEL['width']}, cnn features {SMALL_MODEL['features']}, "
@@ -108,7 +111,11 @@ def budgets_text() -> str:
           "stops early when valid BPC stops improving) and --copy_windows "
           f"(default {_COPY_WINDOWS_DEFAULT}) windows per Copy run; mnist_cnn "
           "at 32 filters, batch 64 (configs/mnist_cnn.get_cpu_config, not "
-          "get_config; cifar10_cnn likewise). paper (--table=copy, mnist_cnn "
+          "get_config; cifar10_cnn likewise); two_networks not the config's "
+          f"own but {TWO_NETWORKS_FULL['episodes']} episodes per run, A of "
+          f"{TWO_NETWORKS_FULL['width']} units, Adam "
+          f"{TWO_NETWORKS_FULL['learning_rate']:g} and dni's synthesizer an "
+          "MLP reading B's label (docs/results.md's set-up). paper (--table=copy, mnist_cnn "
           "and cifar10_cnn): as "
           f"full, {PAPER_COPY_WINDOWS} windows per Copy run, the paper's "
           "2.5 M iterations; the CNN at the paper's 128 filters and batch "
@@ -252,7 +259,8 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
   elif table == "two_networks":
     full = TWO_NETWORKS_FULL
     how = (f"A of {full['width']} units, Adam {full['learning_rate']:g}, "
-           f"dni's synthesizer an MLP {full['hidden']} reading B's "
+           f"dni's synthesizer an MLP of "
+           f"{'-'.join(map(str, full['hidden']))} units reading B's "
            f"{full['sg_context']}: docs/results.md's set-up, on " +
            ("MNIST digits" if _DATA_DIR.value else
             "generated digits (docs/results.md's are MNIST: --data_dir)"))

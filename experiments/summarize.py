@@ -17,7 +17,8 @@ before the field existed) counts only where present. The table is also written a
 
 ``--at=STEP`` reads every run as it stood at ``STEP`` (its newest record
 at or before it; "best" over those), to set runs of different budgets side
-by side; a run whose records end before ``STEP`` is refused by name. The
+by side; a run whose records end before ``STEP``, begin after it or do
+not exist yet is refused by name. The
 table is then printed only (``summary.md`` keeps the runs' full length).
 
 The split read is ``--split``; unset, each group reads the first of test,
@@ -27,8 +28,8 @@ out). The table names the split of each row.
 
 ``error`` is derived as ``1 − accuracy`` where a run logs accuracy; "best"
 is the maximum of accuracy-like metrics (accuracy, exact_match,
-max_length_solved) and of a synthesizer's fit (cosine, sg_r2), and the
-minimum of the others. Errors (a folder that does
+max_length_solved) and of a synthesizer's fit (cosine, grad_cosine/<i>,
+sg_r2), and the minimum of the others. Errors (a folder that does
 not exist, one without runs) are one paragraph starting with ``error:``.
 """
 

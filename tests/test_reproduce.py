@@ -99,7 +99,9 @@ def test_help_states_both_budgets():
   assert ("full: the README's, each config's own steps per run (mnist_fcn "
           "40000, mnist_cnn 6000, cifar10_cnn 6000, binary_addition 12000, "
           "ptb_char 40000, "
-          "ptb_speed 30720, two_networks 40000;") in text
+          "ptb_speed 30720;") in text
+  assert ("two_networks not the config's own but 40000 episodes per run, A "
+          "of 128 units, Adam 0.0001") in text
   assert "--copy_windows (default 100000) windows per Copy run" in text
 
 
@@ -200,7 +202,7 @@ def test_two_networks_cells_are_the_set_up_that_met_the_papers_targets():
   assert described.splitlines()[0].startswith(
       "[reproduce] table two_networks, budget full: 9 cells × 3 seeds = 27 "
       "runs of 40000 episodes each (batch 32), A of 128 units, Adam 0.0001, "
-      "dni's synthesizer an MLP (256,) reading B's label")
+      "dni's synthesizer an MLP of 256 units reading B's label")
   assert "on MNIST digits" in described
   assert {c.data.name for _, _, c in reproduce.cells(
       "two_networks", "small")} == {"synthetic_digits"}

@@ -182,6 +182,14 @@ def test_at_past_a_run_s_last_record_names_the_run(sweep):
   assert "error:" in out.stderr and "up to step 200" in out.stderr
   assert "--at=300" in out.stderr and "seed" in out.stderr
   assert sorted(os.listdir(sweep)) == before  # no summary written
+  with pytest.raises(results.DNIError, match=r"first 'test' record is at "
+                     r"step 100, after --at=99: give an --at of 100"):
+    results.summarize(str(sweep), at=99)
+  empty = sweep / "p" / "dni" / "seed9"
+  _run(empty, {"method": "dni", "seed": 9}, [])  # started, not evaluated
+  with pytest.raises(results.DNIError, match=r"seed9 has no 'test' records "
+                     "yet"):
+    results.summarize(str(sweep), at=200)
 
 
 def test_a_synthesizer_s_fit_is_best_at_its_maximum(tmp_path):
@@ -193,8 +201,9 @@ def test_a_synthesizer_s_fit_is_best_at_its_maximum(tmp_path):
         [(-2.0, 0.1, 0.5), (0.4, 0.6, 0.2), (0.3, 0.5, 0.3)], 1):
       f.write(json.dumps({"step": step, "split": "test", "sg_r2": r2,
                           "sg_r2_slot0": r2, "sg_cosine": cos,
-                          "b_error": err}) + "\n")
+                          "grad_cosine/0": cos, "b_error": err}) + "\n")
   best = {r["metric"]: r["best"]["mean"]
           for r in results.summarize(str(tmp_path))}
   assert best == pytest.approx({"sg_r2": 0.4, "sg_r2_slot0": 0.4,
-                                "sg_cosine": 0.6, "b_error": 0.2})
+                                "sg_cosine": 0.6, "grad_cosine/0": 0.6,
+                                "b_error": 0.2})

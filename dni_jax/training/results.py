@@ -81,15 +81,17 @@ def stats(values: list[float]) -> dict:
 
 
 _HIGHER_IS_BETTER = ("accuracy", "exact_match", "max_length_solved",
-                     "max_task_length_solved", "cosine", "sg_cosine", "sg_r2")
+                     "max_task_length_solved", "cosine", "grad_cosine",
+                     "sg_cosine", "sg_r2")
 
 
 def higher_is_better(metric: str) -> bool:
   """Whether "best" is the maximum: accuracy-like metrics and a
-  synthesizer's fit (cosine, R², per slot too); a prefixed metric
-  (``synthetic/accuracy``) counts as its last part."""
-  name = metric.rsplit("/", 1)[-1]
-  return name in _HIGHER_IS_BETTER or name.startswith("sg_r2_slot")
+  synthesizer's fit (cosine, R², per slot or stage too). A metric with a
+  prefix or an index (``synthetic/accuracy``, ``grad_cosine/0``) counts by
+  its named part."""
+  return any(part in _HIGHER_IS_BETTER or part.startswith("sg_r2_slot")
+             for part in metric.split("/"))
 
 
 # The split ``summarize`` reads when none is named: the first of these the
@@ -122,14 +124,25 @@ def _until(series: dict[str, tuple[list, list]], at: int, run: str,
   """``{metric: values}`` of the records at steps ≤ ``at``.
 
   Raises:
-    DNIError: the run's ``split`` records end before ``at``.
+    DNIError: the run has no ``split`` records, or they end before ``at``
+      or begin after it.
   """
+  first = min((steps[0] for steps, _ in series.values()), default=None)
   last = max((steps[-1] for steps, _ in series.values()), default=None)
-  if last is None or last < at:
+  if last is None:
+    raise DNIError(
+        f"{run} has no '{split}' records yet: train it on to its first "
+        "evaluation (rerun its command; it resumes), or summarize a folder "
+        "without it.")
+  if last < at:
     raise DNIError(
         f"{run} has '{split}' records up to step {last} only, not to "
         f"--at={at}: train it on (rerun its command; it resumes), or give "
         "an --at no later than every run's last record.")
+  if first > at:
+    raise DNIError(
+        f"{run}'s first '{split}' record is at step {first}, after "
+        f"--at={at}: give an --at of {first} or later.")
   return {k: [v for step, v in zip(steps, values) if step <= at]
           for k, (steps, values) in series.items()}
 
