@@ -161,7 +161,8 @@ def summarize(root: str, split: str | None = "test", metrics=(),
   Raises:
     FileNotFoundError: ``root`` is not a folder, or holds no run.
     DNIError: no run logs ``split``, the message naming the splits they
-      do; or (``at``) a run's records end before ``at``.
+      do; or (``at``) a run has no ``split`` records yet, or they end
+      before ``at`` or begin after it.
   """
   if not os.path.isdir(root):
     raise FileNotFoundError(
