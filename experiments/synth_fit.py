@@ -12,8 +12,6 @@ further from its target than zero is) and the mean per-example cosine of
 prediction and target. Nothing in the workdir is written.
 """
 
-import os
-
 from absl import app
 from absl import flags
 
@@ -30,32 +28,11 @@ def measure(workdir: str, windows: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import tbptt  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from dni_jax.training import families  # pylint: disable=g-import-not-at-top
-  from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
   from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
-  from dni_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from dni_jax.training.checkpoint import restore_newest_complete  # pylint: disable=g-import-not-at-top
   if windows < 1:
     raise ConfigError(f"--windows={windows}: give at least 1.")
-  config = workdir_lib.read_one_run_config(workdir)
-  families.validate(config)
-  if (families.family_of(config).name != "recurrent" or
-      str(config.method) not in ("dni", "dni_aux")):
-    raise ConfigError(
-        f"{workdir} is a {config.method} run of {config.data.name}, which "
-        "has no recurrent synthesizer; give the folder of a recurrent dni "
-        "or dni_aux run (Copy, Repeat Copy, PTB; a sweep's: one member's "
-        "folder, e.g. <workdir>/seed=0).")
-  task, data, _ = experiment.build_task(config)
-  rdni = experiment.build_recurrent(config, task)
-  optimizers = experiment.build_optimizers(config)
-  state = tbptt.init_train_state(
-      rdni, optimizers, jax.random.PRNGKey(config.seed), config.batch_size,
-      recurrent.example_input(task, config.batch_size), task.init_state())
-  state, step = restore_newest_complete(
-      os.path.join(workdir, "checkpoints"), state,
-      f"{workdir} holds no complete checkpoint yet (or one of a run of "
-      "several processes).")
+  _, task, data, rdni, optimizers, state, step = recurrent.restore_run(
+      workdir)
 
   @jax.jit
   def window(state, data):

@@ -59,7 +59,7 @@ def _fit_slots(x_train, y_train, x_eval, y_eval, *, hidden, steps,
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  from dni_jax.core.two_networks import r_squared  # pylint: disable=g-import-not-at-top
+  from dni_jax.core.losses import r_squared  # pylint: disable=g-import-not-at-top
 
   widths = (x_train.shape[-1], *hidden, y_train.shape[-1])
   optimizer = optax.adam(learning_rate)

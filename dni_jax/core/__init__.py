@@ -14,6 +14,8 @@ Models are plain Flax modules passed in; nothing here names one.
 - ``module_state``: Flax modules as pure ``(params, state)`` functions.
 - ``recurrent``: the recurrent-core protocol and the window unroll.
 - ``tbptt``: recurrent DNI, the bptt / dni / dni_aux window step.
+- ``sg_alignment``: a recurrent synthetic gradient's update against the
+  gradient truncation drops (a probe of a trained run).
 - ``synthetic_inputs``: input models ``I_i(x) ≈ h_i`` (complete unlock).
 - ``two_networks``: networks A and B at two timescales (locked / dni /
   no_dni), A's message to B through a synthetic gradient.

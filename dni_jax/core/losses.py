@@ -49,3 +49,11 @@ def relative_error(estimate: jax.Array, truth: jax.Array,
   """``‖estimate − truth‖ / ‖truth‖`` over the flattened arrays."""
   return jnp.linalg.norm((estimate - truth).ravel()) / (
       jnp.linalg.norm(truth.ravel()) + eps)
+
+
+def r_squared(prediction, target):
+  """1 − the squared error over the target's variance about its mean over
+  the examples (axis 0): 0 for the best constant, 1 for a perfect fit."""
+  variance = jnp.sum(jnp.square(target - target.mean(0)))
+  return 1.0 - jnp.sum(jnp.square(prediction - target)) / jnp.maximum(
+      variance, 1e-12)

@@ -48,6 +48,7 @@ import optax
 
 from dni_jax.core import interface
 from dni_jax.core import recurrent
+from dni_jax.core.losses import r_squared
 from dni_jax.core.train_state import Optimizers
 
 METHODS = ("locked", "dni", "no_dni")
@@ -501,14 +502,6 @@ def evaluate(tn: TwoNetworks, a_params, b_params, batch: dict,
   counts = jnp.bincount(labels, length=tn.episode + 1)
   return {**_metrics(a_loss, a_err, b_loss, b_err), **fit,
           "b_majority_error": 1.0 - counts.max() / labels.size}
-
-
-def r_squared(prediction, target):
-  """1 − the squared error over the target's variance about its mean over
-  the examples (axis 0): 0 for the best constant, 1 for a perfect fit."""
-  variance = jnp.sum(jnp.square(target - target.mean(0)))
-  return 1.0 - jnp.sum(jnp.square(prediction - target)) / jnp.maximum(
-      variance, 1e-12)
 
 
 def synthesizer_fit(tn: TwoNetworks, b_params, sg_state, messages_TxBxM,

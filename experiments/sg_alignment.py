@@ -1,0 +1,146 @@
+"""Is a recurrent run's synthetic gradient aligned with the gradient it stands for?
+
+  python -m experiments.sg_alignment <workdir> [--probes=100] [--horizon=4]
+
+Restores the run's newest complete checkpoint (bptt, dni or dni_aux on Copy,
+Repeat Copy or PTB) and, at those fixed parameters, probes ``--probes``
+windows of its own data stream, ``--horizon`` + 1 windows apart (the state
+carried on through the windows in between): for each, the core's parameter
+gradient from the window's loss (truncated BPTT's), from the synthetic term
+(DNI's addition; zero for bptt) and from the losses of the next
+``--horizon`` windows through the window's end state (the part truncation
+drops, exact to that horizon), as ``dni_jax.core.sg_alignment`` defines
+them. It prints their mean cosines and norms over the probes, and the
+cosines of the same gradients summed over all probes (the expected
+directions, with the per-window noise averaged out). Nothing in the workdir
+is written.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from experiments import cli
+
+_PROBES = flags.DEFINE_integer("probes", 100, "Windows to probe.")
+_HORIZON = flags.DEFINE_integer(
+    "horizon", 4, "Later windows whose losses make the future gradient.")
+_TRACEBACK = flags.DEFINE_bool(
+    "traceback", False, "On an error, show the Python traceback too.")
+
+_SUMS = ("g_win", "g_syn", "g_fut", "g_all")
+
+
+def measure(workdir: str, probes: int, horizon: int) -> dict:
+  """The probes' mean ``sg_alignment.compare`` figures (``mean_<name>``),
+  the cosines of the summed gradients (``sum_<name>``), ``step``, ``method``."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
+  from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  if probes < 1 or horizon < 1:
+    raise ConfigError(f"--probes={probes}, --horizon={horizon}: give at "
+                      "least 1 of each.")
+  from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
+  config, task, data, rdni, _, state, step = recurrent.restore_run(
+      workdir, synthesizer=False)
+  span = horizon + 1
+
+  @jax.jit
+  def probe(carry, first, sums):
+    batches = jax.vmap(lambda k: task.window(state.task, data, first + k))(
+        jnp.arange(span))
+    grads, last = sg_alignment.gradients(
+        rdni, state.params, carry, batches, state.synth_params,
+        state.synth_state, state.sg_scale)
+    sums = {k: sums[k] + grads[k] for k in _SUMS}
+    examples = {k: grads[k] for k in ("input_B", "future_B", "sg_B")}
+    return last, sums, sg_alignment.compare(grads), examples
+
+  carry = state.carry
+  size = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
+  sums = {k: jnp.zeros((size,), jnp.float32) for k in _SUMS}
+  rows, examples = [], []
+  for i in range(probes):
+    carry, sums, row, seen = probe(carry, state.step + i * span, sums)
+    rows.append(row)
+    examples.append(jax.device_get(seen))
+  got = {f"mean_{k}": float(np.mean([jax.device_get(r[k]) for r in rows]))
+         for k in rows[0]}
+  total = {k: np.asarray(v, np.float64) for k, v in sums.items()}
+
+  def cos(a, b):
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
+
+  longer = total["g_win"] + total["g_all"]
+  got.update(sum_cos_syn_fut=cos(total["g_syn"], total["g_fut"]),
+             sum_cos_syn_all=cos(total["g_syn"], total["g_all"]),
+             sum_cos_bptt=cos(total["g_win"], longer),
+             sum_cos_dni=cos(total["g_win"] + total["g_syn"], longer))
+  # The offline fit: the first probes' examples to fit, the last fifth's
+  # (later in the stream) to score.
+  split = max(1, probes - max(1, probes // 5)) if probes > 1 else 0
+  if split:
+    def stack(k, part):
+      return np.concatenate([e[k] for e in part])
+    train, held = examples[:split], examples[split:]
+    synth = config.method != "bptt"
+    got.update({k: float(v) for k, v in sg_alignment.held_out_fit(
+        stack("input_B", train), stack("future_B", train),
+        stack("input_B", held), stack("future_B", held),
+        stack("sg_B", train) if synth else None,
+        stack("sg_B", held) if synth else None).items()})
+  return {"step": step, "method": str(config.method), **got}
+
+
+def report(workdir: str, got: dict, probes: int, horizon: int) -> str:
+  """The printed lines."""
+  lines = [f"{workdir} ({got['method']}): from step {got['step']}, {probes} "
+           f"probes, horizon {horizon} windows"]
+  if got["method"] != "bptt":
+    lines += [
+        f"  synthetic vs future gradient (through the synthetic gradient's "
+        f"part of the state): cosine {got['mean_cos_syn_fut']:.4f} per "
+        f"window, {got['sum_cos_syn_fut']:.4f} summed over probes",
+        f"  synthetic vs future gradient (through the whole state): cosine "
+        f"{got['mean_cos_syn_all']:.4f} per window, "
+        f"{got['sum_cos_syn_all']:.4f} summed",
+        f"  norms per window: synthetic {got['mean_norm_syn']:.4g}, future "
+        f"{got['mean_norm_fut']:.4g}, window {got['mean_norm_win']:.4g}",
+        f"  per example, λ·M(h_T) vs ∂(future)/∂h_T: cosine "
+        f"{got['mean_cos_state']:.4f}"]
+  else:
+    lines.append(f"  norms per window: future {got['mean_norm_fut']:.4g}, "
+                 f"window {got['mean_norm_win']:.4g}")
+  lines.append(
+      f"  vs the update over {horizon} more windows: truncated BPTT's cosine "
+      f"{got['mean_cos_bptt']:.4f} per window ({got['sum_cos_bptt']:.4f} "
+      "summed)" + ("" if got["method"] == "bptt" else
+                   f", with the synthetic gradient {got['mean_cos_dni']:.4f} "
+                   f"({got['sum_cos_dni']:.4f})"))
+  if "r2_linear" in got:
+    lines.append(
+        f"  held-out R² of ∂(future)/∂h_T (the last fifth of the probes): the "
+        f"best linear map from what M reads {got['r2_linear']:.4f}" +
+        (f", the run's own λ·M (best factor) {got['r2_own']:.4f}"
+         if "r2_own" in got else ""))
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) != 2:
+    cli.fail("give one workdir: python -m experiments.sg_alignment <workdir>")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
+  try:
+    got = measure(argv[1], _PROBES.value, _HORIZON.value)
+  except Exception as e:  # pylint: disable=broad-except
+    if _TRACEBACK.value:
+      raise
+    cli.fail(cli.error_paragraph(e))
+  print(report(argv[1], got, _PROBES.value, _HORIZON.value))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

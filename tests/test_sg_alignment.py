@@ -1,0 +1,162 @@
+"""dni_jax.core.sg_alignment against plain jax.grad, and its command."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dni_jax.core import sg_alignment
+from dni_jax.core import tbptt
+from dni_jax.training import train
+from test_tbptt import T, _batch, _core, _cut_cell_state, _loss, \
+    _manual_unroll, _setup
+from test_train import tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LATER = 2  # the horizon: windows after window 0
+
+
+def _flat(tree):
+  return np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+
+
+def _batches():
+  joined = _batch(5, steps=(1 + LATER) * T)
+  return jax.tree_util.tree_map(
+      lambda x: jnp.stack([x[:, k * T:(k + 1) * T] for k in range(1 + LATER)]),
+      joined)
+
+
+@pytest.mark.parametrize("cell,sg_on", [("lstm", "h"), ("lstm", "ch"),
+                                        ("rnn", "h")])
+def test_window_plus_future_is_the_gradient_of_window_zero_over_the_horizon(
+    cell, sg_on):
+  """``g_win + g_all`` is the gradient, w.r.t. the parameters as window 0
+  uses them, of the losses of window 0 and the next windows (full BPTT
+  across them, the later windows at fixed parameters); ``g_win + g_fut`` the
+  same with an LSTM's ``c`` cut at window 0's end under ``sg_on="h"``."""
+  core = _core(cell, sg_on)
+  rdni, _, state = _setup("dni", cell, sg_scale=0.3, sg_on=sg_on)
+  batches = _batches()
+  fixed = state.params
+
+  def horizon_loss(p, cut):
+    first = jax.tree_util.tree_map(lambda x: x[0], batches)
+    s, _, logits = _manual_unroll(core, p, state.carry, first["inputs"])
+    total = _loss(logits, first)[0].mean()
+    if cut:
+      s = _cut_cell_state(s)
+    for k in range(1, 1 + LATER):
+      later = jax.tree_util.tree_map(lambda x, k=k: x[k], batches)
+      s, _, logits = _manual_unroll(core, fixed, s, later["inputs"])
+      total = total + _loss(logits, later)[0].mean()
+    return total
+
+  got, last = sg_alignment.gradients(rdni, state.params, state.carry, batches,
+                                     state.synth_params, state.synth_state,
+                                     state.sg_scale)
+  whole = _flat(jax.grad(horizon_loss)(state.params, False))
+  np.testing.assert_allclose(got["g_win"] + got["g_all"], whole, rtol=1e-4,
+                             atol=1e-6)
+  cut = cell == "lstm" and sg_on == "h"
+  through_sg = _flat(jax.grad(horizon_loss)(state.params, cut))
+  np.testing.assert_allclose(got["g_win"] + got["g_fut"], through_sg,
+                             rtol=1e-4, atol=1e-6)
+  if cut:  # c's share is real: the test can tell the two apart
+    assert np.abs(whole - through_sg).max() > 1e-4
+  else:
+    np.testing.assert_allclose(got["g_fut"], got["g_all"], rtol=1e-6)
+  # The state after every window of the horizon, as the probe carries it on.
+  s = state.carry
+  for k in range(1 + LATER):
+    s, _, _ = _manual_unroll(core, fixed, s, batches["inputs"][k])
+  np.testing.assert_allclose(last, s, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sg_on", ["h", "ch", "h_ch"])
+def test_window_plus_synthetic_is_the_update_dni_applies(sg_on):
+  rdni, _, state = _setup("dni", sg_scale=0.3, sg_on=sg_on)
+  batches = _batches()
+  first = jax.tree_util.tree_map(lambda x: x[0], batches)
+  got, _ = sg_alignment.gradients(rdni, state.params, state.carry, batches,
+                                  state.synth_params, state.synth_state,
+                                  state.sg_scale)
+  applied, _, _, _ = tbptt.window_grads(
+      rdni, state.params, state.carry, first, state.synth_params,
+      state.synth_state, state.sg_scale)
+  np.testing.assert_allclose(got["g_win"] + got["g_syn"], _flat(applied),
+                             rtol=1e-5, atol=1e-7)
+  assert np.linalg.norm(got["g_syn"]) > 1e-4  # a synthesizer that is not zero
+  figures = sg_alignment.compare(got)
+  for k in ("cos_syn_fut", "cos_syn_all", "cos_bptt", "cos_dni", "cos_state"):
+    assert -1.0 - 1e-6 <= float(figures[k]) <= 1.0 + 1e-6
+
+
+def test_a_synthetic_gradient_equal_to_the_future_one_is_aligned():
+  """Replace M's prediction by the exact future gradient: cosine 1, and DNI's
+  update is the horizon's (under ``sg_on="ch"``, where nothing else is cut)."""
+  rdni, _, state = _setup("dni", sg_scale=1.0, sg_on="ch")
+  batches = _batches()
+  got, _ = sg_alignment.gradients(rdni, state.params, state.carry, batches,
+                                  state.synth_params, state.synth_state)
+  exact = dict(got, g_syn=got["g_fut"], sg_B=got["future_B"])
+  figures = sg_alignment.compare(exact)
+  for k in ("cos_syn_fut", "cos_syn_all", "cos_dni", "cos_state"):
+    np.testing.assert_allclose(figures[k], 1.0, rtol=1e-5)
+  assert float(figures["cos_bptt"]) < 1.0 - 1e-4
+  # And the real, untrained synthesizer here is not.
+  assert float(sg_alignment.compare(got)["cos_syn_fut"]) < 0.999
+
+
+def test_bptt_has_no_synthetic_part():
+  rdni, _, state = _setup("bptt")
+  got, _ = sg_alignment.gradients(rdni, state.params, state.carry, _batches())
+  assert not np.any(got["g_syn"])
+  assert np.linalg.norm(got["g_fut"]) > 0
+
+
+def test_the_offline_fit_finds_a_linear_target_and_not_noise():
+  kx, kw, kn = jax.random.split(jax.random.PRNGKey(0), 3)
+  x = jax.random.normal(kx, (600, 8))
+  w = jax.random.normal(kw, (8, 5))
+  y = x @ w + 2.0
+  noise = jax.random.normal(kn, (600, 5))
+  fit = sg_alignment.held_out_fit(x[:500], y[:500], x[500:], y[500:],
+                                  0.1 * y[:500], 0.1 * y[500:])
+  np.testing.assert_allclose(fit["r2_linear"], 1.0, atol=1e-3)
+  np.testing.assert_allclose(fit["r2_own"], 1.0, atol=1e-4)  # λ·M rescaled
+  fit = sg_alignment.held_out_fit(x[:500], noise[:500], x[500:], noise[500:],
+                                  -y[:500], -y[500:])
+  assert float(fit["r2_linear"]) < 0.05
+  assert float(fit["r2_own"]) < 0.05
+
+
+def _run(folder, *flags):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.sg_alignment", str(folder),
+       *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("method", ["dni", "bptt"])
+def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method):
+  train.train_and_evaluate(tiny("copy", method=method, unroll=3), tmp_path)
+  before = sorted(os.listdir(tmp_path))
+  done = _run(tmp_path, "--probes=3", "--horizon=2")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "truncated BPTT's cosine" in done.stdout
+  assert "held-out R²" in done.stdout
+  assert ("synthetic vs future gradient" in done.stdout) == (method == "dni")
+  assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_feedforward_run_or_a_bad_flag_is_one_error_line(tmp_path):
+  train.train_and_evaluate(tiny("binary_addition", method="dni"), tmp_path)
+  for flags, says in ((["--probes=2"], "no recurrent core"),
+                      (["--horizon=0"], "--horizon=0")):
+    done = _run(tmp_path, *flags)
+    assert done.returncode == 1 and says in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
