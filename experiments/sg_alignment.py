@@ -1,19 +1,23 @@
-"""Is a recurrent run's synthetic gradient aligned with the gradient it stands for?
+"""Is a recurrent run's synthetic gradient aligned with what it stands for?
 
   python -m experiments.sg_alignment <workdir> [--probes=100] [--horizon=4]
 
 Restores the run's newest complete checkpoint (bptt, dni or dni_aux on Copy,
 Repeat Copy or PTB) and, at those fixed parameters, probes ``--probes``
 windows of its own data stream, ``--horizon`` + 1 windows apart (the state
-carried on through the windows in between): for each, the core's parameter
-gradient from the window's loss (truncated BPTT's), from the synthetic term
-(DNI's addition; zero for bptt) and from the losses of the next
-``--horizon`` windows through the window's end state (the part truncation
-drops, exact to that horizon), as ``dni_jax.core.sg_alignment`` defines
-them. It prints their mean cosines and norms over the probes, and the
-cosines of the same gradients summed over all probes (the expected
-directions, with the per-window noise averaged out). Nothing in the workdir
-is written.
+carried on through the windows in between; the task's own state, e.g.
+Copy's curriculum, held): for each, the core's parameter gradient from the
+window's loss (truncated BPTT's), from the synthetic term (DNI's addition;
+zero for bptt), from the losses of the next ``--horizon`` windows through
+the window's end output ``h_T`` (what the synthetic gradient stands for,
+exact to that horizon) and from what ``M``'s own regression converges to
+(the same, discounted by λ per window and with ``c`` cut at every
+boundary), as ``dni_jax.core.sg_alignment`` defines them. It prints their
+mean cosines and norms over the probes, the cosines of the same gradients
+summed over all probes (the expected directions, with the per-window noise
+averaged out), and the held-out R² of the best linear map from what ``M``
+reads to each target (fitted on the first four fifths of the probes).
+Nothing in the workdir is written.
 """
 
 from absl import app
@@ -28,34 +32,37 @@ _HORIZON = flags.DEFINE_integer(
 _TRACEBACK = flags.DEFINE_bool(
     "traceback", False, "On an error, show the Python traceback too.")
 
-_SUMS = ("g_win", "g_syn", "g_fut", "g_all")
+_SUMS = ("g_win", "g_syn", "g_fut", "g_all", "g_fix")
 
 
 def measure(workdir: str, probes: int, horizon: int) -> dict:
   """The probes' mean ``sg_alignment.compare`` figures (``mean_<name>``),
-  the cosines of the summed gradients (``sum_<name>``), ``step``, ``method``."""
+  the cosines of the summed gradients (``sum_<name>``), the held-out fits
+  (``r2_linear``/``r2_own`` of the future gradient, ``fix_r2_*`` of M's
+  fixed point), ``step``, ``method``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
   if probes < 1 or horizon < 1:
     raise ConfigError(f"--probes={probes}, --horizon={horizon}: give at "
                       "least 1 of each.")
-  from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
   config, task, data, rdni, _, state, step = recurrent.restore_run(
       workdir, synthesizer=False)
   span = horizon + 1
 
   @jax.jit
-  def probe(carry, first, sums):
-    batches = jax.vmap(lambda k: task.window(state.task, data, first + k))(
-        jnp.arange(span))
+  def probe(carry, first, sums, data):
+    batches = sg_alignment.stream_windows(task, data, state.task, first,
+                                          span)
     grads, last = sg_alignment.gradients(
         rdni, state.params, carry, batches, state.synth_params,
         state.synth_state, state.sg_scale)
     sums = {k: sums[k] + grads[k] for k in _SUMS}
-    examples = {k: grads[k] for k in ("input_B", "future_B", "sg_B")}
+    examples = {k: grads[k] for k in ("input_B", "future_B", "fixed_B",
+                                      "sg_B")}
     return last, sums, sg_alignment.compare(grads), examples
 
   carry = state.carry
@@ -63,7 +70,7 @@ def measure(workdir: str, probes: int, horizon: int) -> dict:
   sums = {k: jnp.zeros((size,), jnp.float32) for k in _SUMS}
   rows, examples = [], []
   for i in range(probes):
-    carry, sums, row, seen = probe(carry, state.step + i * span, sums)
+    carry, sums, row, seen = probe(carry, state.step + i * span, sums, data)
     rows.append(row)
     examples.append(jax.device_get(seen))
   got = {f"mean_{k}": float(np.mean([jax.device_get(r[k]) for r in rows]))
@@ -76,55 +83,69 @@ def measure(workdir: str, probes: int, horizon: int) -> dict:
   longer = total["g_win"] + total["g_all"]
   got.update(sum_cos_syn_fut=cos(total["g_syn"], total["g_fut"]),
              sum_cos_syn_all=cos(total["g_syn"], total["g_all"]),
+             sum_cos_syn_fix=cos(total["g_syn"], total["g_fix"]),
              sum_cos_bptt=cos(total["g_win"], longer),
              sum_cos_dni=cos(total["g_win"] + total["g_syn"], longer))
-  # The offline fit: the first probes' examples to fit, the last fifth's
+  # The offline fits: the first probes' examples to fit, the last fifth's
   # (later in the stream) to score.
-  split = max(1, probes - max(1, probes // 5)) if probes > 1 else 0
-  if split:
+  if probes > 1:
+    split = probes - max(1, probes // 5)
+
     def stack(k, part):
       return np.concatenate([e[k] for e in part])
+
     train, held = examples[:split], examples[split:]
     synth = config.method != "bptt"
-    got.update({k: float(v) for k, v in sg_alignment.held_out_fit(
-        stack("input_B", train), stack("future_B", train),
-        stack("input_B", held), stack("future_B", held),
-        stack("sg_B", train) if synth else None,
-        stack("sg_B", held) if synth else None).items()})
+    for target, prefix in (("future_B", ""), ("fixed_B", "fix_")):
+      got.update({prefix + k: float(v) for k, v in sg_alignment.held_out_fit(
+          stack("input_B", train), stack(target, train),
+          stack("input_B", held), stack(target, held),
+          stack("sg_B", train) if synth else None,
+          stack("sg_B", held) if synth else None).items()})
   return {"step": step, "method": str(config.method), **got}
 
 
 def report(workdir: str, got: dict, probes: int, horizon: int) -> str:
   """The printed lines."""
+  synth = got["method"] != "bptt"
   lines = [f"{workdir} ({got['method']}): from step {got['step']}, {probes} "
            f"probes, horizon {horizon} windows"]
-  if got["method"] != "bptt":
+  if synth:
     lines += [
-        f"  synthetic vs future gradient (through the synthetic gradient's "
-        f"part of the state): cosine {got['mean_cos_syn_fut']:.4f} per "
-        f"window, {got['sum_cos_syn_fut']:.4f} summed over probes",
-        f"  synthetic vs future gradient (through the whole state): cosine "
-        f"{got['mean_cos_syn_all']:.4f} per window, "
+        f"  synthetic vs future gradient (the next {horizon} windows' losses "
+        f"through h_T): cosine {got['mean_cos_syn_fut']:.4f} per window, "
+        f"{got['sum_cos_syn_fut']:.4f} summed over probes",
+        f"  synthetic vs future gradient through the whole state (c, h): "
+        f"cosine {got['mean_cos_syn_all']:.4f} per window, "
         f"{got['sum_cos_syn_all']:.4f} summed",
+        f"  synthetic vs M's fixed point (discounted per window, c cut): "
+        f"cosine {got['mean_cos_syn_fix']:.4f} per window, "
+        f"{got['sum_cos_syn_fix']:.4f} summed",
         f"  norms per window: synthetic {got['mean_norm_syn']:.4g}, future "
         f"{got['mean_norm_fut']:.4g}, window {got['mean_norm_win']:.4g}",
         f"  per example, λ·M(h_T) vs ∂(future)/∂h_T: cosine "
-        f"{got['mean_cos_state']:.4f}"]
+        f"{got['mean_cos_state']:.4f}; vs M's fixed point "
+        f"{got['mean_cos_state_fix']:.4f}"]
   else:
     lines.append(f"  norms per window: future {got['mean_norm_fut']:.4g}, "
                  f"window {got['mean_norm_win']:.4g}")
   lines.append(
       f"  vs the update over {horizon} more windows: truncated BPTT's cosine "
       f"{got['mean_cos_bptt']:.4f} per window ({got['sum_cos_bptt']:.4f} "
-      "summed)" + ("" if got["method"] == "bptt" else
+      "summed)" + ("" if not synth else
                    f", with the synthetic gradient {got['mean_cos_dni']:.4f} "
                    f"({got['sum_cos_dni']:.4f})"))
+  if got["method"] == "dni_aux":
+    lines.append("  (dni_aux: the Aux loss's gradient is in neither update)")
   if "r2_linear" in got:
-    lines.append(
-        f"  held-out R² of ∂(future)/∂h_T (the last fifth of the probes): the "
-        f"best linear map from what M reads {got['r2_linear']:.4f}" +
-        (f", the run's own λ·M (best factor) {got['r2_own']:.4f}"
-         if "r2_own" in got else ""))
+    def own(p):
+      return (f", the run's own λ·M (best factor) {got[p + 'r2_own']:.4f}"
+              if synth else "")
+    lines += [
+        f"  held-out R² (the last fifth of the probes) of ∂(future)/∂h_T: the "
+        f"best linear map from what M reads {got['r2_linear']:.4f}" + own(""),
+        f"  held-out R² of M's fixed point: the best linear map "
+        f"{got['fix_r2_linear']:.4f}" + own("fix_")]
   return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ import pytest
 from dni_jax.core import sg_alignment
 from dni_jax.core import tbptt
 from dni_jax.training import train
-from test_tbptt import T, _batch, _core, _cut_cell_state, _loss, \
+from test_tbptt import B, H, T, _batch, _core, _cut_cell_state, _loss, \
     _manual_unroll, _setup
 from test_train import tiny
 
@@ -33,28 +33,39 @@ def _batches():
 
 @pytest.mark.parametrize("cell,sg_on", [("lstm", "h"), ("lstm", "ch"),
                                         ("rnn", "h")])
-def test_window_plus_future_is_the_gradient_of_window_zero_over_the_horizon(
+def test_the_future_gradients_are_those_of_the_losses_over_the_horizon(
     cell, sg_on):
   """``g_win + g_all`` is the gradient, w.r.t. the parameters as window 0
   uses them, of the losses of window 0 and the next windows (full BPTT
   across them, the later windows at fixed parameters); ``g_win + g_fut`` the
-  same with an LSTM's ``c`` cut at window 0's end under ``sg_on="h"``."""
+  same with an LSTM's ``c`` cut at window 0's end under ``sg_on="h"``;
+  ``g_win + g_fix`` the same with window k's loss weighted by λ^(k−1) and
+  ``c`` cut at every boundary; ``future_B``, ``fixed_B`` the per-example
+  gradients of those later losses w.r.t. ``h(s_T)``."""
   core = _core(cell, sg_on)
-  rdni, _, state = _setup("dni", cell, sg_scale=0.3, sg_on=sg_on)
+  lam = 0.3
+  rdni, _, state = _setup("dni", cell, sg_scale=lam, sg_on=sg_on)
   batches = _batches()
   fixed = state.params
+  cut = cell == "lstm" and sg_on == "h"
 
-  def horizon_loss(p, cut):
-    first = jax.tree_util.tree_map(lambda x: x[0], batches)
-    s, _, logits = _manual_unroll(core, p, state.carry, first["inputs"])
-    total = _loss(logits, first)[0].mean()
-    if cut:
-      s = _cut_cell_state(s)
+  def later_loss(s, cut_every, discount):
+    total = 0.0
     for k in range(1, 1 + LATER):
+      if cut_every:
+        s = _cut_cell_state(s)
       later = jax.tree_util.tree_map(lambda x, k=k: x[k], batches)
       s, _, logits = _manual_unroll(core, fixed, s, later["inputs"])
-      total = total + _loss(logits, later)[0].mean()
+      total = total + discount ** (k - 1) * _loss(logits, later)[0].mean()
     return total
+
+  def horizon_loss(p, cut_first, cut_every=False, discount=1.0):
+    first = jax.tree_util.tree_map(lambda x: x[0], batches)
+    s, _, logits = _manual_unroll(core, p, state.carry, first["inputs"])
+    if cut_first:
+      s = _cut_cell_state(s)
+    return (_loss(logits, first)[0].mean() +
+            later_loss(s, cut_every, discount))
 
   got, last = sg_alignment.gradients(rdni, state.params, state.carry, batches,
                                      state.synth_params, state.synth_state,
@@ -62,14 +73,24 @@ def test_window_plus_future_is_the_gradient_of_window_zero_over_the_horizon(
   whole = _flat(jax.grad(horizon_loss)(state.params, False))
   np.testing.assert_allclose(got["g_win"] + got["g_all"], whole, rtol=1e-4,
                              atol=1e-6)
-  cut = cell == "lstm" and sg_on == "h"
   through_sg = _flat(jax.grad(horizon_loss)(state.params, cut))
   np.testing.assert_allclose(got["g_win"] + got["g_fut"], through_sg,
                              rtol=1e-4, atol=1e-6)
+  fix = _flat(jax.grad(horizon_loss)(state.params, cut, cut, lam))
+  np.testing.assert_allclose(got["g_win"] + got["g_fix"], fix, rtol=1e-4,
+                             atol=1e-6)
   if cut:  # c's share is real: the test can tell the two apart
     assert np.abs(whole - through_sg).max() > 1e-4
   else:
     np.testing.assert_allclose(got["g_fut"], got["g_all"], rtol=1e-6)
+  assert np.abs(through_sg - fix).max() > 1e-4  # the discount is real
+  # Per example, on h(s_T): B times the gradient of the batch-mean losses.
+  s_end, _, _ = _manual_unroll(core, fixed, state.carry,
+                               batches["inputs"][0])
+  h = (lambda s: s[:, H:]) if cut else (lambda s: s)
+  for key, args in (("future_B", (False, 1.0)), ("fixed_B", (cut, lam))):
+    expected = B * h(jax.grad(later_loss)(s_end, *args))
+    np.testing.assert_allclose(got[key], expected, rtol=1e-4, atol=1e-6)
   # The state after every window of the horizon, as the probe carries it on.
   s = state.carry
   for k in range(1 + LATER):
@@ -92,7 +113,8 @@ def test_window_plus_synthetic_is_the_update_dni_applies(sg_on):
                              rtol=1e-5, atol=1e-7)
   assert np.linalg.norm(got["g_syn"]) > 1e-4  # a synthesizer that is not zero
   figures = sg_alignment.compare(got)
-  for k in ("cos_syn_fut", "cos_syn_all", "cos_bptt", "cos_dni", "cos_state"):
+  for k in ("cos_syn_fut", "cos_syn_all", "cos_syn_fix", "cos_bptt",
+            "cos_dni", "cos_state", "cos_state_fix"):
     assert -1.0 - 1e-6 <= float(figures[k]) <= 1.0 + 1e-6
 
 
@@ -103,9 +125,11 @@ def test_a_synthetic_gradient_equal_to_the_future_one_is_aligned():
   batches = _batches()
   got, _ = sg_alignment.gradients(rdni, state.params, state.carry, batches,
                                   state.synth_params, state.synth_state)
-  exact = dict(got, g_syn=got["g_fut"], sg_B=got["future_B"])
+  exact = dict(got, g_syn=got["g_fut"], g_fix=got["g_fut"],
+               sg_B=got["future_B"], fixed_B=got["future_B"])
   figures = sg_alignment.compare(exact)
-  for k in ("cos_syn_fut", "cos_syn_all", "cos_dni", "cos_state"):
+  for k in ("cos_syn_fut", "cos_syn_all", "cos_syn_fix", "cos_dni",
+            "cos_state", "cos_state_fix"):
     np.testing.assert_allclose(figures[k], 1.0, rtol=1e-5)
   assert float(figures["cos_bptt"]) < 1.0 - 1e-4
   # And the real, untrained synthesizer here is not.
@@ -135,6 +159,19 @@ def test_the_offline_fit_finds_a_linear_target_and_not_noise():
   assert float(fit["r2_own"]) < 0.05
 
 
+def test_the_probes_read_the_run_s_own_stream(tmp_path):
+  """The probed windows are the ones training would see next."""
+  from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
+  train.train_and_evaluate(tiny("copy", method="dni", unroll=3), tmp_path)
+  _, task, data, _, _, state, step = recurrent.restore_run(str(tmp_path))
+  assert int(state.step) == step > 0
+  got = sg_alignment.stream_windows(task, data, state.task, state.step + 3, 2)
+  for k in range(2):
+    expected = task.window(state.task, data, state.step + 3 + k)
+    for name in expected:
+      np.testing.assert_array_equal(got[name][k], expected[name])
+
+
 def _run(folder, *flags):
   return subprocess.run(
       [sys.executable, "-m", "experiments.sg_alignment", str(folder),
@@ -149,6 +186,7 @@ def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method):
   assert done.returncode == 0, done.stderr[-2000:]
   assert "truncated BPTT's cosine" in done.stdout
   assert "held-out R²" in done.stdout
+  assert "nan" not in done.stdout.lower()
   assert ("synthetic vs future gradient" in done.stdout) == (method == "dni")
   assert sorted(os.listdir(tmp_path)) == before
 

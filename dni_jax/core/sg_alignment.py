@@ -1,4 +1,4 @@
-"""Does the synthetic gradient move the core the way the truncated gradient would?
+"""Does the synthetic gradient move the core as the gradient it stands for?
 
 Truncated BPTT updates the core from one window's loss; what it drops is the
 gradient of the *later* losses with respect to the parameters as used in this
@@ -19,9 +19,18 @@ step's objective, a mean over the batch)::
                                                      state c, whose boundary
                                                      gradient DNI on h also
                                                      truncates)
+  g_fix  = the same as g_fut, window k's loss        what M's own regression
+           weighted by d^(k-1), the state outside    converges to (its
+           h(s) cut at every later boundary          bootstrapped target
+                                                     carries the synthetic
+                                                     gradient back through h
+                                                     alone, discounted by
+                                                     d = λ per window; d = 1
+                                                     for bootstrap="unscaled")
 
-and compares them: the cosine of ``g_syn`` and ``g_fut`` (is the synthetic
-gradient's update aligned with the one it replaces?), their norms, and the
+and compares them: the cosine of ``g_syn`` with ``g_fut`` (is the synthetic
+gradient's update aligned with the one it replaces?) and with ``g_fix`` (with
+the best its regression can give), their norms, and the
 cosine of ``g_win + g_syn`` (DNI's update) and of ``g_win`` (truncated BPTT's)
 with ``g_win + g_all`` (the update over a horizon of K more windows). The
 per-example cosine of ``λ·M(h(s_T))`` and ``∂(future)/∂h(s_T)`` is the same
@@ -29,14 +38,16 @@ question asked of the state instead of the parameters.
 
 ``g_syn`` is the part of ``tbptt.window_grads``'s core gradient that the
 synthetic term contributes (a DNI+Aux run's Aux loss is left out: it is
-neither). The later windows run at the same parameters: the probe asks about
-one update, not about training.
+neither, so ``g_win + g_syn`` is not a DNI+Aux run's gradient). The later
+windows run at the same parameters: the probe asks about one update, not about
+training.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dni_jax.core import recurrent
 from dni_jax.core import tbptt
@@ -45,7 +56,8 @@ from dni_jax.core.losses import r_squared
 
 
 def _flat(tree) -> jax.Array:
-  return jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+  return jnp.concatenate(
+      [jnp.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
 
 
 def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
@@ -64,11 +76,12 @@ def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
 
   Returns:
     ``(grads, end)``: ``grads`` a dict of flat parameter vectors (``g_win``,
-    ``g_syn``, ``g_fut``, ``g_all``) and of the end-state cotangents
-    ``sg_B`` (``λ·M(h(s_T))``, per example) and ``future_B``
-    (``∂(future)/∂h(s_T)``, per example: the batch size times the
-    objective's) and what the synthesizer reads at ``s_T``, ``input_B``;
-    ``end`` the state after all ``1 + K`` windows.
+    ``g_syn``, ``g_fut``, ``g_all``, ``g_fix``) and of per-example
+    cotangents on ``h(s_T)`` (the batch size times the objective's):
+    ``sg_B`` (``λ·M(h(s_T))``), ``future_B`` (``∂(future)/∂h(s_T)``, the
+    cotangent of ``g_fut``) and ``fixed_B`` (that of ``g_fix``); and what the
+    synthesizer reads at ``s_T``, ``input_B``. ``end``: the state after all
+    ``1 + K`` windows.
   """
   first = jax.tree_util.tree_map(lambda x: x[0], batches)
   later = jax.tree_util.tree_map(lambda x: x[1:], batches)
@@ -83,83 +96,117 @@ def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
   zero = jnp.zeros((), end.dtype)
   g_win = pull((jnp.ones((), end.dtype), jnp.zeros_like(end)))[0]
 
-  def future(s):
-    def body(carry, batch):
-      nxt, _, logits = recurrent.unroll(rdni.core, params, carry,
-                                        batch["inputs"])
-      return nxt, rdni.loss_fn(logits, batch)[0].mean()
-    last, losses = jax.lax.scan(body, s, later)
-    return jnp.sum(losses), last
-
-  delta, last = jax.grad(future, has_aux=True)(end)
   # The part of a cotangent on the state that sits on h(s_T): the rest
   # (an LSTM's c under sg_on="h") zeroed.
   end_sg, part_pull = jax.vjp(lambda s: tbptt.sg_part(rdni, s), end)
-  delta_sg = part_pull(tbptt.sg_part(rdni, delta))[0]
+  on_part = part_pull(jnp.ones_like(end_sg))[0]
+
+  def future(s, discount, cut):
+    """The later windows' losses, window k's weighted by discount^(k-1);
+    ``cut``: the state outside h(s) cut at every later boundary."""
+    def body(carry, batch):
+      state, weight = carry
+      if cut:
+        state = jax.lax.stop_gradient(state) + on_part * (
+            state - jax.lax.stop_gradient(state))
+      nxt, _, logits = recurrent.unroll(rdni.core, params, state,
+                                        batch["inputs"])
+      loss = weight * rdni.loss_fn(logits, batch)[0].mean()
+      return (nxt, weight * discount), loss
+    (last, _), losses = jax.lax.scan(body, (s, jnp.ones((), s.dtype)), later)
+    return jnp.sum(losses), last
+
+  delta, last = jax.grad(future, has_aux=True)(end, 1.0, False)
   g_all = pull((zero, delta))[0]
-  g_fut = pull((zero, delta_sg))[0]
+  g_fut = pull((zero, on_part * delta))[0]
+  scale = rdni.sg_scale if sg_scale is None else sg_scale
+  # What M's own regression converges to: its bootstrapped target carries
+  # the synthetic gradient back through h alone, discounted by λ per
+  # window unless the bootstrap is unscaled.
+  discount = scale if rdni.bootstrap == "scaled" else jnp.ones((), end.dtype)
+  delta_fix, _ = jax.grad(future, has_aux=True)(end, discount, True)
+  g_fix = pull((zero, on_part * delta_fix))[0]
   if rdni.synthesizer is None:
     sg_B = jnp.zeros_like(end_sg)
   else:
     sg_B = tbptt._end_delta(  # pylint: disable=protected-access
-        rdni, synth_params, synth_state, end,
-        rdni.sg_scale if sg_scale is None else sg_scale)
+        rdni, synth_params, synth_state, end, scale)
   g_syn = pull((zero, part_pull(sg_B / batch_size)[0]))[0]
   return {"g_win": _flat(g_win), "g_syn": _flat(g_syn),
-          "g_fut": _flat(g_fut), "g_all": _flat(g_all), "sg_B": sg_B,
+          "g_fut": _flat(g_fut), "g_all": _flat(g_all),
+          "g_fix": _flat(g_fix), "sg_B": sg_B,
           "future_B": batch_size * tbptt.sg_part(rdni, delta),
+          "fixed_B": batch_size * tbptt.sg_part(rdni, delta_fix),
           "input_B": tbptt.sg_input(rdni, end)}, last
+
+
+def stream_windows(task, data, task_state, first, span: int) -> dict:
+  """The batches of windows ``first … first + span − 1`` of a task's stream
+  (``task.window``, as ``tbptt.task_step`` makes them), stacked on a leading
+  axis: the ``batches`` of ``gradients``. The task's state (e.g. Copy's
+  curriculum) is held as it is."""
+  return jax.vmap(lambda k: task.window(task_state, data, first + k))(
+      jnp.arange(span))
+
+
+def _mean_cosine(a_BxS: jax.Array, b_BxS: jax.Array) -> jax.Array:
+  norms = jnp.linalg.norm(a_BxS, axis=-1) * jnp.linalg.norm(b_BxS, axis=-1)
+  return jnp.mean(jnp.sum(a_BxS * b_BxS, -1) / jnp.maximum(norms, 1e-30))
 
 
 def compare(grads: dict) -> dict:
   """The figures of one window's ``gradients``.
 
-  ``cos_syn_fut``, ``cos_syn_all``: the cosine of ``g_syn`` with ``g_fut``
-  and with ``g_all``; ``norm_syn``, ``norm_fut``, ``norm_win``: their L2
-  norms; ``cos_bptt``, ``cos_dni``: the cosine of ``g_win`` and of ``g_win +
-  g_syn`` with ``g_win + g_all``; ``cos_state``: the mean per-example cosine
-  of ``λ·M(h(s_T))`` and ``∂(future)/∂h(s_T)``.
+  ``cos_syn_fut``, ``cos_syn_all``, ``cos_syn_fix``: the cosine of
+  ``g_syn`` with ``g_fut``, ``g_all`` and ``g_fix``; ``norm_syn``,
+  ``norm_fut``, ``norm_win``: their L2 norms; ``cos_bptt``, ``cos_dni``:
+  the cosine of ``g_win`` and of ``g_win + g_syn`` with ``g_win + g_all``;
+  ``cos_state``, ``cos_state_fix``: the mean per-example cosine of
+  ``λ·M(h(s_T))`` with ``∂(future)/∂h(s_T)`` and with ``M``'s fixed point.
   """
-  g_win, g_syn, g_fut, g_all = (grads[k] for k in
-                                ("g_win", "g_syn", "g_fut", "g_all"))
+  g_win, g_syn, g_fut, g_all, g_fix = (
+      grads[k] for k in ("g_win", "g_syn", "g_fut", "g_all", "g_fix"))
   longer = g_win + g_all
-  sg, fut = grads["sg_B"], grads["future_B"]
-  norms = jnp.linalg.norm(sg, axis=-1) * jnp.linalg.norm(fut, axis=-1)
   return {"cos_syn_fut": cosine_similarity(g_syn, g_fut),
           "cos_syn_all": cosine_similarity(g_syn, g_all),
+          "cos_syn_fix": cosine_similarity(g_syn, g_fix),
           "norm_syn": jnp.linalg.norm(g_syn),
           "norm_fut": jnp.linalg.norm(g_fut),
           "norm_win": jnp.linalg.norm(g_win),
           "cos_bptt": cosine_similarity(g_win, longer),
           "cos_dni": cosine_similarity(g_win + g_syn, longer),
-          "cos_state": jnp.mean(jnp.sum(sg * fut, -1) /
-                                jnp.maximum(norms, 1e-30))}
+          "cos_state": _mean_cosine(grads["sg_B"], grads["future_B"]),
+          "cos_state_fix": _mean_cosine(grads["sg_B"], grads["fixed_B"])}
 
 
 def held_out_fit(x_train, y_train, x_eval, y_eval, own_train=None,
                  own_eval=None, ridge: float = 1e-3) -> dict:
-  """How much of the future gradient what ``M`` reads can predict, linearly.
+  """How much of a target what ``M`` reads can predict, linearly.
 
   Fits the best affine map from ``x`` (what the synthesizer reads, ``[N,
-  D]``) to ``y`` (``∂(future)/∂h(s_T)`` per example, ``[N, S]``) by ridge
-  regression on the training examples (the ridge: ``ridge`` times the mean
-  of ``xᵀx``'s diagonal) and returns its held-out R² (``r2_linear``,
-  ``losses.r_squared``: 0 for the best constant, 1 for a perfect fit). With
-  ``own_*`` (the run's own ``λ·M``), also ``r2_own``: the held-out R² of
-  ``own`` times the one factor that fits the training examples best (``M``
-  learns a target discounted by λ per window, so its scale is not the
-  horizon's).
+  D]``) to ``y`` (e.g. ``∂(future)/∂h(s_T)`` per example, ``[N, S]``) by
+  ridge regression on the training examples (the ridge: ``ridge`` times the
+  mean of ``xᵀx``'s diagonal; solved in float64 with numpy) and returns its
+  held-out R² (``r2_linear``, ``losses.r_squared``: 0 for the best
+  constant, 1 for a perfect fit). With ``own_*`` (the run's own ``λ·M``),
+  also ``r2_own``: the held-out R² of ``own`` times the one factor that
+  fits the training examples best (λ and the discount set ``M``'s scale,
+  not the direction asked about).
   """
-  def design(x):
-    return jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], -1)
+  x_train, y_train, x_eval = (np.asarray(a, np.float64)
+                              for a in (x_train, y_train, x_eval))
 
-  xt, xe = design(x_train), design(x_eval)
+  def design(x):
+    return np.concatenate([x, np.ones((x.shape[0], 1))], -1)
+
+  xt = design(x_train)
   gram = xt.T @ xt
-  gram = gram + ridge * jnp.mean(jnp.diag(gram)) * jnp.eye(gram.shape[0])
-  weights = jnp.linalg.solve(gram, xt.T @ y_train)
-  got = {"r2_linear": r_squared(xe @ weights, y_eval)}
+  gram += ridge * np.mean(np.diag(gram)) * np.eye(gram.shape[0])
+  weights = np.linalg.solve(gram, xt.T @ y_train)
+  got = {"r2_linear": r_squared(design(x_eval) @ weights, y_eval)}
   if own_train is not None:
-    factor = jnp.vdot(own_train, y_train) / jnp.maximum(
-        jnp.vdot(own_train, own_train), 1e-30)
-    got["r2_own"] = r_squared(factor * own_eval, y_eval)
+    own_train = np.asarray(own_train, np.float64)
+    factor = np.vdot(own_train, y_train) / max(
+        np.vdot(own_train, own_train), 1e-30)
+    got["r2_own"] = r_squared(factor * np.asarray(own_eval), y_eval)
   return got
