@@ -4,19 +4,20 @@
 
 Restores the run's newest complete checkpoint (bptt, dni or dni_aux on Copy,
 Repeat Copy or PTB) and, at those fixed parameters, probes ``--probes``
-windows of its own data stream, ``--horizon`` + 1 windows apart (the state
-carried on through the windows in between; the task's own state, e.g.
-Copy's curriculum, held): for each, the core's parameter gradient from the
-window's loss (truncated BPTT's), from the synthetic term (DNI's addition;
-zero for bptt), from the losses of the next ``--horizon`` windows through
-the window's end output ``h_T`` (what the synthetic gradient stands for,
-exact to that horizon) and from what ``M``'s own regression converges to
-(the same, discounted by λ per window and with ``c`` cut at every
-boundary), as ``dni_jax.core.sg_alignment`` defines them. It prints their
-mean cosines and norms over the probes, the cosines of the same gradients
-summed over all probes (the expected directions, with the per-window noise
-averaged out), and the held-out R² of the best linear map from what ``M``
-reads to each target (fitted on the first four fifths of the probes).
+consecutive windows of its own data stream (every window, so that no phase
+of a periodic task is favoured; the state carried on from window to window,
+the task's own state, e.g. Copy's curriculum, held): for each, the core's
+parameter gradient from the window's loss (truncated BPTT's), from the
+synthetic term (DNI's addition; zero for bptt), from the losses of the next
+``--horizon`` windows through the window's end output ``h_T`` (what the
+synthetic gradient stands for, exact to that horizon) and from what ``M``'s
+own regression converges to (the same, discounted by λ per window and with
+``c`` cut at every boundary), as ``dni_jax.core.sg_alignment`` defines them.
+It prints their mean cosines and norms over the probes, the cosines of the
+same gradients summed over all probes (the expected directions, with the
+per-window noise averaged out), and the held-out R² of the best linear map
+from what ``M`` reads to each target (fitted on the first four fifths of the
+probes).
 Nothing in the workdir is written.
 """
 
@@ -57,20 +58,20 @@ def measure(workdir: str, probes: int, horizon: int) -> dict:
   def probe(carry, first, sums, data):
     batches = sg_alignment.stream_windows(task, data, state.task, first,
                                           span)
-    grads, last = sg_alignment.gradients(
+    grads, end = sg_alignment.gradients(
         rdni, state.params, carry, batches, state.synth_params,
         state.synth_state, state.sg_scale)
     sums = {k: sums[k] + grads[k] for k in _SUMS}
     examples = {k: grads[k] for k in ("input_B", "future_B", "fixed_B",
                                       "sg_B")}
-    return last, sums, sg_alignment.compare(grads), examples
+    return end, sums, sg_alignment.compare(grads), examples
 
   carry = state.carry
   size = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
   sums = {k: jnp.zeros((size,), jnp.float32) for k in _SUMS}
   rows, examples = [], []
   for i in range(probes):
-    carry, sums, row, seen = probe(carry, state.step + i * span, sums, data)
+    carry, sums, row, seen = probe(carry, state.step + i, sums, data)
     rows.append(row)
     examples.append(jax.device_get(seen))
   got = {f"mean_{k}": float(np.mean([jax.device_get(r[k]) for r in rows]))

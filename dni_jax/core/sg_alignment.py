@@ -80,8 +80,8 @@ def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
     cotangents on ``h(s_T)`` (the batch size times the objective's):
     ``sg_B`` (``λ·M(h(s_T))``), ``future_B`` (``∂(future)/∂h(s_T)``, the
     cotangent of ``g_fut``) and ``fixed_B`` (that of ``g_fix``); and what the
-    synthesizer reads at ``s_T``, ``input_B``. ``end``: the state after all
-    ``1 + K`` windows.
+    synthesizer reads at ``s_T``, ``input_B``. ``end``: ``s_T``, the state
+    after window 0 (the next window's start).
   """
   first = jax.tree_util.tree_map(lambda x: x[0], batches)
   later = jax.tree_util.tree_map(lambda x: x[1:], batches)
@@ -113,10 +113,10 @@ def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
                                         batch["inputs"])
       loss = weight * rdni.loss_fn(logits, batch)[0].mean()
       return (nxt, weight * discount), loss
-    (last, _), losses = jax.lax.scan(body, (s, jnp.ones((), s.dtype)), later)
-    return jnp.sum(losses), last
+    _, losses = jax.lax.scan(body, (s, jnp.ones((), s.dtype)), later)
+    return jnp.sum(losses)
 
-  delta, last = jax.grad(future, has_aux=True)(end, 1.0, False)
+  delta = jax.grad(future)(end, 1.0, False)
   g_all = pull((zero, delta))[0]
   g_fut = pull((zero, on_part * delta))[0]
   scale = rdni.sg_scale if sg_scale is None else sg_scale
@@ -124,7 +124,7 @@ def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
   # the synthetic gradient back through h alone, discounted by λ per
   # window unless the bootstrap is unscaled.
   discount = scale if rdni.bootstrap == "scaled" else jnp.ones((), end.dtype)
-  delta_fix, _ = jax.grad(future, has_aux=True)(end, discount, True)
+  delta_fix = jax.grad(future)(end, discount, True)
   g_fix = pull((zero, on_part * delta_fix))[0]
   if rdni.synthesizer is None:
     sg_B = jnp.zeros_like(end_sg)
@@ -137,7 +137,7 @@ def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
           "g_fix": _flat(g_fix), "sg_B": sg_B,
           "future_B": batch_size * tbptt.sg_part(rdni, delta),
           "fixed_B": batch_size * tbptt.sg_part(rdni, delta_fix),
-          "input_B": tbptt.sg_input(rdni, end)}, last
+          "input_B": tbptt.sg_input(rdni, end)}, end
 
 
 def stream_windows(task, data, task_state, first, span: int) -> dict:
