@@ -45,12 +45,13 @@ def measure(workdir: str, probes: int, horizon: int) -> dict:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
+  from dni_jax.core.losses import cosine_similarity  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
   if probes < 1 or horizon < 1:
     raise ConfigError(f"--probes={probes}, --horizon={horizon}: give at "
                       "least 1 of each.")
-  config, task, data, rdni, _, state, step = recurrent.restore_run(
+  config, task, data, rdni, _, state, step = evaluate.restore_run(
       workdir, synthesizer=False)
   span = horizon + 1
 
@@ -76,10 +77,10 @@ def measure(workdir: str, probes: int, horizon: int) -> dict:
     examples.append(jax.device_get(seen))
   got = {f"mean_{k}": float(np.mean([jax.device_get(r[k]) for r in rows]))
          for k in rows[0]}
-  total = {k: np.asarray(v, np.float64) for k, v in sums.items()}
+  total = sums
 
   def cos(a, b):
-    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
+    return float(cosine_similarity(a, b))
 
   longer = total["g_win"] + total["g_all"]
   got.update(sum_cos_syn_fut=cos(total["g_syn"], total["g_fut"]),

@@ -28,10 +28,10 @@ def measure(workdir: str, windows: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import tbptt  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
   if windows < 1:
     raise ConfigError(f"--windows={windows}: give at least 1.")
-  _, task, data, rdni, optimizers, state, step = recurrent.restore_run(
+  _, task, data, rdni, optimizers, state, step = evaluate.restore_run(
       workdir)
 
   @jax.jit

@@ -158,9 +158,9 @@ def test_the_offline_fit_finds_a_linear_target_and_not_noise():
 
 def test_the_probes_read_the_run_s_own_stream(tmp_path):
   """The probed windows are the ones training would see next."""
-  from dni_jax.training import recurrent  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
   train.train_and_evaluate(tiny("copy", method="dni", unroll=3), tmp_path)
-  _, task, data, _, _, state, step = recurrent.restore_run(str(tmp_path))
+  _, task, data, _, _, state, step = evaluate.restore_run(str(tmp_path))
   assert int(state.step) == step > 0
   got = sg_alignment.stream_windows(task, data, state.task, state.step + 3, 2)
   for k in range(2):

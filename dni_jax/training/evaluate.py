@@ -8,6 +8,8 @@ Orbax checkpoint into it and runs the loop's evaluation: the test split
 last train record logged up to the checkpoint. A comparison workdir (one
 ``<method>/`` folder per method) or a sweep's (one folder per member) gives
 one result per folder. Nothing in the workdir is written.
+``restore_run(workdir)`` restores one recurrent run for the tools that
+measure it (``experiments.synth_fit``, ``experiments.sg_alignment``).
 
   python -m experiments.evaluate <workdir>
 """
@@ -16,9 +18,15 @@ from __future__ import annotations
 
 import os
 
+import jax
+
+from dni_jax.core import tbptt
 from dni_jax.errors import CheckpointError
+from dni_jax.errors import ConfigError
 from dni_jax.errors import WorkdirError
+from dni_jax.training import experiment
 from dni_jax.training import families
+from dni_jax.training import recurrent
 from dni_jax.training import workdir as workdir_lib
 from dni_jax.training import checkpoint as checkpoint_lib
 from dni_jax.training.metrics_log import read_metrics
@@ -109,3 +117,37 @@ def evaluate_workdir(workdir: str) -> dict[str, dict]:
   """
   return {name: evaluate_run(path)
           for name, path in run_dirs(str(workdir)).items()}
+
+
+def restore_run(workdir: str, synthesizer: bool = True):
+  """A recurrent run's ``(config, task, data, rdni, optimizers, state,
+  step)`` at its newest complete checkpoint, for tools that read a run
+  (``experiments.synth_fit``, ``experiments.sg_alignment``): nothing is
+  written. ``synthesizer``: refuse a run without one (bptt).
+
+  Raises:
+    ConfigError: the folder holds no recurrent run (of dni or dni_aux, with
+      ``synthesizer``).
+    CheckpointError: it holds no complete checkpoint.
+  """
+  config = workdir_lib.read_one_run_config(workdir)
+  families.validate(config)
+  methods = ("dni", "dni_aux") if synthesizer else tbptt.METHODS
+  if (families.family_of(config).name != "recurrent" or
+      str(config.method) not in methods):
+    raise ConfigError(
+        f"{workdir} is a {config.method} run of {config.data.name}, which "
+        f"has no recurrent {'synthesizer' if synthesizer else 'core'}; give "
+        f"the folder of a recurrent {' or '.join(methods)} run (Copy, Repeat "
+        "Copy, PTB; a sweep's: one member's folder, e.g. <workdir>/seed=0).")
+  task, data, _ = experiment.build_task(config)
+  rdni = experiment.build_recurrent(config, task)
+  optimizers = experiment.build_optimizers(config)
+  state = tbptt.init_train_state(
+      rdni, optimizers, jax.random.PRNGKey(config.seed), config.batch_size,
+      recurrent.example_input(task, config.batch_size), task.init_state())
+  state, step = checkpoint_lib.restore_newest_complete(
+      os.path.join(workdir, "checkpoints"), state,
+      f"{workdir} holds no complete checkpoint yet (or one of a run of "
+      "several processes).")
+  return config, task, data, rdni, optimizers, state, step

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -258,43 +257,3 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
                       evaluate=evaluate if corpus is not None else None,
                       multi_step=multi_step if windows > 1 else None,
                       steps_per_call=windows, **_reporting(config, task))
-
-
-def restore_run(workdir: str, synthesizer: bool = True):
-  """A recurrent run's ``(config, task, data, rdni, optimizers, state,
-  step)`` at its newest complete checkpoint, for tools that read a run
-  (``experiments.synth_fit``, ``experiments.sg_alignment``): nothing is
-  written. ``synthesizer``: refuse a run without one (bptt).
-
-  Raises:
-    ConfigError: the folder holds no recurrent run (of dni or dni_aux, with
-      ``synthesizer``).
-    CheckpointError: it holds no complete checkpoint.
-  """
-  # pylint: disable=g-import-not-at-top
-  from dni_jax.errors import ConfigError
-  from dni_jax.training import families  # imports this module
-  from dni_jax.training import workdir as workdir_lib
-  from dni_jax.training.checkpoint import restore_newest_complete
-  # pylint: enable=g-import-not-at-top
-  config = workdir_lib.read_one_run_config(workdir)
-  families.validate(config)
-  methods = ("dni", "dni_aux") if synthesizer else tbptt.METHODS
-  if (families.family_of(config).name != "recurrent" or
-      str(config.method) not in methods):
-    raise ConfigError(
-        f"{workdir} is a {config.method} run of {config.data.name}, which "
-        f"has no recurrent {'synthesizer' if synthesizer else 'core'}; give "
-        f"the folder of a recurrent {' or '.join(methods)} run (Copy, Repeat "
-        "Copy, PTB; a sweep's: one member's folder, e.g. <workdir>/seed=0).")
-  task, data, _ = experiment.build_task(config)
-  rdni = experiment.build_recurrent(config, task)
-  optimizers = experiment.build_optimizers(config)
-  state = tbptt.init_train_state(
-      rdni, optimizers, jax.random.PRNGKey(config.seed), config.batch_size,
-      example_input(task, config.batch_size), task.init_state())
-  state, step = restore_newest_complete(
-      os.path.join(workdir, "checkpoints"), state,
-      f"{workdir} holds no complete checkpoint yet (or one of a run of "
-      "several processes).")
-  return config, task, data, rdni, optimizers, state, step
