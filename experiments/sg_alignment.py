@@ -17,7 +17,9 @@ It prints their mean cosines and norms over the probes, the cosines of the
 same gradients summed over all probes (the expected directions, with the
 per-window noise averaged out), and the held-out R² of the best linear map
 from what ``M`` reads to each target (fitted on the first four fifths of the
-probes).
+probes); with ``--mlp_hidden``, also that of an MLP
+(``sg_alignment.held_out_mlp_fit``), which asks whether anything nonlinear
+in what ``M`` reads predicts the target where no linear map does.
 Nothing in the workdir is written.
 """
 
@@ -30,17 +32,32 @@ from experiments import cli
 _PROBES = flags.DEFINE_integer("probes", 100, "Windows to probe.")
 _HORIZON = flags.DEFINE_integer(
     "horizon", 4, "Later windows whose losses make the future gradient.")
+_MLP_HIDDEN = flags.DEFINE_list(
+    "mlp_hidden", [],
+    "Also fit an MLP of these hidden widths (e.g. 256,256) from what M reads "
+    "to each target, and print its held-out R² (empty: the linear fit only).")
+_MLP_STEPS = flags.DEFINE_integer("mlp_steps", 3000,
+                                  "Adam steps of each MLP fit.")
+_ONLINE_LRS = flags.DEFINE_list(
+    "online_lrs", [],
+    "Also train an affine map online on the probed windows as M is trained "
+    "(zero start, one Adam step per window) at each of these learning rates, "
+    "and print its held-out R² on M's fixed point (empty: not run).")
 _TRACEBACK = flags.DEFINE_bool(
     "traceback", False, "On an error, show the Python traceback too.")
 
 _SUMS = ("g_win", "g_syn", "g_fut", "g_all", "g_fix")
 
 
-def measure(workdir: str, probes: int, horizon: int) -> dict:
+def measure(workdir: str, probes: int, horizon: int,
+            mlp_hidden: tuple[int, ...] = (), mlp_steps: int = 3000,
+            online_lrs: tuple[float, ...] = ()) -> dict:
   """The probes' mean ``sg_alignment.compare`` figures (``mean_<name>``),
   the cosines of the summed gradients (``sum_<name>``), the held-out fits
   (``r2_linear``/``r2_own`` of the future gradient, ``fix_r2_*`` of M's
-  fixed point), ``step``, ``method``."""
+  fixed point; ``r2_mlp``/``fix_r2_mlp`` with ``mlp_hidden``, and from the
+  whole state ``*_state``; ``online_r2``, one per ``online_lrs``),
+  ``step``, ``method``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -48,9 +65,20 @@ def measure(workdir: str, probes: int, horizon: int) -> dict:
   from dni_jax.core.losses import cosine_similarity  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
-  if probes < 1 or horizon < 1:
-    raise ConfigError(f"--probes={probes}, --horizon={horizon}: give at "
-                      "least 1 of each.")
+  if probes < 1 or horizon < 1 or mlp_steps < 1:
+    raise ConfigError(f"--probes={probes}, --horizon={horizon}, "
+                      f"--mlp_steps={mlp_steps}: give at least 1 of each.")
+  if online_lrs and (probes < 2 or any(not lr > 0 for lr in online_lrs)):
+    raise ConfigError(f"--online_lrs={','.join(map(str, online_lrs))} with "
+                      f"--probes={probes}: give positive learning rates and "
+                      "at least 2 probes (it trains on the first four "
+                      "fifths and scores the rest).")
+  if mlp_hidden and (probes < 10 or any(h < 1 for h in mlp_hidden)):
+    raise ConfigError(f"--mlp_hidden={','.join(map(str, mlp_hidden))} with "
+                      f"--probes={probes}: an MLP fit needs widths of at least "
+                      "1 and at least 10 probes (it fits on the first "
+                      "four fifths, stops early on the last fifth of those, "
+                      "and scores the rest).")
   config, task, data, rdni, _, state, step = evaluate.restore_run(
       workdir, synthesizer=False)
   span = horizon + 1
@@ -63,8 +91,8 @@ def measure(workdir: str, probes: int, horizon: int) -> dict:
         rdni, state.params, carry, batches, state.synth_params,
         state.synth_state, state.sg_scale)
     sums = {k: sums[k] + grads[k] for k in _SUMS}
-    examples = {k: grads[k] for k in ("input_B", "future_B", "fixed_B",
-                                      "sg_B")}
+    examples = {k: grads[k] for k in ("input_B", "state_B", "future_B",
+                                      "fixed_B", "sg_B")}
     return end, sums, sg_alignment.compare(grads), examples
 
   carry = state.carry
@@ -104,10 +132,29 @@ def measure(workdir: str, probes: int, horizon: int) -> dict:
           stack("input_B", held), stack(target, held),
           stack("sg_B", train) if synth else None,
           stack("sg_B", held) if synth else None).items()})
+      reads = ["input_B"]
+      if examples[0]["state_B"].shape[-1] != examples[0]["input_B"].shape[-1]:
+        reads.append("state_B")  # M reads h alone: would (c, h) tell more?
+        got[prefix + "r2_linear_state"] = float(sg_alignment.held_out_fit(
+            stack("state_B", train), stack(target, train),
+            stack("state_B", held), stack(target, held))["r2_linear"])
+      for read in reads if mlp_hidden else ():
+        got[prefix + "r2_mlp" + ("_state" if read == "state_B" else "")] = (
+            sg_alignment.held_out_mlp_fit(
+                stack(read, train), stack(target, train),
+                stack(read, held), stack(target, held),
+                hidden=tuple(mlp_hidden), steps=mlp_steps))
+    if online_lrs:
+      got["online_r2"] = [float(r) for r in sg_alignment.online_linear_fit(
+          np.stack([e["input_B"] for e in train]),
+          np.stack([e["fixed_B"] for e in train]),
+          stack("input_B", held), stack("fixed_B", held), online_lrs)]
   return {"step": step, "method": str(config.method), **got}
 
 
-def report(workdir: str, got: dict, probes: int, horizon: int) -> str:
+def report(workdir: str, got: dict, probes: int, horizon: int,
+           mlp_hidden: tuple[int, ...] = (),
+           online_lrs: tuple[float, ...] = ()) -> str:
   """The printed lines."""
   synth = got["method"] != "bptt"
   lines = [f"{workdir} ({got['method']}): from step {got['step']}, {probes} "
@@ -140,14 +187,31 @@ def report(workdir: str, got: dict, probes: int, horizon: int) -> str:
   if got["method"] == "dni_aux":
     lines.append("  (dni_aux: the Aux loss's gradient is in neither update)")
   if "r2_linear" in got:
+    width = "-".join(map(str, mlp_hidden))
+
     def own(p):
-      return (f", the run's own λ·M (best factor) {got[p + 'r2_own']:.4f}"
-              if synth else "")
+      line = ((f", an MLP {width} {got[p + 'r2_mlp']:.4f}"
+               if p + "r2_mlp" in got else "")
+              + (f", the run's own λ·M (best factor) {got[p + 'r2_own']:.4f}"
+                 if synth else ""))
+      if p + "r2_linear_state" in got:
+        line += (f"; from the whole state (c, h): linear "
+                 f"{got[p + 'r2_linear_state']:.4f}"
+                 + (f", an MLP {width} {got[p + 'r2_mlp_state']:.4f}"
+                    if p + "r2_mlp_state" in got else ""))
+      return line
     lines += [
         f"  held-out R² (the last fifth of the probes) of ∂(future)/∂h_T: the "
         f"best linear map from what M reads {got['r2_linear']:.4f}" + own(""),
         f"  held-out R² of M's fixed point: the best linear map "
         f"{got['fix_r2_linear']:.4f}" + own("fix_")]
+  if "online_r2" in got:
+    lines.append(
+        f"  held-out R² of M's fixed point, an affine map trained online on "
+        f"the first {probes - max(1, probes // 5)} probes as M is (from zero, "
+        "one Adam step per window): " + ", ".join(
+            f"lr {lr:g} {r:.4f}" for lr, r in zip(online_lrs,
+                                                   got["online_r2"])))
   return "\n".join(lines)
 
 
@@ -157,12 +221,15 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
   try:
-    got = measure(argv[1], _PROBES.value, _HORIZON.value)
+    hidden = tuple(int(h) for h in _MLP_HIDDEN.value)
+    online = tuple(float(lr) for lr in _ONLINE_LRS.value)
+    got = measure(argv[1], _PROBES.value, _HORIZON.value, hidden,
+                  _MLP_STEPS.value, online)
   except Exception as e:  # pylint: disable=broad-except
     if _TRACEBACK.value:
       raise
     cli.fail(cli.error_paragraph(e))
-  print(report(argv[1], got, _PROBES.value, _HORIZON.value))
+  print(report(argv[1], got, _PROBES.value, _HORIZON.value, hidden, online))
 
 
 if __name__ == "__main__":

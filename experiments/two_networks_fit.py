@@ -56,41 +56,12 @@ def _fit_slots(x_train, y_train, x_eval, y_eval, *, hidden, steps,
                batch_size, learning_rate, seed=0):
   """One MLP per slot (vmapped), fitted on ``x_train [T, N, D] -> y_train
   [T, N, M]``; held-out R² per slot, ``[T]``."""
+  import functools  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-  from dni_jax.core.losses import r_squared  # pylint: disable=g-import-not-at-top
+  from dni_jax.core import offline_fit  # pylint: disable=g-import-not-at-top
 
-  widths = (x_train.shape[-1], *hidden, y_train.shape[-1])
-  optimizer = optax.adam(learning_rate)
-
-  def init(key):
-    keys = jax.random.split(key, len(widths) - 1)
-    layers = [(jax.random.normal(k, (i, o)) / jnp.sqrt(i), jnp.zeros(o))
-              for k, i, o in zip(keys, widths[:-1], widths[1:])]
-    layers[-1] = (jnp.zeros_like(layers[-1][0]), layers[-1][1])  # as M's
-    return layers
-
-  def apply(layers, x):
-    for w, b in layers[:-1]:
-      x = jax.nn.relu(x @ w + b)
-    return x @ layers[-1][0] + layers[-1][1]
-
-  def fit(x, y, xe, ye, key):
-    def step(i, carry):
-      layers, opt_state = carry
-      idx = jax.random.randint(jax.random.fold_in(key, i), (batch_size,), 0,
-                               x.shape[0])
-      grads = jax.grad(lambda p: jnp.mean(jnp.sum(
-          jnp.square(apply(p, x[idx]) - y[idx]), -1)))(layers)
-      updates, opt_state = optimizer.update(grads, opt_state)
-      return optax.apply_updates(layers, updates), opt_state
-
-    layers = init(key)
-    layers, _ = jax.lax.fori_loop(0, steps, step,
-                                  (layers, optimizer.init(layers)))
-    return r_squared(apply(layers, xe), ye)
-
+  fit = functools.partial(offline_fit.mlp_r2, hidden=hidden, steps=steps,
+                          batch_size=batch_size, learning_rate=learning_rate)
   keys = jax.random.split(jax.random.PRNGKey(seed), x_train.shape[0])
   return jax.jit(jax.vmap(fit))(x_train, y_train, x_eval, y_eval, keys)
 

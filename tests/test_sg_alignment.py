@@ -1,5 +1,6 @@
 """dni_jax.core.sg_alignment against plain jax.grad, and its command."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dni_jax.core import offline_fit
 from dni_jax.core import sg_alignment
 from dni_jax.core import tbptt
 from dni_jax.training import train
@@ -91,8 +93,10 @@ def test_the_future_gradients_are_those_of_the_losses_over_the_horizon(
   for key, args in (("future_B", (False, 1.0)), ("fixed_B", (cut, lam))):
     expected = B * h(jax.grad(later_loss)(s_end, *args))
     np.testing.assert_allclose(got[key], expected, rtol=1e-4, atol=1e-6)
-  # The state after window 0, where the next probe starts.
+  # The state after window 0, where the next probe starts, and the whole
+  # state the offline fits may read beside M's input.
   np.testing.assert_allclose(end, s_end, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(got["state_B"], end)
 
 
 @pytest.mark.parametrize("sg_on", ["h", "ch", "h_ch"])
@@ -156,6 +160,51 @@ def test_the_offline_fit_finds_a_linear_target_and_not_noise():
   assert float(fit["r2_own"]) < 0.05
 
 
+def test_the_mlp_fit_finds_a_nonlinear_target_that_no_linear_map_does():
+  kx, kw, kn = jax.random.split(jax.random.PRNGKey(0), 3)
+  x = jax.random.normal(kx, (3000, 8))
+  y = jnp.tanh(x @ jax.random.normal(kw, (8, 5))) * jnp.sin(x[:, :5])
+  noise = jax.random.normal(kn, (3000, 5))
+  kwargs = {"hidden": (64, 64), "steps": 2000, "batch_size": 256}
+  assert float(sg_alignment.held_out_fit(
+      x[:2500], y[:2500], x[2500:], y[2500:])["r2_linear"]) < 0.05
+  assert sg_alignment.held_out_mlp_fit(
+      x[:2500], 1e-3 * y[:2500], x[2500:], 1e-3 * y[2500:], **kwargs) > 0.8
+  assert abs(sg_alignment.held_out_mlp_fit(
+      x[:2500], noise[:2500], x[2500:], noise[2500:], **kwargs)) < 0.05
+
+
+def test_the_online_fit_learns_a_still_stream_at_a_fast_rate_only():
+  """One Adam step per window, from zero: a fast rate finds a stationary
+  linear target, a slow one is still near its start (R² of 0 for a
+  zero-mean target)."""
+  kx, kw = jax.random.split(jax.random.PRNGKey(3))
+  x = jax.random.normal(kx, (500, 16, 6))
+  y = x @ jax.random.normal(kw, (6, 3))
+  r2 = sg_alignment.online_linear_fit(x[:400], y[:400],
+                                      x[400:].reshape(-1, 6),
+                                      y[400:].reshape(-1, 3), [3e-2, 1e-6])
+  assert float(r2[0]) > 0.95, r2
+  assert abs(float(r2[1])) < 0.01, r2
+
+
+def test_early_stopping_keeps_an_unpredictable_target_near_zero():
+  """Fitted long on few examples, an MLP learns noise by heart; stopped
+  where the examples kept out of the fit say, it scores about the best
+  constant's R² of 0."""
+  kx, ky = jax.random.split(jax.random.PRNGKey(1))
+  x = jax.random.normal(kx, (1400, 8))
+  y = jax.random.normal(ky, (1400, 4))
+  fit = functools.partial(offline_fit.mlp_r2, key=jax.random.PRNGKey(2),
+                          hidden=(128, 128), steps=1500, batch_size=100,
+                          learning_rate=1e-2)
+  overfitted = float(fit(x[:300], y[:300], x[400:], y[400:]))
+  stopped = float(fit(x[:300], y[:300], x[400:], y[400:], x_val=x[300:400],
+                      y_val=y[300:400]))
+  assert overfitted < -0.3, overfitted
+  assert -0.05 < stopped <= 0.02, stopped
+
+
 def test_the_probes_read_the_run_s_own_stream(tmp_path):
   """The probed windows are the ones training would see next."""
   from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
@@ -179,19 +228,25 @@ def _run(folder, *flags):
 def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method):
   train.train_and_evaluate(tiny("copy", method=method, unroll=3), tmp_path)
   before = sorted(os.listdir(tmp_path))
-  done = _run(tmp_path, "--probes=3", "--horizon=2")
+  mlp = ["--probes=10", "--mlp_hidden=8", "--mlp_steps=20"]
+  done = _run(tmp_path, "--horizon=2",
+              *(mlp if method == "dni" else ["--probes=3"]))
   assert done.returncode == 0, done.stderr[-2000:]
   assert "truncated BPTT's cosine" in done.stdout
   assert "held-out R²" in done.stdout
   assert "nan" not in done.stdout.lower()
   assert ("synthetic vs future gradient" in done.stdout) == (method == "dni")
+  # The LSTM's M reads h alone: the fits from the whole state (c, h) too.
+  assert "from the whole state (c, h): linear" in done.stdout
+  assert ("an MLP 8 " in done.stdout) == (method == "dni")
   assert sorted(os.listdir(tmp_path)) == before
 
 
 def test_a_feedforward_run_or_a_bad_flag_is_one_error_line(tmp_path):
   train.train_and_evaluate(tiny("binary_addition", method="dni"), tmp_path)
   for flags, says in ((["--probes=2"], "no recurrent core"),
-                      (["--horizon=0"], "--horizon=0")):
+                      (["--horizon=0"], "--horizon=0"),
+                      (["--probes=5", "--mlp_hidden=8"], "at least 10 probes")):
     done = _run(tmp_path, *flags)
     assert done.returncode == 1 and says in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr

@@ -48,7 +48,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
+from dni_jax.core import offline_fit
 from dni_jax.core import recurrent
 from dni_jax.core import tbptt
 from dni_jax.core.losses import cosine_similarity
@@ -80,7 +82,8 @@ def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
     cotangents on ``h(s_T)`` (the batch size times the objective's):
     ``sg_B`` (``λ·M(h(s_T))``), ``future_B`` (``∂(future)/∂h(s_T)``, the
     cotangent of ``g_fut``) and ``fixed_B`` (that of ``g_fix``); and what the
-    synthesizer reads at ``s_T``, ``input_B``. ``end``: ``s_T``, the state
+    synthesizer reads at ``s_T``, ``input_B``, and the whole state
+    ``s_T``, ``state_B`` (an LSTM's ``(c, h)``). ``end``: ``s_T``, the state
     after window 0 (the next window's start).
   """
   first = jax.tree_util.tree_map(lambda x: x[0], batches)
@@ -137,7 +140,7 @@ def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
           "g_fix": _flat(g_fix), "sg_B": sg_B,
           "future_B": batch_size * tbptt.sg_part(rdni, delta),
           "fixed_B": batch_size * tbptt.sg_part(rdni, delta_fix),
-          "input_B": tbptt.sg_input(rdni, end)}, end
+          "input_B": tbptt.sg_input(rdni, end), "state_B": end}, end
 
 
 def stream_windows(task, data, task_state, first, span: int) -> dict:
@@ -210,3 +213,72 @@ def held_out_fit(x_train, y_train, x_eval, y_eval, own_train=None,
         np.vdot(own_train, own_train), 1e-30)
     got["r2_own"] = r_squared(factor * np.asarray(own_eval), y_eval)
   return got
+
+
+def held_out_mlp_fit(x_train, y_train, x_eval, y_eval, *,
+                     hidden: tuple[int, ...], steps: int = 3000,
+                     batch_size: int = 512, learning_rate: float = 1e-3,
+                     seed: int = 0) -> float:
+  """``held_out_fit``'s question asked of an MLP: can a nonlinear function
+  of what ``M`` reads predict the target?
+
+  Standardises ``x`` per feature and ``y`` by one scale (both from the
+  training examples; R² does not depend on ``y``'s scale), keeps the last
+  fifth of the training examples out of the fit to pick when to stop, and
+  returns the held-out R² of ``offline_fit.mlp_r2`` (``hidden`` widths,
+  Adam ``learning_rate``, ``steps`` minibatches of ``batch_size``).
+  """
+  x_train, y_train, x_eval, y_eval = (np.asarray(a, np.float32) for a in (
+      x_train, y_train, x_eval, y_eval))
+  mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+  scale = float(np.sqrt(np.mean(np.square(y_train - y_train.mean(0))))) or 1.0
+  x_train, x_eval = (x_train - mean) / std, (x_eval - mean) / std
+  y_train, y_eval = y_train / scale, y_eval / scale
+  split = x_train.shape[0] - max(1, x_train.shape[0] // 5)
+  fit = jax.jit(lambda x, y, xe, ye, key, xv, yv: offline_fit.mlp_r2(
+      x, y, xe, ye, key, hidden=tuple(hidden), steps=steps,
+      batch_size=batch_size, learning_rate=learning_rate, x_val=xv,
+      y_val=yv))
+  return float(fit(x_train[:split], y_train[:split], x_eval, y_eval,
+                   jax.random.PRNGKey(seed), x_train[split:],
+                   y_train[split:]))
+
+
+def online_linear_fit(x_WxBxD, y_WxBxS, x_eval, y_eval,
+                      learning_rates) -> jax.Array:
+  """What a synthesizer of ``M``'s form learns *online* from a stream that
+  holds still: held-out R² per learning rate.
+
+  An affine map, zero-initialised as ``M`` is, takes one Adam step per
+  window in stream order on that window's examples (``x_WxBxD[w]`` to
+  ``y_WxBxS[w]``, the squared error summed over the target's dimensions
+  and averaged over the batch, as ``M``'s regression), once for each of
+  ``learning_rates`` (vmapped), and is scored on ``x_eval``/``y_eval``.
+  The windows come from a run held at fixed parameters, so the stream is
+  stationary: set beside ``held_out_fit``'s best map (what the same
+  examples allow) and the run's own ``M`` (what online training beside a
+  moving core got), it tells whether the regression's rate or the core's
+  motion keeps ``M`` from the target.
+  """
+  x_WxBxD, y_WxBxS, x_eval, y_eval = (jnp.asarray(a, jnp.float32) for a in (
+      x_WxBxD, y_WxBxS, x_eval, y_eval))
+
+  def loss(p, x, y):
+    return jnp.mean(jnp.sum(jnp.square(x @ p[0] + p[1] - y), -1))
+
+  def run(learning_rate):
+    optimizer = optax.adam(learning_rate)
+
+    def step(carry, xy):
+      p, opt_state = carry
+      updates, opt_state = optimizer.update(jax.grad(loss)(p, *xy),
+                                            opt_state)
+      return (optax.apply_updates(p, updates), opt_state), None
+
+    p = (jnp.zeros((x_WxBxD.shape[-1], y_WxBxS.shape[-1])),
+         jnp.zeros(y_WxBxS.shape[-1]))
+    (p, _), _ = jax.lax.scan(step, (p, optimizer.init(p)),
+                             (x_WxBxD, y_WxBxS))
+    return r_squared(x_eval @ p[0] + p[1], y_eval)
+
+  return jax.jit(jax.vmap(run))(jnp.asarray(learning_rates, jnp.float32))
