@@ -19,7 +19,12 @@ per-window noise averaged out), and the held-out R² of the best linear map
 from what ``M`` reads to each target (fitted on the first four fifths of the
 probes); with ``--mlp_hidden``, also that of an MLP
 (``sg_alignment.held_out_mlp_fit``), which asks whether anything nonlinear
-in what ``M`` reads predicts the target where no linear map does.
+in what ``M`` reads predicts the target where no linear map does. With
+``--online_lrs``, a map of ``M``'s form trained online on the same windows
+(``sg_alignment.online_linear_fit``: what ``M``'s regression would learn
+if the core held still); with ``--score_on``, later checkpoints of the same
+run, where the maps fitted here are scored again (how fast ``M``'s target
+moves with the core).
 Nothing in the workdir is written.
 """
 
@@ -43,42 +48,26 @@ _ONLINE_LRS = flags.DEFINE_list(
     "Also train an affine map online on the probed windows as M is trained "
     "(zero start, one Adam step per window) at each of these learning rates, "
     "and print its held-out R² on M's fixed point (empty: not run).")
+_SCORE_ON = flags.DEFINE_list(
+    "score_on", [],
+    "Later checkpoints of the same run (copies of its workdir trained on): "
+    "score there the maps of M's fixed point fitted on this run's probes, "
+    "beside a map fitted there (how fast the target moves with the core).")
 _TRACEBACK = flags.DEFINE_bool(
     "traceback", False, "On an error, show the Python traceback too.")
 
 _SUMS = ("g_win", "g_syn", "g_fut", "g_all", "g_fix")
 
 
-def measure(workdir: str, probes: int, horizon: int,
-            mlp_hidden: tuple[int, ...] = (), mlp_steps: int = 3000,
-            online_lrs: tuple[float, ...] = ()) -> dict:
-  """The probes' mean ``sg_alignment.compare`` figures (``mean_<name>``),
-  the cosines of the summed gradients (``sum_<name>``), the held-out fits
-  (``r2_linear``/``r2_own`` of the future gradient, ``fix_r2_*`` of M's
-  fixed point; ``r2_mlp``/``fix_r2_mlp`` with ``mlp_hidden``, and from the
-  whole state ``*_state``; ``online_r2``, one per ``online_lrs``),
-  ``step``, ``method``."""
+def _probe_run(workdir: str, probes: int, horizon: int):
+  """Restores ``workdir`` and probes ``probes`` consecutive windows of its
+  stream: ``(config, step, rows, sums, examples)``, per window the
+  ``compare`` figures and the per-example arrays, and the gradients summed
+  over the windows."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
-  from dni_jax.core.losses import cosine_similarity  # pylint: disable=g-import-not-at-top
-  from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
-  if probes < 1 or horizon < 1 or mlp_steps < 1:
-    raise ConfigError(f"--probes={probes}, --horizon={horizon}, "
-                      f"--mlp_steps={mlp_steps}: give at least 1 of each.")
-  if online_lrs and (probes < 2 or any(not lr > 0 for lr in online_lrs)):
-    raise ConfigError(f"--online_lrs={','.join(map(str, online_lrs))} with "
-                      f"--probes={probes}: give positive learning rates and "
-                      "at least 2 probes (it trains on the first four "
-                      "fifths and scores the rest).")
-  if mlp_hidden and (probes < 10 or any(h < 1 for h in mlp_hidden)):
-    raise ConfigError(f"--mlp_hidden={','.join(map(str, mlp_hidden))} with "
-                      f"--probes={probes}: an MLP fit needs widths of at least "
-                      "1 and at least 10 probes (it fits on the first "
-                      "four fifths, stops early on the last fifth of those, "
-                      "and scores the rest).")
   config, task, data, rdni, _, state, step = evaluate.restore_run(
       workdir, synthesizer=False)
   span = horizon + 1
@@ -101,11 +90,44 @@ def measure(workdir: str, probes: int, horizon: int,
   rows, examples = [], []
   for i in range(probes):
     carry, sums, row, seen = probe(carry, state.step + i, sums, data)
-    rows.append(row)
+    rows.append(jax.device_get(row))
     examples.append(jax.device_get(seen))
-  got = {f"mean_{k}": float(np.mean([jax.device_get(r[k]) for r in rows]))
-         for k in rows[0]}
-  total = sums
+  return config, step, rows, sums, examples
+
+
+def measure(workdir: str, probes: int, horizon: int,
+            mlp_hidden: tuple[int, ...] = (), mlp_steps: int = 3000,
+            online_lrs: tuple[float, ...] = (),
+            score_on: tuple[str, ...] = ()) -> dict:
+  """The probes' mean ``sg_alignment.compare`` figures (``mean_<name>``),
+  the cosines of the summed gradients (``sum_<name>``), the held-out fits
+  (``r2_linear``/``r2_own`` of the future gradient, ``fix_r2_*`` of M's
+  fixed point; ``r2_mlp``/``fix_r2_mlp`` with ``mlp_hidden``, and from the
+  whole state ``*_state``; ``online_r2``, one per ``online_lrs``;
+  ``score_on``, per later checkpoint the held-out R² there of the maps
+  fitted here beside one fitted there), ``step``, ``method``."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
+  from dni_jax.core.losses import cosine_similarity  # pylint: disable=g-import-not-at-top
+  from dni_jax.core.losses import r_squared  # pylint: disable=g-import-not-at-top
+  from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  if probes < 1 or horizon < 1 or mlp_steps < 1:
+    raise ConfigError(f"--probes={probes}, --horizon={horizon}, "
+                      f"--mlp_steps={mlp_steps}: give at least 1 of each.")
+  if (online_lrs or score_on) and (
+      probes < 2 or any(not lr > 0 for lr in online_lrs)):
+    raise ConfigError(f"--online_lrs={','.join(map(str, online_lrs))}, "
+                      f"--score_on with --probes={probes}: give positive "
+                      "learning rates and at least 2 probes (the fits train "
+                      "on the first four fifths and score the rest).")
+  if mlp_hidden and (probes < 10 or any(h < 1 for h in mlp_hidden)):
+    raise ConfigError(f"--mlp_hidden={','.join(map(str, mlp_hidden))} with "
+                      f"--probes={probes}: an MLP fit needs widths of at least "
+                      "1 and at least 10 probes (it fits on the first "
+                      "four fifths, stops early on the last fifth of those, "
+                      "and scores the rest).")
+  config, step, rows, total, examples = _probe_run(workdir, probes, horizon)
+  got = {f"mean_{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
   def cos(a, b):
     return float(cosine_similarity(a, b))
@@ -144,18 +166,54 @@ def measure(workdir: str, probes: int, horizon: int,
                 stack(read, train), stack(target, train),
                 stack(read, held), stack(target, held),
                 hidden=tuple(mlp_hidden), steps=mlp_steps))
+    # M's fixed point, fitted here and scored here and at later checkpoints.
+    fitted = {"linear": sg_alignment.ridge_map(stack("input_B", train),
+                                               stack("fixed_B", train))}
     if online_lrs:
-      got["online_r2"] = [float(r) for r in sg_alignment.online_linear_fit(
+      fitted["online"] = sg_alignment.online_linear_fit(
           np.stack([e["input_B"] for e in train]),
-          np.stack([e["fixed_B"] for e in train]),
-          stack("input_B", held), stack("fixed_B", held), online_lrs)]
+          np.stack([e["fixed_B"] for e in train]), online_lrs,
+          config.opt.get("clip_norm"))
+      got["online_r2"] = _online_r2(fitted["online"], stack("input_B", held),
+                                    stack("fixed_B", held))
+    got["score_on"] = []
+    for other in score_on:
+      o_config, o_step, _, _, o_examples = _probe_run(other, probes, horizon)
+      if o_config.method != config.method:
+        raise ConfigError(
+            f"--score_on={other} is a {o_config.method} run and {workdir} a "
+            f"{config.method} one; give later checkpoints of the same run "
+            "(a copy of its workdir trained on).")
+      o_train, o_held = o_examples[:split], o_examples[split:]
+      x, y = stack("input_B", o_held), stack("fixed_B", o_held)
+      o_synth = o_config.method != "bptt"
+      here = sg_alignment.held_out_fit(
+          stack("input_B", o_train), stack("fixed_B", o_train), x, y,
+          stack("sg_B", o_train) if o_synth else None,
+          stack("sg_B", o_held) if o_synth else None)
+      got["score_on"].append({
+          "workdir": other, "step": o_step,
+          "linear": float(r_squared(sg_alignment.affine(fitted["linear"], x),
+                                    y)),
+          "linear_here": float(here["r2_linear"]),
+          "own_here": float(here["r2_own"]) if o_synth else None,
+          "online": (_online_r2(fitted["online"], x, y) if online_lrs
+                     else None)})
   return {"step": step, "method": str(config.method), **got}
+
+
+def _online_r2(maps, x, y) -> list[float]:
+  """Held-out R² of each of ``online_linear_fit``'s maps on ``x``, ``y``."""
+  from dni_jax.core.losses import r_squared  # pylint: disable=g-import-not-at-top
+  weights, biases = maps
+  return [float(r_squared(x @ w + b, y)) for w, b in zip(weights, biases)]
 
 
 def report(workdir: str, got: dict, probes: int, horizon: int,
            mlp_hidden: tuple[int, ...] = (),
            online_lrs: tuple[float, ...] = ()) -> str:
   """The printed lines."""
+  fitted_on = probes - max(1, probes // 5)
   synth = got["method"] != "bptt"
   lines = [f"{workdir} ({got['method']}): from step {got['step']}, {probes} "
            f"probes, horizon {horizon} windows"]
@@ -208,10 +266,20 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
   if "online_r2" in got:
     lines.append(
         f"  held-out R² of M's fixed point, an affine map trained online on "
-        f"the first {probes - max(1, probes // 5)} probes as M is (from zero, "
-        "one Adam step per window): " + ", ".join(
-            f"lr {lr:g} {r:.4f}" for lr, r in zip(online_lrs,
-                                                   got["online_r2"])))
+        f"the first {fitted_on} probes as M is (from zero, one Adam step per "
+        "window): " + ", ".join(f"lr {lr:g} {r:.4f}" for lr, r in zip(
+            online_lrs, got["online_r2"])))
+  for later in got.get("score_on", ()):
+    lines.append(
+        f"  at {later['workdir']} (step {later['step']}), held-out R² of M's "
+        f"fixed point: the linear map fitted at step {got['step']} "
+        f"{later['linear']:.4f}, one fitted there {later['linear_here']:.4f}"
+        + ("" if later["own_here"] is None else
+           f", its own λ·M (best factor) {later['own_here']:.4f}")
+        + ("" if later["online"] is None else
+           "; the online maps fitted at step " + str(got["step"]) + ": "
+           + ", ".join(f"lr {lr:g} {r:.4f}" for lr, r in zip(
+               online_lrs, later["online"]))))
   return "\n".join(lines)
 
 
@@ -224,7 +292,7 @@ def main(argv):
     hidden = tuple(int(h) for h in _MLP_HIDDEN.value)
     online = tuple(float(lr) for lr in _ONLINE_LRS.value)
     got = measure(argv[1], _PROBES.value, _HORIZON.value, hidden,
-                  _MLP_STEPS.value, online)
+                  _MLP_STEPS.value, online, tuple(_SCORE_ON.value))
   except Exception as e:  # pylint: disable=broad-except
     if _TRACEBACK.value:
       raise

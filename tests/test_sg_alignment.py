@@ -2,14 +2,17 @@
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from dni_jax.core import losses
 from dni_jax.core import offline_fit
 from dni_jax.core import sg_alignment
 from dni_jax.core import tbptt
@@ -181,11 +184,54 @@ def test_the_online_fit_learns_a_still_stream_at_a_fast_rate_only():
   kx, kw = jax.random.split(jax.random.PRNGKey(3))
   x = jax.random.normal(kx, (500, 16, 6))
   y = x @ jax.random.normal(kw, (6, 3))
-  r2 = sg_alignment.online_linear_fit(x[:400], y[:400],
-                                      x[400:].reshape(-1, 6),
-                                      y[400:].reshape(-1, 3), [3e-2, 1e-6])
-  assert float(r2[0]) > 0.95, r2
-  assert abs(float(r2[1])) < 0.01, r2
+  weights, biases = sg_alignment.online_linear_fit(x[:400], y[:400],
+                                                   [3e-2, 1e-6], clip_norm=1.0)
+  xe, ye = x[400:].reshape(-1, 6), y[400:].reshape(-1, 3)
+  r2 = [float(losses.r_squared(xe @ w + b, ye))
+        for w, b in zip(weights, biases)]
+  assert r2[0] > 0.95, r2
+  assert abs(r2[1]) < 0.01, r2
+
+
+def test_the_online_fit_takes_adam_steps_in_stream_order_with_clipping():
+  """Two windows by hand: clip each window's gradient to the global norm,
+  then Adam, from zero."""
+  kx, ky = jax.random.split(jax.random.PRNGKey(4))
+  x = jax.random.normal(kx, (2, 5, 3))
+  y = 10.0 * jax.random.normal(ky, (2, 5, 2))  # gradients well above 0.5
+  weights, biases = sg_alignment.online_linear_fit(x, y, [1e-2], clip_norm=0.5)
+  tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-2))
+  p = (jnp.zeros((3, 2)), jnp.zeros(2))
+  state = tx.init(p)
+  for w in range(2):
+    g = jax.grad(lambda q: jnp.mean(jnp.sum(jnp.square(
+        x[w] @ q[0] + q[1] - y[w]), -1)))(p)
+    u, state = tx.update(g, state)
+    p = optax.apply_updates(p, u)
+  np.testing.assert_allclose(weights[0], p[0], rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(biases[0], p[1], rtol=1e-5, atol=1e-7)
+
+
+def test_early_stopping_scores_the_parameters_of_the_lowest_validation_loss():
+  """The minibatches are the same with and without validation, so the fit
+  stopped early scores as the plain fit of as many steps as the check
+  with the lowest validation loss."""
+  kx, kw, kn = jax.random.split(jax.random.PRNGKey(1), 3)
+  x = jax.random.normal(kx, (700, 4))
+  y = jnp.tanh(x @ jax.random.normal(kw, (4, 2))) + jax.random.normal(
+      kn, (700, 2))  # learnable, and noisy enough to overfit 200 examples
+  fit = functools.partial(offline_fit.mlp_r2, key=jax.random.PRNGKey(2),
+                          hidden=(64, 64), batch_size=50, learning_rate=1e-3)
+  train, val, held = slice(0, 200), slice(200, 300), slice(300, None)
+  stopped = float(fit(x[train], y[train], x[held], y[held], steps=300,
+                      x_val=x[val], y_val=y[val], check_every=20))
+  plain = [(float(fit(x[train], y[train], x[val], y[val], steps=k)),
+            float(fit(x[train], y[train], x[held], y[held], steps=k)))
+           for k in range(20, 320, 20)]
+  best = max(range(len(plain)), key=lambda i: plain[i][0])  # R² ~ -loss
+  assert 0 < best < len(plain) - 1, plain  # neither the first nor the last
+  np.testing.assert_allclose(stopped, plain[best][1], rtol=1e-4, atol=1e-5)
+  assert stopped != plain[-1][1]
 
 
 def test_early_stopping_keeps_an_unpredictable_target_near_zero():
@@ -228,7 +274,8 @@ def _run(folder, *flags):
 def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method):
   train.train_and_evaluate(tiny("copy", method=method, unroll=3), tmp_path)
   before = sorted(os.listdir(tmp_path))
-  mlp = ["--probes=10", "--mlp_hidden=8", "--mlp_steps=20"]
+  mlp = ["--probes=10", "--mlp_hidden=8", "--mlp_steps=20",
+         "--online_lrs=1e-3,1e-2"]
   done = _run(tmp_path, "--horizon=2",
               *(mlp if method == "dni" else ["--probes=3"]))
   assert done.returncode == 0, done.stderr[-2000:]
@@ -239,14 +286,39 @@ def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method):
   # The LSTM's M reads h alone: the fits from the whole state (c, h) too.
   assert "from the whole state (c, h): linear" in done.stdout
   assert ("an MLP 8 " in done.stdout) == (method == "dni")
+  assert ("trained online on the first 8 probes" in done.stdout) == (
+      method == "dni")
   assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_maps_fitted_at_one_checkpoint_are_scored_at_a_later_one(tmp_path):
+  config = tiny("copy", method="dni", unroll=3)
+  train.train_and_evaluate(config, tmp_path / "early")
+  shutil.copytree(tmp_path / "early", tmp_path / "later")
+  config.num_steps = 8
+  train.train_and_evaluate(config, tmp_path / "later")
+  train.train_and_evaluate(tiny("copy", method="bptt", unroll=3),
+                           tmp_path / "bptt")
+  done = _run(tmp_path / "early", "--probes=5", "--horizon=2",
+              "--online_lrs=1e-3", f"--score_on={tmp_path / 'later'}")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert (f"at {tmp_path / 'later'} (step 8), held-out R² of M's fixed "
+          "point: the linear map fitted at step 4") in done.stdout
+  assert "the online maps fitted at step 4: lr 0.001" in done.stdout
+  done = _run(tmp_path / "early", "--probes=5",
+              f"--score_on={tmp_path / 'bptt'}")
+  assert done.returncode == 1 and "is a bptt run" in done.stderr, (
+      done.stderr[-2000:])
+  assert "Traceback" not in done.stderr
 
 
 def test_a_feedforward_run_or_a_bad_flag_is_one_error_line(tmp_path):
   train.train_and_evaluate(tiny("binary_addition", method="dni"), tmp_path)
   for flags, says in ((["--probes=2"], "no recurrent core"),
                       (["--horizon=0"], "--horizon=0"),
-                      (["--probes=5", "--mlp_hidden=8"], "at least 10 probes")):
+                      (["--probes=5", "--mlp_hidden=8"], "at least 10 probes"),
+                      (["--probes=5", "--online_lrs=0"],
+                       "positive learning rates")):
     done = _run(tmp_path, *flags)
     assert done.returncode == 1 and says in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr

@@ -182,33 +182,44 @@ def compare(grads: dict) -> dict:
           "cos_state_fix": _mean_cosine(grads["sg_B"], grads["fixed_B"])}
 
 
+def ridge_map(x, y, ridge: float = 1e-3) -> np.ndarray:
+  """The best affine map from ``x [N, D]`` to ``y [N, S]`` by ridge
+  regression (the ridge: ``ridge`` times the mean of ``xᵀx``'s diagonal;
+  solved in float64 with numpy): ``[D + 1, S]``, the bias last; apply it
+  with ``affine``."""
+  xt = _design(np.asarray(x, np.float64))
+  gram = xt.T @ xt
+  gram += ridge * np.mean(np.diag(gram)) * np.eye(gram.shape[0])
+  return np.linalg.solve(gram, xt.T @ np.asarray(y, np.float64))
+
+
+def _design(x):
+  return np.concatenate([x, np.ones((x.shape[0], 1))], -1)
+
+
+def affine(weights, x) -> np.ndarray:
+  """``ridge_map``'s map applied to ``x [N, D]``."""
+  return _design(np.asarray(x, np.float64)) @ weights
+
+
 def held_out_fit(x_train, y_train, x_eval, y_eval, own_train=None,
                  own_eval=None, ridge: float = 1e-3) -> dict:
   """How much of a target what ``M`` reads can predict, linearly.
 
   Fits the best affine map from ``x`` (what the synthesizer reads, ``[N,
-  D]``) to ``y`` (e.g. ``∂(future)/∂h(s_T)`` per example, ``[N, S]``) by
-  ridge regression on the training examples (the ridge: ``ridge`` times the
-  mean of ``xᵀx``'s diagonal; solved in float64 with numpy) and returns its
-  held-out R² (``r2_linear``, ``losses.r_squared``: 0 for the best
-  constant, 1 for a perfect fit). With ``own_*`` (the run's own ``λ·M``),
-  also ``r2_own``: the held-out R² of ``own`` times the one factor that
-  fits the training examples best (λ and the discount set ``M``'s scale,
-  not the direction asked about).
+  D]``) to ``y`` (e.g. ``∂(future)/∂h(s_T)`` per example, ``[N, S]``) on the
+  training examples (``ridge_map``) and returns its held-out R²
+  (``r2_linear``, ``losses.r_squared``: 0 for the best constant, 1 for a
+  perfect fit). With ``own_*`` (the run's own ``λ·M``), also ``r2_own``:
+  the held-out R² of ``own`` times the one factor that fits the training
+  examples best (λ and the discount set ``M``'s scale, not the direction
+  asked about).
   """
-  x_train, y_train, x_eval = (np.asarray(a, np.float64)
-                              for a in (x_train, y_train, x_eval))
-
-  def design(x):
-    return np.concatenate([x, np.ones((x.shape[0], 1))], -1)
-
-  xt = design(x_train)
-  gram = xt.T @ xt
-  gram += ridge * np.mean(np.diag(gram)) * np.eye(gram.shape[0])
-  weights = np.linalg.solve(gram, xt.T @ y_train)
-  got = {"r2_linear": r_squared(design(x_eval) @ weights, y_eval)}
+  weights = ridge_map(x_train, y_train, ridge)
+  got = {"r2_linear": r_squared(affine(weights, x_eval), y_eval)}
   if own_train is not None:
     own_train = np.asarray(own_train, np.float64)
+    y_train = np.asarray(y_train, np.float64)
     factor = np.vdot(own_train, y_train) / max(
         np.vdot(own_train, own_train), 1e-30)
     got["r2_own"] = r_squared(factor * np.asarray(own_eval), y_eval)
@@ -222,18 +233,21 @@ def held_out_mlp_fit(x_train, y_train, x_eval, y_eval, *,
   """``held_out_fit``'s question asked of an MLP: can a nonlinear function
   of what ``M`` reads predict the target?
 
-  Standardises ``x`` per feature and ``y`` by one scale (both from the
-  training examples; R² does not depend on ``y``'s scale), keeps the last
-  fifth of the training examples out of the fit to pick when to stop, and
+  Standardises ``x`` per feature, centres ``y`` and divides it by one
+  scale (all from the training examples; R² does not depend on ``y``'s
+  offset or scale, and the fit then starts at the best constant), keeps
+  the last fifth of the training examples out of the fit to pick when to
+  stop, and
   returns the held-out R² of ``offline_fit.mlp_r2`` (``hidden`` widths,
   Adam ``learning_rate``, ``steps`` minibatches of ``batch_size``).
   """
   x_train, y_train, x_eval, y_eval = (np.asarray(a, np.float32) for a in (
       x_train, y_train, x_eval, y_eval))
   mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-  scale = float(np.sqrt(np.mean(np.square(y_train - y_train.mean(0))))) or 1.0
+  y_mean = y_train.mean(0)
+  scale = float(np.sqrt(np.mean(np.square(y_train - y_mean)))) or 1.0
   x_train, x_eval = (x_train - mean) / std, (x_eval - mean) / std
-  y_train, y_eval = y_train / scale, y_eval / scale
+  y_train, y_eval = (y_train - y_mean) / scale, (y_eval - y_mean) / scale
   split = x_train.shape[0] - max(1, x_train.shape[0] // 5)
   fit = jax.jit(lambda x, y, xe, ye, key, xv, yv: offline_fit.mlp_r2(
       x, y, xe, ye, key, hidden=tuple(hidden), steps=steps,
@@ -244,30 +258,36 @@ def held_out_mlp_fit(x_train, y_train, x_eval, y_eval, *,
                    y_train[split:]))
 
 
-def online_linear_fit(x_WxBxD, y_WxBxS, x_eval, y_eval,
-                      learning_rates) -> jax.Array:
+def online_linear_fit(x_WxBxD, y_WxBxS, learning_rates,
+                      clip_norm: float | None = None):
   """What a synthesizer of ``M``'s form learns *online* from a stream that
-  holds still: held-out R² per learning rate.
+  holds still: the fitted affine maps, one per learning rate.
 
   An affine map, zero-initialised as ``M`` is, takes one Adam step per
   window in stream order on that window's examples (``x_WxBxD[w]`` to
   ``y_WxBxS[w]``, the squared error summed over the target's dimensions
-  and averaged over the batch, as ``M``'s regression), once for each of
-  ``learning_rates`` (vmapped), and is scored on ``x_eval``/``y_eval``.
-  The windows come from a run held at fixed parameters, so the stream is
-  stationary: set beside ``held_out_fit``'s best map (what the same
-  examples allow) and the run's own ``M`` (what online training beside a
-  moving core got), it tells whether the regression's rate or the core's
-  motion keeps ``M`` from the target.
+  and averaged over the batch, as ``M``'s regression; the gradient first
+  clipped to a global norm of ``clip_norm`` where given, as the configs'
+  ``opt.clip_norm`` clips ``M``'s), once for each of ``learning_rates``
+  (vmapped). Returns ``(W [L, D, S], b [L, S])``; score with
+  ``losses.r_squared(x @ W[l] + b[l], y)``. The windows come from a run
+  held at fixed parameters, so the stream is stationary: set beside
+  ``held_out_fit``'s best map (what the same examples allow) and the run's
+  own ``M`` (what online training beside a moving core got), it tells
+  whether the regression's rate or the core's motion keeps ``M`` from the
+  target.
   """
-  x_WxBxD, y_WxBxS, x_eval, y_eval = (jnp.asarray(a, jnp.float32) for a in (
-      x_WxBxD, y_WxBxS, x_eval, y_eval))
+  x_WxBxD, y_WxBxS = (jnp.asarray(a, jnp.float32)
+                      for a in (x_WxBxD, y_WxBxS))
 
   def loss(p, x, y):
     return jnp.mean(jnp.sum(jnp.square(x @ p[0] + p[1] - y), -1))
 
   def run(learning_rate):
     optimizer = optax.adam(learning_rate)
+    if clip_norm:
+      optimizer = optax.chain(optax.clip_by_global_norm(clip_norm),
+                              optimizer)
 
     def step(carry, xy):
       p, opt_state = carry
@@ -279,6 +299,6 @@ def online_linear_fit(x_WxBxD, y_WxBxS, x_eval, y_eval,
          jnp.zeros(y_WxBxS.shape[-1]))
     (p, _), _ = jax.lax.scan(step, (p, optimizer.init(p)),
                              (x_WxBxD, y_WxBxS))
-    return r_squared(x_eval @ p[0] + p[1], y_eval)
+    return p
 
   return jax.jit(jax.vmap(run))(jnp.asarray(learning_rates, jnp.float32))
