@@ -166,9 +166,12 @@ def measure(workdir: str, probes: int, horizon: int,
                 stack(read, train), stack(target, train),
                 stack(read, held), stack(target, held),
                 hidden=tuple(mlp_hidden), steps=mlp_steps))
-    # M's fixed point, fitted here and scored here and at later checkpoints.
-    fitted = {"linear": sg_alignment.ridge_map(stack("input_B", train),
-                                               stack("fixed_B", train))}
+    # Maps of M's fixed point, to score here and at later checkpoints (the
+    # linear one is held_out_fit's above, fitted again for --score_on).
+    fitted = {}
+    if score_on:
+      fitted["linear"] = sg_alignment.ridge_map(stack("input_B", train),
+                                                stack("fixed_B", train))
     if online_lrs:
       fitted["online"] = sg_alignment.online_linear_fit(
           np.stack([e["input_B"] for e in train]),

@@ -249,13 +249,16 @@ def held_out_mlp_fit(x_train, y_train, x_eval, y_eval, *,
   x_train, x_eval = (x_train - mean) / std, (x_eval - mean) / std
   y_train, y_eval = (y_train - y_mean) / scale, (y_eval - y_mean) / scale
   split = x_train.shape[0] - max(1, x_train.shape[0] // 5)
-  fit = jax.jit(lambda x, y, xe, ye, key, xv, yv: offline_fit.mlp_r2(
-      x, y, xe, ye, key, hidden=tuple(hidden), steps=steps,
-      batch_size=batch_size, learning_rate=learning_rate, x_val=xv,
-      y_val=yv))
-  return float(fit(x_train[:split], y_train[:split], x_eval, y_eval,
-                   jax.random.PRNGKey(seed), x_train[split:],
-                   y_train[split:]))
+  return float(_mlp_r2(x_train[:split], y_train[:split], x_eval, y_eval,
+                       jax.random.PRNGKey(seed), hidden=tuple(hidden),
+                       steps=steps, batch_size=batch_size,
+                       learning_rate=learning_rate, x_val=x_train[split:],
+                       y_val=y_train[split:]))
+
+
+# Compiled once per shape and setting, not once per call.
+_mlp_r2 = jax.jit(offline_fit.mlp_r2, static_argnames=(
+    "hidden", "steps", "batch_size", "learning_rate", "check_every"))
 
 
 def online_linear_fit(x_WxBxD, y_WxBxS, learning_rates,
