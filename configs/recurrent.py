@@ -39,6 +39,9 @@ def get_config():
   # window's end; in (0, 1), an exponential moving average of M's parameters
   # with this decay per window (the core still receives λ·M(h_end))
   config.dni.target_decay = 0.0
+  # the synthesizer's optax steps per window, each on the window's one
+  # target from M's latest parameters (1: the paper's single step)
+  config.dni.synth_steps = 1
   config.dni.aux_weight = 1.0
   config.opt.learning_rate = 1e-3
   config.opt.clip_norm = 1.0

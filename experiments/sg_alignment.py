@@ -59,6 +59,17 @@ _TRACEBACK = flags.DEFINE_bool(
 _SUMS = ("g_win", "g_syn", "g_fut", "g_all", "g_fix")
 
 
+# What must agree for a map fitted on one run to be scored on another.
+_SAME_RUN = ("method", "data.name", "model.kind", "model.width", "unroll",
+             "dni.sg_state", "dni.sg_scale")
+
+
+def _field(config, dotted: str):
+  for key in dotted.split("."):
+    config = config[key]
+  return config
+
+
 def _probe_run(workdir: str, probes: int, horizon: int):
   """Restores ``workdir`` and probes ``probes`` consecutive windows of its
   stream: ``(config, step, rows, sums, examples)``, per window the
@@ -182,11 +193,13 @@ def measure(workdir: str, probes: int, horizon: int,
     got["score_on"] = []
     for other in score_on:
       o_config, o_step, _, _, o_examples = _probe_run(other, probes, horizon)
-      if o_config.method != config.method:
+      differ = [f"{k} {_field(o_config, k)!r} against {_field(config, k)!r}"
+                for k in _SAME_RUN if _field(o_config, k) != _field(config, k)]
+      if differ:
         raise ConfigError(
-            f"--score_on={other} is a {o_config.method} run and {workdir} a "
-            f"{config.method} one; give later checkpoints of the same run "
-            "(a copy of its workdir trained on).")
+            f"--score_on={other} is not a later checkpoint of the run in "
+            f"{workdir}: its {'; '.join(differ)}. Give later checkpoints of "
+            "the same run (a copy of its workdir trained on).")
       o_train, o_held = o_examples[:split], o_examples[split:]
       x, y = stack("input_B", o_held), stack("fixed_B", o_held)
       o_synth = o_config.method != "bptt"

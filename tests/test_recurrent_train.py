@@ -97,13 +97,15 @@ def test_graves_lstm_and_unscaled_bootstrap_train_from_the_config(tmp_path):
              for a, b in zip(logs["scaled"][1:], logs["unscaled"][1:]))
 
 
-@pytest.mark.parametrize("target_decay", [0.0, 0.9])
+@pytest.mark.parametrize("target_decay,synth_steps", [(0.0, 1), (0.9, 1),
+                                                     (0.0, 3)])
 def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch,
-                                             target_decay):
+                                             target_decay, synth_steps):
   config = tiny("copy", method="dni_aux", num_steps=8, checkpoint_every=3,
                 log_every=1, **{"data.check_every": 2,
                                 "data.threshold": 1e9,  # lengthen every check
-                                "dni.target_decay": target_decay})
+                                "dni.target_decay": target_decay,
+                                "dni.synth_steps": synth_steps})
   train.train_and_evaluate(config, tmp_path / "straight")
 
   real = tbptt.make_train_step
@@ -139,6 +141,8 @@ def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch,
      "config.windows_per_call must be positive"),
     ("copy", {"dni.target_decay": 1.0}, ConfigError,
      r"dni.target_decay must be in \[0, 1\), got 1.0"),
+    ("copy", {"dni.synth_steps": 0}, ConfigError,
+     "dni.synth_steps must be a whole number of at least 1, got 0"),
     ("copy", {"dni.bootstrap": "half"}, ConfigError,
      r"unknown dni.bootstrap 'half'.*\('scaled', 'unscaled'\)"),
     ("copy", {"model.kind": "rnn", "model.peepholes": True}, ConfigError,

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from dni_jax.core import interface
 from dni_jax.core import recurrent
 from dni_jax.core import synthesizers
 from dni_jax.core import tbptt
@@ -284,6 +285,39 @@ def test_target_network_starts_as_the_synthesizer_and_follows_it():
   with pytest.raises(ValueError, match="target_decay"):
     tbptt.build("dni", _core(), _loss, synthesizers.LinearSynthesizer(),
                 target_decay=1.0)
+
+
+def test_several_synthesizer_steps_repeat_the_regression_on_one_target():
+  """``synth_steps = k``: the core's update is the one-step update, and ``M``
+  takes k optax steps, each from its latest parameters, towards the window's
+  one target (the first step's loss is the one logged)."""
+  rdni, opt, state = _setup("dni", sg_scale=0.3)
+  batch = _batch(7)
+  one, m_one = tbptt.train_step(state, batch, rdni=rdni, optimizers=opt)
+  three, m_three = tbptt.train_step(
+      state, batch, rdni=dataclasses.replace(rdni, synth_steps=3),
+      optimizers=opt)
+  _tree_close(three.params, one.params, rtol=0, atol=0)
+  np.testing.assert_array_equal(m_three["synth_loss"], m_one["synth_loss"])
+  # By hand: two more regressions of M(h(s₀)) onto the same target.
+  _, target, _, _ = tbptt.window_grads(
+      rdni, state.params, state.carry, batch, state.synth_params,
+      state.synth_state, state.sg_scale)
+  sg = tbptt._interface(rdni, opt, state.sg_scale)
+  h0 = tbptt.sg_input(rdni, state.carry)
+  sg_state = interface.state_of(one)
+  losses = [m_one["synth_loss"]]
+  for _ in range(2):
+    sg_state, loss = sg.regress(sg_state, sg.predict(sg_state, h0), target)
+    losses.append(loss)
+  _tree_close(three.synth_params, sg_state.params, rtol=1e-6, atol=1e-7)
+  _tree_close(three.synth_opt_state, sg_state.opt_state, rtol=1e-6,
+              atol=1e-7)
+  assert losses[2] < losses[1] < losses[0]  # each step nears the target
+  assert _max_diff(three.synth_params, one.synth_params) > 1e-4
+  with pytest.raises(ValueError, match="synth_steps"):
+    tbptt.build("dni", _core(), _loss, synthesizers.LinearSynthesizer(),
+                synth_steps=0)
 
 
 def test_state_carries_across_windows():

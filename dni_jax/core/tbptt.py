@@ -97,6 +97,12 @@ class RecurrentDNI:
       (``θ̄ ← d·θ̄ + (1 − d)·θ`` after every update of ``M``), as deep
       Q-learning steadies a bootstrapped regression; the core's synthetic
       gradient is still ``λ·M(h(s_T))``. One more backward pass.
+    synth_steps: optax steps of ``M`` per window, each regressing
+      ``M(h(s₀))``, recomputed with ``M``'s latest parameters, onto the
+      window's one target (1, the default: the paper's one step). More lets
+      ``M`` follow a target that moves faster than one step of its
+      optimiser can (docs/results.md); the logged ``synth_loss`` is the
+      first step's, the one a single step would log.
   """
   core: Any
   loss_fn: LossFn
@@ -106,6 +112,7 @@ class RecurrentDNI:
   bootstrap: str = "scaled"
   oracle_end_grad: bool = False
   target_decay: float = 0.0
+  synth_steps: int = 1
 
   @property
   def method(self) -> str:
@@ -118,11 +125,11 @@ def build(method: str, core: Any, loss_fn: LossFn,
           synthesizer: nn.Module, sg_scale: float = 0.1,
           aux_weight: float = 1.0, sg_on: str | None = None,
           bootstrap: str = "scaled",
-          target_decay: float = 0.0) -> RecurrentDNI:
+          target_decay: float = 0.0, synth_steps: int = 1) -> RecurrentDNI:
   """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux.
 
   ``sg_on`` ("h", "ch" or "h_ch"), if given, replaces the core's ``sg_on``;
-  ``bootstrap``, ``target_decay``: ``RecurrentDNI``'s.
+  ``bootstrap``, ``target_decay``, ``synth_steps``: ``RecurrentDNI``'s.
   """
   if method not in METHODS:
     raise ValueError(f"unknown recurrent method {method!r}; choose one of "
@@ -132,13 +139,15 @@ def build(method: str, core: Any, loss_fn: LossFn,
                      f"{BOOTSTRAPS}")
   if not 0.0 <= target_decay < 1.0:
     raise ValueError(f"target_decay must be in [0, 1), got {target_decay}")
+  if synth_steps < 1:
+    raise ValueError(f"synth_steps must be at least 1, got {synth_steps}")
   core = dataclasses.replace(core, with_aux=method == "dni_aux")
   if sg_on is not None:
     core = dataclasses.replace(core, sg_on=sg_on)
   return RecurrentDNI(core, loss_fn,
                       None if method == "bptt" else synthesizer,
                       sg_scale, aux_weight, bootstrap,
-                      target_decay=target_decay)
+                      target_decay=target_decay, synth_steps=synth_steps)
 
 
 @flax.struct.dataclass
@@ -352,8 +361,14 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   if rdni.synthesizer is not None:
     sg = _interface(rdni, optimizers, state.sg_scale)
     sg_state = interface.state_of(state)
+    h0 = sg_input(rdni, start)
     sg_state, metrics["synth_loss"] = sg.regress(
-        sg_state, sg.predict(sg_state, sg_input(rdni, start)), target)
+        sg_state, sg.predict(sg_state, h0), target)
+    if rdni.synth_steps > 1:
+      sg_state = jax.lax.fori_loop(
+          1, rdni.synth_steps,
+          lambda _, st: sg.regress(st, sg.predict(st, h0), target)[0],
+          sg_state)
     # The regression target's size, to read the synthesizer's loss against
     # (its targets grow as the core learns longer dependencies).
     metrics["target_norm"] = jnp.sqrt(jnp.sum(jnp.square(target), -1)).mean()

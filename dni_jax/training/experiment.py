@@ -302,6 +302,11 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            f"{config.dni.target_decay}: 0 bootstraps the synthesizer's target "
            "from the synthesizer itself, a value such as 0.99 from a target "
            "network that averages its parameters with that decay per window.")
+  _require(isinstance(config.dni.synth_steps, int)
+           and config.dni.synth_steps >= 1,
+           f"dni.synth_steps must be a whole number of at least 1, got "
+           f"{config.dni.synth_steps!r}: the synthesizer's optax steps per "
+           "window on that window's target (1: the paper's one step).")
   for field, value in (("unroll", config.unroll),
                        ("model.width", config.model.width),
                        ("windows_per_call", config.windows_per_call)):
@@ -563,4 +568,4 @@ def build_recurrent(config: ml_collections.ConfigDict,
   return tbptt.build(config.method, core, task.loss, synth,
                      d.sg_scale,
                      d.aux_weight, sg_on=d.sg_state, bootstrap=d.bootstrap,
-                     target_decay=d.target_decay)
+                     target_decay=d.target_decay, synth_steps=d.synth_steps)

@@ -74,6 +74,7 @@ ADDED_FIELDS = {
     "dni.sg_state": "ch",
     "dni.bootstrap": "scaled",
     "dni.target_decay": 0.0,
+    "dni.synth_steps": 1,
     "model.forget_bias": 0.0,
     "model.peepholes": False,
     "two_networks.oracle": False,
