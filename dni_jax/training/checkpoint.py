@@ -303,11 +303,7 @@ class Checkpointer:
 
   def extra(self, step: int) -> dict | None:
     """The ``extra`` saved with ``step``, or ``None``."""
-    try:
-      with open(os.path.join(self.directory, str(step), DIGEST_FILE)) as f:
-        return json.load(f).get("extra")
-    except (OSError, ValueError, AttributeError):
-      return None
+    return saved_extra(self.directory, step)
 
   def set_aside_after(self, step: int) -> list[str]:
     """Moves the checkpoints past ``step`` aside to ``<step>.ahead``.
@@ -414,15 +410,26 @@ class Checkpointer:
     self._manager.close()
 
 
-def restore_newest_complete(directory: str, state, missing: str):
+def saved_extra(directory: str, step: int) -> dict | None:
+  """The ``extra`` saved with ``step`` in ``directory``, or ``None``."""
+  try:
+    with open(os.path.join(directory, str(step), DIGEST_FILE)) as f:
+      return json.load(f).get("extra")
+  except (OSError, ValueError, AttributeError):
+    return None
+
+
+def restore_newest_complete(directory: str, state, missing: str,
+                            step: int | None = None):
   """``(state, step)``: the newest checkpoint in ``directory`` whose save
-  ended, restored into ``state``'s structure, for tools that only read a
-  run (evaluation, measurements). Nothing is created, moved or written; a
-  checkpoint being saved now is passed over.
+  ended (or the one of ``step``), restored into ``state``'s structure, for
+  tools that only read a run (evaluation, measurements, a branch). Nothing
+  is created, moved or written; a checkpoint being saved now is passed over.
 
   Raises:
     CheckpointError: ``missing`` when ``directory`` holds no complete
-      checkpoint; the restore's own error when the newest does not restore.
+      checkpoint; one naming the kept steps when ``step`` is not one of
+      them; the restore's own error when the checkpoint does not restore.
   """
   if not os.path.isdir(directory):
     raise CheckpointError(missing)
@@ -431,9 +438,37 @@ def restore_newest_complete(directory: str, state, missing: str):
     steps = checkpointer.complete_steps()
     if not steps:
       raise CheckpointError(missing)
-    return checkpointer.restore_at(steps[-1], state), steps[-1]
+    if step is None:
+      step = steps[-1]
+    elif step not in steps:
+      raise CheckpointError(
+          f"no complete checkpoint of step {step} in {directory}; its "
+          f"complete checkpoints are of steps {steps} (a run keeps its "
+          "newest two).")
+    return checkpointer.restore_at(step, state), step
   finally:
     checkpointer.close()
+
+
+def with_hyperparameters(state, fresh):
+  """``state`` with the hyper-parameters of ``fresh``, a state of the same
+  structure initialised from another config: each ``inject_hyperparams``
+  state's ``hyperparams`` (the learning rates) and each train state's
+  ``sg_scale`` (λ). Everything else, the optimisers' step counts included
+  (a schedule reads its rate from them), stays ``state``'s."""
+  def one(x, f):
+    if _injected(x):
+      return x._replace(hyperparams=f.hyperparams,
+                        inner_state=with_hyperparameters(x.inner_state,
+                                                         f.inner_state))
+    if _has_scale(x):
+      return x.replace(**{
+          name: (f.sg_scale if name == "sg_scale" else
+                 with_hyperparameters(getattr(x, name), getattr(f, name)))
+          for name in (fl.name for fl in dataclasses.fields(x))})
+    return x
+  return jax.tree_util.tree_map(
+      one, state, fresh, is_leaf=lambda x: _injected(x) or _has_scale(x))
 
 
 def common_step(steps_per_process: list[list[int]]) -> int | None:

@@ -44,6 +44,7 @@ import ml_collections
 
 from dni_jax.errors import RunInterrupted
 from dni_jax.errors import TrainingDivergedError
+from dni_jax.training import branch as branch_lib
 from dni_jax.training import files
 from dni_jax.training import workdir as workdir_lib
 from dni_jax.training.checkpoint import Checkpointer
@@ -283,7 +284,8 @@ def finished(loop: Loop, config, workdir: str, step: int) -> dict | None:
 
 
 def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
-        overwrite: bool = False) -> dict:
+        overwrite: bool = False,
+        branch_from: tuple[str, int | None] | None = None) -> dict:
   """Trains ``loop`` for ``config.num_steps`` steps in ``workdir``.
 
   Resumes from the last checkpoint in ``workdir`` if there is one; a run
@@ -295,6 +297,10 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
     workdir: the run's folder.
     overwrite: if ``workdir`` holds a run of another config, delete it and
       start over instead of refusing.
+    branch_from: ``(run, step)``: start from that run's checkpoint of
+      ``step`` (``None``: its newest) with this config's hyper-parameters
+      (``dni_jax.training.branch``); ignored once ``workdir`` holds the
+      branch's checkpoint.
 
   Returns:
     ``loop.summarize(records, seconds)`` plus ``stopped_early`` (whether
@@ -302,15 +308,26 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
   """
   workdir_lib.check_writable(workdir)
   with files.WorkdirLock(workdir, f"training {config.method}"):
-    return _run_locked(loop, config, workdir, overwrite)
+    return _run_locked(loop, config, workdir, overwrite, branch_from)
 
 
-def _run_locked(loop: Loop, config, workdir: str, overwrite: bool) -> dict:
+def _run_locked(loop: Loop, config, workdir: str, overwrite: bool,
+                branch_from=None) -> dict:
+  staged = None
+  if branch_from and branch_lib.needed(workdir, *branch_from, overwrite):
+    staged = branch_lib.stage(loop, config, *branch_from)  # writes nothing
+    if workdir_lib.has_run(workdir) and overwrite:
+      workdir_lib.overwrite_run(workdir, f"replaced by a branch of "
+                                f"{branch_from[0]}")
+    elif workdir_lib.has_run(workdir):  # a branch cut short: staged again
+      workdir_lib.clear(workdir)
   workdir_lib.prepare(workdir, config, overwrite)
   directory = os.path.join(workdir, "checkpoints")
   checkpointer = (ProcessLocalCheckpointer(directory)
                   if jax.process_count() > 1 else Checkpointer(directory))
   try:
+    if staged is not None:
+      branch_lib.write(staged, workdir, checkpointer)
     if isinstance(checkpointer, Checkpointer):
       checkpointer.set_aside_incomplete()
     done = finished(loop, config, workdir, checkpointer.latest_step() or 0)

@@ -15,6 +15,7 @@ import os
 import jax
 import ml_collections
 
+from dni_jax.errors import ConfigError
 from dni_jax.errors import WorkdirError
 from dni_jax.training import files
 from dni_jax.training import families
@@ -23,7 +24,8 @@ from dni_jax.training import workdir as workdir_lib
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       overwrite: bool = False) -> dict[str, dict]:
+                       overwrite: bool = False, branch_from: str | None = None,
+                       branch_step: int | None = None) -> dict[str, dict]:
   """Trains every method named in ``config.method``; returns their summaries.
 
   Prints a table of the results at the end: one row for a single method,
@@ -35,10 +37,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       ``workdir/<method>``. Rerunning into it resumes (or extends
       ``num_steps``); a workdir made by another config is refused.
     overwrite: delete a run made by another config instead of refusing.
+    branch_from, branch_step: start a new run in ``workdir`` from the
+      checkpoint of ``branch_step`` (default the newest) of the run in
+      ``branch_from``, with this config's hyper-parameters
+      (``dni_jax.training.branch``).
   """
   families.validate(config)
   names = families.methods(config)
   family = families.family_of(config)
+  if branch_from is not None and (len(names) > 1 or
+                                  config.parallel.num_devices):
+    what = (f"compares {len(names)} methods" if len(names) > 1 else
+            "places its stages on several devices")
+    raise ConfigError(
+        f"--branch_from starts one run from another's checkpoint, and this "
+        f"config {what}. Give one method (--config.method=<name>) and "
+        "parallel.num_devices=0.")
   if len(names) > 1:
     workdir_lib.check_writable(workdir)
     if workdir_lib.has_run(workdir):
@@ -60,8 +74,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if config.parallel.num_devices and jax.process_index() > 0:
       # Process 0 keeps the run's logs; each other process its own state.
       run_dir = os.path.join(run_dir, f"process_{jax.process_index()}")
-    summaries[name] = run_lib.run(family.loop.make_loop(run_config),
-                                  run_config, run_dir, overwrite)
+    summaries[name] = run_lib.run(
+        family.loop.make_loop(run_config), run_config, run_dir, overwrite,
+        None if branch_from is None else (branch_from, branch_step))
   table = family.table(summaries)
   what = "comparison" if len(names) > 1 else "result"
   print(f"\n{config.data.name}: {what} after {config.num_steps} steps "

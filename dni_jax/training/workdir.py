@@ -25,7 +25,9 @@ CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 # Files and folders a run writes (and TensorBoard's event files, ``EVENTS``);
 # --overwrite removes exactly these.
-RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, "metrics.jsonl", "checkpoints")
+BRANCH_FILE = "branch.json"  # a run started from another's checkpoint
+RUN_FILES = (CONFIG_FILE, SUMMARY_FILE, "metrics.jsonl", "checkpoints",
+             BRANCH_FILE)
 EVENTS = "events.out.tfevents.*"
 # Fields that may differ when a run is resumed or extended.
 RESUMABLE = ("num_steps", "log_every", "eval_every", "checkpoint_every",
@@ -219,7 +221,7 @@ def check_writable(workdir: str) -> None:
         "folder you can write to.") from e
 
 
-def _difference(path: str, config) -> tuple[list[str], str]:
+def difference(path: str, config) -> tuple[list[str], str]:
   """The fields in which ``config`` differs from the run's ``config.json``
   at ``path``, and their description."""
   new = config_fields(config)
@@ -245,7 +247,7 @@ def check(workdir: str, config: ml_collections.ConfigDict,
   if os.path.exists(path):
     if overwrite:
       return
-    fields, what = _difference(path, config)
+    fields, what = difference(path, config)
     if fields:
       raise WorkdirError(
           f"--workdir={workdir} holds a run made by another config ({what}). "
@@ -287,7 +289,7 @@ def prepare(workdir: str, config: ml_collections.ConfigDict,
   check(workdir, config, overwrite)
   path = os.path.join(workdir, CONFIG_FILE)
   if overwrite and os.path.exists(path):
-    fields, what = _difference(path, config)
+    fields, what = difference(path, config)
     if fields:
       overwrite_run(workdir, "made by another config: " + what)
   elif overwrite and has_run(workdir):

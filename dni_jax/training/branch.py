@@ -1,0 +1,156 @@
+"""A new run that starts from another run's checkpoint, under a changed config.
+
+``python -m experiments.main --config=... --workdir=<new> --branch_from=<run>``
+(``--branch_step=<step>``: one of the run's kept checkpoints; default its
+newest complete one). The new run begins as a resume of ``<run>`` at that
+step would, with the new config's hyper-parameters: its parameters,
+optimiser moments and step counts, carried state and task state (e.g. a
+curriculum's length) are the source's; the hyper-parameters a train state
+holds (λ, the learning rates) are the new config's, and every other field
+acts through the code as on any resume. So a change of λ, a learning rate,
+the synthesizer's steps or a curriculum's threshold from a given point of
+training is a run of its own, with its own ``config.json``, while the
+source run is only read. Fields that change the state's shapes (a width, a
+method, a target network) cannot branch: the checkpoint does not restore
+into them, and the error names the fields that differ.
+
+The new workdir gets the source's ``metrics.jsonl`` records up to the step
+(so curves and tables read one history), a checkpoint of the branched state
+at that step, and ``branch.json`` naming the source, the step and the fields
+changed. Rerunning the same command resumes the branch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+
+from dni_jax.errors import CheckpointError
+from dni_jax.errors import WorkdirError
+from dni_jax.training import checkpoint as checkpoint_lib
+from dni_jax.training import files
+from dni_jax.training import workdir as workdir_lib
+from dni_jax.training.metrics_log import read_metrics
+
+BRANCH_FILE = workdir_lib.BRANCH_FILE
+
+
+@dataclasses.dataclass(frozen=True)
+class Staged:
+  """A branch read from its source, not yet written anywhere."""
+  source: str
+  step: int
+  state: Any
+  extra: dict | None
+  records: list[dict]
+  changed: list[str]
+
+
+def record(workdir: str) -> dict | None:
+  """The ``branch.json`` of ``workdir``, or ``None``."""
+  try:
+    with open(os.path.join(workdir, BRANCH_FILE)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _same(a: str, b: str) -> bool:
+  return os.path.realpath(a) == os.path.realpath(b)
+
+
+def needed(workdir: str, source: str, step: int | None,
+           overwrite: bool) -> bool:
+  """Whether ``workdir`` is to be branched from ``source`` now.
+
+  No: it already holds a checkpoint of that branch (the run resumes). Yes:
+  it holds no run, or a branch from ``source`` cut short before its
+  checkpoint, or any run with ``overwrite``. Otherwise a ``WorkdirError``.
+  """
+  if _same(workdir, source):
+    raise WorkdirError(
+        f"--branch_from={source} is --workdir itself; a branch is a new run "
+        "in a new --workdir (the source is only read).")
+  mine = record(workdir)
+  ours = mine is not None and _same(mine.get("source", ""), source)
+  if ours and workdir_lib.checkpoint_step(workdir) is not None:
+    if step is not None and step != mine.get("step") and not overwrite:
+      raise WorkdirError(
+          f"--workdir={workdir} holds the branch of {source} at step "
+          f"{mine.get('step')}, not at --branch_step={step}; it is left as "
+          "it is. Rerun without --branch_step to resume it, or choose a new "
+          "--workdir for the branch at that step.")
+    return step is not None and step != mine.get("step")
+  if not workdir_lib.has_run(workdir) or ours or overwrite:
+    return True
+  from_what = (f"a branch of {mine.get('source')}" if mine
+               else "a run of its own")
+  raise WorkdirError(
+      f"--workdir={workdir} already holds {from_what}, and --branch_from="
+      f"{source} starts a new one. It is left as it is. Choose a new "
+      "--workdir for the branch, or rerun with --overwrite to delete that "
+      "run and branch there.")
+
+
+def stage(loop, config, source: str, step: int | None) -> Staged:
+  """Reads ``source``'s checkpoint into ``loop``'s state with ``config``'s
+  hyper-parameters; writes nothing.
+
+  Raises:
+    WorkdirError: ``source`` is not one run's folder.
+    CheckpointError: no such checkpoint, or it does not restore into the
+      state ``config`` makes (the error names the fields that differ).
+  """
+  if not os.path.isfile(os.path.join(source, workdir_lib.CONFIG_FILE)):
+    raise WorkdirError(
+        f"--branch_from={source} is not a run: it has no "
+        f"{workdir_lib.CONFIG_FILE}. Give the --workdir of one run (a "
+        "comparison's or a sweep's runs are its folders, e.g. "
+        f"{source}/<method> or {source}/seed=0).")
+  changed, _ = workdir_lib.difference(
+      os.path.join(source, workdir_lib.CONFIG_FILE), config)
+  fresh = loop.init()
+  directory = os.path.join(source, "checkpoints")
+  missing = (f"--branch_from={source} holds no complete checkpoint to "
+             "branch from; train it further first (a checkpoint is saved "
+             "every config.checkpoint_every steps).")
+  try:
+    state, step = checkpoint_lib.restore_newest_complete(
+        directory, fresh, missing, step=step)
+  except CheckpointError as e:
+    cause = e.__cause__
+    if cause is None or isinstance(cause, CheckpointError):
+      raise
+    detail = (str(cause).strip().splitlines() or [""])[0][:300]
+    raise CheckpointError(
+        f"--branch_from={source}: its checkpoint does not restore into the "
+        f"state this config makes ({type(cause).__name__}: {detail}). A "
+        "branch may change what the code reads (λ, learning rates, the "
+        "synthesizer's steps, the data's settings), not the state's shapes; "
+        "this config differs from the source's in "
+        f"{', '.join(changed) or 'no field'}. Nothing was written.") from e
+  extra = checkpoint_lib.saved_extra(directory, step)
+  records = [r for r in read_metrics(os.path.join(source, "metrics.jsonl"))
+             if r["step"] <= step]
+  return Staged(source, step,
+                checkpoint_lib.with_hyperparameters(state, fresh), extra,
+                records, changed)
+
+
+def write(staged: Staged, workdir: str, checkpointer) -> None:
+  """The branch's metrics, ``branch.json``, then its checkpoint (last: a
+  kill before it leaves a branch that the same command stages again)."""
+  files.write_atomic(os.path.join(workdir, "metrics.jsonl"),
+                     "".join(json.dumps(r) + "\n" for r in staged.records))
+  files.write_atomic(os.path.join(workdir, BRANCH_FILE), json.dumps(
+      {"source": os.path.abspath(staged.source), "step": staged.step,
+       "changed": staged.changed}, indent=2))
+  checkpointer.save(staged.step, jax.device_put(staged.state),
+                    extra=staged.extra)
+  print(f"branched from {staged.source} at step {staged.step}"
+        + (f" (changed: {', '.join(staged.changed)})" if staged.changed
+           else " (same config)"), flush=True)

@@ -1,0 +1,181 @@
+"""A run branched from another's checkpoint (``--branch_from``)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dni_jax.core import tbptt
+from dni_jax.errors import CheckpointError
+from dni_jax.errors import ConfigError
+from dni_jax.errors import WorkdirError
+from dni_jax.training import evaluate
+from dni_jax.training import train
+from dni_jax.training.metrics_log import read_metrics
+from test_train import _final_state
+from test_train import assert_same_run
+from test_train import tiny
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _copy(**overrides):
+  return tiny("copy", **{"method": "dni", "unroll": 3, "num_steps": 8,
+                         "checkpoint_every": 4, "log_every": 2,
+                         "windows_per_call": 2, "data.check_every": 2,
+                         "data.threshold": 1e9, **overrides})
+
+
+def _files(workdir):
+  """Every file under ``workdir`` with its bytes."""
+  found = {}
+  for root, _, names in os.walk(workdir):
+    for name in names:
+      if name == ".lock":  # rewritten by every run that takes the workdir
+        continue
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        found[os.path.relpath(path, workdir)] = f.read()
+  return found
+
+
+def test_a_branch_with_the_same_config_is_the_run_continued(tmp_path):
+  """From step 4 of an 8-step run, a branch trained to 12 equals one run
+  trained straight to 12: state bit for bit, and metrics.jsonl."""
+  source, straight, branch = (tmp_path / n for n in ("src", "straight", "b"))
+  train.train_and_evaluate(_copy(), source)
+  before = _files(source)
+  train.train_and_evaluate(_copy(num_steps=12), straight)
+  train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source,
+                           branch_step=4)
+  assert_same_run(straight, branch, 12)
+  assert int(assert_same_run(straight, branch, 12)["task"]["length"]) >= 3
+  record = json.loads((branch / "branch.json").read_text())
+  # Fields a resume may change (num_steps here) are not counted.
+  assert record == {"source": str(source), "step": 4, "changed": []}
+  assert _files(source) == before  # the source is only read
+  # The same command again resumes the branch (already finished here).
+  train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source,
+                           branch_step=4)
+  assert_same_run(straight, branch, 12)
+  with pytest.raises(WorkdirError, match="not at --branch_step=8"):
+    train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source,
+                             branch_step=8)
+
+
+def test_a_branch_takes_the_new_hyper_parameters_and_the_old_state(tmp_path):
+  """λ and the learning rates are the new config's from the branch point on;
+  the rest of the state is the source's: the branch equals the library's own
+  steps from the source's restored state with those values set."""
+  source, branch = tmp_path / "src", tmp_path / "b"
+  train.train_and_evaluate(_copy(), source)
+  new = _copy(num_steps=12, **{"dni.sg_scale": 0.5,
+                               "opt.learning_rate": 3e-3,
+                               "dni.synth_steps": 2})
+  train.train_and_evaluate(new, branch, branch_from=source)
+  record = json.loads((branch / "branch.json").read_text())
+  assert record["step"] == 8 and record["changed"] == [
+      "dni.sg_scale", "dni.synth_steps", "opt.learning_rate"]
+  # By hand: restore the source at 8 and step 4 windows under the new config.
+  config, task, data, _, _, state, step = evaluate.restore_run(str(source))
+  assert step == 8 and float(state.sg_scale) == pytest.approx(0.1)
+  from dni_jax.training import experiment  # pylint: disable=g-import-not-at-top
+  rdni = experiment.build_recurrent(new, task)
+  optimizers = experiment.build_optimizers(new)
+  rate = lambda: {"learning_rate": jnp.float32(3e-3)}  # M's too
+  state = state.replace(
+      sg_scale=jnp.float32(0.5),
+      opt_state=state.opt_state._replace(hyperparams=rate()),
+      synth_opt_state=state.synth_opt_state._replace(hyperparams=rate()))
+  step_fn = tbptt.make_train_step(rdni, optimizers, task)
+  for _ in range(4):
+    state, _ = step_fn(state, data)
+  _, got = _final_state(branch)
+  for a, b in zip(jax.tree_util.tree_leaves(got["params"]),
+                  jax.tree_util.tree_leaves(state.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(got["synth_params"]),
+                  jax.tree_util.tree_leaves(state.synth_params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert float(got["sg_scale"]) == 0.5
+  records = read_metrics(str(branch / "metrics.jsonl"))
+  assert records[:4] == read_metrics(str(source / "metrics.jsonl"))[:4]
+  assert [r["step"] for r in records] == [2, 4, 6, 8, 10, 12]
+
+
+def test_what_a_branch_refuses_writes_nothing(tmp_path):
+  source = tmp_path / "src"
+  train.train_and_evaluate(_copy(), source)
+  wide = tmp_path / "wide"
+  with pytest.raises(CheckpointError,
+                     match=r"does not restore into the state .* differs from "
+                     r"the source's in model.width\. Nothing"):
+    train.train_and_evaluate(_copy(num_steps=12, **{"model.width": 24}),
+                             wide, branch_from=source)
+  assert os.listdir(wide) == [".lock"]  # the lock file only
+  with pytest.raises(CheckpointError, match=r"of steps \[4, 8\]"):
+    train.train_and_evaluate(_copy(num_steps=12), tmp_path / "at6",
+                             branch_from=source, branch_step=6)
+  assert os.listdir(tmp_path / "at6") == [".lock"]
+  with pytest.raises(WorkdirError, match="is --workdir itself"):
+    train.train_and_evaluate(_copy(num_steps=12), source, branch_from=source)
+  with pytest.raises(WorkdirError, match="has no config.json"):
+    train.train_and_evaluate(_copy(num_steps=12), tmp_path / "x",
+                             branch_from=tmp_path)
+  other = tmp_path / "other"
+  train.train_and_evaluate(_copy(num_steps=4), other)
+  kept = _files(other)
+  with pytest.raises(WorkdirError, match="already holds a run of its own"):
+    train.train_and_evaluate(_copy(num_steps=12), other, branch_from=source)
+  assert _files(other) == kept
+  with pytest.raises(ConfigError, match="compares 2 methods"):
+    train.train_and_evaluate(_copy(method="bptt,dni"), tmp_path / "y",
+                             branch_from=source)
+  # --overwrite replaces that run by the branch.
+  train.train_and_evaluate(_copy(num_steps=10), other, overwrite=True,
+                           branch_from=source)
+  assert json.loads((other / "branch.json").read_text())["step"] == 8
+
+
+def test_a_branch_cut_short_before_its_checkpoint_is_made_again(tmp_path):
+  source, branch = tmp_path / "src", tmp_path / "b"
+  train.train_and_evaluate(_copy(), source)
+  train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source)
+  _, done = _final_state(branch)
+  # As if killed after branch.json, before the checkpoint was saved.
+  for name in os.listdir(branch / "checkpoints"):
+    if name.isdigit():
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.rmtree(branch / "checkpoints" / name)
+  (branch / "summary.json").unlink()
+  train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source)
+  _, again = _final_state(branch)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, done, again)
+
+
+def test_the_command_line_branch(tmp_path):
+  source = tmp_path / "src"
+  train.train_and_evaluate(_copy(), source)
+  args = [sys.executable, "-m", "experiments.main", "--config=configs/copy.py",
+          f"--workdir={tmp_path / 'b'}", "--config.method=dni",
+          "--config.unroll=3", "--config.num_steps=10",
+          "--config.checkpoint_every=4", "--config.log_every=2",
+          "--config.windows_per_call=2", "--config.batch_size=8",
+          "--config.model.width=16", "--config.data.check_every=2",
+          "--config.data.threshold=1e9", "--config.dni.sg_scale=0.0",
+          f"--branch_from={source}"]
+  done = subprocess.run(args, cwd=REPO, capture_output=True, text=True,
+                        timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f"branched from {source} at step 8 (changed: " in done.stdout
+  assert "dni.sg_scale" in done.stdout.split("branched from")[1].split(")")[0]
+  assert "resuming from step 8" in done.stdout
+  done = subprocess.run(args[:-1] + ["--branch_step=4"], cwd=REPO,
+                        capture_output=True, text=True, timeout=600,
+                        check=False)
+  assert done.returncode == 2 and "give --branch_from" in done.stderr
