@@ -28,6 +28,8 @@ moves with the core).
 Nothing in the workdir is written.
 """
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -57,17 +59,6 @@ _TRACEBACK = flags.DEFINE_bool(
     "traceback", False, "On an error, show the Python traceback too.")
 
 _SUMS = ("g_win", "g_syn", "g_fut", "g_all", "g_fix")
-
-
-# What must agree for a map fitted on one run to be scored on another.
-_SAME_RUN = ("method", "data.name", "model.kind", "model.width", "unroll",
-             "dni.sg_state", "dni.sg_scale")
-
-
-def _field(config, dotted: str):
-  for key in dotted.split("."):
-    config = config[key]
-  return config
 
 
 def _probe_run(workdir: str, probes: int, horizon: int):
@@ -122,6 +113,7 @@ def measure(workdir: str, probes: int, horizon: int,
   from dni_jax.core.losses import cosine_similarity  # pylint: disable=g-import-not-at-top
   from dni_jax.core.losses import r_squared  # pylint: disable=g-import-not-at-top
   from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from dni_jax.training import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   if probes < 1 or horizon < 1 or mlp_steps < 1:
     raise ConfigError(f"--probes={probes}, --horizon={horizon}, "
                       f"--mlp_steps={mlp_steps}: give at least 1 of each.")
@@ -193,13 +185,13 @@ def measure(workdir: str, probes: int, horizon: int,
     got["score_on"] = []
     for other in score_on:
       o_config, o_step, _, _, o_examples = _probe_run(other, probes, horizon)
-      differ = [f"{k} {_field(o_config, k)!r} against {_field(config, k)!r}"
-                for k in _SAME_RUN if _field(o_config, k) != _field(config, k)]
+      differ, what = workdir_lib.difference(
+          os.path.join(other, workdir_lib.CONFIG_FILE), config)
       if differ:
         raise ConfigError(
             f"--score_on={other} is not a later checkpoint of the run in "
-            f"{workdir}: its {'; '.join(differ)}. Give later checkpoints of "
-            "the same run (a copy of its workdir trained on).")
+            f"{workdir}: its config differs ({what}). Give later checkpoints "
+            "of the same run (a copy of its workdir trained on).")
       o_train, o_held = o_examples[:split], o_examples[split:]
       x, y = stack("input_B", o_held), stack("fixed_B", o_held)
       o_synth = o_config.method != "bptt"

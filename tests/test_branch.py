@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -142,20 +143,59 @@ def test_what_a_branch_refuses_writes_nothing(tmp_path):
   assert json.loads((other / "branch.json").read_text())["step"] == 8
 
 
-def test_a_branch_cut_short_before_its_checkpoint_is_made_again(tmp_path):
+@pytest.mark.parametrize("killed", ["after_claim", "after_config",
+                                    "while_saving"])
+def test_a_branch_stopped_before_its_checkpoint_is_made_again(tmp_path,
+                                                              killed):
+  """Whatever a kill leaves before the branch's checkpoint is complete, the
+  same command branches again (and a rerun without --branch_from refuses
+  rather than train from scratch)."""
   source, branch = tmp_path / "src", tmp_path / "b"
   train.train_and_evaluate(_copy(), source)
   train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source)
   _, done = _final_state(branch)
-  # As if killed after branch.json, before the checkpoint was saved.
-  for name in os.listdir(branch / "checkpoints"):
-    if name.isdigit():
-      import shutil  # pylint: disable=g-import-not-at-top
-      shutil.rmtree(branch / "checkpoints" / name)
+  ckpts = branch / "checkpoints"
   (branch / "summary.json").unlink()
+  shutil.rmtree(ckpts / "12")
+  if killed == "while_saving":  # Orbax committed step 8, no digest yet
+    (ckpts / "8" / "dni_digest.json").unlink()
+    (ckpts / ".8.saving").write_text("")
+  else:
+    shutil.rmtree(ckpts)
+    (branch / "metrics.jsonl").unlink()
+    for name in os.listdir(branch):
+      if name.startswith("events."):
+        (branch / name).unlink()
+    if killed == "after_claim":
+      (branch / "config.json").unlink()
+  with pytest.raises(WorkdirError, match="stopped before its first "
+                     "checkpoint was saved. Rerun with --branch_from="):
+    train.train_and_evaluate(_copy(num_steps=12), branch)
   train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source)
   _, again = _final_state(branch)
   jax.tree_util.tree_map(np.testing.assert_array_equal, done, again)
+  assert [r["step"] for r in read_metrics(str(branch / "metrics.jsonl"))] == [
+      2, 4, 6, 8, 10, 12]
+
+
+def test_overwrite_branches_again_under_a_changed_config(tmp_path):
+  source, branch = tmp_path / "src", tmp_path / "b"
+  train.train_and_evaluate(_copy(), source)
+  train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source)
+  changed = _copy(num_steps=12, **{"dni.sg_scale": 0.5})
+  with pytest.raises(WorkdirError, match="made by another config"):
+    train.train_and_evaluate(changed, branch, branch_from=source)
+  train.train_and_evaluate(changed, branch, overwrite=True,
+                           branch_from=source)
+  record = json.loads((branch / "branch.json").read_text())
+  assert record["step"] == 8 and record["changed"] == ["dni.sg_scale"]
+  _, got = _final_state(branch)
+  assert float(got["sg_scale"]) == 0.5
+  records = read_metrics(str(branch / "metrics.jsonl"))
+  assert records[:4] == read_metrics(str(source / "metrics.jsonl"))[:4]
+  with pytest.raises(ConfigError, match="keeps the source's seed"):
+    train.train_and_evaluate(_copy(num_steps=12, seed=1), tmp_path / "s1",
+                             branch_from=source)
 
 
 def test_the_command_line_branch(tmp_path):

@@ -309,7 +309,7 @@ def test_maps_fitted_at_one_checkpoint_are_scored_at_a_later_one(tmp_path):
               f"--score_on={tmp_path / 'bptt'}")
   assert done.returncode == 1 and (
       "is not a later checkpoint of the run" in done.stderr
-      and "method 'bptt' against 'dni'" in done.stderr), (
+      and "method: 'bptt' -> 'dni'" in done.stderr), (
       done.stderr[-2000:])
   assert "Traceback" not in done.stderr
 

@@ -94,8 +94,8 @@ class RecurrentDNI:
     target_decay: 0 (the default): the bootstrapped target reads ``M``
       itself at the window's end. In (0, 1): it reads a target network
       ``M̄`` instead, an exponential moving average of ``M``'s parameters
-      (``θ̄ ← d·θ̄ + (1 − d)·θ`` after every update of ``M``), as deep
-      Q-learning steadies a bootstrapped regression; the core's synthetic
+      (``θ̄ ← d·θ̄ + (1 − d)·θ`` after each window's update of ``M``), as
+      deep Q-learning steadies a bootstrapped regression; the core's synthetic
       gradient is still ``λ·M(h(s_T))``. One more backward pass.
     synth_steps: optax steps of ``M`` per window, each regressing
       ``M(h(s₀))``, recomputed with ``M``'s latest parameters, onto the

@@ -5,9 +5,10 @@
 newest complete one). The new run begins as a resume of ``<run>`` at that
 step would, with the new config's hyper-parameters: its parameters,
 optimiser moments and step counts, carried state and task state (e.g. a
-curriculum's length) are the source's; the hyper-parameters a train state
-holds (λ, the learning rates) are the new config's, and every other field
-acts through the code as on any resume. So a change of λ, a learning rate,
+curriculum's length) and random state are the source's (so its seed may not
+change); the hyper-parameters a train state holds (λ, the learning rates)
+are the new config's, and every other field acts through the code as on
+any resume. So a change of λ, a learning rate,
 the synthesizer's steps or a curriculum's threshold from a given point of
 training is a run of its own, with its own ``config.json``, while the
 source run is only read. Fields that change the state's shapes (a width, a
@@ -17,7 +18,10 @@ into them, and the error names the fields that differ.
 The new workdir gets the source's ``metrics.jsonl`` records up to the step
 (so curves and tables read one history), a checkpoint of the branched state
 at that step, and ``branch.json`` naming the source, the step and the fields
-changed. Rerunning the same command resumes the branch.
+changed (other than those a resume may change, such as ``num_steps``).
+Rerunning the same command resumes the branch; a branch stopped before its
+checkpoint was complete is made again. TensorBoard's events start at the
+branch's step.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 import jax
 
 from dni_jax.errors import CheckpointError
+from dni_jax.errors import ConfigError
 from dni_jax.errors import WorkdirError
 from dni_jax.training import checkpoint as checkpoint_lib
 from dni_jax.training import files
@@ -63,13 +68,28 @@ def _same(a: str, b: str) -> bool:
   return os.path.realpath(a) == os.path.realpath(b)
 
 
-def needed(workdir: str, source: str, step: int | None,
+def complete_steps(workdir: str) -> list[int]:
+  """The steps of ``workdir/checkpoints`` whose save ended (its digest
+  written, no interrupted-save marker beside it), read from the files."""
+  folder = os.path.join(workdir, "checkpoints")
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    return []
+  return sorted(int(n) for n in names if n.isdigit() and os.path.exists(
+      os.path.join(folder, n, checkpoint_lib.DIGEST_FILE))
+                and not os.path.exists(os.path.join(folder, f".{n}.saving")))
+
+
+def needed(workdir: str, config, source: str, step: int | None,
            overwrite: bool) -> bool:
   """Whether ``workdir`` is to be branched from ``source`` now.
 
-  No: it already holds a checkpoint of that branch (the run resumes). Yes:
-  it holds no run, or a branch from ``source`` cut short before its
-  checkpoint, or any run with ``overwrite``. Otherwise a ``WorkdirError``.
+  No: it holds a complete checkpoint of that branch, at ``step`` if one is
+  given (the run resumes, or with ``overwrite`` and another config is
+  branched again). Yes: it holds no run, or a branch from ``source`` cut
+  short before its checkpoint, or any run with ``overwrite``. Otherwise a
+  ``WorkdirError``, and nothing is written.
   """
   if _same(workdir, source):
     raise WorkdirError(
@@ -77,14 +97,19 @@ def needed(workdir: str, source: str, step: int | None,
         "in a new --workdir (the source is only read).")
   mine = record(workdir)
   ours = mine is not None and _same(mine.get("source", ""), source)
-  if ours and workdir_lib.checkpoint_step(workdir) is not None:
-    if step is not None and step != mine.get("step") and not overwrite:
+  if ours and complete_steps(workdir):
+    other_step = step is not None and step != mine.get("step")
+    if overwrite:
+      other_config = bool(workdir_lib.difference(
+          os.path.join(workdir, workdir_lib.CONFIG_FILE), config)[0])
+      return other_step or other_config
+    if other_step:
       raise WorkdirError(
           f"--workdir={workdir} holds the branch of {source} at step "
           f"{mine.get('step')}, not at --branch_step={step}; it is left as "
           "it is. Rerun without --branch_step to resume it, or choose a new "
           "--workdir for the branch at that step.")
-    return step is not None and step != mine.get("step")
+    return False
   if not workdir_lib.has_run(workdir) or ours or overwrite:
     return True
   from_what = (f"a branch of {mine.get('source')}" if mine
@@ -94,6 +119,19 @@ def needed(workdir: str, source: str, step: int | None,
       f"{source} starts a new one. It is left as it is. Choose a new "
       "--workdir for the branch, or rerun with --overwrite to delete that "
       "run and branch there.")
+
+
+def check_resumable(workdir: str) -> None:
+  """Refuses a rerun without ``--branch_from`` of a branch cut short before
+  its checkpoint (it would start from scratch under the branch's name)."""
+  mine = record(workdir)
+  if mine is not None and not complete_steps(workdir):
+    raise WorkdirError(
+        f"--workdir={workdir} holds a branch of {mine.get('source')} at step "
+        f"{mine.get('step')} that was stopped before its first checkpoint "
+        "was saved. Rerun with --branch_from="
+        f"{mine.get('source')} to make it again (or --overwrite to start "
+        "over from scratch there).")
 
 
 def stage(loop, config, source: str, step: int | None) -> Staged:
@@ -118,13 +156,23 @@ def stage(loop, config, source: str, step: int | None) -> Staged:
   missing = (f"--branch_from={source} holds no complete checkpoint to "
              "branch from; train it further first (a checkpoint is saved "
              "every config.checkpoint_every steps).")
+  if "seed" in changed:
+    raise ConfigError(
+        "--branch_from keeps the source's seed (its random state is in the "
+        "checkpoint), and this config changes seed; give the source's seed, "
+        "or start a new run for another seed.")
   try:
     state, step = checkpoint_lib.restore_newest_complete(
         directory, fresh, missing, step=step)
   except CheckpointError as e:
-    cause = e.__cause__
-    if cause is None or isinstance(cause, CheckpointError):
+    if str(e) == missing or "no complete checkpoint of step" in str(e):
       raise
+    if "cannot be restored into this run's state" not in str(e):  # damage
+      raise CheckpointError(
+          f"--branch_from={source}: {e} To branch from another of its "
+          "checkpoints, give --branch_step=<step> (complete: "
+          f"{complete_steps(source)}). Nothing was written.") from e
+    cause = e.__cause__
     detail = (str(cause).strip().splitlines() or [""])[0][:300]
     raise CheckpointError(
         f"--branch_from={source}: its checkpoint does not restore into the "
@@ -141,14 +189,19 @@ def stage(loop, config, source: str, step: int | None) -> Staged:
                 records, changed)
 
 
-def write(staged: Staged, workdir: str, checkpointer) -> None:
-  """The branch's metrics, ``branch.json``, then its checkpoint (last: a
-  kill before it leaves a branch that the same command stages again)."""
-  files.write_atomic(os.path.join(workdir, "metrics.jsonl"),
-                     "".join(json.dumps(r) + "\n" for r in staged.records))
+def claim(staged: Staged, workdir: str) -> None:
+  """Writes ``branch.json``, before anything else of the branch: a kill
+  from here until its checkpoint is complete leaves a branch that the same
+  command makes again."""
   files.write_atomic(os.path.join(workdir, BRANCH_FILE), json.dumps(
       {"source": os.path.abspath(staged.source), "step": staged.step,
        "changed": staged.changed}, indent=2))
+
+
+def write(staged: Staged, workdir: str, checkpointer) -> None:
+  """The branch's metrics, then its checkpoint (after ``claim``)."""
+  files.write_atomic(os.path.join(workdir, "metrics.jsonl"),
+                     "".join(json.dumps(r) + "\n" for r in staged.records))
   checkpointer.save(staged.step, jax.device_put(staged.state),
                     extra=staged.extra)
   print(f"branched from {staged.source} at step {staged.step}"

@@ -299,8 +299,8 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
       start over instead of refusing.
     branch_from: ``(run, step)``: start from that run's checkpoint of
       ``step`` (``None``: its newest) with this config's hyper-parameters
-      (``dni_jax.training.branch``); ignored once ``workdir`` holds the
-      branch's checkpoint.
+      (``dni_jax.training.branch``); once ``workdir`` holds the branch's
+      checkpoint, the run resumes it.
 
   Returns:
     ``loop.summarize(records, seconds)`` plus ``stopped_early`` (whether
@@ -314,13 +314,19 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
 def _run_locked(loop: Loop, config, workdir: str, overwrite: bool,
                 branch_from=None) -> dict:
   staged = None
-  if branch_from and branch_lib.needed(workdir, *branch_from, overwrite):
+  if branch_from and branch_lib.needed(workdir, config, *branch_from,
+                                       overwrite):
     staged = branch_lib.stage(loop, config, *branch_from)  # writes nothing
-    if workdir_lib.has_run(workdir) and overwrite:
-      workdir_lib.overwrite_run(workdir, f"replaced by a branch of "
-                                f"{branch_from[0]}")
-    elif workdir_lib.has_run(workdir):  # a branch cut short: staged again
-      workdir_lib.clear(workdir)
+    if workdir_lib.has_run(workdir):
+      ours = branch_lib.record(workdir)
+      if overwrite and not (ours and not branch_lib.complete_steps(workdir)):
+        workdir_lib.overwrite_run(workdir, f"replaced by a branch of "
+                                  f"{branch_from[0]}")
+      else:  # a branch stopped before its checkpoint: made again
+        workdir_lib.clear(workdir)
+    branch_lib.claim(staged, workdir)
+  elif not branch_from and not overwrite:
+    branch_lib.check_resumable(workdir)
   workdir_lib.prepare(workdir, config, overwrite)
   directory = os.path.join(workdir, "checkpoints")
   checkpointer = (ProcessLocalCheckpointer(directory)

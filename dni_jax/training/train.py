@@ -45,14 +45,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   families.validate(config)
   names = families.methods(config)
   family = families.family_of(config)
-  if branch_from is not None and (len(names) > 1 or
-                                  config.parallel.num_devices):
+  if branch_from is not None and (len(names) > 1 or jax.process_count() > 1
+                                  or config.parallel.num_devices):
     what = (f"compares {len(names)} methods" if len(names) > 1 else
-            "places its stages on several devices")
+            "runs on several devices or processes")
     raise ConfigError(
         f"--branch_from starts one run from another's checkpoint, and this "
         f"config {what}. Give one method (--config.method=<name>) and "
-        "parallel.num_devices=0.")
+        "parallel.num_devices=0, in one process.")
   if len(names) > 1:
     workdir_lib.check_writable(workdir)
     if workdir_lib.has_run(workdir):

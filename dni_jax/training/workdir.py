@@ -191,8 +191,9 @@ def overwrite_run(workdir: str, why: str) -> None:
 
 
 def has_run(workdir: str) -> bool:
-  """Whether ``workdir`` holds files of a run."""
-  return bool(_run_paths(workdir))
+  """Whether ``workdir`` holds files of a run (``branch.json`` alone, a
+  branch's first file, does not count: it names what is to be made)."""
+  return any(os.path.basename(p) != BRANCH_FILE for p in _run_paths(workdir))
 
 
 def clear(workdir: str) -> None:
