@@ -123,6 +123,16 @@ def test_what_a_branch_refuses_writes_nothing(tmp_path):
     train.train_and_evaluate(_copy(num_steps=12), tmp_path / "at6",
                              branch_from=source, branch_step=6)
   assert os.listdir(tmp_path / "at6") == [".lock"]
+  damaged = tmp_path / "damaged"  # a source whose step 8 fails its digest
+  shutil.copytree(source, damaged)
+  digest = damaged / "checkpoints" / "8" / "dni_digest.json"
+  saved = json.loads(digest.read_text())
+  saved["leaves"] = ["0" * len(d) for d in saved["leaves"]]
+  digest.write_text(json.dumps(saved))
+  with pytest.raises(CheckpointError, match=r"is damaged.*give "
+                     r"--branch_step=<step> \(complete: \[4, 8\]\)"):
+    train.train_and_evaluate(_copy(num_steps=12), tmp_path / "d",
+                             branch_from=damaged)
   with pytest.raises(WorkdirError, match="is --workdir itself"):
     train.train_and_evaluate(_copy(num_steps=12), source, branch_from=source)
   with pytest.raises(WorkdirError, match="has no config.json"):
