@@ -45,7 +45,7 @@ def _files(workdir):
   return found
 
 
-def test_a_branch_with_the_same_config_is_the_run_continued(tmp_path):
+def test_a_branch_with_the_same_config_is_the_run_continued(tmp_path, capsys):
   """From step 4 of an 8-step run, a branch trained to 12 equals one run
   trained straight to 12: state bit for bit, and metrics.jsonl."""
   source, straight, branch = (tmp_path / n for n in ("src", "straight", "b"))
@@ -61,9 +61,11 @@ def test_a_branch_with_the_same_config_is_the_run_continued(tmp_path):
   assert record == {"source": str(source), "step": 4, "changed": []}
   assert _files(source) == before  # the source is only read
   # The same command again resumes the branch (already finished here).
+  kept = _files(branch)
   train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source,
                            branch_step=4)
-  assert_same_run(straight, branch, 12)
+  assert "already finished at step 12" in capsys.readouterr().out
+  assert _files(branch) == kept
   with pytest.raises(WorkdirError, match="not at --branch_step=8"):
     train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source,
                              branch_step=8)
@@ -130,9 +132,15 @@ def test_what_a_branch_refuses_writes_nothing(tmp_path):
   saved["leaves"] = ["0" * len(d) for d in saved["leaves"]]
   digest.write_text(json.dumps(saved))
   with pytest.raises(CheckpointError, match=r"is damaged.*give "
-                     r"--branch_step=<step> \(complete: \[4, 8\]\)"):
+                     r"--branch_step=<step> \(its checkpoints: \[4, 8\]\)"):
     train.train_and_evaluate(_copy(num_steps=12), tmp_path / "d",
                              branch_from=damaged)
+  assert os.listdir(tmp_path / "d") == [".lock"]
+  shutil.copytree(source, tmp_path / "sweep" / "seed=0")  # nested runs
+  with pytest.raises(WorkdirError, match="holds the runs of a comparison"):
+    train.train_and_evaluate(_copy(num_steps=12), tmp_path / "sweep",
+                             branch_from=source)
+  assert sorted(os.listdir(tmp_path / "sweep")) == [".lock", "seed=0"]
   with pytest.raises(WorkdirError, match="is --workdir itself"):
     train.train_and_evaluate(_copy(num_steps=12), source, branch_from=source)
   with pytest.raises(WorkdirError, match="has no config.json"):
@@ -155,7 +163,7 @@ def test_what_a_branch_refuses_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("killed", ["after_claim", "after_config",
                                     "while_saving"])
-def test_a_branch_stopped_before_its_checkpoint_is_made_again(tmp_path,
+def test_a_branch_stopped_before_its_checkpoint_is_made_again(tmp_path, capsys,
                                                               killed):
   """Whatever a kill leaves before the branch's checkpoint is complete, the
   same command branches again (and a rerun without --branch_from refuses
@@ -181,6 +189,13 @@ def test_a_branch_stopped_before_its_checkpoint_is_made_again(tmp_path,
   with pytest.raises(WorkdirError, match="stopped before its first "
                      "checkpoint was saved. Rerun with --branch_from="):
     train.train_and_evaluate(_copy(num_steps=12), branch)
+  if killed == "after_config":  # --overwrite alone: a run from scratch
+    scratch = tmp_path / "scratch"
+    shutil.copytree(branch, scratch)
+    train.train_and_evaluate(_copy(num_steps=12), scratch, overwrite=True)
+    assert not (scratch / "branch.json").exists()
+    assert "(a branch stopped before its first checkpoint" in (
+        capsys.readouterr().out)
   train.train_and_evaluate(_copy(num_steps=12), branch, branch_from=source)
   _, again = _final_state(branch)
   jax.tree_util.tree_map(np.testing.assert_array_equal, done, again)

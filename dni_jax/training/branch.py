@@ -110,7 +110,10 @@ def needed(workdir: str, config, source: str, step: int | None,
           "it is. Rerun without --branch_step to resume it, or choose a new "
           "--workdir for the branch at that step.")
     return False
-  if not workdir_lib.has_run(workdir) or ours or overwrite:
+  if ours:  # stopped before its checkpoint: made again
+    return True
+  if not workdir_lib.has_run(workdir) or overwrite:
+    workdir_lib.check(workdir, config, overwrite)  # e.g. a sweep's folder
     return True
   from_what = (f"a branch of {mine.get('source')}" if mine
                else "a run of its own")
@@ -167,10 +170,11 @@ def stage(loop, config, source: str, step: int | None) -> Staged:
   except CheckpointError as e:
     if str(e) == missing or "no complete checkpoint of step" in str(e):
       raise
-    if "cannot be restored into this run's state" not in str(e):  # damage
+    if ("cannot be restored into this run's state" not in str(e)
+        or not changed):  # the same config: the checkpoint is damaged
       raise CheckpointError(
           f"--branch_from={source}: {e} To branch from another of its "
-          "checkpoints, give --branch_step=<step> (complete: "
+          "checkpoints, give --branch_step=<step> (its checkpoints: "
           f"{complete_steps(source)}). Nothing was written.") from e
     cause = e.__cause__
     detail = (str(cause).strip().splitlines() or [""])[0][:300]

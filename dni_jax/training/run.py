@@ -327,6 +327,10 @@ def _run_locked(loop: Loop, config, workdir: str, overwrite: bool,
     branch_lib.claim(staged, workdir)
   elif not branch_from and not overwrite:
     branch_lib.check_resumable(workdir)
+  elif (not branch_from and branch_lib.record(workdir) is not None
+        and not branch_lib.complete_steps(workdir)):
+    workdir_lib.overwrite_run(workdir, "a branch stopped before its first "
+                              "checkpoint")
   workdir_lib.prepare(workdir, config, overwrite)
   directory = os.path.join(workdir, "checkpoints")
   checkpointer = (ProcessLocalCheckpointer(directory)
