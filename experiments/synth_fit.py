@@ -14,6 +14,7 @@ prediction and target. Nothing in the workdir is written.
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from experiments import cli
 
@@ -55,6 +56,8 @@ def measure(workdir: str, windows: int) -> dict:
 def main(argv):
   if len(argv) != 2:
     cli.fail("give one workdir: python -m experiments.synth_fit <workdir>")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
   try:
     got = measure(argv[1], _WINDOWS.value)
   except Exception as e:  # pylint: disable=broad-except
