@@ -69,16 +69,8 @@ def _same(a: str, b: str) -> bool:
 
 
 def complete_steps(workdir: str) -> list[int]:
-  """The steps of ``workdir/checkpoints`` whose save ended (its digest
-  written, no interrupted-save marker beside it), read from the files."""
-  folder = os.path.join(workdir, "checkpoints")
-  try:
-    names = os.listdir(folder)
-  except OSError:
-    return []
-  return sorted(int(n) for n in names if n.isdigit() and os.path.exists(
-      os.path.join(folder, n, checkpoint_lib.DIGEST_FILE))
-                and not os.path.exists(os.path.join(folder, f".{n}.saving")))
+  """The steps of ``workdir/checkpoints`` whose save ended."""
+  return checkpoint_lib.finished_steps(os.path.join(workdir, "checkpoints"))
 
 
 def needed(workdir: str, config, source: str, step: int | None,
@@ -124,17 +116,39 @@ def needed(workdir: str, config, source: str, step: int | None,
       "run and branch there.")
 
 
-def check_resumable(workdir: str) -> None:
-  """Refuses a rerun without ``--branch_from`` of a branch cut short before
-  its checkpoint (it would start from scratch under the branch's name)."""
-  mine = record(workdir)
-  if mine is not None and not complete_steps(workdir):
-    raise WorkdirError(
-        f"--workdir={workdir} holds a branch of {mine.get('source')} at step "
-        f"{mine.get('step')} that was stopped before its first checkpoint "
-        "was saved. Rerun with --branch_from="
-        f"{mine.get('source')} to make it again (or --overwrite to start "
-        "over from scratch there).")
+def prepare(loop, config, workdir: str, branch_from, overwrite: bool):
+  """Before ``workdir_lib.prepare``: the branch to write into ``workdir``
+  (claimed there by ``branch.json``), or ``None`` where there is none to
+  make. ``branch_from``: ``(source, step)`` or ``None``.
+
+  Without ``branch_from``, a branch stopped before its checkpoint is refused
+  (or, with ``overwrite``, deleted) rather than trained from scratch under
+  its ``branch.json``.
+  """
+  if not branch_from:
+    mine = record(workdir)
+    if mine is not None and not complete_steps(workdir):
+      if not overwrite:
+        raise WorkdirError(
+            f"--workdir={workdir} holds a branch of {mine.get('source')} at "
+            f"step {mine.get('step')} that was stopped before its first "
+            f"checkpoint was saved. Rerun with --branch_from="
+            f"{mine.get('source')} to make it again (or --overwrite to start "
+            "over from scratch there).")
+      workdir_lib.overwrite_run(workdir, "a branch stopped before its first "
+                                "checkpoint")
+    return None
+  if not needed(workdir, config, *branch_from, overwrite):
+    return None
+  staged = stage(loop, config, *branch_from)  # writes nothing
+  if workdir_lib.has_run(workdir):
+    if overwrite and not (record(workdir) and not complete_steps(workdir)):
+      workdir_lib.overwrite_run(workdir, f"replaced by a branch of "
+                                f"{branch_from[0]}")
+    else:  # a branch stopped before its checkpoint: made again
+      workdir_lib.clear(workdir)
+  claim(staged, workdir)
+  return staged
 
 
 def stage(loop, config, source: str, step: int | None) -> Staged:

@@ -210,7 +210,7 @@ def _newest_intact(checkpointer, state, name, reload):
       aside = [_move_aside(os.path.join(checkpointer.directory, name(s)))
                for s, _ in damaged]
       for s, _ in damaged:  # an interrupted save's marker goes with it
-        marker = os.path.join(checkpointer.directory, f".{s}.saving")
+        marker = saving_marker(checkpointer.directory, s)
         if os.path.exists(marker):
           os.remove(marker)
       reload()
@@ -250,7 +250,7 @@ class Checkpointer:
         self._marker(s))]
 
   def _marker(self, step: int) -> str:
-    return os.path.join(self.directory, f".{step}.saving")
+    return saving_marker(self.directory, step)
 
   def save(self, step: int, state, extra: dict | None = None) -> None:
     """Saves ``state`` as ``step``; ``extra`` (JSON) is kept beside it.
@@ -408,6 +408,23 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def saving_marker(directory: str, step: int) -> str:
+  """The file that stands beside ``step`` while its save has not ended."""
+  return os.path.join(directory, f".{step}.saving")
+
+
+def finished_steps(directory: str) -> list[int]:
+  """The steps in ``directory`` whose save ended (digest written, no
+  marker), read from the files alone: no Orbax manager, nothing created."""
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return []
+  return sorted(int(n) for n in names if n.isdigit()
+                and os.path.exists(os.path.join(directory, n, DIGEST_FILE))
+                and not os.path.exists(saving_marker(directory, int(n))))
 
 
 def saved_extra(directory: str, step: int) -> dict | None:

@@ -313,24 +313,7 @@ def run(loop: Loop, config: ml_collections.ConfigDict, workdir: str,
 
 def _run_locked(loop: Loop, config, workdir: str, overwrite: bool,
                 branch_from=None) -> dict:
-  staged = None
-  if branch_from and branch_lib.needed(workdir, config, *branch_from,
-                                       overwrite):
-    staged = branch_lib.stage(loop, config, *branch_from)  # writes nothing
-    if workdir_lib.has_run(workdir):
-      ours = branch_lib.record(workdir)
-      if overwrite and not (ours and not branch_lib.complete_steps(workdir)):
-        workdir_lib.overwrite_run(workdir, f"replaced by a branch of "
-                                  f"{branch_from[0]}")
-      else:  # a branch stopped before its checkpoint: made again
-        workdir_lib.clear(workdir)
-    branch_lib.claim(staged, workdir)
-  elif not branch_from and not overwrite:
-    branch_lib.check_resumable(workdir)
-  elif (not branch_from and branch_lib.record(workdir) is not None
-        and not branch_lib.complete_steps(workdir)):
-    workdir_lib.overwrite_run(workdir, "a branch stopped before its first "
-                              "checkpoint")
+  staged = branch_lib.prepare(loop, config, workdir, branch_from, overwrite)
   workdir_lib.prepare(workdir, config, overwrite)
   directory = os.path.join(workdir, "checkpoints")
   checkpointer = (ProcessLocalCheckpointer(directory)
