@@ -16,6 +16,7 @@ from dni_jax.errors import CheckpointError
 from dni_jax.errors import ConfigError
 from dni_jax.errors import WorkdirError
 from dni_jax.training import evaluate
+from dni_jax.training import sweep as sweep_lib
 from dni_jax.training import train
 from dni_jax.training.metrics_log import read_metrics
 from test_train import _final_state
@@ -187,7 +188,7 @@ def test_a_branch_stopped_before_its_checkpoint_is_made_again(tmp_path, capsys,
     if killed == "after_claim":
       (branch / "config.json").unlink()
   with pytest.raises(WorkdirError, match="stopped before its first "
-                     "checkpoint was saved. Rerun with --branch_from="):
+                     "checkpoint was saved. Rerun the branch's command"):
     train.train_and_evaluate(_copy(num_steps=12), branch)
   if killed == "after_config":  # --overwrite alone: a run from scratch
     scratch = tmp_path / "scratch"
@@ -201,6 +202,34 @@ def test_a_branch_stopped_before_its_checkpoint_is_made_again(tmp_path, capsys,
   jax.tree_util.tree_map(np.testing.assert_array_equal, done, again)
   assert [r["step"] for r in read_metrics(str(branch / "metrics.jsonl"))] == [
       2, 4, 6, 8, 10, 12]
+
+
+def test_a_sweep_refuses_a_member_folder_holding_a_stopped_branch(tmp_path):
+  """A vmapped group's member folder holding a branch stopped before its
+  checkpoint is refused before any member trains, with nothing written;
+  --overwrite trains that member from scratch, as a fresh sweep does."""
+  source, swept = tmp_path / "src", tmp_path / "sweep"
+  train.train_and_evaluate(_copy(), source)
+  member = swept / "seed=0"
+  train.train_and_evaluate(_copy(num_steps=12), member, branch_from=source)
+  for name in os.listdir(member):  # as a kill after config.json leaves it
+    if name not in ("branch.json", "config.json"):
+      path = member / name
+      shutil.rmtree(path) if path.is_dir() else path.unlink()
+  seeds = [{"seed": 0}, {"seed": 1}]
+  before = _files(swept)
+  with pytest.raises(WorkdirError, match="seed=0 holds a branch of .* "
+                     "stopped before its first checkpoint"):
+    sweep_lib.run_sweep(_copy(num_steps=12), seeds, str(swept))
+  assert _files(swept) == before
+  sweep_lib.run_sweep(_copy(num_steps=12), seeds, str(swept), overwrite=True)
+  assert not (member / "branch.json").exists()
+  fresh = tmp_path / "fresh"
+  sweep_lib.run_sweep(_copy(num_steps=12), seeds, str(fresh))
+  for name in ("seed=0", "seed=1"):
+    jax.tree_util.tree_map(np.testing.assert_array_equal,
+                           _final_state(swept / name)[1],
+                           _final_state(fresh / name)[1])
 
 
 def test_overwrite_branches_again_under_a_changed_config(tmp_path):

@@ -116,27 +116,42 @@ def needed(workdir: str, config, source: str, step: int | None,
       "run and branch there.")
 
 
+def check_unfinished(workdir: str, overwrite: bool) -> bool:
+  """Whether ``workdir`` holds a branch stopped before its first checkpoint
+  was complete (only its ``branch.json`` names what it is). Without
+  ``overwrite`` that is a ``WorkdirError``, and nothing is written: trained
+  from scratch under that ``branch.json`` it would be neither run."""
+  mine = record(workdir)
+  if mine is None or complete_steps(workdir):
+    return False
+  if not overwrite:
+    raise WorkdirError(
+        f"--workdir={workdir} holds a branch of {mine.get('source')} at "
+        f"step {mine.get('step')} that was stopped before its first "
+        "checkpoint was saved. Rerun the branch's command (python -m "
+        f"experiments.main --workdir={workdir} --branch_from="
+        f"{mine.get('source')} with its config) to make it again, or "
+        "--overwrite to start over from scratch there.")
+  return True
+
+
+def clear_unfinished(workdir: str, overwrite: bool) -> None:
+  """A run that is not a branch, before ``workdir_lib.prepare``: refuses
+  a branch stopped before its first checkpoint (``check_unfinished``) or,
+  with ``overwrite``, deletes it."""
+  if check_unfinished(workdir, overwrite):
+    workdir_lib.overwrite_run(workdir, "a branch stopped before its first "
+                              "checkpoint")
+
+
 def prepare(loop, config, workdir: str, branch_from, overwrite: bool):
   """Before ``workdir_lib.prepare``: the branch to write into ``workdir``
   (claimed there by ``branch.json``), or ``None`` where there is none to
-  make. ``branch_from``: ``(source, step)`` or ``None``.
-
-  Without ``branch_from``, a branch stopped before its checkpoint is refused
-  (or, with ``overwrite``, deleted) rather than trained from scratch under
-  its ``branch.json``.
+  make. ``branch_from``: ``(source, step)`` or ``None`` (then
+  ``clear_unfinished``).
   """
   if not branch_from:
-    mine = record(workdir)
-    if mine is not None and not complete_steps(workdir):
-      if not overwrite:
-        raise WorkdirError(
-            f"--workdir={workdir} holds a branch of {mine.get('source')} at "
-            f"step {mine.get('step')} that was stopped before its first "
-            f"checkpoint was saved. Rerun with --branch_from="
-            f"{mine.get('source')} to make it again (or --overwrite to start "
-            "over from scratch there).")
-      workdir_lib.overwrite_run(workdir, "a branch stopped before its first "
-                                "checkpoint")
+    clear_unfinished(workdir, overwrite)
     return None
   if not needed(workdir, config, *branch_from, overwrite):
     return None

@@ -38,6 +38,7 @@ import numpy as np
 
 from dni_jax.errors import ConfigError
 from dni_jax.training import batching
+from dni_jax.training import branch as branch_lib
 from dni_jax.training import checkpoint as checkpoint_lib
 from dni_jax.training import files
 from dni_jax.training import families
@@ -269,6 +270,7 @@ def _common_start(checkpointers, names) -> int:
 def _run_group_locked(group, dirs, overwrite):
   configs = [m.config for m in group]
   for d, c in zip(dirs, configs):
+    branch_lib.clear_unfinished(d, overwrite)
     workdir_lib.prepare(d, c, overwrite)
   checkpointers = _GroupCheckpointer(
       [Checkpointer(os.path.join(d, "checkpoints")) for d in dirs])
@@ -356,6 +358,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
                       "new --workdir.")
   for m in sweep_members:  # every member's folder, before any trains
     workdir_lib.check(os.path.join(workdir, m.name), m.config, overwrite)
+    branch_lib.check_unfinished(os.path.join(workdir, m.name), overwrite)
   sweep_groups = groups(sweep_members)
   print(plan(sweep_groups, workdir), flush=True)
   with files.WorkdirLock(workdir, "a sweep"):
