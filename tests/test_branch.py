@@ -204,25 +204,28 @@ def test_a_branch_stopped_before_its_checkpoint_is_made_again(tmp_path, capsys,
       2, 4, 6, 8, 10, 12]
 
 
-def test_a_sweep_refuses_a_member_folder_holding_a_stopped_branch(tmp_path):
-  """A vmapped group's member folder holding a branch stopped before its
-  checkpoint is refused before any member trains, with nothing written;
+def test_a_sweep_refuses_a_member_folder_holding_a_stopped_branch(tmp_path,
+                                                                  capsys):
+  """A vmapped group's member folder holding a branch (of another λ)
+  stopped before its checkpoint is refused before any member is written;
   --overwrite trains that member from scratch, as a fresh sweep does."""
   source, swept = tmp_path / "src", tmp_path / "sweep"
-  train.train_and_evaluate(_copy(), source)
-  member = swept / "seed=0"
-  train.train_and_evaluate(_copy(num_steps=12), member, branch_from=source)
+  train.train_and_evaluate(_copy(seed=1), source)
+  member = swept / "seed=1"  # the last member: the others come first
+  train.train_and_evaluate(_copy(seed=1, num_steps=12, **{"dni.sg_scale": 0.5}),
+                           member, branch_from=source)
   for name in os.listdir(member):  # as a kill after config.json leaves it
     if name not in ("branch.json", "config.json"):
       path = member / name
       shutil.rmtree(path) if path.is_dir() else path.unlink()
   seeds = [{"seed": 0}, {"seed": 1}]
   before = _files(swept)
-  with pytest.raises(WorkdirError, match="seed=0 holds a branch of .* "
-                     "stopped before its first checkpoint"):
+  with pytest.raises(WorkdirError, match="seed=1 holds a branch of .* "
+                     "stopped before its first checkpoint.* --branch_step=8"):
     sweep_lib.run_sweep(_copy(num_steps=12), seeds, str(swept))
-  assert _files(swept) == before
+  assert _files(swept) == before and not (swept / "seed=0").exists()
   sweep_lib.run_sweep(_copy(num_steps=12), seeds, str(swept), overwrite=True)
+  assert "vmapped group: seed=0, seed=1" in capsys.readouterr().out
   assert not (member / "branch.json").exists()
   fresh = tmp_path / "fresh"
   sweep_lib.run_sweep(_copy(num_steps=12), seeds, str(fresh))
@@ -230,6 +233,24 @@ def test_a_sweep_refuses_a_member_folder_holding_a_stopped_branch(tmp_path):
     jax.tree_util.tree_map(np.testing.assert_array_equal,
                            _final_state(swept / name)[1],
                            _final_state(fresh / name)[1])
+
+
+def test_a_sweep_refuses_to_resume_a_group_from_before_a_members_branch(
+    tmp_path):
+  """A member branched at step 8, its group's other member holding nothing:
+  the group would resume from step 0 and set the branch's checkpoints
+  aside, so it is refused and nothing changes."""
+  source, swept = tmp_path / "src", tmp_path / "sweep"
+  train.train_and_evaluate(_copy(seed=1), source)
+  train.train_and_evaluate(_copy(seed=1, num_steps=12), swept / "seed=1",
+                           branch_from=source)
+  before = _files(swept)
+  with pytest.raises(WorkdirError, match="seed=1 .* holds a branch of .* "
+                     "from step 8, and the newest step every member of its "
+                     "vmapped group holds is 0"):
+    sweep_lib.run_sweep(_copy(num_steps=16), [{"seed": 0}, {"seed": 1}],
+                        str(swept))
+  assert _files(swept) == before and not (swept / "seed=0").exists()
 
 
 def test_overwrite_branches_again_under_a_changed_config(tmp_path):

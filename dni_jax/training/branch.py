@@ -119,8 +119,9 @@ def needed(workdir: str, config, source: str, step: int | None,
 def check_unfinished(workdir: str, overwrite: bool) -> bool:
   """Whether ``workdir`` holds a branch stopped before its first checkpoint
   was complete (only its ``branch.json`` names what it is). Without
-  ``overwrite`` that is a ``WorkdirError``, and nothing is written: trained
-  from scratch under that ``branch.json`` it would be neither run."""
+  ``overwrite`` that is a ``WorkdirError``, and nothing is written: a run
+  trained from scratch there would be called a branch by that
+  ``branch.json``."""
   mine = record(workdir)
   if mine is None or complete_steps(workdir):
     return False
@@ -129,9 +130,10 @@ def check_unfinished(workdir: str, overwrite: bool) -> bool:
         f"--workdir={workdir} holds a branch of {mine.get('source')} at "
         f"step {mine.get('step')} that was stopped before its first "
         "checkpoint was saved. Rerun the branch's command (python -m "
-        f"experiments.main --workdir={workdir} --branch_from="
-        f"{mine.get('source')} with its config) to make it again, or "
-        "--overwrite to start over from scratch there.")
+        f"experiments.main --config=<the branch's config> --workdir="
+        f"{workdir} --branch_from={mine.get('source')} --branch_step="
+        f"{mine.get('step')}) to make it again, or --overwrite to start "
+        "over from scratch there.")
   return True
 
 

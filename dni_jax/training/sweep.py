@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 
 from dni_jax.errors import ConfigError
+from dni_jax.errors import WorkdirError
 from dni_jax.training import batching
 from dni_jax.training import branch as branch_lib
 from dni_jax.training import checkpoint as checkpoint_lib
@@ -242,9 +243,11 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
   """Trains a vmapped group; returns ``{member name: summary}``.
 
   Each member's folder is prepared like a single run's (its config.json
-  identity, refusal of another config). A group whose members have all
-  finished is not trained again; otherwise every member resumes from the
-  last step that all of them have a checkpoint of.
+  identity, refusal of another config or of a branch stopped before its
+  first checkpoint). A group whose members have all finished is not
+  trained again; otherwise every member resumes from the last step that
+  all of them have a checkpoint of (refused where that is before the step
+  a member was branched at).
   """
   dirs = [os.path.join(workdir, m.name) for m in group]
   with contextlib.ExitStack() as locks:
@@ -252,6 +255,30 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
       workdir_lib.check_writable(d)
       locks.enter_context(files.WorkdirLock(d, f"sweep member {m.name}"))
     return _run_group_locked(group, dirs, overwrite)
+
+
+def _check_branches(group: list[Member], dirs: list[str]) -> None:
+  """Refuses, writing nothing, a vmapped group that would resume before the
+  step a member was branched at (``--branch_from`` into a member's folder):
+  the group resumes from the newest step every member holds, and the
+  branch's own checkpoints would be set aside and the member trained from
+  that earlier step under its ``branch.json``."""
+  steps = [branch_lib.complete_steps(d) for d in dirs]
+  if all(s and s[-1] >= m.config.num_steps for s, m in zip(steps, group)):
+    return  # every member has finished: nothing is trained
+  start = checkpoint_lib.common_step(steps) or 0
+  for m, d, own in zip(group, dirs, steps):
+    mine = branch_lib.record(d)  # one without checkpoints: check_unfinished
+    if mine is not None and own and start < int(mine.get("step") or 0):
+      raise WorkdirError(
+          f"sweep member {m.name} ({d}) holds a branch of "
+          f"{mine.get('source')} from step {mine.get('step')}, and the "
+          f"newest step every member of its vmapped group holds is {start}: "
+          "trained with the group it would resume from there, its branch's "
+          "checkpoints set aside under its branch.json. Nothing was changed. "
+          "Train that member on its own (python -m experiments.main "
+          f"--workdir={d} with its config), or move its folder out of the "
+          "sweep's --workdir to train that member from scratch.")
 
 
 def _common_start(checkpointers, names) -> int:
@@ -269,6 +296,9 @@ def _common_start(checkpointers, names) -> int:
 
 def _run_group_locked(group, dirs, overwrite):
   configs = [m.config for m in group]
+  for d in dirs:  # every member before any is written
+    branch_lib.check_unfinished(d, overwrite)
+  _check_branches(group, dirs)
   for d, c in zip(dirs, configs):
     branch_lib.clear_unfinished(d, overwrite)
     workdir_lib.prepare(d, c, overwrite)
@@ -357,9 +387,12 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
                       "writes each member into <workdir>/<member>: choose a "
                       "new --workdir.")
   for m in sweep_members:  # every member's folder, before any trains
-    workdir_lib.check(os.path.join(workdir, m.name), m.config, overwrite)
     branch_lib.check_unfinished(os.path.join(workdir, m.name), overwrite)
+    workdir_lib.check(os.path.join(workdir, m.name), m.config, overwrite)
   sweep_groups = groups(sweep_members)
+  for group in sweep_groups:
+    if len(group) > 1:
+      _check_branches(group, [os.path.join(workdir, m.name) for m in group])
   print(plan(sweep_groups, workdir), flush=True)
   with files.WorkdirLock(workdir, "a sweep"):
     return _run_groups(sweep_groups, workdir, overwrite)
