@@ -224,6 +224,7 @@ def test_a_sweep_refuses_a_member_folder_holding_a_stopped_branch(tmp_path,
                      "stopped before its first checkpoint.* --branch_step=8"):
     sweep_lib.run_sweep(_copy(num_steps=12), seeds, str(swept))
   assert _files(swept) == before and not (swept / "seed=0").exists()
+  (member / "config.json").unlink()  # as a kill before config.json leaves it
   sweep_lib.run_sweep(_copy(num_steps=12), seeds, str(swept), overwrite=True)
   assert "vmapped group: seed=0, seed=1" in capsys.readouterr().out
   assert not (member / "branch.json").exists()
@@ -235,22 +236,58 @@ def test_a_sweep_refuses_a_member_folder_holding_a_stopped_branch(tmp_path,
                            _final_state(fresh / name)[1])
 
 
-def test_a_sweep_refuses_to_resume_a_group_from_before_a_members_branch(
-    tmp_path):
-  """A member branched at step 8, its group's other member holding nothing:
-  the group would resume from step 0 and set the branch's checkpoints
-  aside, so it is refused and nothing changes."""
-  source, swept = tmp_path / "src", tmp_path / "sweep"
-  train.train_and_evaluate(_copy(seed=1), source)
+def test_a_sweep_resumes_a_group_from_a_members_branch_step_or_refuses(
+    tmp_path, capsys):
+  """A vmapped group resumes its members' branches where every member holds
+  the branch step; where the group would start a branched member over
+  (another member holding nothing, or a run --overwrite deletes) it is
+  refused with nothing changed; a branch of another config --overwrite
+  deletes."""
+  sources = [tmp_path / f"src{s}" for s in (0, 1)]
+  for seed, source in enumerate(sources):
+    train.train_and_evaluate(_copy(seed=seed), source)
+  seeds, later = [{"seed": 0}, {"seed": 1}], _copy(num_steps=16)
+
+  swept = tmp_path / "one_branched"  # seed=1 branched, seed=0 empty
   train.train_and_evaluate(_copy(seed=1, num_steps=12), swept / "seed=1",
-                           branch_from=source)
+                           branch_from=sources[1])
   before = _files(swept)
-  with pytest.raises(WorkdirError, match="seed=1 .* holds a branch of .* "
-                     "from step 8, and the newest step every member of its "
-                     "vmapped group holds is 0"):
-    sweep_lib.run_sweep(_copy(num_steps=16), [{"seed": 0}, {"seed": 1}],
-                        str(swept))
-  assert _files(swept) == before and not (swept / "seed=0").exists()
+  for overwrite in (False, True):
+    with pytest.raises(WorkdirError, match="seed=1 .* holds a branch of .* "
+                       "from step 8, but the members of its vmapped group "
+                       "hold no checkpoint step in common"):
+      sweep_lib.run_sweep(later, seeds, str(swept), overwrite=overwrite)
+    assert _files(swept) == before and not (swept / "seed=0").exists()
+
+  other = tmp_path / "other_config"  # seed=0: a run --overwrite deletes
+  train.train_and_evaluate(_copy(seed=0, num_steps=12,
+                                 **{"dni.sg_scale": 0.5}), other / "seed=0")
+  train.train_and_evaluate(_copy(seed=1, num_steps=12), other / "seed=1",
+                           branch_from=sources[1])
+  before = _files(other)
+  with pytest.raises(WorkdirError, match="newest step every member of its "
+                     "vmapped group holds is 0|hold no checkpoint step"):
+    sweep_lib.run_sweep(later, seeds, str(other), overwrite=True)
+  assert _files(other) == before
+
+  both = tmp_path / "both_branched"  # every member branched at step 8
+  for seed, source in enumerate(sources):
+    train.train_and_evaluate(_copy(seed=seed, num_steps=12),
+                             both / f"seed={seed}", branch_from=source)
+  capsys.readouterr()
+  sweep_lib.run_sweep(later, seeds, str(both))
+  assert "resuming 2 members from step 12" in capsys.readouterr().out
+  for seed in (0, 1):
+    assert (both / f"seed={seed}" / "branch.json").exists()
+    assert _final_state(both / f"seed={seed}")[0] == 16
+
+  changed = tmp_path / "branch_of_another_config"  # --overwrite deletes it
+  train.train_and_evaluate(_copy(seed=1, num_steps=12,
+                                 **{"dni.sg_scale": 0.5}),
+                           changed / "seed=1", branch_from=sources[1])
+  sweep_lib.run_sweep(later, seeds, str(changed), overwrite=True)
+  assert not (changed / "seed=1" / "branch.json").exists()
+  assert _final_state(changed / "seed=1")[0] == 16
 
 
 def test_overwrite_branches_again_under_a_changed_config(tmp_path):

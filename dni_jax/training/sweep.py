@@ -257,28 +257,38 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
     return _run_group_locked(group, dirs, overwrite)
 
 
-def _check_branches(group: list[Member], dirs: list[str]) -> None:
+def _check_branches(group: list[Member], dirs: list[str],
+                    overwrite: bool) -> None:
   """Refuses, writing nothing, a vmapped group that would resume before the
   step a member was branched at (``--branch_from`` into a member's folder):
-  the group resumes from the newest step every member holds, and the
-  branch's own checkpoints would be set aside and the member trained from
-  that earlier step under its ``branch.json``."""
-  steps = [branch_lib.complete_steps(d) for d in dirs]
+  the group resumes from the newest step every member holds, which would
+  set the branch's own checkpoints aside and train the member from there
+  under its ``branch.json``. Members whose run ``overwrite`` deletes count
+  as empty."""
+  kept = [not branch_lib.check_unfinished(d, overwrite)
+          and not workdir_lib.overwritten(d, m.config, overwrite)
+          for m, d in zip(group, dirs)]
+  steps = [branch_lib.complete_steps(d) if k else []
+           for d, k in zip(dirs, kept)]
   if all(s and s[-1] >= m.config.num_steps for s, m in zip(steps, group)):
     return  # every member has finished: nothing is trained
   start = checkpoint_lib.common_step(steps) or 0
   for m, d, own in zip(group, dirs, steps):
-    mine = branch_lib.record(d)  # one without checkpoints: check_unfinished
-    if mine is not None and own and start < int(mine.get("step") or 0):
-      raise WorkdirError(
-          f"sweep member {m.name} ({d}) holds a branch of "
-          f"{mine.get('source')} from step {mine.get('step')}, and the "
-          f"newest step every member of its vmapped group holds is {start}: "
-          "trained with the group it would resume from there, its branch's "
-          "checkpoints set aside under its branch.json. Nothing was changed. "
-          "Train that member on its own (python -m experiments.main "
-          f"--workdir={d} with its config), or move its folder out of the "
-          "sweep's --workdir to train that member from scratch.")
+    mine = branch_lib.record(d)
+    if mine is None or not own or start in own:
+      continue  # a branch holds no step before its own
+    common = (f"the newest step every member of its vmapped group holds is "
+              f"{start}" if start else "the members of its vmapped group "
+              "hold no checkpoint step in common")
+    raise WorkdirError(
+        f"sweep member {m.name} ({d}) holds a branch of "
+        f"{mine.get('source')} from step {mine.get('step')}, but {common}, "
+        "so the group would start that member over from there and set the "
+        "branch's checkpoints aside. Nothing was changed (--overwrite "
+        "does not delete a run of the member's own config). To keep the "
+        "branch, branch the group's other members at the same step too "
+        "(the group then resumes from there); to train that member from "
+        f"scratch with the group, move {d} out of the sweep's --workdir.")
 
 
 def _common_start(checkpointers, names) -> int:
@@ -298,7 +308,7 @@ def _run_group_locked(group, dirs, overwrite):
   configs = [m.config for m in group]
   for d in dirs:  # every member before any is written
     branch_lib.check_unfinished(d, overwrite)
-  _check_branches(group, dirs)
+  _check_branches(group, dirs, overwrite)
   for d, c in zip(dirs, configs):
     branch_lib.clear_unfinished(d, overwrite)
     workdir_lib.prepare(d, c, overwrite)
@@ -392,7 +402,8 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
   sweep_groups = groups(sweep_members)
   for group in sweep_groups:
     if len(group) > 1:
-      _check_branches(group, [os.path.join(workdir, m.name) for m in group])
+      _check_branches(group, [os.path.join(workdir, m.name) for m in group],
+                      overwrite)
   print(plan(sweep_groups, workdir), flush=True)
   with files.WorkdirLock(workdir, "a sweep"):
     return _run_groups(sweep_groups, workdir, overwrite)

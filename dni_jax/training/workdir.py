@@ -272,6 +272,20 @@ def check(workdir: str, config: ml_collections.ConfigDict,
         "--overwrite to delete them and start over there.")
 
 
+def overwritten(workdir: str, config: ml_collections.ConfigDict,
+                overwrite: bool) -> str | None:
+  """Why ``prepare(workdir, config, overwrite)`` deletes the run in
+  ``workdir`` (another config's, or one whose config is unknown), or
+  ``None`` where it keeps it."""
+  if not overwrite:
+    return None
+  path = os.path.join(workdir, CONFIG_FILE)
+  if os.path.exists(path):
+    fields, what = difference(path, config)
+    return "made by another config: " + what if fields else None
+  return f"no {CONFIG_FILE}, config unknown" if has_run(workdir) else None
+
+
 def prepare(workdir: str, config: ml_collections.ConfigDict,
             overwrite: bool = False) -> None:
   """Checks that ``config`` may train in ``workdir``; writes ``config.json``.
@@ -289,12 +303,9 @@ def prepare(workdir: str, config: ml_collections.ConfigDict,
   check_writable(workdir)
   check(workdir, config, overwrite)
   path = os.path.join(workdir, CONFIG_FILE)
-  if overwrite and os.path.exists(path):
-    fields, what = difference(path, config)
-    if fields:
-      overwrite_run(workdir, "made by another config: " + what)
-  elif overwrite and has_run(workdir):
-    overwrite_run(workdir, f"no {CONFIG_FILE}, config unknown")
+  why = overwritten(workdir, config, overwrite)
+  if why:
+    overwrite_run(workdir, why)
   text = config.to_json_best_effort(indent=2)
   try:
     with open(path) as f:
