@@ -116,15 +116,20 @@ def needed(workdir: str, config, source: str, step: int | None,
       "run and branch there.")
 
 
+def _stopped(workdir: str) -> bool:
+  """Whether ``workdir`` holds a branch without a complete checkpoint."""
+  return record(workdir) is not None and not complete_steps(workdir)
+
+
 def check_unfinished(workdir: str, overwrite: bool) -> bool:
   """Whether ``workdir`` holds a branch stopped before its first checkpoint
   was complete (only its ``branch.json`` names what it is). Without
   ``overwrite`` that is a ``WorkdirError``, and nothing is written: a run
   trained from scratch there would be called a branch by that
   ``branch.json``."""
-  mine = record(workdir)
-  if mine is None or complete_steps(workdir):
+  if not _stopped(workdir):
     return False
+  mine = record(workdir)
   if not overwrite:
     raise WorkdirError(
         f"--workdir={workdir} holds a branch of {mine.get('source')} at "
@@ -159,7 +164,7 @@ def prepare(loop, config, workdir: str, branch_from, overwrite: bool):
     return None
   staged = stage(loop, config, *branch_from)  # writes nothing
   if workdir_lib.has_run(workdir):
-    if overwrite and not (record(workdir) and not complete_steps(workdir)):
+    if overwrite and not _stopped(workdir):
       workdir_lib.overwrite_run(workdir, f"replaced by a branch of "
                                 f"{branch_from[0]}")
     else:  # a branch stopped before its checkpoint: made again

@@ -264,7 +264,8 @@ def _check_branches(group: list[Member], dirs: list[str],
   the group resumes from the newest step every member holds, which would
   set the branch's own checkpoints aside and train the member from there
   under its ``branch.json``. Members whose run ``overwrite`` deletes count
-  as empty."""
+  as empty. A branch stopped before its first checkpoint is refused first
+  (``branch.check_unfinished``), whichever member holds it."""
   kept = [not branch_lib.check_unfinished(d, overwrite)
           and not workdir_lib.overwritten(d, m.config, overwrite)
           for m, d in zip(group, dirs)]
@@ -306,9 +307,7 @@ def _common_start(checkpointers, names) -> int:
 
 def _run_group_locked(group, dirs, overwrite):
   configs = [m.config for m in group]
-  for d in dirs:  # every member before any is written
-    branch_lib.check_unfinished(d, overwrite)
-  _check_branches(group, dirs, overwrite)
+  _check_branches(group, dirs, overwrite)  # every member before any write
   for d, c in zip(dirs, configs):
     branch_lib.clear_unfinished(d, overwrite)
     workdir_lib.prepare(d, c, overwrite)
