@@ -1,7 +1,8 @@
 """The README's tables with error bars: 3 seeds per cell, each cell one vmapped sweep.
 
   python -m experiments.reproduce --table=<name> --budget=<small|full|paper> \\
-      [--workdir=/tmp/dni_jax/reproduce] [--data_dir=../shared/data/mnist] [--seeds=3]
+      [--workdir=/tmp/dni_jax/reproduce] [--data_dir=../shared/data/mnist] [--seeds=3] \\
+      [--rows='copy T=3'] [--set=dni.sg_state=ch --set=opt.learning_rate=1e-4]
 
 Tables (``--table``):
 
@@ -47,8 +48,18 @@ at the paper's size. The seeds of a cell train as one vmapped program
 ``<workdir>/<table>/<cell>/seed=<s>/``, so a rerun resumes where it stopped.
 Prints the table as Markdown, mean ± std over the seeds (n − 1), and writes
 it to ``<workdir>/<table>_<budget>.md``.
+
+``--rows`` keeps some of a table's rows (the names ``--help``'s cells line
+and the table print, e.g. ``--rows='copy T=3,repeat_copy T=3'``). ``--set``
+changes one config field in every cell, in the ``--config.<field>`` syntax
+of ``experiments.main`` (repeat it for several fields), after the budget is
+applied: ``--set=dni.sg_state=ch --set=opt.learning_rate=1e-4`` is the
+Copy set-up of docs/results.md's "a synthetic gradient for the cell state".
+A cell's runs keep the config they were started with, so give a changed
+table its own ``--workdir``.
 """
 
+import ast
 import contextlib
 import importlib
 import io
@@ -136,6 +147,12 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "", "config.data.dir (MNIST IDX "
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per cell.")
 _COPY_WINDOWS = flags.DEFINE_integer("copy_windows", _COPY_WINDOWS_DEFAULT,
                                      "Copy tables, full budget: windows per run.")
+_ROWS = flags.DEFINE_list("rows", [], "Only these rows of the table (comma-"
+                          "separated, e.g. 'copy T=3'); default: every row.")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "field=value: a config field set in every cell, as "
+    "--config.<field>=value would (repeat for several), e.g. "
+    "--set=dni.sg_state=ch.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show the runs' progress lines.")
 
 
@@ -217,7 +234,72 @@ def cells(table: str, budget: str):
       _shrink(config)
   if table in CNN_TABLES:
     out = [(f"{c.model.features} filters", m, c) for _, m, c in out]
-  return out
+  for assignment in _SET.value:
+    for _, _, config in out:
+      set_field(config, assignment)
+  return _keep_rows(out, _ROWS.value)
+
+
+# Fields that name a table's rows and columns: --set would relabel them.
+CELL_FIELDS = ("method", "unroll", "model.depth", "two_networks.T",
+               "data.name")
+
+
+def set_field(config, assignment: str) -> None:
+  """``field=value`` into ``config``, the value read as the field's type
+  (``--config.<field>=value``'s reading); ValueError names what is wrong."""
+  field, sep, text = assignment.partition("=")
+  field = field.strip().removeprefix("config.")
+  if not sep or not field:
+    raise ValueError(f"--set={assignment!r} is not field=value; write e.g. "
+                     "--set=dni.sg_state=ch")
+  if field in CELL_FIELDS:
+    raise ValueError(f"--set={assignment!r} changes {field}, which names the "
+                     "table's cells; choose rows with --rows instead (the "
+                     "columns are the table's own)")
+  *path, name = field.split(".")
+  parent = config
+  for part in path:
+    parent = parent.get(part) if hasattr(parent, "get") else None
+  if not hasattr(parent, "get") or name not in parent:
+    raise ValueError(f"--set={assignment!r}: the config has no field "
+                     f"{field!r}; the fields are those of the table's "
+                     "configs/<name>.py (e.g. dni.sg_state, "
+                     "opt.learning_rate, num_steps)")
+  old = parent[name]
+  try:
+    if isinstance(old, bool):
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+      value = text.lower() in ("true", "1")
+    elif isinstance(old, str):
+      value = text
+    else:
+      try:
+        value = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        if old is not None:
+          raise
+        value = text
+    parent[name] = value
+  except (ValueError, TypeError, SyntaxError) as e:
+    raise ValueError(
+        f"--set={assignment!r}: {text!r} is not a value for {field}, which "
+        f"holds {type(old).__name__} ({old!r}); give one of that type"
+    ) from e
+
+
+def _keep_rows(out, rows):
+  """The cells of ``rows`` (all when empty); ValueError for an unknown row."""
+  if not rows:
+    return out
+  known = list(dict.fromkeys(r for r, _, _ in out))
+  unknown = [r for r in rows if r not in known]
+  if unknown:
+    raise ValueError(f"--rows names {', '.join(map(repr, unknown))}, not a "
+                     f"row of this table; its rows are "
+                     f"{', '.join(map(repr, known))}")
+  return [cell for cell in out if cell[0] in rows]
 
 
 def value(table: str, summary: dict) -> dict:
@@ -273,7 +355,9 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
       f"× {seeds} seeds = {len(table_cells) * seeds} runs of {each} each "
       f"(batch {'/'.join(map(str, batch))}), {how}; into "
       f"{os.path.join(workdir, table)}",
-      f"[reproduce] cells: {', '.join(rows)} × {', '.join(columns)}"])
+      f"[reproduce] cells: {', '.join(rows)} × {', '.join(columns)}"] +
+      ([f"[reproduce] every cell with {', '.join(_SET.value)}"]
+       if _SET.value else []))
 
 
 def _cell_text(values: list) -> str:
@@ -382,6 +466,17 @@ def reproduce(table: str, budget: str, workdir: str, seeds: int) -> str:
   return "\n".join(lines)
 
 
+def _check_cells(table: str, budget: str) -> None:
+  """ValueError (one paragraph) for a bad --rows or --set, or a cell's config
+  that a run would refuse, before any cell starts."""
+  from dni_jax.training import families  # pylint: disable=g-import-not-at-top
+  for row, column, config in cells(table, budget):
+    try:
+      families.validate(config)
+    except ValueError as e:
+      raise ValueError(f"cell {row} × {column}: {e}") from e
+
+
 def _fail(message: str) -> None:
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(2)
@@ -399,6 +494,10 @@ def main(argv):
           f"applies to --table={', '.join(PAPER_TABLES[:-1])} and "
           f"{PAPER_TABLES[-1]} only; use "
           f"--budget=full for {_TABLE.value}")
+  try:
+    _check_cells(_TABLE.value, _BUDGET.value)
+  except ValueError as e:
+    _fail(str(e))
   timing.quiet_logs()
   print(describe(_TABLE.value, _BUDGET.value, _SEEDS.value, _WORKDIR.value),
         flush=True)

@@ -228,3 +228,69 @@ def test_paper_budget_is_refused_where_the_paper_gives_none():
           "applies to --table=copy, mnist_cnn and cifar10_cnn only; use "
           "--budget=full "
           "for mnist_fcn") in out.stderr
+
+
+def _with_flags(*argv):
+  """Parses reproduce's flags ``argv``; the context restores the defaults."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  @contextlib.contextmanager
+  def parsed():
+    flags.FLAGS(["reproduce", *argv])
+    try:
+      yield
+    finally:
+      for name in ("set", "rows"):
+        flags.FLAGS[name].unparse()
+  return parsed()
+
+
+def test_rows_and_set_pick_cells_and_change_every_cell():
+  with _with_flags("--rows=copy T=3", "--set=dni.sg_state=ch",
+                   "--set=opt.learning_rate=1e-4", "--set=num_steps=700000",
+                   "--set=config.dni.hidden=(64,)"):
+    copy = reproduce.cells("copy", "paper")
+    described = reproduce.describe("copy", "paper", 3, "/w").splitlines()
+  assert [(r, m) for r, m, _ in copy] == [
+      ("copy T=3", m) for m in ("bptt", "dni", "dni_aux")]
+  assert {(c.data.name, c.unroll, c.dni.sg_state, c.opt.learning_rate,
+           c.num_steps, tuple(c.dni.hidden)) for _, _, c in copy} == {
+               ("copy", 3, "ch", 1e-4, 700_000, (64,))}
+  assert "3 cells × 3 seeds = 9 runs of 700000 windows" in described[0]
+  assert described[2] == ("[reproduce] every cell with dni.sg_state=ch, "
+                          "opt.learning_rate=1e-4, num_steps=700000, "
+                          "config.dni.hidden=(64,)")
+  # Without the flags every row is back, at the config's own values.
+  assert len(reproduce.cells("copy", "paper")) == 24
+  assert {c.dni.sg_state for _, _, c in reproduce.cells("copy", "paper")} == {
+      "h"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rows=copy T=9"], "--rows names 'copy T=9', not a row of this table; "
+     "its rows are 'copy T=2'"),
+    (["--set=dni.sg_stat=ch"], "the config has no field 'dni.sg_stat'"),
+    (["--set=dni.sg_state"], "is not field=value"),
+    (["--set=opt.learning_rate=fast"], "'fast' is not a value for "
+     "opt.learning_rate, which holds float (0.001)"),
+    (["--set=dni.track_alignment=maybe"], "holds bool"),
+    (["--set=unroll=4"], "changes unroll, which names the table's cells"),
+    (["--set=dni.sg_state=xyz"], "cell copy T=2 × bptt: unknown dni.sg_state "
+     "'xyz'"),
+])
+def test_bad_rows_or_set_is_one_message_before_any_run(argv, message):
+  with _with_flags(*argv):
+    with pytest.raises(ValueError, match=None) as e:
+      reproduce._check_cells("copy", "small")  # pylint: disable=protected-access
+  assert message in str(e.value)
+
+
+def test_bad_set_exits_with_one_error_line_and_writes_nothing(tmp_path):
+  out = _reproduce("--table=copy", "--set=dni.sg_stat=ch",
+                   f"--workdir={tmp_path / 'w'}", timeout=300)
+  assert out.returncode == 2
+  assert out.stderr.startswith("error: --set='dni.sg_stat=ch': the config "
+                               "has no field"), out.stderr
+  assert len(out.stderr.strip().splitlines()) == 1
+  assert not (tmp_path / "w").exists()
