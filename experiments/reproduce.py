@@ -49,17 +49,18 @@ at the paper's size. The seeds of a cell train as one vmapped program
 Prints the table as Markdown, mean ± std over the seeds (n − 1), and writes
 it to ``<workdir>/<table>_<budget>.md``.
 
-``--rows`` keeps some of a table's rows (the names ``--help``'s cells line
-and the table print, e.g. ``--rows='copy T=3,repeat_copy T=3'``). ``--set``
-changes one config field in every cell, in the ``--config.<field>`` syntax
-of ``experiments.main`` (repeat it for several fields), after the budget is
-applied: ``--set=dni.sg_state=ch --set=opt.learning_rate=1e-4`` is the
+``--rows`` keeps some of a table's rows (the names of a run's ``[reproduce]
+cells:`` line, which a wrong ``--rows`` lists, e.g. ``--rows='copy
+T=3,repeat_copy T=3'``). ``--set=field=value`` sets one config field in
+every cell, read as ``experiments.main``'s ``--config.<field>=value`` reads
+it (repeat it for several fields), after the budget is applied and with no
+field derived again from it (``--budget=small`` keeps its checkpoint
+interval): ``--set=dni.sg_state=ch --set=opt.learning_rate=1e-4`` is the
 Copy set-up of docs/results.md's "a synthetic gradient for the cell state".
-A cell's runs keep the config they were started with, so give a changed
-table its own ``--workdir``.
+The table then says which fields were set. A cell folder that holds runs of
+another config is refused, so give a changed table its own ``--workdir``.
 """
 
-import ast
 import contextlib
 import importlib
 import io
@@ -232,61 +233,89 @@ def cells(table: str, budget: str):
         config.data.name = "mnist"  # else the config's generated digits
     if budget == "small":
       _shrink(config)
+  for _, _, config in out:
+    set_fields(config, _SET.value)
   if table in CNN_TABLES:
     out = [(f"{c.model.features} filters", m, c) for _, m, c in out]
-  for assignment in _SET.value:
-    for _, _, config in out:
-      set_field(config, assignment)
   return _keep_rows(out, _ROWS.value)
 
 
-# Fields that name a table's rows and columns: --set would relabel them.
-CELL_FIELDS = ("method", "unroll", "model.depth", "two_networks.T",
-               "data.name")
+# Fields that name a table's cells or seeds, and the flag that sets them.
+CELL_FIELDS = {"method": "--rows (the columns are the table's own)",
+               "unroll": "--rows", "model.depth": "--rows",
+               "two_networks.T": "--rows",
+               "data.name": "--data_dir", "data.dir": "--data_dir",
+               "seed": "--seeds"}
 
 
-def set_field(config, assignment: str) -> None:
-  """``field=value`` into ``config``, the value read as the field's type
-  (``--config.<field>=value``'s reading); ValueError names what is wrong."""
-  field, sep, text = assignment.partition("=")
-  field = field.strip().removeprefix("config.")
-  if not sep or not field:
-    raise ValueError(f"--set={assignment!r} is not field=value; write e.g. "
-                     "--set=dni.sg_state=ch")
-  if field in CELL_FIELDS:
-    raise ValueError(f"--set={assignment!r} changes {field}, which names the "
-                     "table's cells; choose rows with --rows instead (the "
-                     "columns are the table's own)")
-  *path, name = field.split(".")
-  parent = config
-  for part in path:
-    parent = parent.get(part) if hasattr(parent, "get") else None
-  if not hasattr(parent, "get") or name not in parent:
-    raise ValueError(f"--set={assignment!r}: the config has no field "
-                     f"{field!r}; the fields are those of the table's "
-                     "configs/<name>.py (e.g. dni.sg_state, "
-                     "opt.learning_rate, num_steps)")
-  old = parent[name]
-  try:
-    if isinstance(old, bool):
-      if text.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(text)
-      value = text.lower() in ("true", "1")
-    elif isinstance(old, str):
-      value = text
-    else:
-      try:
-        value = ast.literal_eval(text)
-      except (ValueError, SyntaxError):
-        if old is not None:
-          raise
-        value = text
-    parent[name] = value
-  except (ValueError, TypeError, SyntaxError) as e:
-    raise ValueError(
-        f"--set={assignment!r}: {text!r} is not a value for {field}, which "
-        f"holds {type(old).__name__} ({old!r}); give one of that type"
-    ) from e
+def _parsers() -> dict:
+  """A field's type → the parser ``--config.<field>=value`` uses for it."""
+  from absl import flags as absl_flags  # pylint: disable=g-import-not-at-top
+  from ml_collections.config_flags import tuple_parser  # pylint: disable=g-import-not-at-top
+  return {float: absl_flags.FloatParser(), int: absl_flags.IntegerParser(),
+          bool: absl_flags.BooleanParser(), str: absl_flags.ArgumentParser(),
+          tuple: tuple_parser.TupleParser()}
+
+
+def _field_paths(config, prefix: str = "") -> list:
+  """Every leaf field of ``config``, dotted."""
+  out = []
+  for key, value in config.items():
+    path = prefix + key
+    out += (_field_paths(value, path + ".") if hasattr(value, "items")
+            else [path])
+  return out
+
+
+def set_fields(config, assignments) -> None:
+  """``field=value`` assignments into ``config``, each value read as
+  ``--config.<field>=value`` reads it (by the field's type; a bare bool
+  field is True; a tuple field given several times collects the values);
+  ValueError, one paragraph, names what is wrong and the fix."""
+  from ml_collections.config_flags import config_path  # pylint: disable=g-import-not-at-top
+  parsers, tuples = _parsers(), {}
+  for assignment in assignments:
+    field, sep, text = assignment.partition("=")
+    field = field.strip().removeprefix("config.")
+    if not field:
+      raise ValueError(f"--set={assignment!r} is not field=value; write e.g. "
+                       "--set=dni.sg_state=ch")
+    if field in CELL_FIELDS:
+      raise ValueError(f"--set={assignment!r} changes {field}, which names "
+                       "the table's cells or seeds; give "
+                       f"{CELL_FIELDS[field]} instead")
+    try:
+      kind = config_path.get_type(field, config)
+    except (AttributeError, KeyError) as e:
+      import difflib  # pylint: disable=g-import-not-at-top
+      close = difflib.get_close_matches(field, _field_paths(config), n=3)
+      hint = (f"did you mean {' or '.join(close)}?" if close else
+              "e.g. dni.sg_state, opt.learning_rate, num_steps")
+      raise ValueError(f"--set={assignment!r}: the table's configs have no "
+                       f"field {field!r}; {hint} (the fields are those "
+                       "--config.<field> takes)") from e
+    if kind not in parsers:
+      what = ("a group of fields; set one of them, e.g. "
+              f"{_field_paths(config.get(field), field + '.')[0]}"
+              if hasattr(config_path.get_value(field, config), "items")
+              else f"of type {getattr(kind, '__name__', kind)}, which --set "
+              "cannot read")
+      raise ValueError(f"--set={assignment!r}: {field} is {what}")
+    if not sep and kind is not bool:
+      raise ValueError(f"--set={assignment!r} gives {field} no value; write "
+                       f"--set={field}=<value>")
+    try:
+      value = parsers[kind].parse(text if sep else "true")
+    except ValueError as e:
+      old = config_path.get_value(field, config)
+      a = "an" if kind.__name__ == "int" else "a"
+      raise ValueError(
+          f"--set={assignment!r}: {text!r} is not a value for {field}, "
+          f"{a} {kind.__name__} field (now {old!r}); give {a} {kind.__name__}"
+      ) from e
+    if kind is tuple:
+      value = tuples[field] = tuples.get(field, ()) + tuple(value)
+    config_path.set_value(field, config, value)
 
 
 def _keep_rows(out, rows):
@@ -356,8 +385,8 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
       f"(batch {'/'.join(map(str, batch))}), {how}; into "
       f"{os.path.join(workdir, table)}",
       f"[reproduce] cells: {', '.join(rows)} × {', '.join(columns)}"] +
-      ([f"[reproduce] every cell with {', '.join(_SET.value)}"]
-       if _SET.value else []))
+      ([f"[reproduce] every cell with {', '.join(_SET.value)} (over the "
+        "values above)"] if _SET.value else []))
 
 
 def _cell_text(values: list) -> str:
@@ -473,8 +502,10 @@ def _check_cells(table: str, budget: str) -> None:
   for row, column, config in cells(table, budget):
     try:
       families.validate(config)
-    except ValueError as e:
-      raise ValueError(f"cell {row} × {column}: {e}") from e
+    except (ValueError, TypeError) as e:
+      text = str(e).replace("--config.data.dir", "--data_dir").replace(
+          "--config.", "--set=")
+      raise ValueError(f"cell {row} × {column}: {text}") from e
 
 
 def _fail(message: str) -> None:
@@ -505,7 +536,20 @@ def main(argv):
   from dni_jax.training import report  # pylint: disable=g-import-not-at-top
   print(report.devices_line(), flush=True)
   host_memory.keep_freed_memory()
-  text = reproduce(_TABLE.value, _BUDGET.value, _WORKDIR.value, _SEEDS.value)
+  try:
+    text = reproduce(_TABLE.value, _BUDGET.value, _WORKDIR.value,
+                     _SEEDS.value)
+  except KeyboardInterrupt:
+    print("\ninterrupted; rerun the same command to resume every cell from "
+          "its last checkpoint", file=sys.stderr, flush=True)
+    sys.exit(130)
+  except Exception as e:  # pylint: disable=broad-except
+    from dni_jax.errors import DNIError  # pylint: disable=g-import-not-at-top
+    if not isinstance(e, DNIError) and cli.os_error(e) is None:
+      raise  # unexpected: the traceback
+    cli.fail(cli.error_paragraph(e, _WORKDIR.value))
+  if _SET.value:
+    text += f"\n\nEvery cell with {', '.join(_SET.value)}."
   print(text)
   os.makedirs(_WORKDIR.value, exist_ok=True)
   path = os.path.join(_WORKDIR.value, f"{_TABLE.value}_{_BUDGET.value}.md")

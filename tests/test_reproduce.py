@@ -57,17 +57,24 @@ def test_tables_have_the_papers_cells():
 
 def test_small_budget_table_runs_end_to_end(tmp_path):
   out = _reproduce("--table=binary_addition", "--budget=small", "--seeds=2",
-                   f"--workdir={tmp_path}")
+                   f"--workdir={tmp_path}", "--set=opt.learning_rate=2e-2")
   assert out.returncode == 0, out.stderr[-2000:]
   # What the small budget is, before any run.
-  assert out.stdout.splitlines()[:2] == [
+  assert out.stdout.splitlines()[:3] == [
       "[reproduce] table binary_addition, budget small: 3 cells × 2 seeds = "
       "6 runs of 24 steps each (batch 16), narrow networks (width 16, "
       "synthesizer hidden (8,)): a check that the table runs, not its "
       f"numbers; into {tmp_path}/binary_addition",
-      "[reproduce] cells: binary addition × backprop, dni, cdni"], out.stdout
+      "[reproduce] cells: binary addition × backprop, dni, cdni",
+      "[reproduce] every cell with opt.learning_rate=2e-2 (over the values "
+      "above)"], out.stdout
   assert "| binary addition: bit acc % |" in out.stdout
-  assert (tmp_path / "binary_addition_small.md").exists()
+  # The table says which field was set, on screen and in its file.
+  written = (tmp_path / "binary_addition_small.md").read_text()
+  assert written.endswith("Every cell with opt.learning_rate=2e-2.\n")
+  assert json.load(open(tmp_path / "binary_addition" / "binary_addition_dni"
+                        / "seed=1" / "config.json"))["opt"][
+                            "learning_rate"] == 2e-2
   # Each cell is a sweep of ordinary runs, one folder per seed.
   assert sorted(n for n in os.listdir(
       tmp_path / "binary_addition" / "binary_addition_cdni")
@@ -249,48 +256,69 @@ def _with_flags(*argv):
 def test_rows_and_set_pick_cells_and_change_every_cell():
   with _with_flags("--rows=copy T=3", "--set=dni.sg_state=ch",
                    "--set=opt.learning_rate=1e-4", "--set=num_steps=700000",
-                   "--set=config.dni.hidden=(64,)"):
+                   "--set=config.dni.hidden=64", "--set=dni.hidden=32",
+                   "--set=dni.track_alignment"):
     copy = reproduce.cells("copy", "paper")
     described = reproduce.describe("copy", "paper", 3, "/w").splitlines()
   assert [(r, m) for r, m, _ in copy] == [
       ("copy T=3", m) for m in ("bptt", "dni", "dni_aux")]
+  # Read as --config.<field> reads them: a repeated tuple field collects its
+  # values, a bare bool field is True.
   assert {(c.data.name, c.unroll, c.dni.sg_state, c.opt.learning_rate,
-           c.num_steps, tuple(c.dni.hidden)) for _, _, c in copy} == {
-               ("copy", 3, "ch", 1e-4, 700_000, (64,))}
+           c.num_steps, c.dni.hidden, c.dni.track_alignment)
+          for _, _, c in copy} == {
+              ("copy", 3, "ch", 1e-4, 700_000, (64, 32), True)}
+  assert {type(c.num_steps) for _, _, c in copy} == {int}
   assert "3 cells × 3 seeds = 9 runs of 700000 windows" in described[0]
-  assert described[2] == ("[reproduce] every cell with dni.sg_state=ch, "
-                          "opt.learning_rate=1e-4, num_steps=700000, "
-                          "config.dni.hidden=(64,)")
+  assert described[2].startswith(
+      "[reproduce] every cell with dni.sg_state=ch, opt.learning_rate=1e-4, "
+      "num_steps=700000, config.dni.hidden=64, dni.hidden=32, "
+      "dni.track_alignment")
   # Without the flags every row is back, at the config's own values.
   assert len(reproduce.cells("copy", "paper")) == 24
   assert {c.dni.sg_state for _, _, c in reproduce.cells("copy", "paper")} == {
       "h"}
 
 
+def test_set_of_the_cnns_width_names_the_rows_after_it():
+  with _with_flags("--set=model.features=8"):
+    cnn = reproduce.cells("mnist_cnn", "full")
+  assert {(r, c.model.features) for r, _, c in cnn} == {("8 filters", 8)}
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--rows=copy T=9"], "--rows names 'copy T=9', not a row of this table; "
      "its rows are 'copy T=2'"),
-    (["--set=dni.sg_stat=ch"], "the config has no field 'dni.sg_stat'"),
-    (["--set=dni.sg_state"], "is not field=value"),
+    (["--set=dni.sg_stat=ch"], "the table's configs have no field "
+     "'dni.sg_stat'; did you mean dni.sg_state"),
     (["--set=opt.learning_rate=fast"], "'fast' is not a value for "
-     "opt.learning_rate, which holds float (0.001)"),
-    (["--set=dni.track_alignment=maybe"], "holds bool"),
-    (["--set=unroll=4"], "changes unroll, which names the table's cells"),
+     "opt.learning_rate, a float field (now 0.001); give a float"),
+    (["--set=num_steps=None"], "a value for num_steps, an int field"),
+    (["--set=num_steps=True"], "a value for num_steps, an int field"),
+    (["--set=opt.synth_learning_rate=fast"], "a float field (now None)"),
+    (["--set=dni.track_alignment=maybe"], "a bool field"),
+    (["--set=dni.sg_state"], "gives dni.sg_state no value"),
+    (["--set=dni={'sg_state': 'ch'}"], "dni is a group of fields; set one "
+     "of them, e.g. dni."),
+    (["--set=unroll=4"], "changes unroll, which names the table's cells or "
+     "seeds; give --rows instead"),
+    (["--set=seed=4"], "give --seeds instead"),
     (["--set=dni.sg_state=xyz"], "cell copy T=2 × bptt: unknown dni.sg_state "
      "'xyz'"),
 ])
 def test_bad_rows_or_set_is_one_message_before_any_run(argv, message):
   with _with_flags(*argv):
-    with pytest.raises(ValueError, match=None) as e:
+    with pytest.raises(ValueError) as e:
       reproduce._check_cells("copy", "small")  # pylint: disable=protected-access
   assert message in str(e.value)
+  assert "\n" not in str(e.value)
 
 
 def test_bad_set_exits_with_one_error_line_and_writes_nothing(tmp_path):
   out = _reproduce("--table=copy", "--set=dni.sg_stat=ch",
                    f"--workdir={tmp_path / 'w'}", timeout=300)
   assert out.returncode == 2
-  assert out.stderr.startswith("error: --set='dni.sg_stat=ch': the config "
-                               "has no field"), out.stderr
+  assert out.stderr.startswith("error: --set='dni.sg_stat=ch': the table's "
+                               "configs have no field"), out.stderr
   assert len(out.stderr.strip().splitlines()) == 1
   assert not (tmp_path / "w").exists()
