@@ -58,7 +58,8 @@ field derived again from it (``--budget=small`` keeps its checkpoint
 interval): ``--set=dni.sg_state=ch --set=opt.learning_rate=1e-4`` is the
 Copy set-up of docs/results.md's "a synthetic gradient for the cell state".
 The table then says which fields were set. A cell folder that holds runs of
-another config is refused, so give a changed table its own ``--workdir``.
+another config is refused: give a changed table its own ``--workdir``, or
+``--overwrite`` to delete those runs and start the cells over.
 """
 
 import contextlib
@@ -154,6 +155,10 @@ _SET = flags.DEFINE_multi_string(
     "set", [], "field=value: a config field set in every cell, as "
     "--config.<field>=value would (repeat for several), e.g. "
     "--set=dni.sg_state=ch.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "If a cell's folder holds runs made by another "
+    "config, delete them and start that cell over (else the table stops "
+    "there and names the folder).")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show the runs' progress lines.")
 
 
@@ -405,7 +410,7 @@ def _sweep(config, seeds: int, folder: str) -> dict:
               else contextlib.redirect_stdout(out))
   with redirect:
     return sweep.run_sweep(config, [{"seed": s} for s in range(seeds)],
-                           folder)
+                           folder, _OVERWRITE.value)
 
 
 def _window_seconds(table_cells) -> dict:

@@ -72,9 +72,25 @@ def test_small_budget_table_runs_end_to_end(tmp_path):
   # The table says which field was set, on screen and in its file.
   written = (tmp_path / "binary_addition_small.md").read_text()
   assert written.endswith("Every cell with opt.learning_rate=2e-2.\n")
-  assert json.load(open(tmp_path / "binary_addition" / "binary_addition_dni"
-                        / "seed=1" / "config.json"))["opt"][
-                            "learning_rate"] == 2e-2
+  lr = lambda: json.load(open(tmp_path / "binary_addition"  # noqa: E731
+                              / "binary_addition_dni" / "seed=1"
+                              / "config.json"))["opt"]["learning_rate"]
+  assert lr() == 2e-2
+  # The table without --set finds runs of another config: one paragraph that
+  # names the folder, the runs kept; --overwrite starts the cells over.
+  again = _reproduce("--table=binary_addition", "--budget=small",
+                     "--seeds=2", f"--workdir={tmp_path}")
+  assert again.returncode == 1, again.stderr[-2000:]
+  assert again.stderr.startswith(
+      f"error: --workdir={tmp_path}/binary_addition/binary_addition_backprop/"
+      "seed=0 holds a run made by another config (opt.learning_rate: 0.02 "
+      "-> 0.01)"), again.stderr
+  assert len(again.stderr.strip().splitlines()) == 1
+  assert lr() == 2e-2
+  again = _reproduce("--table=binary_addition", "--budget=small",
+                     "--seeds=2", f"--workdir={tmp_path}", "--overwrite")
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert lr() == 1e-2
   # Each cell is a sweep of ordinary runs, one folder per seed.
   assert sorted(n for n in os.listdir(
       tmp_path / "binary_addition" / "binary_addition_cdni")
