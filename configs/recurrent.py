@@ -42,6 +42,10 @@ def get_config():
   # the synthesizer's optax steps per window, each on the window's one
   # target from M's latest parameters (1: the paper's single step)
   config.dni.synth_steps = 1
+  # a control: each stream gets the synthetic gradient predicted for the
+  # previous stream of the batch (sizes and batch mean kept, the per-stream
+  # information lost); False: DNI itself
+  config.dni.sg_shuffle = False
   config.dni.aux_weight = 1.0
   config.opt.learning_rate = 1e-3
   config.opt.clip_norm = 1.0

@@ -97,6 +97,20 @@ def test_graves_lstm_and_unscaled_bootstrap_train_from_the_config(tmp_path):
              for a, b in zip(logs["scaled"][1:], logs["unscaled"][1:]))
 
 
+def test_shuffled_control_trains_from_the_config(tmp_path):
+  """``dni.sg_shuffle`` reaches the step: the same first window, then other
+  updates once the synthesizer predicts something."""
+  logs = {}
+  for shuffle in (False, True):
+    config = tiny("copy", method="dni", num_steps=4, log_every=1,
+                  batch_size=4, **{"dni.sg_shuffle": shuffle})
+    train.train_and_evaluate(config, tmp_path / str(shuffle))
+    logs[shuffle] = read_metrics(tmp_path / str(shuffle) / "metrics.jsonl")
+  assert logs[False][0]["loss"] == logs[True][0]["loss"]
+  assert any(a["loss"] != b["loss"]
+             for a, b in zip(logs[False][1:], logs[True][1:]))
+
+
 @pytest.mark.parametrize("target_decay,synth_steps", [(0.0, 1), (0.9, 1),
                                                      (0.0, 3)])
 def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch,
@@ -143,6 +157,8 @@ def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch,
      r"dni.target_decay must be in \[0, 1\), got 1.0"),
     ("copy", {"dni.synth_steps": 0}, ConfigError,
      "dni.synth_steps must be a whole number of at least 1, got 0"),
+    ("copy", {"dni.sg_shuffle": True, "batch_size": 1}, ConfigError,
+     "dni.sg_shuffle gives each stream .* batch_size is 1"),
     ("copy", {"dni.bootstrap": "half"}, ConfigError,
      r"unknown dni.bootstrap 'half'.*\('scaled', 'unscaled'\)"),
     ("copy", {"model.kind": "rnn", "model.peepholes": True}, ConfigError,

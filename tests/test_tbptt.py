@@ -320,6 +320,35 @@ def test_several_synthesizer_steps_repeat_the_regression_on_one_target():
                 synth_steps=0)
 
 
+@pytest.mark.parametrize("method,sg_on", [("dni", "h"), ("dni_aux", "ch")])
+def test_shuffled_control_gives_each_stream_the_previous_streams_prediction(
+    method, sg_on):
+  """``sg_shuffle``: the window's update and target are those of an oracle
+  end gradient equal to ``λ·M(h(s_T))`` rolled by one stream across the
+  batch (in the core's objective, the target and the Aux target alike)."""
+  rdni, _, state = _setup(method, sg_scale=0.3, sg_on=sg_on)
+  batch = _batch(3)
+  end, _, _ = recurrent.unroll(rdni.core, state.params, state.carry,
+                               batch["inputs"])
+  sg_B = tbptt._end_delta(rdni, state.synth_params, state.synth_state, end,  # pylint: disable=protected-access
+                          0.3)
+  rolled = jnp.concatenate([sg_B[-1:], sg_B[:-1]])
+  shuffled = dataclasses.replace(rdni, sg_shuffle=True)
+  oracle = dataclasses.replace(rdni, oracle_end_grad=True)
+  args = (state.params, state.carry)
+  got = tbptt.window_grads(shuffled, *args, batch, state.synth_params,
+                           state.synth_state, 0.3)
+  want = tbptt.window_grads(oracle, *args, {**batch, "end_grad": rolled},
+                            state.synth_params, state.synth_state, 0.3)
+  _tree_close(got[0], want[0], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-7)
+  # Not DNI's own update: the roll is seen.
+  plain = tbptt.window_grads(rdni, *args, batch, state.synth_params,
+                             state.synth_state, 0.3)
+  assert _max_diff(plain[0]["params"]["rnn_cell"],
+                   got[0]["params"]["rnn_cell"]) > 1e-5
+
+
 def test_state_carries_across_windows():
   rdni, opt, state = _setup("dni")
   batch = _batch(3)

@@ -103,6 +103,12 @@ class RecurrentDNI:
       ``M`` follow a target that moves faster than one step of its
       optimiser can (docs/results.md); the logged ``synth_loss`` is the
       first step's, the one a single step would log.
+    sg_shuffle: a control, off by default: every use of ``λ·M(h(s_T))`` (the
+      core's synthetic gradient, the bootstrap, the Aux target) gives stream
+      ``b`` the prediction for stream ``b − 1``'s end state (rolled across
+      the batch). The synthetic gradients keep their sizes and batch mean
+      and lose what they say about each stream's own state: does DNI gain
+      from the per-stream prediction or from any gradient of that size?
   """
   core: Any
   loss_fn: LossFn
@@ -113,6 +119,7 @@ class RecurrentDNI:
   oracle_end_grad: bool = False
   target_decay: float = 0.0
   synth_steps: int = 1
+  sg_shuffle: bool = False
 
   @property
   def method(self) -> str:
@@ -125,11 +132,13 @@ def build(method: str, core: Any, loss_fn: LossFn,
           synthesizer: nn.Module, sg_scale: float = 0.1,
           aux_weight: float = 1.0, sg_on: str | None = None,
           bootstrap: str = "scaled",
-          target_decay: float = 0.0, synth_steps: int = 1) -> RecurrentDNI:
+          target_decay: float = 0.0, synth_steps: int = 1,
+          sg_shuffle: bool = False) -> RecurrentDNI:
   """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux.
 
   ``sg_on`` ("h", "ch" or "h_ch"), if given, replaces the core's ``sg_on``;
-  ``bootstrap``, ``target_decay``, ``synth_steps``: ``RecurrentDNI``'s.
+  ``bootstrap``, ``target_decay``, ``synth_steps``, ``sg_shuffle``:
+  ``RecurrentDNI``'s.
   """
   if method not in METHODS:
     raise ValueError(f"unknown recurrent method {method!r}; choose one of "
@@ -147,7 +156,8 @@ def build(method: str, core: Any, loss_fn: LossFn,
   return RecurrentDNI(core, loss_fn,
                       None if method == "bptt" else synthesizer,
                       sg_scale, aux_weight, bootstrap,
-                      target_decay=target_decay, synth_steps=synth_steps)
+                      target_decay=target_decay, synth_steps=synth_steps,
+                      sg_shuffle=sg_shuffle)
 
 
 @flax.struct.dataclass
@@ -239,11 +249,13 @@ def sg_part(rdni: RecurrentDNI, state_BxS: jax.Array) -> jax.Array:
 def _end_delta(rdni: RecurrentDNI, synth_params, synth_state,
                end_BxS: jax.Array, scale, units: Any = 1) -> jax.Array:
   """``scale·M(h(s_T)) / units``: the synthesizer's prediction at a window's
-  end (evaluation mode), scaled."""
+  end (evaluation mode), scaled; rolled across the batch under
+  ``sg_shuffle``."""
   sg = _interface(rdni, None, scale)
-  return sg.delta(sg.predict(
+  delta = sg.delta(sg.predict(
       interface.InterfaceState(synth_params, synth_state, None),
       sg_input(rdni, end_BxS), train=False).value, units)
+  return jnp.roll(delta, 1, axis=0) if rdni.sg_shuffle else delta
 
 
 def window_objective(rdni: RecurrentDNI, params, start_BxS: jax.Array,

@@ -307,6 +307,10 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            f"dni.synth_steps must be a whole number of at least 1, got "
            f"{config.dni.synth_steps!r}: the synthesizer's optax steps per "
            "window on that window's target (1: the paper's one step).")
+  _require(not config.dni.sg_shuffle or config.batch_size >= 2,
+           "dni.sg_shuffle gives each stream the synthetic gradient of "
+           "another stream of the batch, and batch_size is 1: with one "
+           "stream it would be DNI itself. Set batch_size to 2 or more.")
   for field, value in (("unroll", config.unroll),
                        ("model.width", config.model.width),
                        ("windows_per_call", config.windows_per_call)):
@@ -568,4 +572,5 @@ def build_recurrent(config: ml_collections.ConfigDict,
   return tbptt.build(config.method, core, task.loss, synth,
                      d.sg_scale,
                      d.aux_weight, sg_on=d.sg_state, bootstrap=d.bootstrap,
-                     target_decay=d.target_decay, synth_steps=d.synth_steps)
+                     target_decay=d.target_decay, synth_steps=d.synth_steps,
+                     sg_shuffle=d.sg_shuffle)

@@ -77,6 +77,7 @@ ADDED_FIELDS = {
     "dni.bootstrap": "scaled",
     "dni.target_decay": 0.0,
     "dni.synth_steps": 1,
+    "dni.sg_shuffle": False,
     "model.forget_bias": 0.0,
     "model.peepholes": False,
     "two_networks.oracle": False,
