@@ -300,9 +300,10 @@ def set_fields(config, assignments) -> None:
                        f"field {field!r}; {hint} (the fields are those "
                        "--config.<field> takes)") from e
     if kind not in parsers:
+      group = config_path.get_value(field, config)
       what = ("a group of fields; set one of them, e.g. "
-              f"{_field_paths(config.get(field), field + '.')[0]}"
-              if hasattr(config_path.get_value(field, config), "items")
+              f"{_field_paths(group, field + '.')[0]}"
+              if hasattr(group, "items")
               else f"of type {getattr(kind, '__name__', kind)}, which --set "
               "cannot read")
       raise ValueError(f"--set={assignment!r}: {field} is {what}")

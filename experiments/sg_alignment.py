@@ -63,9 +63,10 @@ _SUMS = ("g_win", "g_syn", "g_fut", "g_all", "g_fix")
 
 def _probe_run(workdir: str, probes: int, horizon: int):
   """Restores ``workdir`` and probes ``probes`` consecutive windows of its
-  stream: ``(config, step, rows, sums, examples)``, per window the
-  ``compare`` figures and the per-example arrays, and the gradients summed
-  over the windows."""
+  stream: ``(config, step, rows, sums, examples, part)``, per window the
+  ``compare`` figures and the per-example arrays, the gradients summed
+  over the windows, and the name of the end state's part the synthetic
+  gradient sits on."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
@@ -86,6 +87,9 @@ def _probe_run(workdir: str, probes: int, horizon: int):
                                       "fixed_B", "sg_B")}
     return end, sums, sg_alignment.compare(grads), examples
 
+  core = rdni.core
+  part = ("(c_T, h_T)" if getattr(core, "cell", None) == "lstm"
+          and getattr(core, "sg_on", "h") != "h" else "h_T")
   carry = state.carry
   size = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
   sums = {k: jnp.zeros((size,), jnp.float32) for k in _SUMS}
@@ -94,7 +98,7 @@ def _probe_run(workdir: str, probes: int, horizon: int):
     carry, sums, row, seen = probe(carry, state.step + i, sums, data)
     rows.append(jax.device_get(row))
     examples.append(jax.device_get(seen))
-  return config, step, rows, sums, examples
+  return config, step, rows, sums, examples, part
 
 
 def measure(workdir: str, probes: int, horizon: int,
@@ -107,7 +111,9 @@ def measure(workdir: str, probes: int, horizon: int,
   fixed point; ``r2_mlp``/``fix_r2_mlp`` with ``mlp_hidden``, and from the
   whole state ``*_state``; ``online_r2``, one per ``online_lrs``;
   ``score_on``, per later checkpoint the held-out R² there of the maps
-  fitted here beside one fitted there), ``step``, ``method``."""
+  fitted here beside one fitted there), ``step``, ``method``, and
+  ``sg_on``, the part of the end state the synthetic gradient sits on
+  ("h_T", or "(c_T, h_T)" for an LSTM's whole state)."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
   from dni_jax.core.losses import cosine_similarity  # pylint: disable=g-import-not-at-top
@@ -129,7 +135,8 @@ def measure(workdir: str, probes: int, horizon: int,
                       "1 and at least 10 probes (it fits on the first "
                       "four fifths, stops early on the last fifth of those, "
                       "and scores the rest).")
-  config, step, rows, total, examples = _probe_run(workdir, probes, horizon)
+  config, step, rows, total, examples, part = _probe_run(workdir, probes,
+                                                         horizon)
   got = {f"mean_{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
   def cos(a, b):
@@ -184,7 +191,8 @@ def measure(workdir: str, probes: int, horizon: int,
                                     stack("fixed_B", held))
     got["score_on"] = []
     for other in score_on:
-      o_config, o_step, _, _, o_examples = _probe_run(other, probes, horizon)
+      o_config, o_step, _, _, o_examples, _ = _probe_run(other, probes,
+                                                         horizon)
       differ, what = workdir_lib.difference(
           os.path.join(other, workdir_lib.CONFIG_FILE), config)
       if differ:
@@ -207,7 +215,7 @@ def measure(workdir: str, probes: int, horizon: int,
           "own_here": float(here["r2_own"]) if o_synth else None,
           "online": (_online_r2(fitted["online"], x, y) if online_lrs
                      else None)})
-  return {"step": step, "method": str(config.method), **got}
+  return {"step": step, "method": str(config.method), "sg_on": part, **got}
 
 
 def _online_r2(maps, x, y) -> list[float]:
@@ -223,12 +231,13 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
   """The printed lines."""
   fitted_on = probes - max(1, probes // 5)
   synth = got["method"] != "bptt"
+  on = got.get("sg_on", "h_T")
   lines = [f"{workdir} ({got['method']}): from step {got['step']}, {probes} "
            f"probes, horizon {horizon} windows"]
   if synth:
     lines += [
         f"  synthetic vs future gradient (the next {horizon} windows' losses "
-        f"through h_T): cosine {got['mean_cos_syn_fut']:.4f} per window, "
+        f"through {on}): cosine {got['mean_cos_syn_fut']:.4f} per window, "
         f"{got['sum_cos_syn_fut']:.4f} summed over probes",
         f"  synthetic vs future gradient through the whole state (c, h): "
         f"cosine {got['mean_cos_syn_all']:.4f} per window, "
@@ -238,7 +247,7 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
         f"{got['sum_cos_syn_fix']:.4f} summed",
         f"  norms per window: synthetic {got['mean_norm_syn']:.4g}, future "
         f"{got['mean_norm_fut']:.4g}, window {got['mean_norm_win']:.4g}",
-        f"  per example, λ·M(h_T) vs ∂(future)/∂h_T: cosine "
+        f"  per example, λ·M({on}) vs ∂(future)/∂{on}: cosine "
         f"{got['mean_cos_state']:.4f}; vs M's fixed point "
         f"{got['mean_cos_state_fix']:.4f}"]
   else:
@@ -267,7 +276,7 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
                     if p + "r2_mlp_state" in got else ""))
       return line
     lines += [
-        f"  held-out R² (the last fifth of the probes) of ∂(future)/∂h_T: the "
+        f"  held-out R² (the last fifth of the probes) of ∂(future)/∂{on}: the "
         f"best linear map from what M reads {got['r2_linear']:.4f}" + own(""),
         f"  held-out R² of M's fixed point: the best linear map "
         f"{got['fix_r2_linear']:.4f}" + own("fix_")]

@@ -338,3 +338,14 @@ def test_bad_set_exits_with_one_error_line_and_writes_nothing(tmp_path):
                                "configs have no field"), out.stderr
   assert len(out.stderr.strip().splitlines()) == 1
   assert not (tmp_path / "w").exists()
+
+
+def test_set_of_a_nested_group_names_one_of_its_fields():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict(
+      {"opt": {"schedule": {"kind": "cosine", "warmup": 10}}})
+  with pytest.raises(ValueError, match=r"opt\.schedule is a group of fields; "
+                     r"set one of them, e\.g\. opt\.schedule\.kind"):
+    reproduce.set_fields(config, ["opt.schedule=1"])
+  reproduce.set_fields(config, ["opt.schedule.warmup=5"])
+  assert config.opt.schedule.warmup == 5

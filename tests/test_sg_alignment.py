@@ -270,9 +270,13 @@ def _run(folder, *flags):
        *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("method", ["dni", "bptt"])
-def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method):
-  train.train_and_evaluate(tiny("copy", method=method, unroll=3), tmp_path)
+@pytest.mark.parametrize("method,sg_state", [("dni", "h"), ("dni", "ch"),
+                                             ("bptt", "h")])
+def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method,
+                                                    sg_state):
+  config = tiny("copy", method=method, unroll=3)
+  config.dni.sg_state = sg_state
+  train.train_and_evaluate(config, tmp_path)
   before = sorted(os.listdir(tmp_path))
   mlp = ["--probes=10", "--mlp_hidden=8", "--mlp_steps=20",
          "--online_lrs=1e-3,1e-2"]
@@ -283,8 +287,16 @@ def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method):
   assert "held-out R²" in done.stdout
   assert "nan" not in done.stdout.lower()
   assert ("synthetic vs future gradient" in done.stdout) == (method == "dni")
-  # The LSTM's M reads h alone: the fits from the whole state (c, h) too.
-  assert "from the whole state (c, h): linear" in done.stdout
+  # The report names the part of the end state the synthetic gradient
+  # sits on.
+  on = "h_T" if sg_state == "h" else "(c_T, h_T)"
+  assert (f"through {on}): cosine" in done.stdout) == (method == "dni")
+  assert f"held-out R² (the last fifth of the probes) of ∂(future)/∂{on}" \
+      in done.stdout
+  # Where the LSTM's M reads h alone, the fits from the whole state (c, h)
+  # too.
+  assert ("from the whole state (c, h): linear" in done.stdout) == (
+      sg_state == "h")
   assert ("an MLP 8 " in done.stdout) == (method == "dni")
   assert ("trained online on the first 8 probes" in done.stdout) == (
       method == "dni")
