@@ -15,7 +15,10 @@ own regression converges to (the same, discounted by λ per window and with
 ``c`` cut at every boundary), as ``dni_jax.core.sg_alignment`` defines them.
 It prints their mean cosines and norms over the probes, the cosines of the
 same gradients summed over all probes (the expected directions, with the
-per-window noise averaged out), and the held-out R² of the best linear map
+per-window noise averaged out), for a run trained with Adam the mean
+cosines and norms of the steps they make (each gradient times the
+checkpoint's per-coordinate ``1/(√ν̂+ε)``: Adam can let a term that is
+small in norm decide the step where the others are small), and the held-out R² of the best linear map
 from what ``M`` reads to each target (fitted on the first four fifths of the
 probes); with ``--mlp_hidden``, also that of an MLP
 (``sg_alignment.held_out_mlp_fit``), which asks whether anything nonlinear
@@ -75,6 +78,10 @@ def _probe_run(workdir: str, probes: int, horizon: int):
       workdir, synthesizer=False)
   span = horizon + 1
 
+  # Adam's per-coordinate step size at the checkpoint (None under SGD).
+  scale = (sg_alignment.adam_scale(state.opt_state)
+           if config.opt.name == "adam" else None)
+
   @jax.jit
   def probe(carry, first, sums, data):
     batches = sg_alignment.stream_windows(task, data, state.task, first,
@@ -85,7 +92,7 @@ def _probe_run(workdir: str, probes: int, horizon: int):
     sums = {k: sums[k] + grads[k] for k in _SUMS}
     examples = {k: grads[k] for k in ("input_B", "state_B", "future_B",
                                       "fixed_B", "sg_B")}
-    return end, sums, sg_alignment.compare(grads), examples
+    return end, sums, sg_alignment.compare(grads, scale), examples
 
   core = rdni.core
   part = ("(c_T, h_T)" if getattr(core, "cell", None) == "lstm"
@@ -249,7 +256,8 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
         f"{got['mean_norm_fut']:.4g}, window {got['mean_norm_win']:.4g}",
         f"  per example, λ·M({on}) vs ∂(future)/∂{on}: cosine "
         f"{got['mean_cos_state']:.4f}; vs M's fixed point "
-        f"{got['mean_cos_state_fix']:.4f}"]
+        f"{got['mean_cos_state_fix']:.4f}; each with its batch mean "
+        f"removed (the stream's own part) {got['mean_cos_state_own']:.4f}"]
   else:
     lines.append(f"  norms per window: future {got['mean_norm_fut']:.4g}, "
                  f"window {got['mean_norm_win']:.4g}")
@@ -259,6 +267,16 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
       "summed)" + ("" if not synth else
                    f", with the synthetic gradient {got['mean_cos_dni']:.4f} "
                    f"({got['sum_cos_dni']:.4f})"))
+  if "mean_adam_cos_bptt" in got:
+    lines.append(
+        "  as steps of Adam (each gradient times the run's 1/(√ν̂+ε) per "
+        f"coordinate): truncated BPTT's cosine {got['mean_adam_cos_bptt']:.4f}"
+        + ("" if not synth else
+           f", with the synthetic gradient {got['mean_adam_cos_dni']:.4f}; "
+           f"synthetic vs future cosine {got['mean_adam_cos_syn_fut']:.4f}; "
+           f"norms per window: synthetic {got['mean_adam_norm_syn']:.4g}, "
+           f"future {got['mean_adam_norm_fut']:.4g}, window "
+           f"{got['mean_adam_norm_win']:.4g}"))
   if got["method"] == "dni_aux":
     lines.append("  (dni_aux: the Aux loss's gradient is in neither update)")
   if "r2_linear" in got:

@@ -118,7 +118,7 @@ def test_window_plus_synthetic_is_the_update_dni_applies(sg_on):
   assert np.linalg.norm(got["g_syn"]) > 1e-4  # a synthesizer that is not zero
   figures = sg_alignment.compare(got)
   for k in ("cos_syn_fut", "cos_syn_all", "cos_syn_fix", "cos_bptt",
-            "cos_dni", "cos_state", "cos_state_fix"):
+            "cos_dni", "cos_state", "cos_state_fix", "cos_state_own"):
     assert -1.0 - 1e-6 <= float(figures[k]) <= 1.0 + 1e-6
 
 
@@ -287,6 +287,8 @@ def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method,
   assert "held-out R²" in done.stdout
   assert "nan" not in done.stdout.lower()
   assert ("synthetic vs future gradient" in done.stdout) == (method == "dni")
+  assert "as steps of Adam" in done.stdout
+  assert ("synthetic vs future cosine" in done.stdout) == (method == "dni")
   # The report names the part of the end state the synthetic gradient
   # sits on.
   on = "h_T" if sg_state == "h" else "(c_T, h_T)"
@@ -336,3 +338,54 @@ def test_a_feedforward_run_or_a_bad_flag_is_one_error_line(tmp_path):
     done = _run(tmp_path, *flags)
     assert done.returncode == 1 and says in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_adam_scale_is_the_step_size_of_adams_first_update():
+  """After one update, optax.adam's step is ``−lr·g·adam_scale``."""
+  params = {"w": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array([3.0])}
+  grad = {"w": jnp.array([0.1, -3.0, 1e-4]), "b": jnp.array([-0.2])}
+  tx = optax.inject_hyperparams(lambda learning_rate: optax.chain(
+      optax.clip_by_global_norm(100.0), optax.adam(learning_rate)))(
+          learning_rate=0.01)
+  state = tx.init(params)
+  assert sg_alignment.adam_scale(optax.sgd(0.1).init(params)) is None
+  update, state = tx.update(grad, state, params)
+  np.testing.assert_allclose(
+      _flat(update), -0.01 * _flat(grad) * sg_alignment.adam_scale(state),
+      rtol=1e-5)
+
+
+def test_scaled_figures_are_those_of_the_scaled_gradients():
+  rng = np.random.default_rng(0)
+  grads = {k: jnp.asarray(rng.normal(size=20), jnp.float32)
+           for k in ("g_win", "g_syn", "g_fut", "g_all", "g_fix")}
+  grads.update({k: jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
+                for k in ("sg_B", "future_B", "fixed_B")})
+  plain = sg_alignment.compare(grads)
+  assert not any(k.startswith("adam_") for k in plain)
+  # A uniform step size leaves every direction as it was.
+  uniform = sg_alignment.compare(grads, jnp.full((20,), 3.0))
+  for k in ("cos_syn_fut", "cos_bptt", "cos_dni"):
+    np.testing.assert_allclose(uniform["adam_" + k], plain[k], rtol=1e-5)
+  # The stream's own part: a prediction equal to the future gradient plus
+  # any vector shared by every stream is fully aligned.
+  shared = dict(grads, sg_B=grads["future_B"] + jnp.array([5.0, -2, 0, 1]))
+  own = sg_alignment.compare(shared)
+  np.testing.assert_allclose(own["cos_state_own"], 1.0, rtol=1e-5)
+  assert float(own["cos_state"]) < 0.9
+  for k in ("norm_syn", "norm_fut", "norm_win"):
+    np.testing.assert_allclose(uniform["adam_" + k], 3.0 * plain[k],
+                               rtol=1e-5)
+  scale = jnp.asarray(rng.uniform(0.01, 100.0, size=20), jnp.float32)
+  got = sg_alignment.compare(grads, scale)
+  g = {k: np.asarray(v, np.float64) * np.asarray(scale, np.float64)
+       for k, v in grads.items() if k.startswith("g_")}
+
+  def cos(a, b):
+    return a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+  np.testing.assert_allclose(got["adam_cos_syn_fut"],
+                             cos(g["g_syn"], g["g_fut"]), rtol=1e-4)
+  np.testing.assert_allclose(got["adam_cos_dni"], cos(
+      g["g_win"] + g["g_syn"], g["g_win"] + g["g_all"]), rtol=1e-4)
+  np.testing.assert_allclose(got["adam_norm_syn"], np.linalg.norm(
+      g["g_syn"]), rtol=1e-4)

@@ -157,7 +157,34 @@ def _mean_cosine(a_BxS: jax.Array, b_BxS: jax.Array) -> jax.Array:
   return jnp.mean(jnp.sum(a_BxS * b_BxS, -1) / jnp.maximum(norms, 1e-30))
 
 
-def compare(grads: dict) -> dict:
+def adam_scale(opt_state, b2: float = 0.999, eps: float = 1e-8):
+  """Adam's per-coordinate step size ``1 / (√ν̂ + ε)`` in a run's optimiser
+  state, flat in the order of ``gradients``' vectors (``ν̂``: the second
+  moment, bias-corrected by its count; ``b2``, ``eps``: ``optax.adam``'s
+  defaults, which the configs use); ``None`` where the state holds no Adam
+  moments (SGD).
+
+  Adding a gradient ``g`` to one step moves Adam's update by
+  ``(1 − β1)·lr·g / (√ν̂ + ε)`` to first order (its effect on ``ν`` aside,
+  and before any clipping), so ``compare``'s figures of the scaled
+  gradients ask what each term does to the step Adam takes."""
+  found = optax.tree_utils.tree_get_all_with_path(opt_state,
+                                                  "ScaleByAdamState")
+  if not found:
+    return None
+  if len(found) != 1:
+    raise ValueError(f"the optimiser state holds {len(found)} Adam states; "
+                     "expected one")
+  adam = found[0][1]
+  bias = 1.0 - b2 ** jnp.maximum(adam.count, 1).astype(jnp.float32)
+  return 1.0 / (jnp.sqrt(_flat(adam.nu) / bias) + eps)
+
+
+def _centred(x_BxS: jax.Array) -> jax.Array:
+  return x_BxS - jnp.mean(x_BxS, axis=0, keepdims=True)
+
+
+def compare(grads: dict, scale=None) -> dict:
   """The figures of one window's ``gradients``.
 
   ``cos_syn_fut``, ``cos_syn_all``, ``cos_syn_fix``: the cosine of
@@ -165,21 +192,45 @@ def compare(grads: dict) -> dict:
   ``norm_fut``, ``norm_win``: their L2 norms; ``cos_bptt``, ``cos_dni``:
   the cosine of ``g_win`` and of ``g_win + g_syn`` with ``g_win + g_all``;
   ``cos_state``, ``cos_state_fix``: the mean per-example cosine of
-  ``λ·M(h(s_T))`` with ``∂(future)/∂h(s_T)`` and with ``M``'s fixed point.
+  ``λ·M(h(s_T))`` with ``∂(future)/∂h(s_T)`` and with ``M``'s fixed point;
+  ``cos_state_own``: the same as ``cos_state`` with each side's batch mean
+  removed first, what the prediction says of each stream's own future
+  beyond what all streams share (on a task whose streams run in phase,
+  such as Copy, the batch mean carries the phase).
+
+  With ``scale`` (a flat per-coordinate step size, e.g. ``adam_scale``'s),
+  the same questions of the steps the gradients make, each gradient
+  multiplied by ``scale`` coordinate by coordinate: ``adam_cos_syn_fut``,
+  ``adam_cos_bptt``, ``adam_cos_dni`` as above, and ``adam_norm_syn``,
+  ``adam_norm_fut``, ``adam_norm_win``, the norms of the scaled ``g_syn``,
+  ``g_fut`` and ``g_win``.
   """
   g_win, g_syn, g_fut, g_all, g_fix = (
       grads[k] for k in ("g_win", "g_syn", "g_fut", "g_all", "g_fix"))
   longer = g_win + g_all
-  return {"cos_syn_fut": cosine_similarity(g_syn, g_fut),
-          "cos_syn_all": cosine_similarity(g_syn, g_all),
-          "cos_syn_fix": cosine_similarity(g_syn, g_fix),
-          "norm_syn": jnp.linalg.norm(g_syn),
-          "norm_fut": jnp.linalg.norm(g_fut),
-          "norm_win": jnp.linalg.norm(g_win),
-          "cos_bptt": cosine_similarity(g_win, longer),
-          "cos_dni": cosine_similarity(g_win + g_syn, longer),
-          "cos_state": _mean_cosine(grads["sg_B"], grads["future_B"]),
-          "cos_state_fix": _mean_cosine(grads["sg_B"], grads["fixed_B"])}
+  out = {"cos_syn_fut": cosine_similarity(g_syn, g_fut),
+         "cos_syn_all": cosine_similarity(g_syn, g_all),
+         "cos_syn_fix": cosine_similarity(g_syn, g_fix),
+         "norm_syn": jnp.linalg.norm(g_syn),
+         "norm_fut": jnp.linalg.norm(g_fut),
+         "norm_win": jnp.linalg.norm(g_win),
+         "cos_bptt": cosine_similarity(g_win, longer),
+         "cos_dni": cosine_similarity(g_win + g_syn, longer),
+         "cos_state": _mean_cosine(grads["sg_B"], grads["future_B"]),
+         "cos_state_fix": _mean_cosine(grads["sg_B"], grads["fixed_B"]),
+         "cos_state_own": _mean_cosine(_centred(grads["sg_B"]),
+                                       _centred(grads["future_B"]))}
+  if scale is not None:
+    s_win, s_syn, s_fut, s_longer = (scale * g for g in (g_win, g_syn, g_fut,
+                                                         longer))
+    out.update(
+        adam_cos_syn_fut=cosine_similarity(s_syn, s_fut),
+        adam_cos_bptt=cosine_similarity(s_win, s_longer),
+        adam_cos_dni=cosine_similarity(s_win + s_syn, s_longer),
+        adam_norm_syn=jnp.linalg.norm(s_syn),
+        adam_norm_fut=jnp.linalg.norm(s_fut),
+        adam_norm_win=jnp.linalg.norm(s_win))
+  return out
 
 
 def ridge_map(x, y, ridge: float = 1e-3) -> np.ndarray:
