@@ -64,12 +64,24 @@ _TRACEBACK = flags.DEFINE_bool(
 _SUMS = ("g_win", "g_syn", "g_fut", "g_all", "g_fix")
 
 
+def part_names(core) -> tuple[str, str]:
+  """``(sits, reads)``: the part of the end state the synthetic gradient
+  sits on and what ``M`` reads, as the report names them: ``h_T`` for a
+  vanilla RNN or an LSTM under ``sg_on="h"``; ``(c_T, h_T)`` and
+  ``c_T, h_T`` under ``"ch"``; ``(c_T, h_T)`` and ``h_T`` under
+  ``"h_ch"``."""
+  if getattr(core, "cell", None) != "lstm":
+    return "h_T", "h_T"
+  sg_on = getattr(core, "sg_on", "h")
+  return (("h_T", "h_T") if sg_on == "h" else
+          ("(c_T, h_T)", "c_T, h_T" if sg_on == "ch" else "h_T"))
+
+
 def _probe_run(workdir: str, probes: int, horizon: int):
   """Restores ``workdir`` and probes ``probes`` consecutive windows of its
   stream: ``(config, step, rows, sums, examples, part)``, per window the
   ``compare`` figures and the per-example arrays, the gradients summed
-  over the windows, and the name of the end state's part the synthetic
-  gradient sits on."""
+  over the windows, and ``part_names`` of the run's core."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
@@ -94,9 +106,7 @@ def _probe_run(workdir: str, probes: int, horizon: int):
                                       "fixed_B", "sg_B")}
     return end, sums, sg_alignment.compare(grads, scale), examples
 
-  core = rdni.core
-  part = ("(c_T, h_T)" if getattr(core, "cell", None) == "lstm"
-          and getattr(core, "sg_on", "h") != "h" else "h_T")
+  part = part_names(rdni.core)
   carry = state.carry
   size = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
   sums = {k: jnp.zeros((size,), jnp.float32) for k in _SUMS}
@@ -119,8 +129,7 @@ def measure(workdir: str, probes: int, horizon: int,
   whole state ``*_state``; ``online_r2``, one per ``online_lrs``;
   ``score_on``, per later checkpoint the held-out R² there of the maps
   fitted here beside one fitted there), ``step``, ``method``, and
-  ``sg_on``, the part of the end state the synthetic gradient sits on
-  ("h_T", or "(c_T, h_T)" for an LSTM's whole state)."""
+  ``sg_on`` and ``sg_reads``, ``part_names`` of the run's core."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
   from dni_jax.core.losses import cosine_similarity  # pylint: disable=g-import-not-at-top
@@ -222,7 +231,8 @@ def measure(workdir: str, probes: int, horizon: int,
           "own_here": float(here["r2_own"]) if o_synth else None,
           "online": (_online_r2(fitted["online"], x, y) if online_lrs
                      else None)})
-  return {"step": step, "method": str(config.method), "sg_on": part, **got}
+  return {"step": step, "method": str(config.method), "sg_on": part[0],
+          "sg_reads": part[1], **got}
 
 
 def _online_r2(maps, x, y) -> list[float]:
@@ -238,7 +248,8 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
   """The printed lines."""
   fitted_on = probes - max(1, probes // 5)
   synth = got["method"] != "bptt"
-  on = got.get("sg_on", "h_T")
+  on, reads = got.get("sg_on", "h_T"), got.get("sg_reads", "h_T")
+  own = got.get("mean_cos_state_own", float("nan"))
   lines = [f"{workdir} ({got['method']}): from step {got['step']}, {probes} "
            f"probes, horizon {horizon} windows"]
   if synth:
@@ -254,10 +265,11 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
         f"{got['sum_cos_syn_fix']:.4f} summed",
         f"  norms per window: synthetic {got['mean_norm_syn']:.4g}, future "
         f"{got['mean_norm_fut']:.4g}, window {got['mean_norm_win']:.4g}",
-        f"  per example, λ·M({on}) vs ∂(future)/∂{on}: cosine "
+        f"  per example, λ·M({reads}) vs ∂(future)/∂{on}: cosine "
         f"{got['mean_cos_state']:.4f}; vs M's fixed point "
         f"{got['mean_cos_state_fix']:.4f}; each with its batch mean "
-        f"removed (the stream's own part) {got['mean_cos_state_own']:.4f}"]
+        "removed (the stream's own part) "
+        + ("n/a (one stream)" if own != own else f"{own:.4f}")]
   else:
     lines.append(f"  norms per window: future {got['mean_norm_fut']:.4g}, "
                  f"window {got['mean_norm_win']:.4g}")

@@ -164,10 +164,12 @@ def adam_scale(opt_state, b2: float = 0.999, eps: float = 1e-8):
   defaults, which the configs use); ``None`` where the state holds no Adam
   moments (SGD).
 
-  Adding a gradient ``g`` to one step moves Adam's update by
-  ``(1 − β1)·lr·g / (√ν̂ + ε)`` to first order (its effect on ``ν`` aside,
-  and before any clipping), so ``compare``'s figures of the scaled
-  gradients ask what each term does to the step Adam takes."""
+  Adding a gradient ``g`` to step ``t + 1`` moves that step by
+  ``−lr·(1 − β1)/(1 − β1^(t+1))·g / (√ν̂ + ε)`` and, through the momentum,
+  the sum of all later steps by about ``−lr·g / (√ν̂ + ε)`` (to first
+  order: its effect on ``ν`` aside, and before any clipping), so
+  ``compare``'s figures of the scaled gradients ask what each term does to
+  the steps Adam takes."""
   found = optax.tree_utils.tree_get_all_with_path(opt_state,
                                                   "ScaleByAdamState")
   if not found:
@@ -196,7 +198,7 @@ def compare(grads: dict, scale=None) -> dict:
   ``cos_state_own``: the same as ``cos_state`` with each side's batch mean
   removed first, what the prediction says of each stream's own future
   beyond what all streams share (on a task whose streams run in phase,
-  such as Copy, the batch mean carries the phase).
+  such as Copy, the batch mean carries the phase); NaN for a batch of one.
 
   With ``scale`` (a flat per-coordinate step size, e.g. ``adam_scale``'s),
   the same questions of the steps the gradients make, each gradient
@@ -218,8 +220,10 @@ def compare(grads: dict, scale=None) -> dict:
          "cos_dni": cosine_similarity(g_win + g_syn, longer),
          "cos_state": _mean_cosine(grads["sg_B"], grads["future_B"]),
          "cos_state_fix": _mean_cosine(grads["sg_B"], grads["fixed_B"]),
-         "cos_state_own": _mean_cosine(_centred(grads["sg_B"]),
-                                       _centred(grads["future_B"]))}
+         "cos_state_own": (
+             _mean_cosine(_centred(grads["sg_B"]),
+                          _centred(grads["future_B"]))
+             if grads["sg_B"].shape[0] > 1 else jnp.asarray(jnp.nan))}
   if scale is not None:
     s_win, s_syn, s_fut, s_longer = (scale * g for g in (g_win, g_syn, g_fut,
                                                          longer))
