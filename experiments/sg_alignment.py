@@ -18,8 +18,8 @@ same gradients summed over all probes (the expected directions, with the
 per-window noise averaged out), for a run trained with Adam the mean
 cosines and norms of the steps they make (each gradient times the
 checkpoint's per-coordinate ``1/(√ν̂+ε)``: Adam can let a term that is
-small in norm decide the step where the others are small), and the held-out R² of the best linear map
-from what ``M`` reads to each target (fitted on the first four fifths of the
+small in norm decide the step where the others are small), and the
+held-out R² of the best linear map from what ``M`` reads to each target (fitted on the first four fifths of the
 probes); with ``--mlp_hidden``, also that of an MLP
 (``sg_alignment.held_out_mlp_fit``), which asks whether anything nonlinear
 in what ``M`` reads predicts the target where no linear map does. With
@@ -64,24 +64,11 @@ _TRACEBACK = flags.DEFINE_bool(
 _SUMS = ("g_win", "g_syn", "g_fut", "g_all", "g_fix")
 
 
-def part_names(core) -> tuple[str, str]:
-  """``(sits, reads)``: the part of the end state the synthetic gradient
-  sits on and what ``M`` reads, as the report names them: ``h_T`` for a
-  vanilla RNN or an LSTM under ``sg_on="h"``; ``(c_T, h_T)`` and
-  ``c_T, h_T`` under ``"ch"``; ``(c_T, h_T)`` and ``h_T`` under
-  ``"h_ch"``."""
-  if getattr(core, "cell", None) != "lstm":
-    return "h_T", "h_T"
-  sg_on = getattr(core, "sg_on", "h")
-  return (("h_T", "h_T") if sg_on == "h" else
-          ("(c_T, h_T)", "c_T, h_T" if sg_on == "ch" else "h_T"))
-
-
 def _probe_run(workdir: str, probes: int, horizon: int):
   """Restores ``workdir`` and probes ``probes`` consecutive windows of its
   stream: ``(config, step, rows, sums, examples, part)``, per window the
   ``compare`` figures and the per-example arrays, the gradients summed
-  over the windows, and ``part_names`` of the run's core."""
+  over the windows, and ``sg_alignment.part_names`` of the run's core."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
@@ -106,7 +93,7 @@ def _probe_run(workdir: str, probes: int, horizon: int):
                                       "fixed_B", "sg_B")}
     return end, sums, sg_alignment.compare(grads, scale), examples
 
-  part = part_names(rdni.core)
+  part = sg_alignment.part_names(rdni.core)
   carry = state.carry
   size = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
   sums = {k: jnp.zeros((size,), jnp.float32) for k in _SUMS}
@@ -129,7 +116,8 @@ def measure(workdir: str, probes: int, horizon: int,
   whole state ``*_state``; ``online_r2``, one per ``online_lrs``;
   ``score_on``, per later checkpoint the held-out R² there of the maps
   fitted here beside one fitted there), ``step``, ``method``, and
-  ``sg_on`` and ``sg_reads``, ``part_names`` of the run's core."""
+  ``sg_on`` and ``sg_reads``, ``sg_alignment.part_names`` of the run's
+  core."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
   from dni_jax.core.losses import cosine_similarity  # pylint: disable=g-import-not-at-top

@@ -143,6 +143,19 @@ def gradients(rdni: tbptt.RecurrentDNI, params, start_BxS: jax.Array,
           "input_B": tbptt.sg_input(rdni, end), "state_B": end}, end
 
 
+def part_names(core) -> tuple[str, str]:
+  """``(sits, reads)``: the part of the end state the synthetic gradient
+  sits on and what ``M`` reads, as ``experiments.sg_alignment``'s report
+  names them: ``h_T`` for a vanilla RNN or an LSTM under ``sg_on="h"``;
+  ``(c_T, h_T)`` and ``c_T, h_T`` under ``"ch"``; ``(c_T, h_T)`` and
+  ``h_T`` under ``"h_ch"``."""
+  if getattr(core, "cell", None) != "lstm":
+    return "h_T", "h_T"
+  sg_on = getattr(core, "sg_on", "h")
+  return (("h_T", "h_T") if sg_on == "h" else
+          ("(c_T, h_T)", "c_T, h_T" if sg_on == "ch" else "h_T"))
+
+
 def stream_windows(task, data, task_state, first, span: int) -> dict:
   """The batches of windows ``first … first + span − 1`` of a task's stream
   (``task.window``, as ``tbptt.task_step`` makes them), stacked on a leading
