@@ -19,9 +19,9 @@ per-window noise averaged out), for a run trained with Adam the mean
 cosines and norms of the steps they make (each gradient times the
 checkpoint's per-coordinate ``1/(√ν̂+ε)``: Adam can let a term that is
 small in norm decide the step where the others are small), and the
-held-out R² of the best linear map from what ``M`` reads to each target (fitted on the first four fifths of the
-probes); with ``--mlp_hidden``, also that of an MLP
-(``sg_alignment.held_out_mlp_fit``), which asks whether anything nonlinear
+held-out R² of the best linear map from what ``M`` reads to each target
+(fitted on the first four fifths of the probes); with ``--mlp_hidden``,
+also that of an MLP (``sg_alignment.held_out_mlp_fit``), which asks whether anything nonlinear
 in what ``M`` reads predicts the target where no linear map does. With
 ``--online_lrs``, a map of ``M``'s form trained online on the same windows
 (``sg_alignment.online_linear_fit``: what ``M``'s regression would learn
@@ -77,9 +77,8 @@ def _probe_run(workdir: str, probes: int, horizon: int):
       workdir, synthesizer=False)
   span = horizon + 1
 
-  # Adam's per-coordinate step size at the checkpoint (None under SGD).
-  scale = (sg_alignment.adam_scale(state.opt_state)
-           if config.opt.name == "adam" else None)
+  # Adam's per-coordinate step size at the checkpoint (None without Adam).
+  scale = sg_alignment.adam_scale(state.opt_state)
 
   @jax.jit
   def probe(carry, first, sums, data):
