@@ -46,6 +46,10 @@ def get_config():
   # previous stream of the batch (sizes and batch mean kept, the per-stream
   # information lost); False: DNI itself
   config.dni.sg_shuffle = False
+  # with sg_shuffle: True, M's bootstrapped target reads the rolled
+  # prediction too; False, only the core's synthetic gradient (and the Aux
+  # target) is rolled and M regresses onto DNI's own per-stream target
+  config.dni.sg_shuffle_target = True
   config.dni.aux_weight = 1.0
   config.opt.learning_rate = 1e-3
   config.opt.clip_norm = 1.0

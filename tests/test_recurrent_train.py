@@ -98,17 +98,24 @@ def test_graves_lstm_and_unscaled_bootstrap_train_from_the_config(tmp_path):
 
 
 def test_shuffled_control_trains_from_the_config(tmp_path):
-  """``dni.sg_shuffle`` reaches the step: the same first window, then other
-  updates once the synthesizer predicts something."""
+  """``dni.sg_shuffle`` (and ``dni.sg_shuffle_target``) reach the step: the
+  same first window, then other updates once the synthesizer predicts
+  something; with M's own target, other synthesizer losses than the whole
+  control's."""
   logs = {}
-  for shuffle in (False, True):
+  for name, fields in (("plain", {"dni.sg_shuffle": False}),
+                       ("shuffled", {"dni.sg_shuffle": True}),
+                       ("core_only", {"dni.sg_shuffle": True,
+                                      "dni.sg_shuffle_target": False})):
     config = tiny("copy", method="dni", num_steps=4, log_every=1,
-                  batch_size=4, **{"dni.sg_shuffle": shuffle})
-    train.train_and_evaluate(config, tmp_path / str(shuffle))
-    logs[shuffle] = read_metrics(tmp_path / str(shuffle) / "metrics.jsonl")
-  assert logs[False][0]["loss"] == logs[True][0]["loss"]
+                  batch_size=4, **fields)
+    train.train_and_evaluate(config, tmp_path / name)
+    logs[name] = read_metrics(tmp_path / name / "metrics.jsonl")
+  assert logs["plain"][0]["loss"] == logs["shuffled"][0]["loss"]
   assert any(a["loss"] != b["loss"]
-             for a, b in zip(logs[False][1:], logs[True][1:]))
+             for a, b in zip(logs["plain"][1:], logs["shuffled"][1:]))
+  assert any(a["synth_loss"] != b["synth_loss"]
+             for a, b in zip(logs["shuffled"][1:], logs["core_only"][1:]))
 
 
 @pytest.mark.parametrize("target_decay,synth_steps", [(0.0, 1), (0.9, 1),
@@ -159,6 +166,8 @@ def test_resume_of_a_curriculum_run_is_exact(tmp_path, monkeypatch,
      "dni.synth_steps must be a whole number of at least 1, got 0"),
     ("copy", {"dni.sg_shuffle": True, "batch_size": 1}, ConfigError,
      "dni.sg_shuffle gives each stream .* batch_size is 1"),
+    ("copy", {"dni.sg_shuffle_target": False}, ConfigError,
+     "dni.sg_shuffle_target=False .* dni.sg_shuffle is off"),
     ("copy", {"dni.bootstrap": "half"}, ConfigError,
      r"unknown dni.bootstrap 'half'.*\('scaled', 'unscaled'\)"),
     ("copy", {"model.kind": "rnn", "model.peepholes": True}, ConfigError,

@@ -349,6 +349,35 @@ def test_shuffled_control_gives_each_stream_the_previous_streams_prediction(
                    got[0]["params"]["rnn_cell"]) > 1e-5
 
 
+@pytest.mark.parametrize("method,sg_on,bootstrap,decay",
+                         [("dni", "h", "scaled", 0.0),
+                          ("dni_aux", "ch", "unscaled", 0.0),
+                          ("dni", "ch", "scaled", 0.9)])
+def test_shuffled_core_only_keeps_the_synthesizers_own_target(
+    method, sg_on, bootstrap, decay):
+  """``shuffle_target=False``: the core's update is the whole control's (the
+  rolled prediction), ``M``'s target is DNI's own (its stream's prediction),
+  for every bootstrap and with a target network."""
+  rdni, _, state = _setup(method, sg_scale=0.3, sg_on=sg_on)
+  rdni = dataclasses.replace(rdni, bootstrap=bootstrap, target_decay=decay)
+  batch = _batch(3)
+  target_params = None
+  if decay:  # a target network that differs from M
+    target_params = jax.tree_util.tree_map(lambda p: 0.5 * p + 0.01,
+                                           state.synth_params)
+  args = (state.params, state.carry, batch, state.synth_params,
+          state.synth_state, 0.3, target_params)
+  whole = dataclasses.replace(rdni, sg_shuffle=True)
+  core_only = dataclasses.replace(whole, shuffle_target=False)
+  got = tbptt.window_grads(core_only, *args)
+  want_update = tbptt.window_grads(whole, *args)
+  want_target = tbptt.window_grads(rdni, *args)
+  _tree_close(got[0], want_update[0], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(got[1], want_target[1], rtol=1e-5, atol=1e-6)
+  # The two controls' targets differ: the roll is seen in the whole one's.
+  assert np.max(np.abs(np.asarray(want_update[1] - got[1]))) > 1e-5
+
+
 def test_state_carries_across_windows():
   rdni, opt, state = _setup("dni")
   batch = _batch(3)

@@ -109,6 +109,13 @@ class RecurrentDNI:
       the batch). The synthetic gradients keep their sizes and batch mean
       and lose what they say about each stream's own state: does DNI gain
       from the per-stream prediction or from any gradient of that size?
+    shuffle_target: with ``sg_shuffle``, whether ``M``'s target is the
+      whole control's too (True, the default: ``∂J_b/∂h(s₀)`` of the
+      shuffled objective above). False keeps the shuffle to the core's
+      update: ``M`` regresses onto the target DNI's ``M`` would have at the
+      same parameters and state, ``∂J_b/∂h(s₀)`` with stream ``b``'s own
+      ``λ·M(h(s_T))`` in every use, so only the core loses the per-stream
+      prediction. One more forward and backward pass.
   """
   core: Any
   loss_fn: LossFn
@@ -120,6 +127,7 @@ class RecurrentDNI:
   target_decay: float = 0.0
   synth_steps: int = 1
   sg_shuffle: bool = False
+  shuffle_target: bool = True
 
   @property
   def method(self) -> str:
@@ -133,12 +141,13 @@ def build(method: str, core: Any, loss_fn: LossFn,
           aux_weight: float = 1.0, sg_on: str | None = None,
           bootstrap: str = "scaled",
           target_decay: float = 0.0, synth_steps: int = 1,
-          sg_shuffle: bool = False) -> RecurrentDNI:
+          sg_shuffle: bool = False,
+          shuffle_target: bool = True) -> RecurrentDNI:
   """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux.
 
   ``sg_on`` ("h", "ch" or "h_ch"), if given, replaces the core's ``sg_on``;
-  ``bootstrap``, ``target_decay``, ``synth_steps``, ``sg_shuffle``:
-  ``RecurrentDNI``'s.
+  ``bootstrap``, ``target_decay``, ``synth_steps``, ``sg_shuffle``,
+  ``shuffle_target``: ``RecurrentDNI``'s.
   """
   if method not in METHODS:
     raise ValueError(f"unknown recurrent method {method!r}; choose one of "
@@ -157,7 +166,7 @@ def build(method: str, core: Any, loss_fn: LossFn,
                       None if method == "bptt" else synthesizer,
                       sg_scale, aux_weight, bootstrap,
                       target_decay=target_decay, synth_steps=synth_steps,
-                      sg_shuffle=sg_shuffle)
+                      sg_shuffle=sg_shuffle, shuffle_target=shuffle_target)
 
 
 @flax.struct.dataclass
@@ -312,8 +321,17 @@ def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
   boundary); with ``bootstrap="unscaled"``, that of ``J_b`` with
   ``M(h(s_T))`` in place of ``λ·M(h(s_T))`` in its linear term (the Aux
   head's target stays ``λ·M``); with ``target_params`` (the target
-  network's), ``M̄(h(s_T))`` in place of ``M(h(s_T))`` there.
+  network's), ``M̄(h(s_T))`` in place of ``M(h(s_T))`` there; under
+  ``sg_shuffle`` without ``shuffle_target``, the target of DNI itself.
   """
+  if rdni.sg_shuffle and not rdni.shuffle_target:
+    args = (params, start_BxS, batch, synth_params, synth_state, sg_scale,
+            target_params)
+    param_grads, _, end, metrics = window_grads(
+        dataclasses.replace(rdni, shuffle_target=True), *args)
+    _, target, _, _ = window_grads(
+        dataclasses.replace(rdni, sg_shuffle=False), *args)
+    return param_grads, target, end, metrics
   batch_size = start_BxS.shape[0]
   if (rdni.synthesizer is None or rdni.oracle_end_grad
       or (rdni.bootstrap == "scaled" and target_params is None)):

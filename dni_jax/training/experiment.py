@@ -311,6 +311,11 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            "dni.sg_shuffle gives each stream the synthetic gradient of "
            "another stream of the batch, and batch_size is 1: with one "
            "stream it would be DNI itself. Set batch_size to 2 or more.")
+  _require(config.dni.sg_shuffle or config.dni.sg_shuffle_target,
+           "dni.sg_shuffle_target=False keeps M's own target in the shuffled "
+           "control, and dni.sg_shuffle is off, so it would change nothing. "
+           "Set dni.sg_shuffle=True as well, or leave sg_shuffle_target at "
+           "True.")
   for field, value in (("unroll", config.unroll),
                        ("model.width", config.model.width),
                        ("windows_per_call", config.windows_per_call)):
@@ -573,4 +578,5 @@ def build_recurrent(config: ml_collections.ConfigDict,
                      d.sg_scale,
                      d.aux_weight, sg_on=d.sg_state, bootstrap=d.bootstrap,
                      target_decay=d.target_decay, synth_steps=d.synth_steps,
-                     sg_shuffle=d.sg_shuffle)
+                     sg_shuffle=d.sg_shuffle,
+                     shuffle_target=d.sg_shuffle_target)

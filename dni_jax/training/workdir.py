@@ -78,6 +78,7 @@ ADDED_FIELDS = {
     "dni.target_decay": 0.0,
     "dni.synth_steps": 1,
     "dni.sg_shuffle": False,
+    "dni.sg_shuffle_target": True,
     "model.forget_bias": 0.0,
     "model.peepholes": False,
     "two_networks.oracle": False,
