@@ -116,7 +116,7 @@ def measure(workdir: str, probes: int, horizon: int,
   ``score_on``, per later checkpoint the held-out R² there of the maps
   fitted here beside one fitted there), ``step``, ``method``, and
   ``sg_on`` and ``sg_reads``, ``sg_alignment.part_names`` of the run's
-  core."""
+  core, and ``has_cell``, whether its state has an LSTM's cell state."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
   from dni_jax.core.losses import cosine_similarity  # pylint: disable=g-import-not-at-top
@@ -219,7 +219,8 @@ def measure(workdir: str, probes: int, horizon: int,
           "online": (_online_r2(fitted["online"], x, y) if online_lrs
                      else None)})
   return {"step": step, "method": str(config.method), "sg_on": part[0],
-          "sg_reads": part[1], **got}
+          "sg_reads": part[1],
+          "has_cell": config.model.kind == "lstm", **got}
 
 
 def _online_r2(maps, x, y) -> list[float]:
@@ -243,10 +244,15 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
     lines += [
         f"  synthetic vs future gradient (the next {horizon} windows' losses "
         f"through {on}): cosine {got['mean_cos_syn_fut']:.4f} per window, "
-        f"{got['sum_cos_syn_fut']:.4f} summed over probes",
-        f"  synthetic vs future gradient through the whole state (c, h): "
-        f"cosine {got['mean_cos_syn_all']:.4f} per window, "
-        f"{got['sum_cos_syn_all']:.4f} summed",
+        f"{got['sum_cos_syn_fut']:.4f} summed over probes"]
+    # Only where the synthetic gradient sits on h_T of an LSTM is the whole
+    # state's gradient another one.
+    if on == "h_T" and got.get("has_cell", True):
+      lines.append(
+          f"  synthetic vs future gradient through the whole state (c, h): "
+          f"cosine {got['mean_cos_syn_all']:.4f} per window, "
+          f"{got['sum_cos_syn_all']:.4f} summed")
+    lines += [
         f"  synthetic vs M's fixed point (discounted per window, c cut): "
         f"cosine {got['mean_cos_syn_fix']:.4f} per window, "
         f"{got['sum_cos_syn_fix']:.4f} summed",

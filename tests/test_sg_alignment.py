@@ -295,6 +295,9 @@ def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method,
   # sits on.
   on = "h_T" if sg_state == "h" else "(c_T, h_T)"
   assert (f"through {on}): cosine" in done.stdout) == (method == "dni")
+  # The gradient through the whole state is another figure only under h.
+  assert ("through the whole state (c, h): cosine" in done.stdout) == (
+      method == "dni" and sg_state == "h")
   assert f"held-out R² (the last fifth of the probes) of ∂(future)/∂{on}" \
       in done.stdout
   # Under sg_state=h, where M reads h alone, the fits from the whole state
