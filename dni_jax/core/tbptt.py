@@ -112,10 +112,11 @@ class RecurrentDNI:
     shuffle_target: with ``sg_shuffle``, whether ``M``'s target is the
       whole control's too (True, the default: ``∂J_b/∂h(s₀)`` of the
       shuffled objective above). False keeps the shuffle to the core's
-      update: ``M`` regresses onto the target DNI's ``M`` would have at the
-      same parameters and state, ``∂J_b/∂h(s₀)`` with stream ``b``'s own
-      ``λ·M(h(s_T))`` in every use, so only the core loses the per-stream
-      prediction. One more forward and backward pass.
+      update: ``M`` regresses onto the target plain DNI's ``M`` would get
+      at the same parameters and state (stream ``b``'s own prediction at
+      the window's end in every use), so only the core loses the
+      per-stream prediction. It costs a second ``window_grads`` of the
+      window.
   """
   core: Any
   loss_fn: LossFn
