@@ -13,8 +13,9 @@ valid BPC).
 
 Every cell has the same budget in *characters* (``CHARS``: 30,720 windows
 of 32 × 8 at T = 8), so the number of windows differs with T, and evaluates
-every ``EVAL_CHARS`` characters (a whole number of 8-window calls at every
-T). Runs that resume across several sittings
+every ``EVAL_CHARS`` characters (at T = 3, the whole 8-window calls below
+that: 6,824 windows, 655,104 characters). ``TABLE1_CELLS`` are the paper's
+Table 1 on PTB at the same budget (``reproduce --table=ptb_table1``). Runs that resume across several sittings
 have no honest wall time, so wall time = characters × the seconds per
 character of the cell's window step, measured here side by side
 (interleaved rounds, ``experiments.timing``) on this device and printed
@@ -38,6 +39,10 @@ import statistics
 # Table 1); at T = 20 and 40 the longer-window baselines of its speed claim.
 CELLS = (("bptt", 5), ("bptt", 8), ("bptt", 20), ("bptt", 40), ("dni", 5),
          ("dni", 8), ("dni_aux", 5), ("dni_aux", 8))
+# The PTB row of the paper's Table 1: every method at T = 2, 3, 4, 5 and 8.
+TABLE1_UNROLLS = (2, 3, 4, 5, 8)
+TABLE1_CELLS = tuple((m, t) for t in TABLE1_UNROLLS
+                     for m in ("bptt", "dni", "dni_aux"))
 BATCH = 32
 # An evaluation every 655,360 characters: 4096, 2560, 1024 and 512 windows
 # at T = 5, 8, 20 and 40, each a multiple of the 8 windows of a call.
@@ -51,18 +56,18 @@ def cell_name(method: str, unroll: int) -> str:
   return f"{method}_T{unroll}"
 
 
-def configs(small: bool = False):
-  """``[(name, config)]`` of every cell (``small``: seconds on a CPU)."""
+def configs(small: bool = False, cells=CELLS):
+  """``[(name, config)]`` of ``cells`` (``small``: seconds on a CPU)."""
   out = []
-  for method, unroll in CELLS:
+  for method, unroll in cells:
     config = importlib.import_module("configs.ptb_char").get_config()
     config.update(method=method, unroll=unroll, batch_size=BATCH)
     if not small:
-      windows = BATCH * unroll
-      config.update(num_steps=CHARS // windows,
-                    eval_every=EVAL_CHARS // windows,
-                    checkpoint_every=EVAL_CHARS // windows,
-                    log_every=EVAL_CHARS // windows)
+      # windows per evaluation: EVAL_CHARS' worth, in whole calls
+      call = config.windows_per_call
+      every = EVAL_CHARS // (BATCH * unroll) // call * call
+      config.update(num_steps=CHARS // EVAL_CHARS * every, eval_every=every,
+                    checkpoint_every=every, log_every=every)
     out.append((cell_name(method, unroll), config))
   return out
 

@@ -27,6 +27,9 @@ Tables (``--table``):
   T = 5 and 8, each cell the same characters (``experiments.ptb_speed``):
   best valid BPC, its test BPC, and the characters and wall time to reach
   BPTT-20's best and an easier common level (``--data_dir``).
+- ``ptb_table1``: PTB characters, the paper's Table 1 row: T = 2, 3, 4, 5, 8
+  × {BPTT, DNI, DNI+Aux}, best valid BPC and its test BPC, every cell the
+  speed table's characters and evaluation points (``--data_dir``).
 - ``two_networks``: the paper's two-network system (its Fig. 5), T ∈ {2, 3,
   4} × {locked, dni, no_dni}: A's and B's final test error and the episodes
   each needs to come within 10 % of the locked system's final error
@@ -77,7 +80,7 @@ from experiments import ptb_speed
 from experiments import timing
 
 TABLES = ("mnist_fcn", "mnist_cnn", "cifar10_cnn", "binary_addition", "copy",
-          "ptb_char", "ptb_speed", "two_networks")
+          "ptb_char", "ptb_speed", "ptb_table1", "two_networks")
 CNN_TABLES = ("mnist_cnn", "cifar10_cnn")
 # The tables --budget=paper applies to.
 PAPER_TABLES = ("copy",) + CNN_TABLES
@@ -100,7 +103,7 @@ TWO_NETWORKS_FULL = dict(episodes=40_000, width=128, learning_rate=1e-4,
 def _full_steps(table: str) -> int:
   if table == "copy":
     return _COPY_WINDOWS_DEFAULT
-  if table == "ptb_speed":
+  if table in ("ptb_speed", "ptb_table1"):
     return ptb_speed.CHARS // (ptb_speed.BATCH * 8)
   if table == "two_networks":
     return TWO_NETWORKS_FULL["episodes"]
@@ -113,15 +116,17 @@ def _full_steps(table: str) -> int:
 def budgets_text() -> str:
   """What ``--budget=small`` and ``--budget=full`` run, for --help."""
   full = ", ".join(f"{t} {_full_steps(t)}" for t in TABLES
-                   if t not in ("copy", "two_networks"))
+                   if t not in ("copy", "ptb_table1", "two_networks"))
   return (f"small: {SMALL_STEPS} steps per run (Copy and PTB: windows of T "
           f"time steps), batch {SMALL_BATCH}, narrow networks (width "
           f"{SMALL_MODEL['width']}, cnn features {SMALL_MODEL['features']}, "
           f"mlp hidden {SMALL_MODEL['hidden']}, synthesizer hidden "
           f"{SMALL_SYNTH_HIDDEN}), no early stopping: seconds per cell on a "
           "CPU, a check that the whole table runs, not its numbers. full: "
-          f"the README's, each config's own steps per run ({full}; ptb_char "
-          "stops early when valid BPC stops improving) and --copy_windows "
+          f"the README's, each config's own steps per run ({full}: the "
+          "windows at T = 8 of the 7.86 M characters every ptb_speed and "
+          "ptb_table1 cell trains on; the PTB tables stop early when valid "
+          "BPC stops improving) and --copy_windows "
           f"(default {_COPY_WINDOWS_DEFAULT}) windows per Copy run; mnist_cnn "
           "at 32 filters, batch 64 (configs/mnist_cnn.get_cpu_config, not "
           "get_config; cifar10_cnn likewise); two_networks not the config's "
@@ -209,6 +214,10 @@ def cells(table: str, budget: str):
   elif table == "ptb_speed":
     for name, config in ptb_speed.configs(small=budget == "small"):
       out.append(("ptb_speed", name, config))
+  elif table == "ptb_table1":
+    for _, config in ptb_speed.configs(small=budget == "small",
+                                       cells=ptb_speed.TABLE1_CELLS):
+      out.append((f"ptb_char T={config.unroll}", config.method, config))
   elif table == "two_networks":
     full = TWO_NETWORKS_FULL
     for t in (2, 3, 4):
@@ -232,7 +241,8 @@ def cells(table: str, budget: str):
       out.append(("ptb_char T=8", method, config))
   for _, _, config in out:
     if _DATA_DIR.value and table in ("mnist_fcn", *CNN_TABLES, "ptb_char",
-                                     "ptb_speed", "two_networks"):
+                                     "ptb_speed", "ptb_table1",
+                                     "two_networks"):
       config.data.dir = _DATA_DIR.value
       if table == "two_networks":
         config.data.name = "mnist"  # else the config's generated digits
@@ -360,7 +370,8 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
   rows = list(dict.fromkeys(r for r, _, _ in table_cells))
   columns = list(dict.fromkeys(c for _, c, _ in table_cells))
   steps = sorted({c.num_steps for _, _, c in table_cells})
-  unit = ("windows" if table in ("copy", "ptb_char", "ptb_speed") else
+  unit = ("windows" if table in ("copy", "ptb_char", "ptb_speed",
+                                 "ptb_table1") else
           "episodes" if table == "two_networks" else "steps")
   each = (f"{steps[0]} {unit}" if len(steps) == 1
           else f"{steps[0]}–{steps[-1]} {unit}")

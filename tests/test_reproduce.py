@@ -122,7 +122,8 @@ def test_help_states_both_budgets():
   assert ("full: the README's, each config's own steps per run (mnist_fcn "
           "40000, mnist_cnn 6000, cifar10_cnn 6000, binary_addition 12000, "
           "ptb_char 40000, "
-          "ptb_speed 30720;") in text
+          "ptb_speed 30720: the windows at T = 8 of the 7.86 M characters "
+          "every ptb_speed and ptb_table1 cell trains on;") in text
   assert ("two_networks not the config's own but 40000 episodes per run, A "
           "of 128 units, Adam 0.0001") in text
   assert "--copy_windows (default 100000) windows per Copy run" in text
@@ -154,6 +155,65 @@ def test_ptb_speed_cells_have_one_character_budget():
     assert c.eval_every % c.windows_per_call == 0  # whole calls
 
 
+def test_ptb_table1_cells_are_the_papers_windows_at_one_character_budget():
+  """Table 1's PTB row: every method at T = 2, 3, 4, 5, 8, each run the
+  speed table's characters, evaluated at the same characters in whole calls
+  (at T = 3 the whole calls below them)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.FLAGS(["reproduce"])
+  table1 = reproduce.cells("ptb_table1", "full")
+  assert [(r, m) for r, m, _ in table1] == [
+      (f"ptb_char T={t}", m) for t in (2, 3, 4, 5, 8)
+      for m in ("bptt", "dni", "dni_aux")]
+  every = {}
+  for row, method, c in table1:
+    assert (c.method, f"ptb_char T={c.unroll}") == (method, row)
+    chars = c.eval_every * c.batch_size * c.unroll
+    assert c.eval_every % c.windows_per_call == 0
+    assert 0 <= 2_560 * 32 * 8 - chars < c.windows_per_call * 32 * c.unroll
+    assert c.num_steps == 12 * c.eval_every
+    assert c.checkpoint_every == c.eval_every and c.patience == 3
+    every[c.unroll] = c.eval_every
+  assert every == {2: 10_240, 3: 6_824, 4: 5_120, 5: 4_096, 8: 2_560}
+  speed = {(c.method, c.unroll): c for _, _, c in reproduce.cells(
+      "ptb_speed", "full")}
+  for _, _, c in table1:  # the cells both tables have are the same runs
+    if (c.method, c.unroll) in speed:
+      assert c.to_dict() == speed[(c.method, c.unroll)].to_dict()
+  lines = reproduce.describe("ptb_table1", "full", 3, "/w").splitlines()
+  assert lines[0].startswith("[reproduce] table ptb_table1, budget full: 15 "
+                             "cells × 3 seeds = 45 runs of 30720–122880 "
+                             "windows each (batch 32)")
+
+
+def _tiny_ptb(tmp_path):
+  """A folder of tiny ``ptb.char.*.txt`` files."""
+  from test_sequence_data import _write_ptb  # pylint: disable=g-import-not-at-top
+  ptb = tmp_path / "ptb"
+  ptb.mkdir()
+  text = "".join(" ".join("abc_defg_hij") + "\n" for _ in range(200))
+  _write_ptb(ptb, train=text, valid=text[:300], test=text[:300])
+  return ptb
+
+
+def test_ptb_table1_small_budget_runs_a_row_end_to_end(tmp_path):
+  ptb = _tiny_ptb(tmp_path)
+  out = _reproduce("--table=ptb_table1", "--budget=small", "--seeds=1",
+                   "--rows=ptb_char T=3", f"--workdir={tmp_path / 'runs'}",
+                   f"--data_dir={ptb}", timeout=900)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "| ptb_table1 (small, 1 seeds, mean ± std) | bptt | dni | dni_aux |" \
+      in out.stdout
+  for key in ("best valid bpc", "test bpc"):
+    assert f"| ptb_char T=3: {key} | " in out.stdout
+  for method in ("bptt", "dni", "dni_aux"):
+    with open(tmp_path / "runs" / "ptb_table1" / f"ptb_char_T3_{method}" /
+              "seed=0" / "config.json") as f:
+      config = json.load(f)
+    assert (config["method"], config["unroll"], config["data"]["dir"]) == (
+        method, 3, str(ptb))
+
+
 def test_ptb_speed_table_reads_characters_and_wall_time():
   from experiments import ptb_speed  # pylint: disable=g-import-not-at-top
 
@@ -173,11 +233,7 @@ def test_ptb_speed_table_reads_characters_and_wall_time():
 
 
 def test_ptb_speed_small_budget_runs_end_to_end(tmp_path):
-  from test_sequence_data import _write_ptb  # pylint: disable=g-import-not-at-top
-  ptb = tmp_path / "ptb"
-  ptb.mkdir()
-  text = "".join(" ".join("abc_defg_hij") + "\n" for _ in range(200))
-  _write_ptb(ptb, train=text, valid=text[:300], test=text[:300])
+  ptb = _tiny_ptb(tmp_path)
   out = _reproduce("--table=ptb_speed", "--budget=small", "--seeds=1",
                    f"--workdir={tmp_path / 'runs'}", f"--data_dir={ptb}",
                    timeout=900)
