@@ -9,6 +9,7 @@ import pytest
 
 from dni_jax.errors import ConfigError
 from dni_jax.errors import TrainingDivergedError
+from dni_jax.errors import WorkdirError
 from dni_jax.training import batching
 from dni_jax.training import families
 from dni_jax.training import sweep
@@ -202,6 +203,25 @@ def test_half_finished_sweep_resumes_member_by_member(tmp_path, monkeypatch):
   # A finished sweep trains nothing again.
   again = sweep.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
   assert {s["step"] for s in again.values()} == {8}
+
+
+def test_members_that_trained_apart_are_refused_not_started_over(tmp_path):
+  """A group whose members share no checkpoint step (they ran as separate
+  runs, or the sweep gained members) stops with an error and moves nothing;
+  it does not start every member over from step 0."""
+  both = [{"seed": 0}, {"seed": 1}]
+  sweep.run_sweep(_config(num_steps=6), both, str(tmp_path))  # [3, 6] each
+  sweep.run_sweep(_config(num_steps=12), both[1:], str(tmp_path))  # [9, 12]
+  before = {m: read_metrics(tmp_path / m / "metrics.jsonl")
+            for m in ("seed=0", "seed=1")}
+  with pytest.raises(WorkdirError, match=r"no checkpoint step in common "
+                     r"\(seed=0: \[3, 6\]; seed=1: \[9, 12\]\)"):
+    sweep.run_sweep(_config(num_steps=12), both, str(tmp_path))
+  for member, records in before.items():
+    assert read_metrics(tmp_path / member / "metrics.jsonl") == records
+  assert Checkpointer(tmp_path / "seed=1" / "checkpoints").all_steps() == [
+      9, 12]
+  assert not list((tmp_path / "seed=0" / "checkpoints").glob("*.ahead"))
 
 
 @pytest.mark.parametrize("sweep_list,message", [

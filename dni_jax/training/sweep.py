@@ -292,10 +292,28 @@ def _check_branches(group: list[Member], dirs: list[str],
         f"scratch with the group, move {d} out of the sweep's --workdir.")
 
 
-def _common_start(checkpointers, names) -> int:
-  """The newest step every member holds; later ones are set aside."""
+def _common_start(checkpointers, names, checkpoint_every: int) -> int:
+  """The newest step every member holds; later ones are set aside.
+
+  WorkdirError, before anything is moved, where the members share no step
+  and one holds more than its first checkpoint: they trained apart (under
+  early stopping each seed runs alone; or the sweep gained members), and a
+  start from step 0 would discard what they trained. (A group killed
+  between its members' first saves starts over, as it lost at most one
+  interval.)"""
   steps = [c.all_steps() for c in checkpointers]
   start = checkpoint_lib.common_step(steps) or 0
+  if not start and any(s and max(s) > checkpoint_every for s in steps):
+    held = "; ".join(f"{n}: {s or 'none'}" for n, s in zip(names, steps))
+    raise WorkdirError(
+        f"the members of this vmapped group hold no checkpoint step in "
+        f"common ({held}), so training them together would start every "
+        f"member over from step 0 and discard what each has trained. They "
+        f"trained apart: under early stopping (patience > 0) a sweep runs "
+        f"each seed alone, or members were added to the sweep. Resume them "
+        f"as they ran (the same --config.patience, the same members), give "
+        f"new members their own --workdir, or pass --overwrite to start "
+        f"them all over; no checkpoint or record was moved.")
   for c, name, own in zip(checkpointers, names, steps):
     moved = c.set_aside_after(start)
     if moved:
@@ -324,7 +342,8 @@ def _run_group_locked(group, dirs, overwrite):
       checkpointers.close()
       return summaries
     start_step = _common_start(checkpointers.checkpointers,
-                               [m.name for m in group])
+                               [m.name for m in group],
+                               configs[0].checkpoint_every)
     state = loop.init()
     if start_step:
       state = batching.Placement(len(group)).members(batching.stack([
