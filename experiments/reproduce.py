@@ -82,6 +82,7 @@ from experiments import timing
 TABLES = ("mnist_fcn", "mnist_cnn", "cifar10_cnn", "binary_addition", "copy",
           "ptb_char", "ptb_speed", "ptb_table1", "two_networks")
 CNN_TABLES = ("mnist_cnn", "cifar10_cnn")
+PTB_TABLES = ("ptb_char", "ptb_speed", "ptb_table1")
 # The tables --budget=paper applies to.
 PAPER_TABLES = ("copy",) + CNN_TABLES
 CNN_METHODS = ("backprop", "dni", "cdni", "cdni_unlocked")
@@ -103,7 +104,7 @@ TWO_NETWORKS_FULL = dict(episodes=40_000, width=128, learning_rate=1e-4,
 def _full_steps(table: str) -> int:
   if table == "copy":
     return _COPY_WINDOWS_DEFAULT
-  if table in ("ptb_speed", "ptb_table1"):
+  if table == "ptb_speed":
     return ptb_speed.CHARS // (ptb_speed.BATCH * 8)
   if table == "two_networks":
     return TWO_NETWORKS_FULL["episodes"]
@@ -240,8 +241,7 @@ def cells(table: str, budget: str):
       config.method = method
       out.append(("ptb_char T=8", method, config))
   for _, _, config in out:
-    if _DATA_DIR.value and table in ("mnist_fcn", *CNN_TABLES, "ptb_char",
-                                     "ptb_speed", "ptb_table1",
+    if _DATA_DIR.value and table in ("mnist_fcn", *CNN_TABLES, *PTB_TABLES,
                                      "two_networks"):
       config.data.dir = _DATA_DIR.value
       if table == "two_networks":
@@ -370,8 +370,7 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
   rows = list(dict.fromkeys(r for r, _, _ in table_cells))
   columns = list(dict.fromkeys(c for _, c, _ in table_cells))
   steps = sorted({c.num_steps for _, _, c in table_cells})
-  unit = ("windows" if table in ("copy", "ptb_char", "ptb_speed",
-                                 "ptb_table1") else
+  unit = ("windows" if table in ("copy", *PTB_TABLES) else
           "episodes" if table == "two_networks" else "steps")
   each = (f"{steps[0]} {unit}" if len(steps) == 1
           else f"{steps[0]}–{steps[-1]} {unit}")
