@@ -1,10 +1,11 @@
 """Runs a config's sweep: every member into <workdir>/<member>/, vmapped where it can.
 
   python -m experiments.sweep --config=configs/binary_addition.py --workdir=/tmp/sweep \\
-      [--seeds=3] [--config.field=value ...]
+      [--seeds=3 [--first_seed=0]] [--config.field=value ...]
 
 The members are the config's ``get_sweep()`` (a list of dotted overrides),
-or, with ``--seeds=N``, seeds 0…N−1 of the config as it is. Members that
+or, with ``--seeds=N``, seeds 0…N−1 of the config as it is (``--first_seed=S``:
+seeds S…S+N−1, fresh seeds to confirm a result chosen on others). Members that
 differ only in the seed or scalar hyper-parameters (learning rates, λ) train
 as one vmapped program; the others one after another
 (``dni_jax.training.sweep``); before any training it prints the members
@@ -27,12 +28,15 @@ from experiments import entry
 
 _SEEDS = flags.DEFINE_integer(
     "seeds", 0, "Sweep seeds 0…N−1 of the config instead of its get_sweep().")
+_FIRST_SEED = flags.DEFINE_integer(
+    "first_seed", 0, "With --seeds=N: sweep seeds first_seed…first_seed+N−1.")
 
 
 def _get_sweep():
   """The config file's ``get_sweep()``, or the ``--seeds`` sweep."""
   if _SEEDS.value:
-    return [{"seed": s} for s in range(_SEEDS.value)]
+    return [{"seed": s} for s in
+            range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value)]
   path = config_flags.get_config_filename(flags.FLAGS["config"])
   spec = importlib.util.spec_from_file_location("_sweep_config", path)
   module = importlib.util.module_from_spec(spec)
@@ -48,6 +52,10 @@ def main(argv):
     cli.fail(f"unexpected arguments {argv[1:]} (see --help)", 2)
   if _SEEDS.value < 0:
     cli.fail(f"--seeds must be >= 0, got {_SEEDS.value}", 2)
+  if _FIRST_SEED.value < 0 or (_FIRST_SEED.value and not _SEEDS.value):
+    cli.fail(f"--first_seed={_FIRST_SEED.value} needs --seeds=N and must be "
+             ">= 0; it picks where the --seeds sweep starts (e.g. --seeds=3 "
+             "--first_seed=3 for seeds 3, 4, 5).", 2)
   from absl import logging  # pylint: disable=g-import-not-at-top
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)

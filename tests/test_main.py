@@ -1,5 +1,6 @@
 """``experiments.main`` as a user meets it: one-paragraph errors, help, Ctrl-C."""
 
+import json
 import os
 import re
 import signal
@@ -71,6 +72,22 @@ def test_did_you_mean_names_the_unknown_override_in_any_order(module, order,
                          "no field 'opt.learnig_rate'",
                          "Did you mean opt.learning_rate")
   assert "'num_steps'" not in line and "'method'" not in line
+
+
+def test_sweep_first_seed_starts_the_seeds_where_it_says(tmp_path):
+  """``--seeds=2 --first_seed=3``: members seed=3 and seed=4, each trained
+  with its own seed; --first_seed without --seeds is one line."""
+  done = _main(f"--workdir={tmp_path}", "--seeds=2", "--first_seed=3",
+               "--config.method=dni", *_TINY, module="experiments.sweep")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert sorted(n for n in os.listdir(tmp_path)
+                if n.startswith("seed=")) == ["seed=3", "seed=4"]
+  for seed in (3, 4):
+    with open(tmp_path / f"seed={seed}" / "config.json") as f:
+      assert json.load(f)["seed"] == seed
+  _one_line_error(_main(f"--workdir={tmp_path / 'w'}", "--first_seed=3",
+                        *_TINY, module="experiments.sweep"),
+                  "--first_seed=3 needs --seeds=N")
 
 
 def test_workdir_of_another_config_and_file_as_workdir(tmp_path):
