@@ -236,39 +236,40 @@ def test_a_sweep_refuses_a_member_folder_holding_a_stopped_branch(tmp_path,
                            _final_state(fresh / name)[1])
 
 
-def test_a_sweep_resumes_a_group_from_a_members_branch_step_or_refuses(
+def test_a_sweep_resumes_a_group_from_a_members_branch_step_or_apart(
     tmp_path, capsys):
   """A vmapped group resumes its members' branches where every member holds
-  the branch step; where the group would start a branched member over
-  (another member holding nothing, or a run --overwrite deletes) it is
-  refused with nothing changed; a branch of another config --overwrite
-  deletes."""
+  the branch step; where it holds none in common with the others (another
+  member holding nothing, or a run --overwrite deletes) the branch resumes
+  on its own, as it would alone, and is not started over; a branch of
+  another config --overwrite deletes."""
   sources = [tmp_path / f"src{s}" for s in (0, 1)]
   for seed, source in enumerate(sources):
     train.train_and_evaluate(_copy(seed=seed), source)
   seeds, later = [{"seed": 0}, {"seed": 1}], _copy(num_steps=16)
 
-  swept = tmp_path / "one_branched"  # seed=1 branched, seed=0 empty
-  train.train_and_evaluate(_copy(seed=1, num_steps=12), swept / "seed=1",
-                           branch_from=sources[1])
-  before = _files(swept)
   for overwrite in (False, True):
-    with pytest.raises(WorkdirError, match="seed=1 .* holds a branch of .* "
-                       "from step 8, but the members of its vmapped group "
-                       "hold no checkpoint step in common"):
-      sweep_lib.run_sweep(later, seeds, str(swept), overwrite=overwrite)
-    assert _files(swept) == before and not (swept / "seed=0").exists()
+    swept = tmp_path / f"one_branched_{overwrite}"  # seed=0 empty
+    alone = tmp_path / f"alone_{overwrite}"
+    for where in (swept, alone):
+      train.train_and_evaluate(_copy(seed=1, num_steps=12), where / "seed=1",
+                               branch_from=sources[1])
+    train.train_and_evaluate(_copy(seed=1, num_steps=16), alone / "seed=1")
+    sweep_lib.run_sweep(later, seeds, str(swept), overwrite=overwrite)
+    assert (swept / "seed=1" / "branch.json").exists()
+    assert_same_run(alone / "seed=1", swept / "seed=1", 16)
+    assert _final_state(swept / "seed=0")[0] == 16
 
   other = tmp_path / "other_config"  # seed=0: a run --overwrite deletes
   train.train_and_evaluate(_copy(seed=0, num_steps=12,
                                  **{"dni.sg_scale": 0.5}), other / "seed=0")
   train.train_and_evaluate(_copy(seed=1, num_steps=12), other / "seed=1",
                            branch_from=sources[1])
-  before = _files(other)
-  with pytest.raises(WorkdirError, match="newest step every member of its "
-                     "vmapped group holds is 0|hold no checkpoint step"):
-    sweep_lib.run_sweep(later, seeds, str(other), overwrite=True)
-  assert _files(other) == before
+  sweep_lib.run_sweep(later, seeds, str(other), overwrite=True)
+  assert (other / "seed=1" / "branch.json").exists()
+  assert_same_run(tmp_path / "alone_False" / "seed=1", other / "seed=1", 16)
+  with open(other / "seed=0" / "config.json") as f:
+    assert json.load(f)["dni"]["sg_scale"] == later.dni.sg_scale
 
   both = tmp_path / "both_branched"  # every member branched at step 8
   for seed, source in enumerate(sources):

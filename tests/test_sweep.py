@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -205,23 +206,48 @@ def test_half_finished_sweep_resumes_member_by_member(tmp_path, monkeypatch):
   assert {s["step"] for s in again.values()} == {8}
 
 
-def test_members_that_trained_apart_are_refused_not_started_over(tmp_path):
+def test_members_that_trained_apart_resume_apart_not_started_over(tmp_path):
   """A group whose members share no checkpoint step (they ran as separate
-  runs, or the sweep gained members) stops with an error and moves nothing;
-  it does not start every member over from step 0."""
+  runs, or the sweep gained members) is not started over from step 0: each
+  member resumes from its own newest step, exactly as its run alone would,
+  a finished member is not trained again, and nothing is set aside."""
   both = [{"seed": 0}, {"seed": 1}]
-  sweep.run_sweep(_config(num_steps=6), both, str(tmp_path))  # [3, 6] each
-  sweep.run_sweep(_config(num_steps=12), both[1:], str(tmp_path))  # [9, 12]
+  sweep.run_sweep(_config(num_steps=6), both, str(tmp_path / "s"))  # [3, 6]
+  shutil.copytree(tmp_path / "s" / "seed=0", tmp_path / "alone" / "seed=0")
+  sweep.run_sweep(_config(num_steps=12), both[1:], str(tmp_path / "s"))
+  sweep.run_sweep(_config(num_steps=12), both[:1], str(tmp_path / "alone"))
+  seed1 = read_metrics(tmp_path / "s" / "seed=1" / "metrics.jsonl")
+  seed0 = read_metrics(tmp_path / "s" / "seed=0" / "metrics.jsonl")
+  with pytest.raises(WorkdirError, match="no checkpoint step in common"):
+    sweep.run_group(sweep.members(_config(num_steps=12), both),
+                    str(tmp_path / "s"))  # as one group: refused, not moved
+  summaries = sweep.run_sweep(_config(num_steps=12), both, str(tmp_path / "s"))
+  assert {n: s["step"] for n, s in summaries.items()} == {
+      "seed=0": 12, "seed=1": 12}
+  a, b = tmp_path / "alone" / "seed=0", tmp_path / "s" / "seed=0"
+  records = read_metrics(b / "metrics.jsonl")
+  assert records[:len(seed0)] == seed0 and records[-1]["step"] == 12
+  assert read_metrics(a / "metrics.jsonl") == records
+  jax.tree_util.tree_map(np.testing.assert_array_equal, _state(a), _state(b))
+  assert read_metrics(tmp_path / "s" / "seed=1" / "metrics.jsonl") == seed1
+  assert Checkpointer(tmp_path / "s" / "seed=1" / "checkpoints").all_steps(
+      ) == [9, 12]
+  assert not list((tmp_path / "s").glob("*/checkpoints/*.ahead"))
+
+
+def test_a_sweep_that_gains_a_member_resumes_the_old_ones(tmp_path):
+  """Members added to a trained sweep start at step 0 while the old ones
+  resume, vmapped together, from their newest step."""
+  old = [{"seed": 0}, {"seed": 1}]
+  sweep.run_sweep(_config(num_steps=6), old, str(tmp_path))
   before = {m: read_metrics(tmp_path / m / "metrics.jsonl")
             for m in ("seed=0", "seed=1")}
-  with pytest.raises(WorkdirError, match=r"no checkpoint step in common "
-                     r"\(seed=0: \[3, 6\]; seed=1: \[9, 12\]\)"):
-    sweep.run_sweep(_config(num_steps=12), both, str(tmp_path))
+  sweep.run_sweep(_config(num_steps=9), old + [{"seed": 2}], str(tmp_path))
   for member, records in before.items():
-    assert read_metrics(tmp_path / member / "metrics.jsonl") == records
-  assert Checkpointer(tmp_path / "seed=1" / "checkpoints").all_steps() == [
-      9, 12]
-  assert not list((tmp_path / "seed=0" / "checkpoints").glob("*.ahead"))
+    after = read_metrics(tmp_path / member / "metrics.jsonl")
+    assert after[:len(records)] == records and after[-1]["step"] == 9
+  assert read_metrics(tmp_path / "seed=2" / "metrics.jsonl")[0]["step"] <= 3
+  assert not list(tmp_path.glob("*/checkpoints/*.ahead"))
 
 
 @pytest.mark.parametrize("sweep_list,message", [

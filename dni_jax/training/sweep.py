@@ -247,7 +247,9 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
   first checkpoint). A group whose members have all finished is not
   trained again; otherwise every member resumes from the last step that
   all of them have a checkpoint of (refused where that is before the step
-  a member was branched at).
+  a member was branched at). Members that trained apart and hold no step
+  in common are refused before anything is moved: ``run_sweep`` splits
+  them into the groups they resume in (``trained_apart``).
   """
   dirs = [os.path.join(workdir, m.name) for m in group]
   with contextlib.ExitStack() as locks:
@@ -266,11 +268,7 @@ def _check_branches(group: list[Member], dirs: list[str],
   under its ``branch.json``. Members whose run ``overwrite`` deletes count
   as empty. A branch stopped before its first checkpoint is refused first
   (``branch.check_unfinished``), whichever member holds it."""
-  kept = [not branch_lib.check_unfinished(d, overwrite)
-          and not workdir_lib.overwritten(d, m.config, overwrite)
-          for m, d in zip(group, dirs)]
-  steps = [branch_lib.complete_steps(d) if k else []
-           for d, k in zip(dirs, kept)]
+  steps = _held_steps(group, dirs, overwrite)
   if all(s and s[-1] >= m.config.num_steps for s, m in zip(steps, group)):
     return  # every member has finished: nothing is trained
   start = checkpoint_lib.common_step(steps) or 0
@@ -292,28 +290,45 @@ def _check_branches(group: list[Member], dirs: list[str],
         f"scratch with the group, move {d} out of the sweep's --workdir.")
 
 
-def _common_start(checkpointers, names, checkpoint_every: int) -> int:
-  """The newest step every member holds; later ones are set aside.
+def _held_steps(group: list[Member], dirs: list[str],
+                overwrite: bool) -> list[list[int]]:
+  """Each member's complete checkpoint steps, read without moving anything;
+  none for a member whose run ``overwrite`` deletes or whose branch stopped
+  before its first checkpoint (``branch.check_unfinished`` refuses that
+  first, whichever member holds it)."""
+  kept = [not branch_lib.check_unfinished(d, overwrite)
+          and not workdir_lib.overwritten(d, m.config, overwrite)
+          for m, d in zip(group, dirs)]
+  return [branch_lib.complete_steps(d) if k else []
+          for d, k in zip(dirs, kept)]
 
-  WorkdirError, before anything is moved, where the members share no step
-  and one holds more than its first checkpoint: they trained apart (under
-  early stopping each seed runs alone; or the sweep gained members), and a
-  start from step 0 would discard what they trained. (A group killed
-  between its members' first saves starts over, as it lost at most one
-  interval.)"""
+
+def trained_apart(steps: list[list[int]], checkpoint_every: int,
+                  num_steps: list[int]) -> list[list[int]]:
+  """The members of a vmapped group (their checkpoint ``steps``) as the
+  groups they resume in: one group where they hold a step in common, or
+  where none holds more than its first checkpoint (a group killed between
+  its members' first saves starts over, losing at most one interval);
+  otherwise they trained apart (under early stopping each seed runs alone;
+  or the sweep gained members), and a common start from step 0 would
+  discard what each trained: the unfinished members are grouped by their
+  newest step, each group resuming from there, and the finished ones form
+  a group of their own, which is not trained again. Indices into
+  ``steps``."""
+  if (checkpoint_lib.common_step(steps) or
+      not any(s and s[-1] > checkpoint_every for s in steps)):
+    return [list(range(len(steps)))]
+  by_step = {}
+  for i, s in enumerate(steps):
+    done = bool(s) and s[-1] >= num_steps[i]
+    by_step.setdefault("done" if done else (s[-1] if s else 0), []).append(i)
+  return sorted(by_step.values())
+
+
+def _common_start(checkpointers, names) -> int:
+  """The newest step every member holds; later ones are set aside."""
   steps = [c.all_steps() for c in checkpointers]
   start = checkpoint_lib.common_step(steps) or 0
-  if not start and any(s and max(s) > checkpoint_every for s in steps):
-    held = "; ".join(f"{n}: {s or 'none'}" for n, s in zip(names, steps))
-    raise WorkdirError(
-        f"the members of this vmapped group hold no checkpoint step in "
-        f"common ({held}), so training them together would start every "
-        f"member over from step 0 and discard what each has trained. They "
-        f"trained apart: under early stopping (patience > 0) a sweep runs "
-        f"each seed alone, or members were added to the sweep. Resume them "
-        f"as they ran (the same --config.patience, the same members), give "
-        f"new members their own --workdir, or pass --overwrite to start "
-        f"them all over; no checkpoint or record was moved.")
   for c, name, own in zip(checkpointers, names, steps):
     moved = c.set_aside_after(start)
     if moved:
@@ -341,9 +356,16 @@ def _run_group_locked(group, dirs, overwrite):
                    for m, c, d, s in zip(group, configs, dirs, steps)}
       checkpointers.close()
       return summaries
+    held = [c.all_steps() for c in checkpointers.checkpointers]
+    if len(trained_apart(held, configs[0].checkpoint_every,
+                         [c.num_steps for c in configs])) > 1:
+      raise WorkdirError(
+          "the members of this vmapped group hold no checkpoint step in "
+          f"common ({held}); training them together would start each over "
+          "from step 0. Run them through run_sweep (experiments.sweep), "
+          "which resumes each from its own newest step; nothing was moved.")
     start_step = _common_start(checkpointers.checkpointers,
-                               [m.name for m in group],
-                               configs[0].checkpoint_every)
+                               [m.name for m in group])
     state = loop.init()
     if start_step:
       state = batching.Placement(len(group)).members(batching.stack([
@@ -417,7 +439,8 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
   for m in sweep_members:  # every member's folder, before any trains
     branch_lib.check_unfinished(os.path.join(workdir, m.name), overwrite)
     workdir_lib.check(os.path.join(workdir, m.name), m.config, overwrite)
-  sweep_groups = groups(sweep_members)
+  sweep_groups = [part for group in groups(sweep_members)
+                  for part in _resume_groups(group, workdir, overwrite)]
   for group in sweep_groups:
     if len(group) > 1:
       _check_branches(group, [os.path.join(workdir, m.name) for m in group],
@@ -425,6 +448,24 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
   print(plan(sweep_groups, workdir), flush=True)
   with files.WorkdirLock(workdir, "a sweep"):
     return _run_groups(sweep_groups, workdir, overwrite)
+
+
+def _resume_groups(group: list[Member], workdir: str,
+                   overwrite: bool) -> list[list[Member]]:
+  """``group`` as the groups it resumes in (``trained_apart``)."""
+  if len(group) == 1:
+    return [group]
+  dirs = [os.path.join(workdir, m.name) for m in group]
+  parts = trained_apart(_held_steps(group, dirs, overwrite),
+                        group[0].config.checkpoint_every,
+                        [m.config.num_steps for m in group])
+  if len(parts) == 1:
+    return [group]
+  print(f"[sweep] the members {', '.join(m.name for m in group)} hold no "
+        "checkpoint step in common (they trained apart): each resumes from "
+        "its own newest step, vmapped with those that share it, and "
+        "finished ones are not trained again", flush=True)
+  return [[group[i] for i in part] for part in parts]
 
 
 def _run_groups(sweep_groups, workdir, overwrite):
