@@ -248,17 +248,15 @@ def test_a_sweep_resumes_a_group_from_a_members_branch_step_or_apart(
     train.train_and_evaluate(_copy(seed=seed), source)
   seeds, later = [{"seed": 0}, {"seed": 1}], _copy(num_steps=16)
 
-  for overwrite in (False, True):
-    swept = tmp_path / f"one_branched_{overwrite}"  # seed=0 empty
-    alone = tmp_path / f"alone_{overwrite}"
-    for where in (swept, alone):
-      train.train_and_evaluate(_copy(seed=1, num_steps=12), where / "seed=1",
-                               branch_from=sources[1])
-    train.train_and_evaluate(_copy(seed=1, num_steps=16), alone / "seed=1")
-    sweep_lib.run_sweep(later, seeds, str(swept), overwrite=overwrite)
-    assert (swept / "seed=1" / "branch.json").exists()
-    assert_same_run(alone / "seed=1", swept / "seed=1", 16)
-    assert _final_state(swept / "seed=0")[0] == 16
+  swept, alone = tmp_path / "one_branched", tmp_path / "alone"  # seed=0 empty
+  for where in (swept, alone):
+    train.train_and_evaluate(_copy(seed=1, num_steps=12), where / "seed=1",
+                             branch_from=sources[1])
+  train.train_and_evaluate(_copy(seed=1, num_steps=16), alone / "seed=1")
+  sweep_lib.run_sweep(later, seeds, str(swept))
+  assert (swept / "seed=1" / "branch.json").exists()
+  assert_same_run(alone / "seed=1", swept / "seed=1", 16)
+  assert _final_state(swept / "seed=0")[0] == 16
 
   other = tmp_path / "other_config"  # seed=0: a run --overwrite deletes
   train.train_and_evaluate(_copy(seed=0, num_steps=12,
@@ -267,7 +265,7 @@ def test_a_sweep_resumes_a_group_from_a_members_branch_step_or_apart(
                            branch_from=sources[1])
   sweep_lib.run_sweep(later, seeds, str(other), overwrite=True)
   assert (other / "seed=1" / "branch.json").exists()
-  assert_same_run(tmp_path / "alone_False" / "seed=1", other / "seed=1", 16)
+  assert_same_run(alone / "seed=1", other / "seed=1", 16)
   with open(other / "seed=0" / "config.json") as f:
     assert json.load(f)["dni"]["sg_scale"] == later.dni.sg_scale
 

@@ -356,14 +356,30 @@ def test_a_sweep_member_whose_final_save_was_killed_trains_it_again(
   _kill_final_save_before_its_digest(tmp_path / "resumed" / "seed=1", 8)
   capsys.readouterr()
   sweep_lib.run_sweep(config, sweep_list, str(tmp_path / "resumed"))
-  assert "interrupted before its digest" in capsys.readouterr().err
-  for member in ("seed=0", "seed=1"):
-    _assert_same_run(tmp_path / "straight" / member,
-                     tmp_path / "resumed" / member, 8)
-  assert (tmp_path / "resumed" / "seed=1" / "checkpoints" / "8.incomplete"
-          ).is_dir()
-  assert (tmp_path / "resumed" / "seed=0" / "checkpoints" / "8.ahead"
-          ).is_dir()
+  out = capsys.readouterr()
+  assert "interrupted before its digest" in out.err
+  assert "resuming from step 6" in out.out  # seed=1 alone; seed=0 finished
+  # The finished member is not trained again: its run stays as it was.
+  _assert_same_run(tmp_path / "straight" / "seed=0",
+                   tmp_path / "resumed" / "seed=0", 8)
+  assert not list((tmp_path / "resumed").glob("*/checkpoints/*.ahead"))
+  # seed=1 retrains its last interval as a run of its own (not vmapped):
+  # the same records and state up to float rounding.
+  a, b = tmp_path / "straight" / "seed=1", tmp_path / "resumed" / "seed=1"
+  ra, rb = (read_metrics(str(d / "metrics.jsonl")) for d in (a, b))
+  assert [(r["step"], r["split"]) for r in ra] == [
+      (r["step"], r["split"]) for r in rb]
+  for x, y in zip(ra, rb):
+    for k in x:
+      if k not in ("step", "split"):
+        np.testing.assert_allclose(x[k], y[k], rtol=1e-4, atol=1e-5)
+  sa, sb = test_train._final_state(a), test_train._final_state(b)  # pylint: disable=protected-access
+  assert sa[0] == sb[0] == 8
+  jax.tree_util.tree_map(
+      lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5),
+      sa[1], sb[1])
+  assert (b / "checkpoints" / "8.incomplete").is_dir()
+  assert (b / "summary.json").exists()
 
 
 def test_a_second_process_on_a_workdir_is_refused(tmp_path):

@@ -235,18 +235,35 @@ def test_members_that_trained_apart_resume_apart_not_started_over(tmp_path):
   assert not list((tmp_path / "s").glob("*/checkpoints/*.ahead"))
 
 
-def test_a_sweep_that_gains_a_member_resumes_the_old_ones(tmp_path):
+def test_a_sweep_that_gains_a_member_resumes_the_old_ones(tmp_path, capsys,
+                                                         monkeypatch):
   """Members added to a trained sweep start at step 0 while the old ones
-  resume, vmapped together, from their newest step."""
+  resume, vmapped together, from their newest step; killed and rerun once
+  the old ones have finished, the sweep does not train them again."""
   old = [{"seed": 0}, {"seed": 1}]
   sweep.run_sweep(_config(num_steps=6), old, str(tmp_path))
   before = {m: read_metrics(tmp_path / m / "metrics.jsonl")
             for m in ("seed=0", "seed=1")}
+  capsys.readouterr()
   sweep.run_sweep(_config(num_steps=9), old + [{"seed": 2}], str(tmp_path))
+  assert "resuming 2 members from step 6" in capsys.readouterr().out
   for member, records in before.items():
     after = read_metrics(tmp_path / member / "metrics.jsonl")
     assert after[:len(records)] == records and after[-1]["step"] == 9
-  assert read_metrics(tmp_path / "seed=2" / "metrics.jsonl")[0]["step"] <= 3
+  finished = {m: read_metrics(tmp_path / m / "metrics.jsonl")
+              for m in ("seed=0", "seed=1")}
+  # seed=3 joins and is killed at step 7, beside members finished at 9.
+  undo = tiny.crash_batches_at(monkeypatch, 7)
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run_sweep(_config(num_steps=9), old + [{"seed": 3}], str(tmp_path))
+  undo()
+  # It shares step 6 with the finished members: as one group they would
+  # all resume from there, the finished ones trained again.
+  assert 6 in Checkpointer(tmp_path / "seed=3" / "checkpoints").all_steps()
+  sweep.run_sweep(_config(num_steps=9), old + [{"seed": 3}], str(tmp_path))
+  for member, records in finished.items():
+    assert read_metrics(tmp_path / member / "metrics.jsonl") == records
+  assert read_metrics(tmp_path / "seed=3" / "metrics.jsonl")[-1]["step"] == 9
   assert not list(tmp_path.glob("*/checkpoints/*.ahead"))
 
 

@@ -247,9 +247,10 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
   first checkpoint). A group whose members have all finished is not
   trained again; otherwise every member resumes from the last step that
   all of them have a checkpoint of (refused where that is before the step
-  a member was branched at). Members that trained apart and hold no step
-  in common are refused before anything is moved: ``run_sweep`` splits
-  them into the groups they resume in (``trained_apart``).
+  a member was branched at). A group that mixes finished and unfinished
+  members, or whose members trained apart and hold no step in common, is
+  refused before anything is written: ``run_sweep`` splits it into the
+  groups it resumes in (``trained_apart``).
   """
   dirs = [os.path.join(workdir, m.name) for m in group]
   with contextlib.ExitStack() as locks:
@@ -306,23 +307,30 @@ def _held_steps(group: list[Member], dirs: list[str],
 def trained_apart(steps: list[list[int]], checkpoint_every: int,
                   num_steps: list[int]) -> list[list[int]]:
   """The members of a vmapped group (their checkpoint ``steps``) as the
-  groups they resume in: one group where they hold a step in common, or
-  where none holds more than its first checkpoint (a group killed between
-  its members' first saves starts over, losing at most one interval);
-  otherwise they trained apart (under early stopping each seed runs alone;
-  or the sweep gained members), and a common start from step 0 would
-  discard what each trained: the unfinished members are grouped by their
-  newest step, each group resuming from there, and the finished ones form
-  a group of their own, which is not trained again. Indices into
-  ``steps``."""
-  if (checkpoint_lib.common_step(steps) or
-      not any(s and s[-1] > checkpoint_every for s in steps)):
-    return [list(range(len(steps)))]
-  by_step = {}
-  for i, s in enumerate(steps):
-    done = bool(s) and s[-1] >= num_steps[i]
-    by_step.setdefault("done" if done else (s[-1] if s else 0), []).append(i)
-  return sorted(by_step.values())
+  groups they resume in; indices into ``steps``.
+
+  Finished members (newest step ≥ their ``num_steps``) are not trained
+  again: they form a group of their own. The unfinished ones resume
+  together from the newest step they all hold, as they ran (a group killed
+  between its members' first saves starts over, losing at most one
+  interval); where they hold none and one holds more than its first
+  checkpoint, they trained apart (under early stopping each seed runs
+  alone; or the sweep gained members), and a common start from step 0
+  would discard what each trained: they are grouped by their newest step,
+  each group resuming from there."""
+  done = [i for i, s in enumerate(steps) if s and s[-1] >= num_steps[i]]
+  todo = [i for i in range(len(steps)) if i not in done]
+  parts = [done] if done else []
+  held = [steps[i] for i in todo]
+  if todo and (checkpoint_lib.common_step(held) or not any(
+      len(s) > 1 or (s and s[-1] > checkpoint_every) for s in held)):
+    parts.append(todo)
+  elif todo:
+    by_step = {}
+    for i in todo:
+      by_step.setdefault(steps[i][-1] if steps[i] else 0, []).append(i)
+    parts.extend(by_step.values())
+  return sorted(parts)
 
 
 def _common_start(checkpointers, names) -> int:
@@ -340,6 +348,17 @@ def _common_start(checkpointers, names) -> int:
 
 def _run_group_locked(group, dirs, overwrite):
   configs = [m.config for m in group]
+  held = _held_steps(group, dirs, overwrite)
+  if len(trained_apart(held, configs[0].checkpoint_every,
+                       [c.num_steps for c in configs])) > 1:
+    raise WorkdirError(
+        "the members of this vmapped group cannot resume together ("
+        + "; ".join(f"{m.name}: {s or 'none'}" for m, s in zip(group, held))
+        + "): some have finished, or they hold no checkpoint step in "
+        "common, and training them together would train a finished one "
+        "again or start each over from step 0. run_sweep "
+        "(experiments.sweep) resumes each part from its own newest step; "
+        "nothing was changed.")
   _check_branches(group, dirs, overwrite)  # every member before any write
   for d, c in zip(dirs, configs):
     branch_lib.clear_unfinished(d, overwrite)
@@ -356,14 +375,6 @@ def _run_group_locked(group, dirs, overwrite):
                    for m, c, d, s in zip(group, configs, dirs, steps)}
       checkpointers.close()
       return summaries
-    held = [c.all_steps() for c in checkpointers.checkpointers]
-    if len(trained_apart(held, configs[0].checkpoint_every,
-                         [c.num_steps for c in configs])) > 1:
-      raise WorkdirError(
-          "the members of this vmapped group hold no checkpoint step in "
-          f"common ({held}); training them together would start each over "
-          "from step 0. Run them through run_sweep (experiments.sweep), "
-          "which resumes each from its own newest step; nothing was moved.")
     start_step = _common_start(checkpointers.checkpointers,
                                [m.name for m in group])
     state = loop.init()
@@ -461,10 +472,12 @@ def _resume_groups(group: list[Member], workdir: str,
                         [m.config.num_steps for m in group])
   if len(parts) == 1:
     return [group]
-  print(f"[sweep] the members {', '.join(m.name for m in group)} hold no "
-        "checkpoint step in common (they trained apart): each resumes from "
-        "its own newest step, vmapped with those that share it, and "
-        "finished ones are not trained again", flush=True)
+  print(f"[sweep] the members {', '.join(m.name for m in group)} resume "
+        "as " + " | ".join(", ".join(group[i].name for i in part)
+                           for part in parts)
+        + ": finished ones are not trained again, and members that trained "
+        "apart (no checkpoint step in common) each resume from their own "
+        "newest step, vmapped with those that share it", flush=True)
   return [[group[i] for i in part] for part in parts]
 
 
