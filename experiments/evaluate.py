@@ -1,6 +1,6 @@
 """Evaluates a run's latest checkpoint with the run's own config.
 
-  python -m experiments.evaluate <workdir>
+  python -m experiments.evaluate <workdir> [--data_dir=<folder>]
 
 ``<workdir>`` is the --workdir a run of ``experiments.main`` trained into:
 its ``config.json`` rebuilds the data and the network, the latest checkpoint
@@ -8,7 +8,8 @@ in ``checkpoints/`` is restored into it, and the test metrics are printed
 (character corpora: valid and test bits per character; Copy tasks, which
 have no held-out split: the last logged train metrics). For a comparison
 workdir (one ``<method>/`` folder per method) or a sweep's (one folder per
-member), each folder's. Nothing in the workdir is written. The library
+member), each folder's. ``--data_dir`` reads the data from another folder
+than the run's ``data.dir``. Nothing in the workdir is written. The library
 function is ``dni_jax.training.evaluate.evaluate_workdir(workdir)``, which
 returns the same numbers as a dict. Errors are one paragraph; --traceback
 shows the Python traceback as well.
@@ -24,6 +25,11 @@ from experiments import cli
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "The run's folder (or give it as the only argument).")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Read the data from this folder instead of the run's "
+    "data.dir: another copy of the dataset, or other text in its files' "
+    "format (e.g. a slice of the training text saved as ptb.char.valid.txt, "
+    "to score fixed parameters on text the run trained on).")
 _JSON = flags.DEFINE_bool("json", False, "Print the results as one JSON "
                           "object instead of lines.")
 _TRACEBACK = flags.DEFINE_bool(
@@ -53,7 +59,7 @@ def main(argv):
   try:
     if not _JSON.value:
       print(report.devices_line(), flush=True)
-    results = evaluate.evaluate_workdir(workdir)
+    results = evaluate.evaluate_workdir(workdir, _DATA_DIR.value)
   except Exception as e:  # pylint: disable=broad-except
     if _TRACEBACK.value:
       raise

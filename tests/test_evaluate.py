@@ -61,6 +61,26 @@ def test_a_copy_run_gives_its_last_train_metrics(tmp_path):
                                         if k not in ("step", "split")}}
 
 
+def test_data_dir_scores_the_same_checkpoint_on_other_text(tmp_path):
+  """``data_dir``: the run's checkpoint on another folder's text; a copy of
+  the run's own data gives its own evaluation again."""
+  from test_data_errors import _write_ptb  # pylint: disable=g-import-not-at-top
+  text = "".join(" ".join("abc_defg_hij") + "\n" for _ in range(100))
+  other = "".join(" ".join("jih_gfed_cba") + "\n" for _ in range(20))
+  for name, held_out in (("own", text[:300]), ("copy", text[:300]),
+                         ("other", other)):
+    (tmp_path / name).mkdir()
+    _write_ptb(tmp_path / name, train=text, valid=held_out, test=held_out)
+  run = tmp_path / "run"
+  train.train_and_evaluate(tiny("ptb_char", method="dni", unroll=3,
+                                **{"data.dir": str(tmp_path / "own")}), run)
+  (own,) = evaluate.evaluate_workdir(run).values()
+  (copy,) = evaluate.evaluate_workdir(run, str(tmp_path / "copy")).values()
+  (other,) = evaluate.evaluate_workdir(run, str(tmp_path / "other")).values()
+  assert copy == own and other["step"] == own["step"]
+  assert other["splits"]["valid"]["bpc"] != own["splits"]["valid"]["bpc"]
+
+
 def test_missing_folder_no_run_and_no_checkpoint_are_clear_errors(tmp_path):
   with pytest.raises(WorkdirError, match="does not exist; give the --workdir"):
     evaluate.evaluate_workdir(tmp_path / "nowhere")

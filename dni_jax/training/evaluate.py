@@ -64,8 +64,12 @@ def run_dirs(workdir: str) -> dict[str, str]:
   return found
 
 
-def evaluate_run(run_dir: str) -> dict:
+def evaluate_run(run_dir: str, data_dir: str | None = None) -> dict:
   """The evaluation of the latest checkpoint of the run in ``run_dir``.
+
+  ``data_dir``: read the data from this folder instead of the run's
+  ``data.dir`` (another copy of the dataset, or other text in the same
+  files, e.g. a slice of the training split saved as the held-out ones).
 
   Returns:
     ``{"method", "step", "checkpoints", "splits": {split: metrics}}``,
@@ -80,6 +84,8 @@ def evaluate_run(run_dir: str) -> dict:
       data.dir is missing).
   """
   config = workdir_lib.read_config(run_dir)
+  if data_dir:
+    config.data.dir = data_dir
   directory = os.path.join(run_dir, "checkpoints")
   no_checkpoint = (
       f"{run_dir} holds a run ({workdir_lib.CONFIG_FILE}) but no checkpoint "
@@ -109,13 +115,14 @@ def evaluate_run(run_dir: str) -> dict:
           "checkpoints": os.path.abspath(directory), "splits": splits}
 
 
-def evaluate_workdir(workdir: str) -> dict[str, dict]:
-  """``{name: evaluate_run(folder)}`` of every run in ``workdir``.
+def evaluate_workdir(workdir: str,
+                     data_dir: str | None = None) -> dict[str, dict]:
+  """``{name: evaluate_run(folder, data_dir)}`` of every run in ``workdir``.
 
   ``workdir`` is a run's folder (one entry, named by its method), or a
   comparison's or sweep's (one entry per method or member folder).
   """
-  return {name: evaluate_run(path)
+  return {name: evaluate_run(path, data_dir)
           for name, path in run_dirs(str(workdir)).items()}
 
 
