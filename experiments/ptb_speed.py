@@ -16,9 +16,9 @@ of 32 × 8 at T = 8), so the number of windows differs with T, and evaluates
 every ``EVAL_CHARS`` characters (at T = 3, the whole 8-window calls below
 that: 6,824 windows, 655,104 characters). ``TABLE1_CELLS`` are the paper's
 Table 1 on PTB at the same budget (``reproduce --table=ptb_table1``). Runs
-that resume across several sittings
-have no honest wall time, so wall time = characters × the seconds per
-character of the cell's window step, measured here side by side
+that resume across several sittings have no honest wall time, so wall time
+= characters × the seconds per character of the cell's window step,
+measured here side by side
 (interleaved rounds, ``experiments.timing``) on this device and printed
 beside the table. ``seconds_per_char(..., root=<workdir>/ptb_speed)`` also
 writes them to ``<workdir>/ptb_speed/seconds_per_char.json`` (``{cell:

@@ -261,15 +261,14 @@ def run_group(group: list[Member], workdir: str, overwrite: bool = False):
 
 
 def _check_branches(group: list[Member], dirs: list[str],
-                    overwrite: bool) -> None:
+                    steps: list[list[int]]) -> None:
   """Refuses, writing nothing, a vmapped group that would resume before the
   step a member was branched at (``--branch_from`` into a member's folder):
   the group resumes from the newest step every member holds, which would
   set the branch's own checkpoints aside and train the member from there
-  under its ``branch.json``. Members whose run ``overwrite`` deletes count
-  as empty. A branch stopped before its first checkpoint is refused first
-  (``branch.check_unfinished``), whichever member holds it."""
-  steps = _held_steps(group, dirs, overwrite)
+  under its ``branch.json``. ``steps``: each member's, as
+  ``_held_steps`` reads them (empty where ``overwrite`` deletes the run).
+  """
   if all(s and s[-1] >= m.config.num_steps for s, m in zip(steps, group)):
     return  # every member has finished: nothing is trained
   start = checkpoint_lib.common_step(steps) or 0
@@ -359,7 +358,7 @@ def _run_group_locked(group, dirs, overwrite):
         "again or start each over from step 0. run_sweep "
         "(experiments.sweep) resumes each part from its own newest step; "
         "nothing was changed.")
-  _check_branches(group, dirs, overwrite)  # every member before any write
+  _check_branches(group, dirs, held)  # every member before any write
   for d, c in zip(dirs, configs):
     branch_lib.clear_unfinished(d, overwrite)
     workdir_lib.prepare(d, c, overwrite)
@@ -454,8 +453,8 @@ def run_sweep(config: ml_collections.ConfigDict, sweep, workdir: str,
                   for part in _resume_groups(group, workdir, overwrite)]
   for group in sweep_groups:
     if len(group) > 1:
-      _check_branches(group, [os.path.join(workdir, m.name) for m in group],
-                      overwrite)
+      dirs = [os.path.join(workdir, m.name) for m in group]
+      _check_branches(group, dirs, _held_steps(group, dirs, overwrite))
   print(plan(sweep_groups, workdir), flush=True)
   with files.WorkdirLock(workdir, "a sweep"):
     return _run_groups(sweep_groups, workdir, overwrite)
