@@ -1,6 +1,6 @@
 """Evaluates a run's latest checkpoint with the run's own config.
 
-  python -m experiments.evaluate <workdir> [--data_dir=<folder>]
+  python -m experiments.evaluate <workdir> [--data_dir=<folder>] [--online]
 
 ``<workdir>`` is the --workdir a run of ``experiments.main`` trained into:
 its ``config.json`` rebuilds the data and the network, the latest checkpoint
@@ -9,9 +9,13 @@ in ``checkpoints/`` is restored into it, and the test metrics are printed
 have no held-out split: the last logged train metrics). For a comparison
 workdir (one ``<method>/`` folder per method) or a sweep's (one folder per
 member), each folder's. ``--data_dir`` reads the data from another folder
-than the run's ``data.dir``. Nothing in the workdir is written. The library
-function is ``dni_jax.training.evaluate.evaluate_workdir(workdir)``, which
-returns the same numbers as a dict. Errors are one paragraph; --traceback
+than the run's ``data.dir``. ``--online`` (character corpora) scores the
+valid and test text while training on it with the run's own update rule,
+from the checkpoint (dynamic evaluation), beside the same streams scored
+with the checkpoint's parameters fixed. Nothing in the workdir is written.
+The library functions are ``dni_jax.training.evaluate.evaluate_workdir(
+workdir)`` and ``evaluate_online(run_dir)``, which return the same numbers
+as a dict. Errors are one paragraph; --traceback
 shows the Python traceback as well.
 """
 
@@ -30,6 +34,12 @@ _DATA_DIR = flags.DEFINE_string(
     "data.dir: another copy of the dataset, or other text in its files' "
     "format (e.g. a slice of the training text saved as ptb.char.valid.txt, "
     "to score fixed parameters on text the run trained on).")
+_ONLINE = flags.DEFINE_bool(
+    "online", False, "Character corpora: score valid and test while "
+    "training on them, window by window, with the run's own update rule "
+    "from its checkpoint (each window scored before its own update, as the "
+    "training stream's bpc is), beside the same streams scored with the "
+    "checkpoint's parameters fixed.")
 _JSON = flags.DEFINE_bool("json", False, "Print the results as one JSON "
                           "object instead of lines.")
 _TRACEBACK = flags.DEFINE_bool(
@@ -59,7 +69,12 @@ def main(argv):
   try:
     if not _JSON.value:
       print(report.devices_line(), flush=True)
-    results = evaluate.evaluate_workdir(workdir, _DATA_DIR.value)
+    if _ONLINE.value:
+      results = {name: evaluate.evaluate_online(path,
+                                                data_dir=_DATA_DIR.value)
+                 for name, path in evaluate.run_dirs(workdir).items()}
+    else:
+      results = evaluate.evaluate_workdir(workdir, _DATA_DIR.value)
   except Exception as e:  # pylint: disable=broad-except
     if _TRACEBACK.value:
       raise

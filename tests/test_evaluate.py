@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
+from dni_jax.data import char_corpus
 from dni_jax.errors import CheckpointError
+from dni_jax.errors import ConfigError
 from dni_jax.errors import WorkdirError
 from dni_jax.training import evaluate
 from dni_jax.training import train
@@ -79,6 +81,48 @@ def test_data_dir_scores_the_same_checkpoint_on_other_text(tmp_path):
   (other,) = evaluate.evaluate_workdir(run, str(tmp_path / "other")).values()
   assert copy == own and other["step"] == own["step"]
   assert other["splits"]["valid"]["bpc"] != own["splits"]["valid"]["bpc"]
+
+
+def _file_digests(folder):
+  return {path: open(path, "rb").read()
+          for path in glob.glob(f"{folder}/**", recursive=True)
+          if os.path.isfile(path)}
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni"])
+def test_online_scores_held_out_text_while_training_on_it(tmp_path, method):
+  """``evaluate_online``: a run whose learning rate has decayed to zero
+  scores each split online exactly as static (the same characters of the
+  same streams, so only the updates tell them apart); the run's own rate,
+  on text that repeats one line, lowers the score; nothing is written."""
+  from test_data_errors import _write_ptb  # pylint: disable=g-import-not-at-top
+  line = " ".join("abc_defg_hij") + "\n"
+  _write_ptb(tmp_path, train=line * 100, valid=line * 60, test=line * 40)
+  frozen, learning = tmp_path / "frozen", tmp_path / "learning"
+  common = dict(method=method, unroll=3, num_steps=4,
+                **{"data.dir": str(tmp_path), "opt.learning_rate": 0.03})
+  train.train_and_evaluate(tiny("ptb_char", **common, **{
+      "opt.decay_steps": (2,), "opt.decay_factor": 0.0}), frozen)
+  train.train_and_evaluate(tiny("ptb_char", **common), learning)
+  before = _file_digests(tmp_path)
+  fixed = evaluate.evaluate_online(str(frozen))
+  moving = evaluate.evaluate_online(str(learning))
+  assert _file_digests(tmp_path) == before
+  assert fixed["step"] == moving["step"] == 4
+  corpus = char_corpus.load_ptb_char(str(tmp_path))
+  for split in ("valid", "test"):
+    f, m = fixed["splits"][split], moving["splits"][split]
+    chars = len(corpus.splits[split])  # 8 streams, windows of 3
+    assert f["streams"] == 8 and f["windows"] == (chars // 8 - 1) // 3
+    assert f["online_bpc"] == pytest.approx(f["static_bpc"], rel=1e-6)
+    # Dozens of updates at 0.03 on one repeated line: far below static.
+    assert m["online_bpc"] < m["static_bpc"] - 0.3, m
+
+
+def test_online_refuses_a_copy_run(tmp_path):
+  train.train_and_evaluate(tiny("copy", method="bptt"), tmp_path)
+  with pytest.raises(ConfigError, match="no held-out text to score online"):
+    evaluate.evaluate_online(str(tmp_path))
 
 
 def test_missing_folder_no_run_and_no_checkpoint_are_clear_errors(tmp_path):

@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 
 from dni_jax.core import tbptt
+from dni_jax.data import char_corpus
 from dni_jax.errors import CheckpointError
 from dni_jax.errors import ConfigError
 from dni_jax.errors import WorkdirError
@@ -126,11 +128,13 @@ def evaluate_workdir(workdir: str,
           for name, path in run_dirs(str(workdir)).items()}
 
 
-def restore_run(workdir: str, synthesizer: bool = True):
+def restore_run(workdir: str, synthesizer: bool = True,
+                data_dir: str | None = None):
   """A recurrent run's ``(config, task, data, rdni, optimizers, state,
   step)`` at its newest complete checkpoint, for tools that read a run
   (``experiments.synth_fit``, ``experiments.sg_alignment``): nothing is
-  written. ``synthesizer``: refuse a run without one (bptt).
+  written. ``synthesizer``: refuse a run without one (bptt). ``data_dir``:
+  read the data from this folder instead of the run's ``data.dir``.
 
   Raises:
     ConfigError: the folder holds no recurrent run (of dni or dni_aux, with
@@ -138,6 +142,8 @@ def restore_run(workdir: str, synthesizer: bool = True):
     CheckpointError: it holds no complete checkpoint.
   """
   config = workdir_lib.read_one_run_config(workdir)
+  if data_dir:
+    config.data.dir = data_dir
   families.validate(config)
   methods = ("dni", "dni_aux") if synthesizer else tbptt.METHODS
   if (families.family_of(config).name != "recurrent" or
@@ -158,3 +164,60 @@ def restore_run(workdir: str, synthesizer: bool = True):
       f"{workdir} holds no complete checkpoint yet (or one of a run of "
       "several processes).")
   return config, task, data, rdni, optimizers, state, step
+
+
+def evaluate_online(run_dir: str, splits=("valid", "test"),
+                    data_dir: str | None = None) -> dict:
+  """A character run's held-out splits scored while it trains on them.
+
+  Dynamic evaluation (Krause et al. 2018) with the run's own update rule:
+  each split, from the newest checkpoint (parameters, optimiser and
+  synthesizer states as saved), is cut into ``config.batch_size`` streams
+  from the zero state and run through the run's training step window by
+  window; each window is scored by the parameters before its own update
+  (as the training stream's logged ``bpc``). ``static_bpc`` scores the
+  same characters of the same streams with the checkpoint's parameters
+  held fixed, so the two differ only by the updates. Nothing is written.
+
+  Returns:
+    ``{"method", "step", "checkpoints", "splits": {split: {"online_bpc",
+    "static_bpc", "windows", "streams"}}}``.
+
+  Raises:
+    ConfigError: not a run of a character corpus.
+    CheckpointError: no complete checkpoint.
+  """
+  config = workdir_lib.read_one_run_config(run_dir)
+  if config.data.name in experiment.COPY_TASKS:
+    raise ConfigError(
+        f"{run_dir} is a run of {config.data.name}, which has no held-out "
+        "text to score online; give a run of a character corpus (ptb_char, "
+        "tiny_shakespeare), or drop --online.")
+  config, _, _, rdni, optimizers, saved, step = restore_run(
+      run_dir, synthesizer=False, data_dir=data_dir)
+  corpus = experiment.load_corpus(config)
+  results = {}
+  for split in splits:
+    rows = char_corpus.streams(corpus.splits[split], config.batch_size)
+    task = char_corpus.CharStreamTask(config.batch_size, config.unroll,
+                                      corpus.vocab_size, rows.shape[1])
+    windows = (rows.shape[1] - 1) // config.unroll
+    step_fn = tbptt.make_train_step(rdni, optimizers, task)
+    # A copy per split: the step donates its state.
+    state = jax.tree_util.tree_map(jnp.copy, saved).replace(
+        step=jnp.zeros_like(saved.step),
+        carry=rdni.core.initial_state(config.batch_size))
+    data = jnp.asarray(rows)
+    nats = 0.0
+    for _ in range(windows):
+      state, metrics = step_fn(state, data)
+      nats += float(metrics["loss"])
+    static = recurrent.score_rows(
+        rdni.core, saved.params, rows[:, :windows * config.unroll + 1])
+    results[split] = {
+        "online_bpc": char_corpus.bits_per_char(nats / windows),
+        "static_bpc": static["bpc"], "windows": windows,
+        "streams": config.batch_size}
+  return {"method": str(config.method), "step": step,
+          "checkpoints": os.path.abspath(os.path.join(run_dir, "checkpoints")),
+          "splits": results}

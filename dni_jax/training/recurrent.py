@@ -58,7 +58,15 @@ def evaluate_lm(core, params, tokens: np.ndarray,
   character after a stream's first is predicted once.
   """
   num_streams = max(1, min(num_streams, len(tokens) // 2))
-  rows = char_corpus.streams(tokens, num_streams)
+  return score_rows(core, params, char_corpus.streams(tokens, num_streams),
+                    chunk)
+
+
+def score_rows(core, params, rows: np.ndarray, chunk: int = 500) -> dict:
+  """Bits per character of ``rows`` ``[streams, L]``, each row a stream
+  from the zero state; every character after a row's first is predicted
+  once."""
+  num_streams = rows.shape[0]
   inputs, targets = rows[:, :-1], rows[:, 1:]
   length = inputs.shape[1]
   padded = -(-length // chunk) * chunk
