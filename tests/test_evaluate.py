@@ -84,9 +84,8 @@ def test_data_dir_scores_the_same_checkpoint_on_other_text(tmp_path):
 
 
 def _file_digests(folder):
-  return {path: open(path, "rb").read()
-          for path in glob.glob(f"{folder}/**", recursive=True)
-          if os.path.isfile(path)}
+  return {os.path.join(root, name): open(os.path.join(root, name), "rb").read()
+          for root, _, names in os.walk(folder) for name in names}
 
 
 @pytest.mark.parametrize("method", ["bptt", "dni"])
@@ -117,12 +116,22 @@ def test_online_scores_held_out_text_while_training_on_it(tmp_path, method):
     assert f["online_bpc"] == pytest.approx(f["static_bpc"], rel=1e-6)
     # Dozens of updates at 0.03 on one repeated line: far below static.
     assert m["online_bpc"] < m["static_bpc"] - 0.3, m
+  # Text of one window per stream: scored before its update, so as static.
+  (tmp_path / "short").mkdir()
+  _write_ptb(tmp_path / "short", train=line * 100, valid=line * 3,
+             test=line * 40)
+  short = evaluate.evaluate_online(str(learning), ("valid",),
+                                   str(tmp_path / "short"))["splits"]["valid"]
+  assert short["windows"] == 1
+  assert short["online_bpc"] == pytest.approx(short["static_bpc"], rel=1e-6)
 
 
-def test_online_refuses_a_copy_run(tmp_path):
-  train.train_and_evaluate(tiny("copy", method="bptt"), tmp_path)
-  with pytest.raises(ConfigError, match="no held-out text to score online"):
-    evaluate.evaluate_online(str(tmp_path))
+def test_online_refuses_runs_without_held_out_text(tmp_path):
+  train.train_and_evaluate(tiny("copy", method="bptt"), tmp_path / "copy")
+  train.train_and_evaluate(_binary(method="backprop"), tmp_path / "binary")
+  for run in ("copy", "binary"):
+    with pytest.raises(ConfigError, match="no held-out text to score online"):
+      evaluate.evaluate_online(str(tmp_path / run))
 
 
 def test_missing_folder_no_run_and_no_checkpoint_are_clear_errors(tmp_path):

@@ -8,8 +8,10 @@ Orbax checkpoint into it and runs the loop's evaluation: the test split
 last train record logged up to the checkpoint. A comparison workdir (one
 ``<method>/`` folder per method) or a sweep's (one folder per member) gives
 one result per folder. Nothing in the workdir is written.
-``restore_run(workdir)`` restores one recurrent run for the tools that
-measure it (``experiments.synth_fit``, ``experiments.sg_alignment``).
+``evaluate_online(run_dir)`` scores a character run's held-out text while
+training on it (dynamic evaluation). ``restore_run(workdir)`` restores one
+recurrent run for the tools that measure it (``experiments.synth_fit``,
+``experiments.sg_alignment``, ``evaluate_online``).
 
   python -m experiments.evaluate <workdir>
 """
@@ -175,20 +177,25 @@ def evaluate_online(run_dir: str, splits=("valid", "test"),
   synthesizer states as saved), is cut into ``config.batch_size`` streams
   from the zero state and run through the run's training step window by
   window; each window is scored by the parameters before its own update
-  (as the training stream's logged ``bpc``). ``static_bpc`` scores the
-  same characters of the same streams with the checkpoint's parameters
-  held fixed, so the two differ only by the updates. Nothing is written.
+  (as the training stream's logged ``bpc``). The optimiser's own step
+  count, and so any learning-rate decay, carries on from the checkpoint.
+  ``static_bpc`` scores the same characters of the same streams with the
+  checkpoint's parameters held fixed, so the two differ only by the
+  updates (it differs from the run's logged valid and test bpc, which cut
+  the text into ``config.eval_batch_size`` streams). Nothing is written.
 
   Returns:
     ``{"method", "step", "checkpoints", "splits": {split: {"online_bpc",
     "static_bpc", "windows", "streams"}}}``.
 
   Raises:
+    WorkdirError: ``run_dir`` holds several runs (give one of them).
     ConfigError: not a run of a character corpus.
     CheckpointError: no complete checkpoint.
   """
   config = workdir_lib.read_one_run_config(run_dir)
-  if config.data.name in experiment.COPY_TASKS:
+  if (config.data.name in experiment.COPY_TASKS or
+      families.family_of(config).name != "recurrent"):
     raise ConfigError(
         f"{run_dir} is a run of {config.data.name}, which has no held-out "
         "text to score online; give a run of a character corpus (ptb_char, "
