@@ -1,4 +1,5 @@
-"""experiments.lstm_cells: saturated LSTM cells, counted at fixed parameters."""
+"""dni_jax.training.lstm_cells (experiments.lstm_cells): saturated LSTM
+cells, counted at fixed parameters."""
 
 import os
 import subprocess
@@ -8,8 +9,8 @@ import jax
 import pytest
 
 from dni_jax.errors import ConfigError
+from dni_jax.training import lstm_cells
 from dni_jax.training import train
-from experiments import lstm_cells
 from test_train import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
