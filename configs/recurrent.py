@@ -42,6 +42,9 @@ def get_config():
   # the synthesizer's optax steps per window, each on the window's one
   # target from M's latest parameters (1: the paper's single step)
   config.dni.synth_steps = 1
+  # λ grows linearly from 0 over this many windows (0: λ from the first
+  # window; docs/results.md, PTB at 1024 units)
+  config.dni.sg_warmup = 0
   # a control: each stream gets the synthetic gradient predicted for the
   # previous stream of the batch (sizes and batch mean kept, the per-stream
   # information lost); False: DNI itself

@@ -320,6 +320,35 @@ def test_several_synthesizer_steps_repeat_the_regression_on_one_target():
                 synth_steps=0)
 
 
+@pytest.mark.parametrize("method", ["dni", "dni_aux"])
+def test_warmup_scales_lambda_linearly_with_the_window_count(method):
+  """``sg_warmup = n``: window ``k`` is the step of ``λ·min(1, k/n)`` without
+  a warm-up (core, synthesizer and metrics alike); window 0 updates the core
+  as plain truncated BPTT does, and from window ``n`` on λ is whole."""
+  rdni, opt, state = _setup(method, sg_scale=0.3)
+  warm = dataclasses.replace(rdni, sg_warmup=4)
+  batch = _batch(5)
+  for k, fraction in [(0, 0.0), (1, 0.25), (3, 0.75), (4, 1.0), (9, 1.0)]:
+    at_k = state.replace(step=jnp.asarray(k, jnp.int32))
+    new, metrics = tbptt.train_step(at_k, batch, rdni=warm, optimizers=opt)
+    ref, ref_metrics = tbptt.train_step(
+        at_k.replace(sg_scale=jnp.asarray(0.3 * fraction, jnp.float32)),
+        batch, rdni=rdni, optimizers=opt)
+    _tree_close(new.replace(sg_scale=ref.sg_scale), ref, rtol=1e-6,
+                atol=1e-7)
+    _tree_close(metrics, ref_metrics, rtol=1e-6, atol=1e-7)
+    assert float(new.sg_scale) == pytest.approx(0.3)  # λ itself is kept
+  bptt_rdni, _, _ = _setup("bptt")
+  first, _ = tbptt.train_step(state, batch, rdni=warm, optimizers=opt)
+  plain, _ = tbptt.train_step(state, batch, rdni=dataclasses.replace(
+      bptt_rdni, core=rdni.core), optimizers=opt)
+  if method == "dni":  # dni_aux's first window still trains its Aux head
+    _tree_close(first.params, plain.params, rtol=1e-6, atol=1e-7)
+  with pytest.raises(ValueError, match="sg_warmup"):
+    tbptt.build("dni", _core(), _loss, synthesizers.LinearSynthesizer(),
+                sg_warmup=-1)
+
+
 @pytest.mark.parametrize("method,sg_on", [("dni", "h"), ("dni_aux", "ch")])
 def test_shuffled_control_gives_each_stream_the_previous_streams_prediction(
     method, sg_on):

@@ -117,6 +117,13 @@ class RecurrentDNI:
       the window's end in every use), so only the core loses the
       per-stream prediction. It costs a second ``window_grads`` of the
       window.
+    sg_warmup: 0 (the default): λ from the first window. ``n > 0``: λ grows
+      linearly from 0 over the first ``n`` windows (window ``k``, counted
+      from 0, uses ``λ·min(1, k/n)``, in the core's synthetic gradient and
+      in the bootstrapped target alike), so the core's first windows are
+      plain truncated BPTT while ``M`` learns from their targets
+      (docs/results.md: at 1024 units λ = 0.1 from the first window keeps
+      most cells saturated after the early transient).
   """
   core: Any
   loss_fn: LossFn
@@ -129,6 +136,7 @@ class RecurrentDNI:
   synth_steps: int = 1
   sg_shuffle: bool = False
   shuffle_target: bool = True
+  sg_warmup: int = 0
 
   @property
   def method(self) -> str:
@@ -143,12 +151,12 @@ def build(method: str, core: Any, loss_fn: LossFn,
           bootstrap: str = "scaled",
           target_decay: float = 0.0, synth_steps: int = 1,
           sg_shuffle: bool = False,
-          shuffle_target: bool = True) -> RecurrentDNI:
+          shuffle_target: bool = True, sg_warmup: int = 0) -> RecurrentDNI:
   """The ``RecurrentDNI`` of a method name: bptt, dni or dni_aux.
 
   ``sg_on`` ("h", "ch" or "h_ch"), if given, replaces the core's ``sg_on``;
   ``bootstrap``, ``target_decay``, ``synth_steps``, ``sg_shuffle``,
-  ``shuffle_target``: ``RecurrentDNI``'s.
+  ``shuffle_target``, ``sg_warmup``: ``RecurrentDNI``'s.
   """
   if method not in METHODS:
     raise ValueError(f"unknown recurrent method {method!r}; choose one of "
@@ -160,6 +168,8 @@ def build(method: str, core: Any, loss_fn: LossFn,
     raise ValueError(f"target_decay must be in [0, 1), got {target_decay}")
   if synth_steps < 1:
     raise ValueError(f"synth_steps must be at least 1, got {synth_steps}")
+  if sg_warmup < 0:
+    raise ValueError(f"sg_warmup must be at least 0, got {sg_warmup}")
   core = dataclasses.replace(core, with_aux=method == "dni_aux")
   if sg_on is not None:
     core = dataclasses.replace(core, sg_on=sg_on)
@@ -167,7 +177,8 @@ def build(method: str, core: Any, loss_fn: LossFn,
                       None if method == "bptt" else synthesizer,
                       sg_scale, aux_weight, bootstrap,
                       target_decay=target_decay, synth_steps=synth_steps,
-                      sg_shuffle=sg_shuffle, shuffle_target=shuffle_target)
+                      sg_shuffle=sg_shuffle, shuffle_target=shuffle_target,
+                      sg_warmup=sg_warmup)
 
 
 @flax.struct.dataclass
@@ -371,6 +382,15 @@ def window_grads(rdni: RecurrentDNI, params, start_BxS: jax.Array,
   return param_grads, batch_size * sg_part(rdni, start_grads), end, metrics
 
 
+def warmed_scale(rdni: RecurrentDNI, state: RecurrentTrainState):
+  """The λ window ``state.step`` trains with: ``state.sg_scale``, scaled by
+  ``min(1, step / sg_warmup)`` during a warm-up."""
+  if not rdni.sg_warmup:
+    return state.sg_scale
+  return state.sg_scale * jnp.minimum(
+      1.0, state.step.astype(jnp.float32) / rdni.sg_warmup)
+
+
 def train_step(state: RecurrentTrainState, batch: dict, *,
                rdni: RecurrentDNI, optimizers: Optimizers):
   """One window: update the core (and synthesizer); carry the state on.
@@ -382,15 +402,16 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
     and ``target_norm`` (the mean L2 norm of the per-example target).
   """
   start = jax.lax.stop_gradient(state.carry)
+  scale = warmed_scale(rdni, state)
   grads, target, end, metrics = window_grads(
       rdni, state.params, start, batch, state.synth_params, state.synth_state,
-      state.sg_scale, state.synth_target_params)
+      scale, state.synth_target_params)
   params, opt_state = interface.apply_update(optimizers.stage, grads,
                                              state.opt_state, state.params)
   new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                       carry=jax.lax.stop_gradient(end))
   if rdni.synthesizer is not None:
-    sg = _interface(rdni, optimizers, state.sg_scale)
+    sg = _interface(rdni, optimizers, scale)
     sg_state = interface.state_of(state)
     h0 = sg_input(rdni, start)
     sg_state, metrics["synth_loss"] = sg.regress(
@@ -422,10 +443,11 @@ def synthesizer_fit(state: RecurrentTrainState, batch: dict, *,
   of ``M(h₀)`` and ``t``. Updates nothing.
   """
   start = jax.lax.stop_gradient(state.carry)
+  scale = warmed_scale(rdni, state)
   _, target, _, _ = window_grads(
       rdni, state.params, start, batch, state.synth_params, state.synth_state,
-      state.sg_scale, state.synth_target_params)
-  sg = _interface(rdni, optimizers, state.sg_scale)
+      scale, state.synth_target_params)
+  sg = _interface(rdni, optimizers, scale)
   pred = sg.predict(interface.state_of(state), sg_input(rdni, start)).value
   norms = jnp.linalg.norm(pred, axis=-1) * jnp.linalg.norm(target, axis=-1)
   return {"mse": jnp.mean(jnp.sum(jnp.square(pred - target), -1)),

@@ -307,6 +307,11 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            f"dni.synth_steps must be a whole number of at least 1, got "
            f"{config.dni.synth_steps!r}: the synthesizer's optax steps per "
            "window on that window's target (1: the paper's one step).")
+  _require(isinstance(config.dni.sg_warmup, int)
+           and config.dni.sg_warmup >= 0,
+           f"dni.sg_warmup must be a whole number of windows, 0 or more, got "
+           f"{config.dni.sg_warmup!r}: λ grows linearly from 0 over that many "
+           "windows (0: λ from the first window, the paper's).")
   _require(not config.dni.sg_shuffle or config.batch_size >= 2,
            "dni.sg_shuffle gives each stream the synthetic gradient of "
            "another stream of the batch, and batch_size is 1: with one "
@@ -579,4 +584,5 @@ def build_recurrent(config: ml_collections.ConfigDict,
                      d.aux_weight, sg_on=d.sg_state, bootstrap=d.bootstrap,
                      target_decay=d.target_decay, synth_steps=d.synth_steps,
                      sg_shuffle=d.sg_shuffle,
-                     shuffle_target=d.sg_shuffle_target)
+                     shuffle_target=d.sg_shuffle_target,
+                     sg_warmup=d.sg_warmup)

@@ -79,6 +79,7 @@ ADDED_FIELDS = {
     "dni.synth_steps": 1,
     "dni.sg_shuffle": False,
     "dni.sg_shuffle_target": True,
+    "dni.sg_warmup": 0,
     "model.forget_bias": 0.0,
     "model.peepholes": False,
     "two_networks.oracle": False,
