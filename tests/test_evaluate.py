@@ -1,7 +1,9 @@
 """experiments.evaluate: a run's latest checkpoint, evaluated with its config."""
 
 import glob
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -124,6 +126,32 @@ def test_online_scores_held_out_text_while_training_on_it(tmp_path, method):
                                    str(tmp_path / "short"))["splits"]["valid"]
   assert short["windows"] == 1
   assert short["online_bpc"] == pytest.approx(short["static_bpc"], rel=1e-6)
+
+
+def test_online_keeps_the_lambda_a_warmed_up_run_reached(tmp_path):
+  """A run past its λ warm-up (``dni.sg_warmup``) is scored online with its
+  whole λ from each split's first window, as the same checkpoint under a
+  config without a warm-up is (the split's window count starts at 0, and a
+  warm-up must not start again there)."""
+  from test_data_errors import _write_ptb  # pylint: disable=g-import-not-at-top
+  line = " ".join("abc_defg_hij") + "\n"
+  _write_ptb(tmp_path, train=line * 100, valid=line * 60, test=line * 40)
+  warm = tmp_path / "warm"
+  train.train_and_evaluate(tiny("ptb_char", method="dni", unroll=3,
+                                num_steps=4, **{
+                                    "data.dir": str(tmp_path),
+                                    "opt.learning_rate": 0.03,
+                                    "dni.sg_scale": 1.0,
+                                    "dni.sg_warmup": 2}), warm)
+  plain = tmp_path / "plain"
+  shutil.copytree(warm, plain)
+  config = json.loads((plain / "config.json").read_text())
+  config["dni"]["sg_warmup"] = 0
+  (plain / "config.json").write_text(json.dumps(config))
+  got = evaluate.evaluate_online(str(warm), ("valid",))["splits"]["valid"]
+  want = evaluate.evaluate_online(str(plain), ("valid",))["splits"]["valid"]
+  assert got["windows"] > 2
+  assert got["online_bpc"] == pytest.approx(want["online_bpc"], rel=1e-6)
 
 
 def test_online_refuses_runs_without_held_out_text(tmp_path):

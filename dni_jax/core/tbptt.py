@@ -120,8 +120,10 @@ class RecurrentDNI:
     sg_warmup: 0 (the default): λ from the first window. ``n > 0``: λ grows
       linearly from 0 over the first ``n`` windows (window ``k``, counted
       from 0, uses ``λ·min(1, k/n)``, in the core's synthetic gradient and
-      in the bootstrapped target alike), so the core's first windows are
-      plain truncated BPTT while ``M`` learns from their targets
+      in the bootstrapped target alike; ``k`` is ``state.step``, counted
+      from the run's start), so the core's first windows are close to
+      truncated BPTT (window 0 is exactly it, with dni_aux's Aux head
+      trained towards 0) while ``M`` learns from their targets
       (docs/results.md: at 1024 units λ = 0.1 from the first window keeps
       most cells saturated after the early transient).
   """

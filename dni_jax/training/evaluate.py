@@ -18,6 +18,7 @@ recurrent run for the tools that measure it (``experiments.synth_fit``,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -178,7 +179,9 @@ def evaluate_online(run_dir: str, splits=("valid", "test"),
   from the zero state and run through the run's training step window by
   window; each window is scored by the parameters before its own update
   (as the training stream's logged ``bpc``). The optimiser's own step
-  count, and so any learning-rate decay, carries on from the checkpoint.
+  count, and so any learning-rate decay, carries on from the checkpoint;
+  λ is the one the run trained with at the checkpoint's step (a warm-up,
+  ``dni.sg_warmup``, does not start again).
   ``static_bpc`` scores the same characters of the same streams with the
   checkpoint's parameters held fixed, so the two differ only by the
   updates (it differs from the run's logged valid and test bpc, which cut
@@ -202,6 +205,11 @@ def evaluate_online(run_dir: str, splits=("valid", "test"),
         "tiny_shakespeare), or drop --online.")
   config, _, _, rdni, optimizers, saved, step = restore_run(
       run_dir, synthesizer=False, data_dir=data_dir)
+  if rdni.sg_warmup:
+    # Each split's windows count from 0 (the task reads the step), so a
+    # warm-up would start again: keep the λ of the checkpoint's step.
+    saved = saved.replace(sg_scale=tbptt.warmed_scale(rdni, saved))
+    rdni = dataclasses.replace(rdni, sg_warmup=0)
   corpus = experiment.load_corpus(config)
   results = {}
   for split in splits:

@@ -308,6 +308,7 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            f"{config.dni.synth_steps!r}: the synthesizer's optax steps per "
            "window on that window's target (1: the paper's one step).")
   _require(isinstance(config.dni.sg_warmup, int)
+           and not isinstance(config.dni.sg_warmup, bool)
            and config.dni.sg_warmup >= 0,
            f"dni.sg_warmup must be a whole number of windows, 0 or more, got "
            f"{config.dni.sg_warmup!r}: λ grows linearly from 0 over that many "
