@@ -72,10 +72,14 @@ def _probe_run(workdir: str, probes: int, horizon: int):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from dni_jax.core import sg_alignment  # pylint: disable=g-import-not-at-top
+  from dni_jax.core import tbptt  # pylint: disable=g-import-not-at-top
   from dni_jax.training import evaluate  # pylint: disable=g-import-not-at-top
   config, task, data, rdni, _, state, step = evaluate.restore_run(
       workdir, synthesizer=False)
   span = horizon + 1
+  # λ as the run's train step used it at the checkpoint (below its
+  # configured value while dni.sg_warmup lasts).
+  sg_scale = tbptt.warmed_scale(rdni, state)
 
   # Adam's per-coordinate step size at the checkpoint (None without Adam).
   scale = sg_alignment.adam_scale(state.opt_state)
@@ -86,7 +90,7 @@ def _probe_run(workdir: str, probes: int, horizon: int):
                                           span)
     grads, end = sg_alignment.gradients(
         rdni, state.params, carry, batches, state.synth_params,
-        state.synth_state, state.sg_scale)
+        state.synth_state, sg_scale)
     sums = {k: sums[k] + grads[k] for k in _SUMS}
     examples = {k: grads[k] for k in ("input_B", "state_B", "future_B",
                                       "fixed_B", "sg_B")}

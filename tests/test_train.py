@@ -172,6 +172,10 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
     ({"dni.update_prob": 0.5, "parallel.num_devices": 2},
      "not to sequence tasks or pipelines"),
     ({"dni.synth_delay": -1}, "synth_delay must be a whole number"),
+    ({"dni.synth_delay": True}, "dni.synth_delay must be a whole number of "
+     "at least 0, got True"),
+    ({"opt.decay_factor": -0.5}, "opt.decay_factor must be a finite number, "
+     "0 or more, got -0.5"),
     ({"method": "dni_unlocked", "parallel.num_devices": 2},
      "run on one device"),
     ({"method": "cdni_unlocked", "model.depth": 1}, "needs at least two stages"),

@@ -292,7 +292,10 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch,
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"two_networks.T": 0}, "two_networks.T must be a whole number >= 1"),
+    ({"two_networks.T": 0},
+     "two_networks.T must be a whole number of at least 1, got 0."),
+    ({"opt.decay_factor": float("inf")},
+     "opt.decay_factor must be a finite number, 0 or more, got inf"),
     ({"two_networks.sg_slots": "one"}, "unknown two_networks.sg_slots"),
     ({"two_networks.sg_context": "b"}, "unknown two_networks.sg_context"),
     ({"method": "bptt"}, "unknown method 'bptt'"),

@@ -93,6 +93,30 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
+def _require_whole(value, field: str, minimum: int, meaning: str = "") -> None:
+  """``config.<field>`` is a whole number (an int, not a bool) >= minimum."""
+  _require(isinstance(value, int) and not isinstance(value, bool)
+           and value >= minimum,
+           f"{field} must be a whole number of at least {minimum}, got "
+           f"{value!r}" + (f": {meaning}" if meaning else "."))
+
+
+def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
+  """``opt``'s name, learning rates and decay factor."""
+  _require(config.opt.name in OPTIMIZERS,
+           f"unknown optimiser {config.opt.name!r}; choose one of "
+           f"{OPTIMIZERS}")
+  for field in ("learning_rate", "synth_learning_rate"):
+    value = config.opt.get(field)
+    _require(value is None or (math.isfinite(value) and value > 0),
+             f"opt.{field} must be a positive number, got {value}")
+  factor = config.opt.decay_factor
+  _require(math.isfinite(factor) and factor >= 0,
+           f"opt.decay_factor must be a finite number, 0 or more, got "
+           f"{factor}: it multiplies both learning rates at each of "
+           "opt.decay_steps (0 stops learning there).")
+
+
 def validate_tuple_fields(config: ml_collections.ConfigDict) -> None:
   """Every element of a ``TUPLE_FIELDS`` field has the field's element type."""
   for field, (kind, example) in TUPLE_FIELDS.items():
@@ -134,13 +158,7 @@ def validate_sequence_or_images(config: ml_collections.ConfigDict) -> None:
     _validate_stages(config)
   _validate_synthesizer(config, "maps" if config.model.kind == "cnn"
                         else "vectors")
-  _require(config.opt.name in OPTIMIZERS,
-           f"unknown optimiser {config.opt.name!r}; choose one of "
-           f"{OPTIMIZERS}")
-  for field in ("learning_rate", "synth_learning_rate"):
-    value = config.opt.get(field)
-    _require(value is None or (math.isfinite(value) and value > 0),
-             f"opt.{field} must be a positive number, got {value}")
+  _validate_optimizer(config)
   for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
                 "checkpoint_every", "num_steps"):
     _require(config[field] > 0, f"config.{field} must be positive, got "
@@ -187,9 +205,9 @@ def _validate_stages(config: ml_collections.ConfigDict) -> None:
 def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
   """``dni.synth_delay`` and complete unlock's ``dni.input_*`` fields."""
   d = config.dni
-  _require(isinstance(d.synth_delay, int) and d.synth_delay >= 0,
-           f"dni.synth_delay must be a whole number of steps >= 0 (0 = the "
-           f"current synthesizer), got {d.synth_delay}")
+  _require_whole(d.synth_delay, "dni.synth_delay", 0,
+                 "the steps by which the synthesizers a stage uses lag "
+                 "behind (0: the current ones).")
   unlocked = [m for m in method_names(config) if m.endswith("_unlocked")]
   _require(not unlocked or not config.parallel.num_devices,
            "the unlocked methods run on one device; set "
@@ -218,10 +236,7 @@ def validate_two_networks(config: ml_collections.ConfigDict) -> None:
   """The checks of a two-network config (its methods already checked)."""
   tn = config.two_networks
   for field in ("T", "message_width", "b_width"):
-    _require(isinstance(tn[field], int) and not isinstance(tn[field], bool)
-             and tn[field] >= 1,
-             f"two_networks.{field} must be a whole number >= 1, got "
-             f"{tn[field]!r}")
+    _require_whole(tn[field], f"two_networks.{field}", 1)
   _require(tn.sg_slots in two_networks.SG_SLOTS,
            f"unknown two_networks.sg_slots {tn.sg_slots!r}; choose one of "
            f"{two_networks.SG_SLOTS} (one synthesizer per message slot, or "
@@ -245,18 +260,12 @@ def validate_two_networks(config: ml_collections.ConfigDict) -> None:
            f"unknown model kind {config.model.kind!r} for the two-network "
            f"system; choose one of {rnn.CELLS}")
   _validate_synthesizer(config, "vectors")
-  _require(config.opt.name in OPTIMIZERS,
-           f"unknown optimiser {config.opt.name!r}; choose one of "
-           f"{OPTIMIZERS}")
+  _validate_optimizer(config)
   for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
                 "checkpoint_every", "num_steps", "model.width"):
     node, leaf = (config.model, "width") if "." in field else (config, field)
     _require(node[leaf] > 0, f"config.{field} must be positive, got "
              f"{node[leaf]}")
-  for field in ("learning_rate", "synth_learning_rate"):
-    value = config.opt.get(field)
-    _require(value is None or (math.isfinite(value) and value > 0),
-             f"opt.{field} must be a positive number, got {value}")
   _require(math.isfinite(config.dni.sg_scale),
            f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
   _require(not config.parallel.num_devices,
@@ -302,17 +311,12 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
            f"{config.dni.target_decay}: 0 bootstraps the synthesizer's target "
            "from the synthesizer itself, a value such as 0.99 from a target "
            "network that averages its parameters with that decay per window.")
-  _require(isinstance(config.dni.synth_steps, int)
-           and config.dni.synth_steps >= 1,
-           f"dni.synth_steps must be a whole number of at least 1, got "
-           f"{config.dni.synth_steps!r}: the synthesizer's optax steps per "
-           "window on that window's target (1: the paper's one step).")
-  _require(isinstance(config.dni.sg_warmup, int)
-           and not isinstance(config.dni.sg_warmup, bool)
-           and config.dni.sg_warmup >= 0,
-           f"dni.sg_warmup must be a whole number of windows, 0 or more, got "
-           f"{config.dni.sg_warmup!r}: λ grows linearly from 0 over that many "
-           "windows (0: λ from the first window, the paper's).")
+  _require_whole(config.dni.synth_steps, "dni.synth_steps", 1,
+                 "the synthesizer's optax steps per window on that window's "
+                 "target (1: the paper's one step).")
+  _require_whole(config.dni.sg_warmup, "dni.sg_warmup", 0,
+                 "the windows over which λ grows linearly from 0 (0: λ from "
+                 "the first window, the paper's).")
   _require(not config.dni.sg_shuffle or config.batch_size >= 2,
            "dni.sg_shuffle gives each stream the synthetic gradient of "
            "another stream of the batch, and batch_size is 1: with one "
