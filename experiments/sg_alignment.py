@@ -6,7 +6,9 @@ Restores the run's newest complete checkpoint (bptt, dni or dni_aux on Copy,
 Repeat Copy or PTB) and, at those fixed parameters, probes ``--probes``
 consecutive windows of its own data stream (every window, so that no phase
 of a periodic task is favoured; the state carried on from window to window,
-the task's own state, e.g. Copy's curriculum, held): for each, the core's
+the task's own state, e.g. Copy's curriculum, held, and λ held at the value
+the run's step used at the checkpoint, below ``dni.sg_scale`` during a
+``dni.sg_warmup``): for each, the core's
 parameter gradient from the window's loss (truncated BPTT's), from the
 synthetic term (DNI's addition; zero for bptt), from the losses of the next
 ``--horizon`` windows through the window's end output ``h_T`` (what the

@@ -53,7 +53,8 @@ def _one_line_error(done, *fragments):
       "raise --config.model.depth to 2 or more",
       "--config.method=backprop")),
     (("--workdir=/proc/dni_jax_x",), ("cannot write to --workdir",)),
-    (("--config.num_steps=0",), ("num_steps must be positive",)),
+    (("--config.num_steps=0",),
+     ("num_steps must be a whole number of at least 1, got 0",)),
     (("--config.method=bprop",), ("unknown method 'bprop'",)),
 ])
 def test_mistakes_end_in_one_line(args, fragments, tmp_path):

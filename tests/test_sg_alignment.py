@@ -1,7 +1,9 @@
 """dni_jax.core.sg_alignment against plain jax.grad, and its command."""
 
 import functools
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -308,6 +310,29 @@ def test_the_command_reads_a_run_and_writes_nothing(tmp_path, method,
   assert ("trained online on the first 8 probes" in done.stdout) == (
       method == "dni")
   assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_run_in_its_warm_up_is_probed_with_the_lambda_its_step_used(
+    tmp_path):
+  """Halfway through a λ warm-up (``dni.sg_warmup``) the synthetic gradient
+  probed is half that of the same checkpoint read without a warm-up: the
+  tool uses the λ the run's train step used, not the configured one."""
+  config = tiny("copy", method="dni", unroll=3, num_steps=4)
+  config.dni.sg_scale = 1.0
+  config.dni.sg_warmup = 8
+  train.train_and_evaluate(config, tmp_path / "warm")
+  shutil.copytree(tmp_path / "warm", tmp_path / "plain")
+  saved = json.loads((tmp_path / "plain" / "config.json").read_text())
+  saved["dni"]["sg_warmup"] = 0
+  (tmp_path / "plain" / "config.json").write_text(json.dumps(saved))
+  norms = []
+  for run in ("warm", "plain"):
+    done = _run(tmp_path / run, "--probes=3", "--horizon=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    norms.append(float(re.search(r"norms per window: synthetic (\S+),",
+                                 done.stdout).group(1)))
+  assert norms[1] > 0
+  assert norms[0] == pytest.approx(0.5 * norms[1], rel=2e-3)
 
 
 def test_maps_fitted_at_one_checkpoint_are_scored_at_a_later_one(tmp_path):

@@ -115,6 +115,14 @@ def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
            f"opt.decay_factor must be a finite number, 0 or more, got "
            f"{factor}: it multiplies both learning rates at each of "
            "opt.decay_steps (0 stops learning there).")
+  clip = config.opt.clip_norm
+  _require(math.isfinite(clip) and clip >= 0,
+           f"opt.clip_norm must be a finite number, 0 or more, got {clip}: "
+           "the global norm gradients are clipped to (0: no clipping).")
+  momentum = config.opt.momentum
+  _require(math.isfinite(momentum) and 0 <= momentum < 1,
+           f"opt.momentum must lie in [0, 1), got {momentum}: the momentum "
+           "optimiser's decay of its running gradient.")
 
 
 def validate_tuple_fields(config: ml_collections.ConfigDict) -> None:
@@ -161,8 +169,7 @@ def validate_sequence_or_images(config: ml_collections.ConfigDict) -> None:
   _validate_optimizer(config)
   for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
                 "checkpoint_every", "num_steps"):
-    _require(config[field] > 0, f"config.{field} must be positive, got "
-             f"{config[field]}")
+    _require_whole(config[field], f"config.{field}", 1)
   _require(math.isfinite(config.dni.sg_scale),
            f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
   _validate_parallel(config)
@@ -185,8 +192,7 @@ def _validate_stages(config: ml_collections.ConfigDict) -> None:
     fix = ("give model.hidden at least one width (e.g. "
            "--config.model.hidden=(128,64))")
   else:
-    _require(m.depth >= 1, f"model.depth must be >= 1 (stages of the "
-             f"network), got {m.depth}")
+    _require_whole(m.depth, "model.depth", 1, "the stages of the network.")
     size = (f"model.kind={m.kind!r} with model.depth={m.depth} has "
             f"{_num_stages(config)} stage")
     fix = "raise --config.model.depth to 2 or more"
@@ -264,8 +270,7 @@ def validate_two_networks(config: ml_collections.ConfigDict) -> None:
   for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
                 "checkpoint_every", "num_steps", "model.width"):
     node, leaf = (config.model, "width") if "." in field else (config, field)
-    _require(node[leaf] > 0, f"config.{field} must be positive, got "
-             f"{node[leaf]}")
+    _require_whole(node[leaf], f"config.{field}", 1)
   _require(math.isfinite(config.dni.sg_scale),
            f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
   _require(not config.parallel.num_devices,
@@ -329,29 +334,26 @@ def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
   for field, value in (("unroll", config.unroll),
                        ("model.width", config.model.width),
                        ("windows_per_call", config.windows_per_call)):
-    _require(value > 0, f"config.{field} must be positive, got {value}")
+    _require_whole(value, f"config.{field}", 1)
   _require(config.data.name != "ptb_char" or config.data.dir,
            "data.name=ptb_char reads ptb.char.{train,valid,test}.txt from "
            "--config.data.dir; set it (e.g. ../shared/data/ptb), or use "
            "data.name=tiny_shakespeare (tensorflow-datasets).")
   if config.data.name in ("copy", "repeat_copy"):
-    _require(config.data.start_length >= 1,
-             f"data.start_length must be >= 1, got {config.data.start_length}")
-    _require(config.data.max_repeats >= 1,
-             f"data.max_repeats must be >= 1, got {config.data.max_repeats}")
+    _require_whole(config.data.start_length, "data.start_length", 1,
+                   "the curriculum's first sequence length.")
+    _require_whole(config.data.max_repeats, "data.max_repeats", 1,
+                   "Repeat Copy's largest number of repeats.")
     _require(1 <= config.data.start_repeats <= config.data.max_repeats,
              "data.start_repeats must be in 1..data.max_repeats "
              f"({config.data.max_repeats}), got {config.data.start_repeats}")
-    _require(config.data.check_every > 0,
-             f"data.check_every must be positive, got "
-             f"{config.data.check_every}")
+    _require_whole(config.data.check_every, "data.check_every", 1,
+                   "the windows between the curriculum's checks.")
     _require(config.data.error_measure in copy_tasks.ERROR_MEASURES,
              "data.error_measure must be one of "
              f"{', '.join(copy_tasks.ERROR_MEASURES)} "
              f"(how the curriculum reads the paper's \"averaging below 0.15 "
              f"bits error\"), got {config.data.error_measure!r}")
-  _require(config.opt.clip_norm >= 0,
-           f"opt.clip_norm must be >= 0 (0 = off), got {config.opt.clip_norm}")
 
 
 def update_probs(config: ml_collections.ConfigDict):
