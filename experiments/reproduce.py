@@ -1,7 +1,8 @@
 """The README's tables with error bars: 3 seeds per cell, each cell one vmapped sweep.
 
   python -m experiments.reproduce --table=<name> --budget=<small|full|paper> \\
-      [--workdir=/tmp/dni_jax/reproduce] [--data_dir=../shared/data/mnist] [--seeds=3] \\
+      [--workdir=/tmp/dni_jax/reproduce] [--data_dir=../shared/data/mnist] \\
+      [--seeds=3 [--first_seed=0]] \\
       [--rows='copy T=3'] [--set=dni.sg_state=ch --set=opt.learning_rate=1e-4]
 
 Tables (``--table``):
@@ -71,6 +72,7 @@ import io
 import os
 import statistics
 import sys
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -153,6 +155,9 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "", "config.data.dir (MNIST IDX "
                                 "files; CIFAR-10's extracted archive; PTB's "
                                 "ptb.char.*.txt).")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per cell.")
+_FIRST_SEED = flags.DEFINE_integer(
+    "first_seed", 0, "Each cell's seeds are first_seed…first_seed+seeds−1 "
+    "(e.g. --first_seed=3 for fresh seeds beside a table of seeds 0–2).")
 _COPY_WINDOWS = flags.DEFINE_integer("copy_windows", _COPY_WINDOWS_DEFAULT,
                                      "Copy tables, full budget: windows per run.")
 _ROWS = flags.DEFINE_list("rows", [], "Only these rows of the table (comma-"
@@ -260,7 +265,7 @@ CELL_FIELDS = {"method": "--rows (the columns are the table's own)",
                "unroll": "--rows", "model.depth": "--rows",
                "two_networks.T": "--rows",
                "data.name": "--data_dir", "data.dir": "--data_dir",
-               "seed": "--seeds"}
+               "seed": "--seeds and --first_seed"}
 
 
 def _parsers() -> dict:
@@ -364,7 +369,8 @@ def value(table: str, summary: dict) -> dict:
           "test bpc": summary["test_bpc_at_best_valid"]}
 
 
-def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
+def describe(table: str, budget: str, seeds: Sequence[int],
+             workdir: str) -> str:
   """What ``reproduce`` is about to run: the budget, the cells, the seeds."""
   table_cells = cells(table, budget)
   rows = list(dict.fromkeys(r for r, _, _ in table_cells))
@@ -397,7 +403,8 @@ def describe(table: str, budget: str, seeds: int, workdir: str) -> str:
     how = "the configs' own networks: the README's numbers"
   return "\n".join([
       f"[reproduce] table {table}, budget {budget}: {len(table_cells)} cells "
-      f"× {seeds} seeds = {len(table_cells) * seeds} runs of {each} each "
+      f"× {_seed_text(seeds)} = {len(table_cells) * len(seeds)} runs of "
+      f"{each} each "
       f"(batch {'/'.join(map(str, batch))}), {how}; into "
       f"{os.path.join(workdir, table)}",
       f"[reproduce] cells: {', '.join(rows)} × {', '.join(columns)}"] +
@@ -413,14 +420,23 @@ def _cell_text(values: list) -> str:
   return f"{s['mean']:.4g} ± {s['std']:.2g}"
 
 
-def _sweep(config, seeds: int, folder: str) -> dict:
+def _seed_text(seeds: Sequence[int]) -> str:
+  """``3 seeds`` for seeds 0…2, ``3 seeds (3–5)`` for any others."""
+  text = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+  if seeds[0] == 0:
+    return text
+  return text + (f" ({seeds[0]})" if len(seeds) == 1
+                 else f" ({seeds[0]}–{seeds[-1]})")
+
+
+def _sweep(config, seeds: Sequence[int], folder: str) -> dict:
   """The cell's seeds as one vmapped sweep; ``{member: summary}``."""
   from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
   out = io.StringIO()
   redirect = (contextlib.nullcontext() if _VERBOSE.value
               else contextlib.redirect_stdout(out))
   with redirect:
-    return sweep.run_sweep(config, [{"seed": s} for s in range(seeds)],
+    return sweep.run_sweep(config, [{"seed": s} for s in seeds],
                            folder, _OVERWRITE.value)
 
 
@@ -445,7 +461,8 @@ def _window_seconds(table_cells) -> dict:
   return {n: statistics.median(v) / per_call[n] for n, v in samples.items()}
 
 
-def reproduce_ptb_speed(budget: str, workdir: str, seeds: int) -> str:
+def reproduce_ptb_speed(budget: str, workdir: str,
+                        seeds: Sequence[int]) -> str:
   """The speed table (``experiments.ptb_speed``) of every cell's seeds."""
   import jax  # pylint: disable=g-import-not-at-top
   from dni_jax.training.metrics_log import read_metrics  # pylint: disable=g-import-not-at-top
@@ -456,7 +473,7 @@ def reproduce_ptb_speed(budget: str, workdir: str, seeds: int) -> str:
     summaries = _sweep(config, seeds, folder)
     runs[name] = [(read_metrics(os.path.join(folder, f"seed={s}",
                                              "metrics.jsonl")),
-                   summaries[f"seed={s}"]) for s in range(seeds)]
+                   summaries[f"seed={s}"]) for s in seeds]
     unroll[name] = config.unroll
     print(f"[reproduce] ptb_speed {name}: best valid bpc " + ", ".join(
         f"{s['best_valid_bpc']:.4f}" for _, s in runs[name]), flush=True)
@@ -472,7 +489,8 @@ def reproduce_ptb_speed(budget: str, workdir: str, seeds: int) -> str:
           f"interleaved rounds, median):\n{timings}")
 
 
-def reproduce_two_networks(budget: str, workdir: str, seeds: int) -> str:
+def reproduce_two_networks(budget: str, workdir: str,
+                           seeds: Sequence[int]) -> str:
   """Every cell's seeds, then ``experiments.two_networks_table`` of them."""
   from experiments import two_networks_table  # pylint: disable=g-import-not-at-top
   root = os.path.join(workdir, "two_networks")
@@ -486,7 +504,8 @@ def reproduce_two_networks(budget: str, workdir: str, seeds: int) -> str:
   return two_networks_table.table(root)
 
 
-def reproduce(table: str, budget: str, workdir: str, seeds: int) -> str:
+def reproduce(table: str, budget: str, workdir: str,
+              seeds: Sequence[int]) -> str:
   """Runs every cell's seeds (vmapped); returns the Markdown table."""
   if table == "ptb_speed":
     return reproduce_ptb_speed(budget, workdir, seeds)
@@ -496,14 +515,14 @@ def reproduce(table: str, budget: str, workdir: str, seeds: int) -> str:
   for row, column, config in cells(table, budget):
     name = f"{row}_{column}".replace(" ", "_").replace("=", "")
     summaries = _sweep(config, seeds, os.path.join(workdir, table, name))
-    numbers = [value(table, summaries[f"seed={s}"]) for s in range(seeds)]
+    numbers = [value(table, summaries[f"seed={s}"]) for s in seeds]
     for key in numbers[0]:
       grid.setdefault((row, key), {})[column] = _cell_text(
           [n[key] for n in numbers])
     print(f"[reproduce] {row} {column}: " + ", ".join(
         f"{k} {grid[(row, k)][column]}" for k in numbers[0]), flush=True)
   columns = list(dict.fromkeys(c for _, c, _ in cells(table, budget)))
-  lines = [f"| {table} ({budget}, {seeds} seeds, mean ± std) | " +
+  lines = [f"| {table} ({budget}, {_seed_text(seeds)}, mean ± std) | " +
            " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
   for (row, key), by_column in grid.items():
     lines.append(f"| {row}: {key} | " + " | ".join(
@@ -541,20 +560,25 @@ def main(argv):
           f"applies to --table={', '.join(PAPER_TABLES[:-1])} and "
           f"{PAPER_TABLES[-1]} only; use "
           f"--budget=full for {_TABLE.value}")
+  if _SEEDS.value < 1 or _FIRST_SEED.value < 0:
+    _fail(f"--seeds={_SEEDS.value} --first_seed={_FIRST_SEED.value}: each "
+          "cell needs at least one seed (--seeds=1 or more), from a first "
+          "seed of 0 or more (e.g. --seeds=3 --first_seed=3 for seeds 3, 4, "
+          "5).")
+  seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
   try:
     _check_cells(_TABLE.value, _BUDGET.value)
   except ValueError as e:
     _fail(str(e))
   timing.quiet_logs()
-  print(describe(_TABLE.value, _BUDGET.value, _SEEDS.value, _WORKDIR.value),
+  print(describe(_TABLE.value, _BUDGET.value, seeds, _WORKDIR.value),
         flush=True)
   from dni_jax.training import host_memory  # pylint: disable=g-import-not-at-top
   from dni_jax.training import report  # pylint: disable=g-import-not-at-top
   print(report.devices_line(), flush=True)
   host_memory.keep_freed_memory()
   try:
-    text = reproduce(_TABLE.value, _BUDGET.value, _WORKDIR.value,
-                     _SEEDS.value)
+    text = reproduce(_TABLE.value, _BUDGET.value, _WORKDIR.value, seeds)
   except KeyboardInterrupt:
     print("\ninterrupted; rerun the same command to resume every cell from "
           "its last checkpoint", file=sys.stderr, flush=True)

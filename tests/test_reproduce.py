@@ -44,10 +44,10 @@ def test_tables_have_the_papers_cells():
           for m in ("backprop", "dni", "cdni", "cdni_unlocked")]
       assert {(c.data.name, c.model.features, c.num_steps)
               for _, _, c in cnn} == {(data, features, steps)}
-    assert "the CNN at 32 filters" in reproduce.describe(table, "full", 3,
-                                                         "/w")
+    assert "the CNN at 32 filters" in reproduce.describe(
+        table, "full", range(3), "/w")
     assert "the paper's CNN (128 filters)" in reproduce.describe(
-        table, "paper", 3, "/w")
+        table, "paper", range(3), "/w")
   # The CNN's table shows test error and each run's wall time.
   assert reproduce.value("mnist_cnn", {"test": {"accuracy": 0.99},
                                        "seconds": 60.0}) == {
@@ -95,6 +95,15 @@ def test_small_budget_table_runs_end_to_end(tmp_path):
   assert sorted(n for n in os.listdir(
       tmp_path / "binary_addition" / "binary_addition_cdni")
                 if not n.startswith(".")) == ["seed=0", "seed=1"]
+  # --first_seed: fresh seeds, named as they are in every cell.
+  later = _reproduce("--table=binary_addition", "--budget=small", "--seeds=1",
+                     "--first_seed=2", f"--workdir={tmp_path / 'later'}")
+  assert later.returncode == 0, later.stderr[-2000:]
+  assert "3 cells × 1 seed (2) = 3 runs" in later.stdout.splitlines()[0]
+  assert "| binary_addition (small, 1 seed (2), mean ± std) |" in later.stdout
+  assert sorted(n for n in os.listdir(
+      tmp_path / "later" / "binary_addition" / "binary_addition_cdni")
+                if not n.startswith(".")) == ["seed=2"]
 
 
 def test_cifar10_cnn_small_budget_runs_on_local_files(tmp_path):
@@ -132,13 +141,13 @@ def test_help_states_both_budgets():
 def test_copy_full_budget_is_described_in_windows():
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.FLAGS(["reproduce"])  # defaults
-  lines = reproduce.describe("copy", "full", 3, "/w").splitlines()
+  lines = reproduce.describe("copy", "full", range(3), "/w").splitlines()
   assert lines[0].startswith("[reproduce] table copy, budget full: 24 cells × "
                              "3 seeds = 72 runs of 100000 windows each")
   assert lines[1] == ("[reproduce] cells: copy T=2, copy T=3, copy T=4, "
                       "copy T=5, repeat_copy T=2, repeat_copy T=3, "
                       "repeat_copy T=4, repeat_copy T=5 × bptt, dni, dni_aux")
-  paper = reproduce.describe("copy", "paper", 3, "/w").splitlines()[0]
+  paper = reproduce.describe("copy", "paper", range(3), "/w").splitlines()[0]
   assert "72 runs of 2500000 windows each" in paper
 
 
@@ -180,7 +189,8 @@ def test_ptb_table1_cells_are_the_papers_windows_at_one_character_budget():
   for _, _, c in table1:  # the cells both tables have are the same runs
     if (c.method, c.unroll) in speed:
       assert c.to_dict() == speed[(c.method, c.unroll)].to_dict()
-  lines = reproduce.describe("ptb_table1", "full", 3, "/w").splitlines()
+  lines = reproduce.describe("ptb_table1", "full", range(3),
+                            "/w").splitlines()
   assert lines[0].startswith("[reproduce] table ptb_table1, budget full: 15 "
                              "cells × 3 seeds = 45 runs of 30720–122880 "
                              "windows each (batch 32)")
@@ -202,7 +212,7 @@ def test_ptb_table1_small_budget_runs_a_row_end_to_end(tmp_path):
                    "--rows=ptb_char T=3", f"--workdir={tmp_path / 'runs'}",
                    f"--data_dir={ptb}", timeout=900)
   assert out.returncode == 0, out.stderr[-2000:]
-  assert "| ptb_table1 (small, 1 seeds, mean ± std) | bptt | dni | dni_aux |" \
+  assert "| ptb_table1 (small, 1 seed, mean ± std) | bptt | dni | dni_aux |" \
       in out.stdout
   for key in ("best valid bpc", "test bpc"):
     assert f"| ptb_char T=3: {key} | " in out.stdout
@@ -263,7 +273,7 @@ def test_two_networks_cells_are_the_set_up_that_met_the_papers_targets():
   flags.FLAGS(["reproduce", "--data_dir=/mnist"])
   try:
     full = reproduce.cells("two_networks", "full")
-    described = reproduce.describe("two_networks", "full", 3, "/w")
+    described = reproduce.describe("two_networks", "full", range(3), "/w")
   finally:
     flags.FLAGS(["reproduce", "--data_dir="])
   assert [(r, c.two_networks.T, c.method) for r, _, c in full] == [
@@ -331,7 +341,8 @@ def test_rows_and_set_pick_cells_and_change_every_cell():
                    "--set=config.dni.hidden=64", "--set=dni.hidden=32",
                    "--set=dni.track_alignment"):
     copy = reproduce.cells("copy", "paper")
-    described = reproduce.describe("copy", "paper", 3, "/w").splitlines()
+    described = reproduce.describe("copy", "paper", range(3),
+                                   "/w").splitlines()
   assert [(r, m) for r, m, _ in copy] == [
       ("copy T=3", m) for m in ("bptt", "dni", "dni_aux")]
   # Read as --config.<field> reads them: a repeated tuple field collects its
@@ -374,7 +385,7 @@ def test_set_of_the_cnns_width_names_the_rows_after_it():
      "of them, e.g. dni."),
     (["--set=unroll=4"], "changes unroll, which names the table's cells or "
      "seeds; give --rows instead"),
-    (["--set=seed=4"], "give --seeds instead"),
+    (["--set=seed=4"], "give --seeds and --first_seed instead"),
     (["--set=dni.sg_state=xyz"], "cell copy T=2 × bptt: unknown dni.sg_state "
      "'xyz'"),
 ])
@@ -393,6 +404,17 @@ def test_bad_set_exits_with_one_error_line_and_writes_nothing(tmp_path):
   assert out.stderr.startswith("error: --set='dni.sg_stat=ch': the table's "
                                "configs have no field"), out.stderr
   assert len(out.stderr.strip().splitlines()) == 1
+  assert not (tmp_path / "w").exists()
+
+
+def test_no_seeds_or_a_negative_first_seed_is_one_error_line(tmp_path):
+  for flags in (["--seeds=0"], ["--first_seed=-1"]):
+    out = _reproduce("--table=copy", *flags, f"--workdir={tmp_path / 'w'}",
+                     timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: --seeds="), out.stderr
+    assert "needs at least one seed" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
   assert not (tmp_path / "w").exists()
 
 
