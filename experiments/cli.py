@@ -28,6 +28,25 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f"{e} (see --help)", 2)
 
 
+def run_on_workdir(argv: list[str], usage: str, measure, traceback: bool):
+  """The shape every tool that reads one run shares: ``argv`` holds exactly
+  one workdir (else ``error: give one workdir: <usage>``), Orbax's INFO logs
+  are quieted unless ``--verbosity`` is given, and whatever ``measure``
+  raises is one paragraph (``--traceback``: the traceback). Returns
+  ``measure(workdir)``."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if len(argv) != 2:
+    fail(f"give one workdir: {usage}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
+  try:
+    return measure(argv[1])
+  except Exception as e:  # pylint: disable=broad-except
+    if traceback:
+      raise
+    fail(error_paragraph(e))
+
+
 def error_paragraph(error: Exception, workdir: str | None = None) -> str:
   """The one paragraph an entry point prints for ``error``: a ``DNIError``'s
   own message, the system's refusal of a write (a full disk), or the first

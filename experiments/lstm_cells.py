@@ -15,7 +15,6 @@ library function is ``dni_jax.training.lstm_cells.measure(workdir)``.
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from experiments import cli
 
@@ -28,18 +27,12 @@ _TRACEBACK = flags.DEFINE_bool(
 
 
 def main(argv):
-  if len(argv) != 2:
-    cli.fail("give one workdir: python -m experiments.lstm_cells <workdir>")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
-  # Imported here so that --help answers without jax.
-  from dni_jax.training import lstm_cells  # pylint: disable=g-import-not-at-top
-  try:
-    got = lstm_cells.measure(argv[1], _CHARS.value, _SKIP.value)
-  except Exception as e:  # pylint: disable=broad-except
-    if _TRACEBACK.value:
-      raise
-    cli.fail(cli.error_paragraph(e))
+  def measure(workdir):
+    # Imported here so that --help answers without jax.
+    from dni_jax.training import lstm_cells  # pylint: disable=g-import-not-at-top
+    return lstm_cells.measure(workdir, _CHARS.value, _SKIP.value)
+  got = cli.run_on_workdir(argv, "python -m experiments.lstm_cells <workdir>",
+                           measure, _TRACEBACK.value)
   print(f"{argv[1]}: step {got['step']}: of {got['cells']} cells "
         f"{got['saturated']} saturated, {got['abs_c_over_10']} with mean "
         f"|c| > 10, {got['still_h']} with std(h) < 0.01; mean norms "

@@ -37,7 +37,6 @@ import os
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from experiments import cli
 
@@ -330,19 +329,15 @@ def report(workdir: str, got: dict, probes: int, horizon: int,
 
 
 def main(argv):
-  if len(argv) != 2:
-    cli.fail("give one workdir: python -m experiments.sg_alignment <workdir>")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
-  try:
+  def probe(workdir):
     hidden = tuple(int(h) for h in _MLP_HIDDEN.value)
     online = tuple(float(lr) for lr in _ONLINE_LRS.value)
-    got = measure(argv[1], _PROBES.value, _HORIZON.value, hidden,
-                  _MLP_STEPS.value, online, tuple(_SCORE_ON.value))
-  except Exception as e:  # pylint: disable=broad-except
-    if _TRACEBACK.value:
-      raise
-    cli.fail(cli.error_paragraph(e))
+    return hidden, online, measure(workdir, _PROBES.value, _HORIZON.value,
+                                   hidden, _MLP_STEPS.value, online,
+                                   tuple(_SCORE_ON.value))
+  hidden, online, got = cli.run_on_workdir(
+      argv, "python -m experiments.sg_alignment <workdir>", probe,
+      _TRACEBACK.value)
   print(report(argv[1], got, _PROBES.value, _HORIZON.value, hidden, online))
 
 

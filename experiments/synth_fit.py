@@ -14,7 +14,6 @@ prediction and target. Nothing in the workdir is written.
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from experiments import cli
 
@@ -54,16 +53,9 @@ def measure(workdir: str, windows: int) -> dict:
 
 
 def main(argv):
-  if len(argv) != 2:
-    cli.fail("give one workdir: python -m experiments.synth_fit <workdir>")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
-  try:
-    got = measure(argv[1], _WINDOWS.value)
-  except Exception as e:  # pylint: disable=broad-except
-    if _TRACEBACK.value:
-      raise
-    cli.fail(cli.error_paragraph(e))
+  got = cli.run_on_workdir(argv, "python -m experiments.synth_fit <workdir>",
+                           lambda w: measure(w, _WINDOWS.value),
+                           _TRACEBACK.value)
   print(f"{argv[1]}: from step {got['step']}, {_WINDOWS.value} windows: "
         f"synthesizer loss {got['mse']:.4g}, loss of predicting zero "
         f"{got['target_sq']:.4g}, ratio {got['ratio']:.4f}, mean cosine "

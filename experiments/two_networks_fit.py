@@ -28,7 +28,6 @@ import os
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from experiments import cli
 
@@ -160,21 +159,16 @@ def report(run_dir: str, got: dict, hidden) -> str:
 
 
 def main(argv):
-  if len(argv) != 2:
-    cli.fail("give one run folder: python -m experiments.two_networks_fit "
-             "<workdir>/seed=0")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
-  try:
+  def fit(workdir):
     hidden = tuple(int(h) for h in _HIDDEN.value)
-    got = measure(argv[1], episodes=_EPISODES.value,
-                  eval_episodes=_EVAL_EPISODES.value, steps=_STEPS.value,
-                  batch_size=_BATCH.value, learning_rate=_LR.value,
-                  hidden=hidden, contexts=tuple(_CONTEXTS.value))
-  except Exception as e:  # pylint: disable=broad-except
-    if _TRACEBACK.value:
-      raise
-    cli.fail(cli.error_paragraph(e))
+    return hidden, measure(workdir, episodes=_EPISODES.value,
+                           eval_episodes=_EVAL_EPISODES.value,
+                           steps=_STEPS.value, batch_size=_BATCH.value,
+                           learning_rate=_LR.value, hidden=hidden,
+                           contexts=tuple(_CONTEXTS.value))
+  hidden, got = cli.run_on_workdir(
+      argv, "python -m experiments.two_networks_fit <workdir>/seed=0", fit,
+      _TRACEBACK.value)
   print(report(argv[1], got, hidden))
 
 
