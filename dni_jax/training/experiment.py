@@ -102,7 +102,7 @@ def _require_whole(value, field: str, minimum: int, meaning: str = "") -> None:
 
 
 def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
-  """``opt``'s name, learning rates and decay factor."""
+  """``opt``'s name, learning rates, decay factor, clip norm and momentum."""
   _require(config.opt.name in OPTIMIZERS,
            f"unknown optimiser {config.opt.name!r}; choose one of "
            f"{OPTIMIZERS}")
@@ -123,6 +123,16 @@ def _validate_optimizer(config: ml_collections.ConfigDict) -> None:
   _require(math.isfinite(momentum) and 0 <= momentum < 1,
            f"opt.momentum must lie in [0, 1), got {momentum}: the momentum "
            "optimiser's decay of its running gradient.")
+
+
+def _validate_counts_and_scale(config: ml_collections.ConfigDict) -> None:
+  """The run's batch sizes and step counts (whole numbers >= 1) and a finite
+  λ (``dni.sg_scale``), as every family has them."""
+  for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
+                "checkpoint_every", "num_steps"):
+    _require_whole(config[field], f"config.{field}", 1)
+  _require(math.isfinite(config.dni.sg_scale),
+           f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
 
 
 def validate_tuple_fields(config: ml_collections.ConfigDict) -> None:
@@ -167,11 +177,7 @@ def validate_sequence_or_images(config: ml_collections.ConfigDict) -> None:
   _validate_synthesizer(config, "maps" if config.model.kind == "cnn"
                         else "vectors")
   _validate_optimizer(config)
-  for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
-                "checkpoint_every", "num_steps"):
-    _require_whole(config[field], f"config.{field}", 1)
-  _require(math.isfinite(config.dni.sg_scale),
-           f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
+  _validate_counts_and_scale(config)
   _validate_parallel(config)
   _validate_update_probs(config)
   _validate_unlocking(config)
@@ -267,12 +273,8 @@ def validate_two_networks(config: ml_collections.ConfigDict) -> None:
            f"system; choose one of {rnn.CELLS}")
   _validate_synthesizer(config, "vectors")
   _validate_optimizer(config)
-  for field in ("batch_size", "eval_batch_size", "eval_every", "log_every",
-                "checkpoint_every", "num_steps", "model.width"):
-    node, leaf = (config.model, "width") if "." in field else (config, field)
-    _require_whole(node[leaf], f"config.{field}", 1)
-  _require(math.isfinite(config.dni.sg_scale),
-           f"dni.sg_scale must be finite, got {config.dni.sg_scale}")
+  _validate_counts_and_scale(config)
+  _require_whole(config.model.width, "config.model.width", 1)
   _require(not config.parallel.num_devices,
            "parallel.num_devices applies to feed-forward configs; set it to "
            "0 for the two-network system.")
