@@ -17,6 +17,8 @@ from dni_jax.training import sweep
 from dni_jax.training import train
 from dni_jax.training.checkpoint import Checkpointer
 from dni_jax.training.metrics_log import read_metrics
+import test_sequence_data
+import test_train
 import tiny
 
 
@@ -79,6 +81,94 @@ _EACH_LOOP = pytest.mark.parametrize("name,overrides", [
     ("binary_addition", {}),
     ("copy", {"method": "dni", "unroll": 3, "data.check_every": 2}),
 ])
+
+
+def _early_stopping_sweep(tmp_path, **overrides):
+  """A tiny PTB group with patience 2: the member at learning rate 1e-30
+  never improves on its first valid bpc and stops at step 6, the other
+  improves at every evaluation and trains on."""
+  config = test_train.tiny(
+      "ptb_char", method="dni", num_steps=12, patience=2,
+      checkpoint_every=4, **{"data.dir": str(tmp_path / "ptb")}, **overrides)
+  if not (tmp_path / "ptb").exists():
+    (tmp_path / "ptb").mkdir()
+    text = "".join(" ".join("abc_defg_hij") + "\n" for _ in range(30))
+    test_sequence_data._write_ptb(tmp_path / "ptb", train=text,
+                                  valid=text[:200], test=text[:300])
+  return config, [{"seed": 0, "opt.learning_rate": 1e-30}, {"seed": 1}]
+
+
+def test_members_stop_early_where_their_own_runs_stop(tmp_path, monkeypatch):
+  """Under early stopping a vmapped member stops where its single run does,
+  with the same records, checkpoint and summary, while the group trains the
+  others on; killed after a member stopped, the rerun leaves that member
+  as it is and resumes the rest."""
+  config, sweep_list = _early_stopping_sweep(tmp_path)
+  members = sweep.members(config, sweep_list)
+  assert len(sweep.groups(members)) == 1  # one vmapped program
+  summaries = sweep.run_sweep(config, sweep_list, str(tmp_path / "sweep"))
+  assert {n: (s["step"], s["stopped_early"]) for n, s in summaries.items()
+          } == {members[0].name: (6, True), members[1].name: (12, False)}
+  for m in members:
+    single = tmp_path / "single" / m.name
+    alone = train.train_and_evaluate(m.config, str(single))[m.config.method]
+    assert alone["stopped_early"] == summaries[m.name]["stopped_early"]
+    _assert_close_runs(tmp_path / "sweep" / m.name, single)
+    assert Checkpointer(single / "checkpoints").all_steps() == Checkpointer(
+        tmp_path / "sweep" / m.name / "checkpoints").all_steps()
+
+  # Killed at step 10, after the first member stopped: the rerun finds it
+  # stopped and resumes the other from its checkpoint of step 8.
+  real = sweep._GroupRecorder.flush_train  # pylint: disable=protected-access
+
+  def crashing(self, step):
+    if step == 10:
+      raise KeyboardInterrupt("simulated interruption")
+    real(self, step)
+
+  monkeypatch.setattr(sweep._GroupRecorder, "flush_train", crashing)  # pylint: disable=protected-access
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run_sweep(config, sweep_list, str(tmp_path / "killed"))
+  monkeypatch.undo()
+  stopped = tmp_path / "killed" / members[0].name
+  before = read_metrics(stopped / "metrics.jsonl")
+  again = sweep.run_sweep(config, sweep_list, str(tmp_path / "killed"))
+  assert {n: s["step"] for n, s in again.items()} == {
+      members[0].name: 6, members[1].name: 12}
+  assert read_metrics(stopped / "metrics.jsonl") == before
+  for m in members:
+    _assert_close_runs(tmp_path / "killed" / m.name,
+                       tmp_path / "sweep" / m.name)
+
+
+def test_a_member_that_stopped_keeps_its_state_and_is_not_evaluated(
+    tmp_path):
+  config, sweep_list = _early_stopping_sweep(tmp_path)
+  configs = [m.config for m in sweep.members(config, sweep_list)]
+  loop = families.family_of(configs[0]).loop.make_batched_loop(configs)
+  state, _ = loop.step(loop.init(), 0)
+  before = jax.device_get(state)
+  loop.freeze(0)
+  state, _ = loop.step(state, 1)
+  after = jax.device_get(state)
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         batching.unstack(after, 0), batching.unstack(before, 0))
+  assert int(batching.unstack(after, 1).step) == 2
+  valid = loop.evaluate(state, 2)["valid"]["bpc"]
+  assert np.isnan(valid[0]) and np.isfinite(valid[1])
+
+
+def test_a_group_whose_members_all_stop_ends_there(tmp_path, capsys):
+  config, _ = _early_stopping_sweep(tmp_path)
+  sweep_list = [{"seed": s, "opt.learning_rate": 1e-30} for s in (0, 1)]
+  summaries = sweep.run_sweep(config, sweep_list, str(tmp_path / "sweep"))
+  assert [(s["step"], s["stopped_early"]) for s in summaries.values()] == [
+      (6, True), (6, True)]
+  out = capsys.readouterr().out
+  assert "vmapped group: seed=0" in out
+  assert "early stop at step 6: every member of the group" in out
+  assert sweep.run_sweep(config, sweep_list, str(tmp_path / "sweep")) == (
+      summaries)  # stopped: nothing is trained again
 
 
 def test_member_devices_divide_the_group_evenly():

@@ -64,6 +64,9 @@ class Family:
     table: ``summaries -> str``, the results table.
     vmappable: ``config -> bool``, whether a sweep may train the config as a
       member of a vmapped group.
+    should_stop: ``config -> (records -> reason or None) or None``, the
+      run's early stopping (``run.Loop.should_stop``), read by a sweep to
+      tell a member that stopped early from one to resume.
   """
   name: str
   takes: Callable[[Config], bool]
@@ -72,6 +75,7 @@ class Family:
   loop: types.ModuleType
   table: Callable[[dict], str]
   vmappable: Callable[[Config], bool]
+  should_stop: Callable[[Config], Callable | None] = lambda c: None
 
 
 FAMILIES = (
@@ -80,8 +84,7 @@ FAMILIES = (
            two_networks, report.two_networks_table, lambda c: True),
     Family("recurrent", lambda c: c.data.name in data_lib.SEQUENCE_TASKS,
            tbptt.METHODS, experiment.validate_sequence_or_images, recurrent,
-           report.recurrent_table,
-           lambda c: not c.patience),  # early stopping is per run
+           report.recurrent_table, lambda c: True, recurrent.should_stop),
     Family("pipelined", lambda c: bool(c.parallel.num_devices),
            tuple(sorted(gradient_sources.METHODS)),
            experiment.validate_sequence_or_images, pipelined,

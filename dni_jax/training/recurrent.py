@@ -112,15 +112,20 @@ def early_stopping(records: list[dict], patience: int) -> tuple[float, int]:
   return best, since
 
 
-def _stopper(patience: int):
-  """``should_stop`` of the run: valid bpc not improved for ``patience``."""
-  def should_stop(records):
+def should_stop(config: ml_collections.ConfigDict):
+  """``Loop.should_stop`` of a run: valid bpc not improved for
+  ``config.patience`` evaluations (``None``: patience 0, never)."""
+  patience = config.patience
+  if not patience:
+    return None
+
+  def stop(records):
     best, since = early_stopping(records, patience)
-    if patience and since >= patience:
+    if since >= patience:
       return (f"valid bpc has not improved on {best:.4f} for {since} "
               "evaluations")
     return None
-  return should_stop
+  return stop
 
 
 def make_evaluate(core, corpus, config: ml_collections.ConfigDict):
@@ -164,7 +169,7 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
   is_lm = corpus is not None
   return run_lib.Loop(
       init=init, step=step, evaluate=evaluate if is_lm else None,
-      should_stop=_stopper(config.patience) if is_lm else None,
+      should_stop=should_stop(config) if is_lm else None,
       multi_step=multi_step if multi_fn else None, steps_per_call=windows,
       **_reporting(config, task))
 
@@ -204,9 +209,12 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   """A vmapped group of runs (``dni_jax.training.sweep``) as one ``Loop``.
 
   The configs differ only in ``batching.VMAPPABLE`` fields; a generated task
-  (Copy, Repeat Copy) draws each member's episodes from its own seed. Early
-  stopping is per run, so a group trains every member for ``num_steps``.
-  The member axis is split over the local devices (``batching.Placement``).
+  (Copy, Repeat Copy) draws each member's episodes from its own seed. With
+  early stopping (``patience``) a member stops where its own run would:
+  from then on the group's step leaves its state as it is (``Loop.freeze``)
+  and its evaluations are skipped, and the group ends when every member
+  has stopped or at ``num_steps``. The member axis is split over the local
+  devices (``batching.Placement``).
   """
   config = configs[0]
   task, data, corpus = experiment.build_task(config)
@@ -230,13 +238,31 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
     return tbptt.task_step(state, data, rdni=rdni, optimizers=optimizers,
                            task=member)
 
-  step_fn = jax.jit(jax.vmap(member_step, in_axes=(0, 0, None)),
-                    donate_argnums=1)
+  def group_step(seeds, state, data, running=None, windows=1):
+    new, metrics = jax.vmap(
+        functools.partial(member_step, windows=windows),
+        in_axes=(0, 0, None))(seeds, state, data)
+    if running is not None:  # members stopped early keep their state
+      new = jax.tree_util.tree_map(
+          lambda n, o: jnp.where(
+              running.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, state)
+    return new, metrics
+
+  step_fn = jax.jit(group_step, donate_argnums=1)
   windows = config.windows_per_call
-  multi_fn = jax.jit(jax.vmap(
-      functools.partial(member_step, windows=windows), in_axes=(0, 0, None)),
+  multi_fn = jax.jit(functools.partial(group_step, windows=windows),
                      donate_argnums=1)
   rdni = experiment.build_recurrent(config, task)
+  is_lm = corpus is not None
+  stops = should_stop(config) if is_lm else None
+  # Which members still train, on the host and (a mask for the step) on
+  # the devices; without early stopping the step takes no mask.
+  running = np.ones(len(configs), bool)
+  mask = [place.members(jnp.asarray(running))] if stops else []
+
+  def freeze(member):
+    running[member] = False
+    mask[:] = [place.members(jnp.asarray(running))]
 
   def init():
     return place.members(batching.stack([tbptt.init_train_state(
@@ -247,21 +273,26 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
 
   def step(state, i):
     del i
-    return step_fn(seeds, state, data)
+    return step_fn(seeds, state, data, *mask)
 
   def multi_step(state, i):
     del i
-    return multi_fn(seeds, state, data)
+    return multi_fn(seeds, state, data, *mask)
 
   evaluate_member = make_evaluate(rdni.core, corpus, config)
 
   def evaluate(state, i):
-    per_member = [evaluate_member(batching.unstack(state, m), i)
-                  for m in range(len(configs))]
-    return {split: {k: np.array([r[split][k] for r in per_member])
-                    for k in per_member[0][split]} for split in per_member[0]}
+    """Each running member's evaluation; NaN for a stopped one (not
+    logged: the group's recorder skips it)."""
+    per_member = {m: evaluate_member(batching.unstack(state, m), i)
+                  for m in np.flatnonzero(running)}
+    first = next(iter(per_member.values()))
+    return {split: {k: np.array([per_member[m][split][k] if m in per_member
+                                 else np.nan for m in range(len(configs))])
+                    for k in first[split]} for split in first}
 
   return run_lib.Loop(init=init, step=step,
-                      evaluate=evaluate if corpus is not None else None,
+                      evaluate=evaluate if is_lm else None,
+                      should_stop=stops, freeze=freeze,
                       multi_step=multi_step if windows > 1 else None,
                       steps_per_call=windows, **_reporting(config, task))

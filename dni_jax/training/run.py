@@ -89,6 +89,10 @@ class Loop:
       next log, evaluation, checkpoint or the end, so the state at every
       one of those is the same as with ``step`` alone.
     steps_per_call: the updates of one ``multi_step`` call.
+    freeze: a vmapped group's loop (``dni_jax.training.sweep``):
+      ``(member) -> None`` leaves that member's state as it is in every
+      later step and skips it in ``evaluate`` (it stopped early); ``None``:
+      a loop of one run.
   """
   init: Callable[[], State]
   step: Callable[[State, int], tuple[State, Metrics]]
@@ -101,6 +105,7 @@ class Loop:
   should_stop: Callable[[list[dict]], str | None] | None = None
   multi_step: Callable[[State, int], tuple[State, Metrics]] | None = None
   steps_per_call: int = 1
+  freeze: Callable[[int], None] | None = None
 
 
 @jax.jit
@@ -250,6 +255,13 @@ class Recorder:
           f"{rate:.1f} steps/s | ETA "
           f"{time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
     self.sums, self.counts, self.count = {}, {}, 0
+
+  def stop_reason(self, should_stop, step: int, state: State) -> str | None:
+    """Asked after an evaluation: why the run stops early (``should_stop``
+    of the records so far), or ``None``. A vmapped group's recorder stops
+    its members one by one (``dni_jax.training.sweep``)."""
+    del step, state  # the run's checkpoint at the stop is train_steps'
+    return None if should_stop is None else should_stop(self.log.records)
 
   def write_eval(self, step: int, split: str, metrics: Metrics) -> None:
     """Logs one split's evaluation; stops the run on NaN/Inf."""
@@ -403,8 +415,7 @@ def train_steps(loop: Loop, config, state, start_step: int,
     if evaluate:
       for split, result in loop.evaluate(state, done).items():
         recorder.write_eval(done, split, result)
-      if loop.should_stop is not None:
-        stop_reason = loop.should_stop(recorder.log.records)
+      stop_reason = recorder.stop_reason(loop.should_stop, done, state)
     if at(config.checkpoint_every) or stop_reason:
       if not all_finite(state):
         recorder.diverged(done, "a parameter or optimiser state is NaN/Inf")

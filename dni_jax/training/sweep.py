@@ -14,7 +14,12 @@ under ``jax.vmap``: one compiled step (λ and the learning rates are each
 member's state's, docs/method.md), each member on the data its own run
 would see (its own seed's batches, or its own generated stream). Members
 that change a shape or a static choice run one group after another. A group
-of one member is the plain run (``run_lib.run``), bit for bit. With several
+of one member is the plain run (``run_lib.run``), bit for bit. Under early
+stopping each member stops where its own run would: its checkpoint is saved
+there, its state is frozen in the group's step (``run.Loop.freeze``; its
+slot is still computed, masked, so a group costs its last member's steps)
+and nothing more is logged for it; the group ends when every member has
+stopped, and a rerun treats a stopped member as finished. With several
 local devices a group's members are split over them
 (``batching.Placement``).
 
@@ -46,6 +51,7 @@ from dni_jax.training import families
 from dni_jax.training import run as run_lib
 from dni_jax.training import workdir as workdir_lib
 from dni_jax.training.checkpoint import Checkpointer
+from dni_jax.training.metrics_log import read_metrics
 
 @dataclasses.dataclass(frozen=True)
 class Member:
@@ -153,6 +159,8 @@ class _GroupRecorder:
                checkpointer: "_GroupCheckpointer", name: str):
     self.recorders, self.name = recorders, name
     self.checkpointer = checkpointer
+    # Members stopped early: frozen in the step, no longer logged or saved.
+    self.stopped = checkpointer.stopped
     self.start_time = time.time()
     self.last_step = recorders[0].last_step
     # The interval's sums, one entry per member: a step is read and added
@@ -165,6 +173,7 @@ class _GroupRecorder:
             for k, v in jax.device_get(metrics).items()}
     if host:
       bad = ~np.isfinite(np.stack(list(host.values()), axis=-1))  # [M, keys]
+      bad[self.stopped] = False
       if bad.any():
         i = int(np.argmax(bad.any(axis=1)))
         k = list(host)[int(np.argmax(bad[i]))]
@@ -173,15 +182,44 @@ class _GroupRecorder:
                        self.recorders[0].loop.last_keys)
     self.count += 1
 
+  def _running(self):
+    return [(i, r) for i, r in enumerate(self.recorders)
+            if not self.stopped[i]]
+
   def flush_train(self, step):
-    for i, r in enumerate(self.recorders):
+    for i, r in self._running():
       r.flush_train(step, ({k: float(v[i]) for k, v in self.sums.items()},
                            dict(self.counts), self.count))
     self.sums, self.counts, self.count = {}, {}, 0
 
   def write_eval(self, step, split, metrics):
-    for i, r in enumerate(self.recorders):
+    for i, r in self._running():
       r.write_eval(step, split, {k: v[i] for k, v in metrics.items()})
+
+  def stop_reason(self, should_stop, step, state):
+    """Stops each member whose records say so, as its own run would stop
+    there: its checkpoint of ``step`` is saved, its state is frozen in
+    the group's step (``Loop.freeze``) and nothing more is logged for it.
+    The group stops when every member has."""
+    if should_stop is None:
+      return None
+    for i, r in self._running():
+      reason = should_stop(r.log.records)
+      if reason is None:
+        continue
+      member = batching.unstack(state, i)
+      if not run_lib.all_finite(member):
+        r.diverged(step, "a parameter or optimiser state is NaN/Inf")
+      self.checkpointer.checkpointers[i].save(
+          step, member, extra=self.interval_state()[i])
+      r.flush_events()
+      self.stopped[i] = True
+      r.loop.freeze(i)
+      print(f"[{r.config.method}] early stop at step {step}: {reason}",
+            flush=True)
+    if all(self.stopped):
+      return "every member of the group has stopped early"
+    return None
 
   def diverged(self, step, what):
     self.recorders[0].diverged(step, f"{what} (in the vmapped group {self.name})")
@@ -210,25 +248,24 @@ class _GroupRecorder:
       self.counts = {k: int(v) for k, v in saved[0]["counts"].items()}
       self.count = int(saved[0]["count"])
 
-  @property
-  def log(self):  # early stopping is per run; a group has none
-    return self.recorders[0].log
-
 
 class _GroupCheckpointer:
   """Saves each member's slice of the batched state in its own folder."""
 
   def __init__(self, checkpointers):
     self.checkpointers = checkpointers
+    self.stopped = [False] * len(checkpointers)  # saved at their stop
 
   def save(self, step, state, extra=None):
     for i, c in enumerate(self.checkpointers):
-      c.save(step, batching.unstack(state, i),
-             extra=None if extra is None else extra[i])
+      if not self.stopped[i]:
+        c.save(step, batching.unstack(state, i),
+               extra=None if extra is None else extra[i])
 
   def latest_step(self):
-    steps = [c.latest_step() for c in self.checkpointers]
-    return None if None in steps else min(steps)
+    steps = [c.latest_step() for c, s in zip(self.checkpointers,
+                                             self.stopped) if not s]
+    return None if None in steps else min(steps, default=None)
 
   def close(self):
     for c in self.checkpointers:
@@ -303,21 +340,37 @@ def _held_steps(group: list[Member], dirs: list[str],
           for d, k in zip(dirs, kept)]
 
 
+def _stopped_early(group: list[Member], dirs: list[str],
+                   steps: list[list[int]]) -> list[bool]:
+  """Whether each member's run, as it stands at its newest checkpoint step
+  (``steps``), stopped early (its family's ``should_stop``)."""
+  out = []
+  for m, d, own in zip(group, dirs, steps):
+    rule = families.family_of(m.config).should_stop(m.config)
+    records = [r for r in read_metrics(os.path.join(d, "metrics.jsonl"))
+               if r["step"] <= own[-1]] if own and rule else []
+    out.append(bool(records) and rule(records) is not None)
+  return out
+
+
 def trained_apart(steps: list[list[int]], checkpoint_every: int,
-                  num_steps: list[int]) -> list[list[int]]:
+                  num_steps: list[int],
+                  stopped: list[bool] | None = None) -> list[list[int]]:
   """The members of a vmapped group (their checkpoint ``steps``) as the
   groups they resume in; indices into ``steps``.
 
-  Finished members (newest step ≥ their ``num_steps``) are not trained
-  again: they form a group of their own. The unfinished ones resume
+  Finished members (newest step ≥ their ``num_steps``, or ``stopped``
+  early there) are not trained again: they form a group of their own. The unfinished ones resume
   together from the newest step they all hold, as they ran (a group killed
   between its members' first saves starts over, losing at most one
   interval); where they hold none and one holds more than its first
-  checkpoint, they trained apart (under early stopping each seed runs
-  alone; or the sweep gained members), and a common start from step 0
+  checkpoint, they trained apart (as separate runs, or the sweep gained
+  members), and a common start from step 0
   would discard what each trained: they are grouped by their newest step,
   each group resuming from there."""
-  done = [i for i, s in enumerate(steps) if s and s[-1] >= num_steps[i]]
+  stopped = stopped or [False] * len(steps)
+  done = [i for i, s in enumerate(steps)
+          if s and (s[-1] >= num_steps[i] or stopped[i])]
   todo = [i for i in range(len(steps)) if i not in done]
   parts = [done] if done else []
   held = [steps[i] for i in todo]
@@ -348,8 +401,9 @@ def _common_start(checkpointers, names) -> int:
 def _run_group_locked(group, dirs, overwrite):
   configs = [m.config for m in group]
   held = _held_steps(group, dirs, overwrite)
+  stopped = _stopped_early(group, dirs, held)
   if len(trained_apart(held, configs[0].checkpoint_every,
-                       [c.num_steps for c in configs])) > 1:
+                       [c.num_steps for c in configs], stopped)) > 1:
     raise WorkdirError(
         "the members of this vmapped group cannot resume together ("
         + "; ".join(f"{m.name}: {s or 'none'}" for m, s in zip(group, held))
@@ -369,7 +423,8 @@ def _run_group_locked(group, dirs, overwrite):
     for c in checkpointers.checkpointers:
       c.set_aside_incomplete()
     steps = [c.latest_step() or 0 for c in checkpointers.checkpointers]
-    if all(s >= c.num_steps for s, c in zip(steps, configs)):
+    if all(s >= c.num_steps or gone
+           for s, c, gone in zip(steps, configs, stopped)):
       summaries = {m.name: run_lib.finished(loop, c, d, s)
                    for m, c, d, s in zip(group, configs, dirs, steps)}
       checkpointers.close()
@@ -401,9 +456,9 @@ def _run_group_locked(group, dirs, overwrite):
   run_lib.train_steps_closing(loop, config, state, start_step, recorder)
   seconds = time.time() - recorder.start_time
   summaries = {}
-  for m, d, r in zip(group, dirs, recorders):
+  for m, d, r, stopped in zip(group, dirs, recorders, recorder.stopped):
     summary = loop.summarize(r.log.records, seconds)
-    summary["stopped_early"] = False
+    summary["stopped_early"] = stopped
     workdir_lib.write_summary(d, summary)
     summaries[m.name] = summary
   return summaries
@@ -466,17 +521,19 @@ def _resume_groups(group: list[Member], workdir: str,
   if len(group) == 1:
     return [group]
   dirs = [os.path.join(workdir, m.name) for m in group]
-  parts = trained_apart(_held_steps(group, dirs, overwrite),
-                        group[0].config.checkpoint_every,
-                        [m.config.num_steps for m in group])
+  held = _held_steps(group, dirs, overwrite)
+  parts = trained_apart(held, group[0].config.checkpoint_every,
+                        [m.config.num_steps for m in group],
+                        _stopped_early(group, dirs, held))
   if len(parts) == 1:
     return [group]
   print(f"[sweep] the members {', '.join(m.name for m in group)} resume "
         "as " + " | ".join(", ".join(group[i].name for i in part)
                            for part in parts)
-        + ": finished ones are not trained again, and members that trained "
-        "apart (no checkpoint step in common) each resume from their own "
-        "newest step, vmapped with those that share it", flush=True)
+        + ": finished or early-stopped ones are not trained again, and "
+        "members that trained apart (no checkpoint step in common) each "
+        "resume from their own newest step, vmapped with those that share "
+        "it", flush=True)
   return [[group[i] for i in part] for part in parts]
 
 
