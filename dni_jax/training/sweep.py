@@ -400,6 +400,9 @@ def _common_start(checkpointers, names) -> int:
 
 def _run_group_locked(group, dirs, overwrite):
   configs = [m.config for m in group]
+  # Read again under the members' locks, not taken from run_sweep's plan:
+  # another process may have trained these members since (and run_group
+  # is also called on its own).
   held = _held_steps(group, dirs, overwrite)
   stopped = _stopped_early(group, dirs, held)
   if len(trained_apart(held, configs[0].checkpoint_every,
