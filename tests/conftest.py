@@ -12,11 +12,12 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS",
                              " --xla_force_host_platform_device_count=4"
                              ).strip()
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+# Compile time dominates the tiny networks of the tests. Set in the
+# environment, before jax is imported, so that the commands the tests run in
+# subprocesses compile the same way.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
-# Compile time dominates the tiny networks of the tests.
-jax.config.update("jax_disable_most_optimizations", True)
+import pytest  # noqa: E402
 
 
 @pytest.fixture
