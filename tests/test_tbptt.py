@@ -229,6 +229,9 @@ def test_bootstrapped_target_is_dJ_dstart(method, sg_on, bootstrap,
   np.testing.assert_allclose(
       metrics["target_norm"], np.linalg.norm(expected, axis=-1).mean(),
       rtol=1e-5)
+  np.testing.assert_allclose(  # against predicting zero, on the same window
+      metrics["synth_loss_ratio"],
+      jnp.sum((m_start - expected) ** 2) / jnp.sum(expected ** 2), rtol=1e-5)
 
 
 @pytest.mark.parametrize("sg_on,bootstrap", [("h", "scaled"), ("ch", "scaled"),

@@ -400,8 +400,12 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
   Returns:
     ``(new_state, metrics)``: ``loss`` (task loss per time step),
     ``state_norm`` (the mean L2 norm of the window's end state, the carry),
-    the task's metrics and, with a synthesizer, ``synth_loss``, ``sg_norm``
-    and ``target_norm`` (the mean L2 norm of the per-example target).
+    the task's metrics and, with a synthesizer, ``synth_loss``, ``sg_norm``,
+    ``target_norm`` (the mean L2 norm of the per-example target) and
+    ``synth_loss_ratio``: ``synth_loss`` over the loss of predicting zero,
+    mean ‖t‖², on the same window before ``M`` is updated on it (1: ``M``
+    predicts nothing of a target it has not seen; a growing ``synth_loss``
+    at a flat ratio is its targets' growth, not a worse fit).
   """
   start = jax.lax.stop_gradient(state.carry)
   scale = warmed_scale(rdni, state)
@@ -425,7 +429,10 @@ def train_step(state: RecurrentTrainState, batch: dict, *,
           sg_state)
     # The regression target's size, to read the synthesizer's loss against
     # (its targets grow as the core learns longer dependencies).
-    metrics["target_norm"] = jnp.sqrt(jnp.sum(jnp.square(target), -1)).mean()
+    sq_norms = jnp.sum(jnp.square(target), -1)
+    metrics["target_norm"] = jnp.sqrt(sq_norms).mean()
+    metrics["synth_loss_ratio"] = metrics["synth_loss"] / jnp.maximum(
+        sq_norms.mean(), jnp.finfo(sq_norms.dtype).tiny)
     new = interface.with_state(new, sg_state)
     if state.synth_target_params is not None:
       new = new.replace(synth_target_params=optax.incremental_update(
