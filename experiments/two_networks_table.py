@@ -1,8 +1,9 @@
 """The two-network system's table: final errors and steps to locked's error.
 
-  python -m experiments.two_networks_table <root> [--last=3 --within=0.1]
+  python -m experiments.two_networks_table <root> [<root> ...]
+      [--last=3 --within=0.1 --per_seed]
 
-Reads every run under ``root`` (``experiments.sweep`` or ``experiments.main``
+Reads every run under the roots (``experiments.sweep`` or ``experiments.main``
 of ``configs/two_networks.py``), groups them by ``two_networks.T``, method
 and every other field in which they differ but the seed (e.g.
 ``two_networks.sg_context``), and prints a markdown table, one row per
@@ -16,6 +17,14 @@ group, over its seeds:
   final error at that ``T``, averaged over the seeds that reach it
   (``k/n`` says how many did); and for A the ratio of that step to the
   locked system's own (the paper: under 0.5 with DNI).
+
+With ``--per_seed`` a second table follows: one row per seed of every
+method but locked, each set against the locked run of the *same* seed at
+the same ``T``: B's final error minus that run's (points; the paper: within
+2) and the ratio of the steps each needs to A's target (the table's; the
+paper: under 0.5), then per method the mean, sample std and Student-t 95 %
+interval of both over the seeds, and how many seeds miss each claim. Give
+several roots to pool seeds run in different folders.
 """
 
 import collections
@@ -29,6 +38,9 @@ from experiments import cli
 
 _LAST = flags.DEFINE_integer("last", 3, "Evaluations averaged as 'final'.")
 _WITHIN = flags.DEFINE_float("within", 0.1, "Relative margin of the target.")
+_PER_SEED = flags.DEFINE_bool(
+    "per_seed", False, "Also print each seed against the locked run of the "
+    "same seed, with the spread over seeds.")
 
 
 _SYNTH_FIELDS = ("dni.", "opt.synth_", "two_networks.sg_",
@@ -64,20 +76,39 @@ def _cell(values, scale=100.0) -> str:
   return f"{s['mean']:.2f} ± {s['std']:.2f}"
 
 
-def table(root: str, last: int = 3, within: float = 0.1) -> str:
-  """The markdown table of the runs under ``root``."""
-  configs = {run: results.flat_config(run) for run in results.find_runs(root)}
+def _runs(roots) -> dict:
+  """``{(T, label): {seed: test series}}`` of every two-network run."""
+  if isinstance(roots, str):
+    roots = [roots]
+  configs = {run: results.flat_config(run)
+             for root in roots for run in results.find_runs(root)}
   configs = {r: c for r, c in configs.items() if "two_networks.T" in c}
   varying = results.varying_fields(list(configs.values()))
-  runs = collections.defaultdict(list)
+  runs = collections.defaultdict(dict)
   for run, config in configs.items():
-    runs[_group(config, varying)].append(results.metric_series(run, "test"))
+    group = runs[_group(config, varying)]
+    seed = int(config.get("seed", 0))
+    if seed in group:
+      raise ValueError(f"two runs of {_group(config, varying)[1]} at seed "
+                       f"{seed} (one is {run}); give roots that hold each "
+                       "seed of a method once")
+    group[seed] = results.metric_series(run, "test")
   if not runs:
-    raise FileNotFoundError(f"no two-network runs under {root}")
+    raise FileNotFoundError(f"no two-network runs under {', '.join(roots)}")
+  return runs
+
+
+def _final(series: dict, metric: str, last: int):
+  values = series[metric][1][-last:] if metric in series else []
+  return sum(values) / len(values) if values else None
+
+
+def table(roots, last: int = 3, within: float = 0.1) -> str:
+  """The markdown table of the runs under ``roots`` (a folder or several)."""
+  runs = {k: list(v.values()) for k, v in _runs(roots).items()}
   final = {}
   for key, series in runs.items():
-    final[key] = {m: [sum(s[m][1][-last:]) / len(s[m][1][-last:])
-                      for s in series if m in s]
+    final[key] = {m: [_final(s, m, last) for s in series if m in s]
                   for m in ("a_error", "b_error", "b_majority_error")}
   lines = ["| T | method | seeds | A's error % | B's error % | B's majority % "
            "| steps to A's target | A's steps ÷ locked's | steps to B's "
@@ -112,13 +143,81 @@ def table(root: str, last: int = 3, within: float = 0.1) -> str:
   return "\n".join(lines)
 
 
+def _show(value, fmt: str, scale: float = 1.0) -> str:
+  return "—" if value is None else f"{scale * value:{fmt}}"
+
+
+def _spread(values: list[float], fmt: str) -> str:
+  if not values:
+    return "—"
+  s = results.stats(values)
+  text = f"mean {s['mean']:{fmt}}"
+  if s["n"] > 1:
+    low, high = results.t_interval(values)
+    text += (f", sd {s['std']:{fmt}}, 95 % interval {low:{fmt}} to "
+             f"{high:{fmt}}")
+  return text + f" (n = {s['n']})"
+
+
+def per_seed(roots, last: int = 3, within: float = 0.1) -> str:
+  """Each seed of every method but locked against the locked run of the
+  same seed and ``T``; then the spread over the seeds (module docstring)."""
+  runs = _runs(roots)
+  lines = ["| T | method | seed | A's error % | B's error % | B − locked B "
+           "(points) | steps to A's target | ÷ locked's (same seed) |",
+           "|---" * 8 + "|"]
+  notes = []
+  for key in sorted(runs, key=lambda k: (k[0], k[1])):
+    T, method = key
+    locked = runs.get((T, "locked"), {})
+    if method == "locked" or not locked:
+      continue
+    finals = [_final(s, "a_error", last) for s in locked.values()]
+    finals = [v for v in finals if v is not None]
+    target = (1 + within) * sum(finals) / len(finals) if finals else None
+    gaps, ratios = [], []
+    for seed, series in sorted(runs[key].items()):
+      a, b = _final(series, "a_error", last), _final(series, "b_error", last)
+      own = locked.get(seed)
+      gap = step = ratio = None
+      if own is not None and b is not None:
+        locked_b = _final(own, "b_error", last)
+        gap = None if locked_b is None else 100 * (b - locked_b)
+      if target is not None and "a_error" in series:
+        step = _reach(*series["a_error"], target)
+        own_step = (_reach(*own["a_error"], target)
+                    if own is not None and "a_error" in own else None)
+        if step is not None and own_step:
+          ratio = step / own_step
+      gaps += [gap] if gap is not None else []
+      ratios += [ratio] if ratio is not None else []
+      lines.append(
+          f"| {T} | {method} | {seed} | {_show(a, '.2f', 100)} "
+          f"| {_show(b, '.2f', 100)} | {_show(gap, '+.2f')} "
+          f"| {'not reached' if step is None else step} "
+          f"| {_show(ratio, '.2f')} |")
+    notes.append(
+        f"- T = {T}, {method}: B − locked B {_spread(gaps, '.2f')}, "
+        f"{sum(g > 2 for g in gaps)} of {len(gaps)} over 2 points; "
+        f"A's steps ÷ locked's {_spread(ratios, '.2f')}, "
+        f"{sum(r > 0.5 for r in ratios)} of {len(ratios)} over 0.5.")
+  if not notes:
+    raise FileNotFoundError("no method with a locked run of the same T "
+                            f"under {roots}")
+  return "\n".join(lines + [""] + notes)
+
+
 def main(argv):
-  if len(argv) != 2:
-    cli.fail("give one folder of two-network runs, e.g. python -m "
-             "experiments.two_networks_table /tmp/two_networks", 2)
+  if len(argv) < 2:
+    cli.fail("give a folder of two-network runs (or several, to pool their "
+             "seeds), e.g. python -m experiments.two_networks_table "
+             "/tmp/two_networks", 2)
   try:
-    print(table(argv[1], _LAST.value, _WITHIN.value))
-  except FileNotFoundError as e:
+    print(table(argv[1:], _LAST.value, _WITHIN.value))
+    if _PER_SEED.value:
+      print()
+      print(per_seed(argv[1:], _LAST.value, _WITHIN.value))
+  except (FileNotFoundError, ValueError) as e:
     cli.fail(str(e), 2)
   sys.stdout.flush()
 

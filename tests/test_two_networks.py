@@ -621,3 +621,44 @@ def test_on_two_devices_dni_s_a_uses_synthesizers_one_episode_staler(
   leaves = jax.tree_util.tree_leaves
   assert not all(np.allclose(g, w, **TOL) for g, w in
                  zip(leaves(got.a_params), leaves(want.a_params)))
+
+
+def test_the_per_seed_table_sets_each_seed_against_locked_s_same_seed(
+    tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  from experiments import two_networks_table  # pylint: disable=g-import-not-at-top
+  # (root, method, seed): (A's curve, B's curve), evaluated at 100, 200, ...
+  curves = {("r1", "locked", 0): ([0.5, 0.2, 0.1, 0.1], [0.5, 0.4, 0.3, 0.3]),
+            ("r1", "locked", 1): ([0.5, 0.3, 0.1, 0.1], [0.5, 0.3, 0.2, 0.2]),
+            ("r1", "dni", 0): ([0.3, 0.1, 0.1, 0.1], [0.5, 0.4, 0.31, 0.31]),
+            ("r2", "dni", 1): ([0.5, 0.2, 0.1, 0.1], [0.5, 0.4, 0.25, 0.25]),
+            ("r2", "dni", 2): ([0.1, 0.1, 0.1, 0.1], [0.5, 0.4, 0.2, 0.2])}
+  for (root, method, seed), (a, b) in curves.items():
+    folder = tmp_path / root / method / f"seed={seed}"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(
+        {"method": method, "seed": seed, "two_networks": {"T": 4}}))
+    (folder / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": 100 * (i + 1), "split": "test", "a_error": x,
+                    "b_error": y, "b_majority_error": 0.6}) + "\n"
+        for i, (x, y) in enumerate(zip(a, b))))
+  roots = [str(tmp_path / "r1"), str(tmp_path / "r2")]  # seeds pooled
+  rows = two_networks_table.per_seed(roots, last=2).splitlines()
+  # A's target is 1.1 × locked's final A error (0.11): locked reaches it at
+  # step 300 on both seeds; dni's seed 0 at 200, seed 1 at 300.
+  assert rows[2] == "| 4 | dni | 0 | 10.00 | 31.00 | +1.00 | 200 | 0.67 |"
+  assert rows[3] == "| 4 | dni | 1 | 10.00 | 25.00 | +5.00 | 300 | 1.00 |"
+  # no locked run of seed 2: its own figures, nothing to set them against
+  assert rows[4] == "| 4 | dni | 2 | 10.00 | 20.00 | — | 100 | — |"
+  # gaps 1 and 5: mean 3, sd 2.83, t(0.975, 1) = 12.706 → 3 ± 25.41
+  assert rows[6] == (
+      "- T = 4, dni: B − locked B mean 3.00, sd 2.83, 95 % interval -22.41 "
+      "to 28.41 (n = 2), 1 of 2 over 2 points; A's steps ÷ locked's mean "
+      "0.83, sd 0.24, 95 % interval -1.28 to 2.95 (n = 2), 2 of 2 over 0.5.")
+  # the pooled main table counts three dni seeds
+  assert "| 4 | dni | 3 |" in two_networks_table.table(roots, last=2)
+  # a seed run twice (here a copy in a third root) is named, not averaged
+  shutil.copytree(tmp_path / "r1" / "dni", tmp_path / "r3" / "dni")
+  with pytest.raises(ValueError, match="at seed 0"):
+    two_networks_table.per_seed(roots + [str(tmp_path / "r3")])
