@@ -23,8 +23,11 @@ method but locked, each set against the locked run of the *same* seed at
 the same ``T``: B's final error minus that run's (points; the paper: within
 2) and the ratio of the steps each needs to A's target (the table's; the
 paper: under 0.5), then per method the mean, sample std and Student-t 95 %
-interval of both over the seeds, and how many seeds miss each claim. Give
-several roots to pool seeds run in different folders.
+interval of both over the seeds, and how many seeds miss each claim (a
+seed that never reaches A's target misses it, and is left out of the
+mean). Give several roots to pool seeds run in different folders; then
+A's target is read from all their locked runs. Two runs of one method at
+one seed (e.g. a copy) are refused, not averaged.
 """
 
 import collections
@@ -76,10 +79,13 @@ def _cell(values, scale=100.0) -> str:
   return f"{s['mean']:.2f} ± {s['std']:.2f}"
 
 
+def _as_list(roots) -> list[str]:
+  return [roots] if isinstance(roots, str) else list(roots)
+
+
 def _runs(roots) -> dict:
   """``{(T, label): {seed: test series}}`` of every two-network run."""
-  if isinstance(roots, str):
-    roots = [roots]
+  roots = _as_list(roots)
   configs = {run: results.flat_config(run)
              for root in roots for run in results.find_runs(root)}
   configs = {r: c for r, c in configs.items() if "two_networks.T" in c}
@@ -143,8 +149,8 @@ def table(roots, last: int = 3, within: float = 0.1) -> str:
   return "\n".join(lines)
 
 
-def _show(value, fmt: str, scale: float = 1.0) -> str:
-  return "—" if value is None else f"{scale * value:{fmt}}"
+def _show(value, fmt: str, scale: float = 1.0, missing: str = "—") -> str:
+  return missing if value is None else f"{scale * value:{fmt}}"
 
 
 def _spread(values: list[float], fmt: str) -> str:
@@ -175,35 +181,46 @@ def per_seed(roots, last: int = 3, within: float = 0.1) -> str:
     finals = [_final(s, "a_error", last) for s in locked.values()]
     finals = [v for v in finals if v is not None]
     target = (1 + within) * sum(finals) / len(finals) if finals else None
-    gaps, ratios = [], []
+    gaps, ratios, unreached = [], [], 0
     for seed, series in sorted(runs[key].items()):
       a, b = _final(series, "a_error", last), _final(series, "b_error", last)
       own = locked.get(seed)
-      gap = step = ratio = None
+      gap = step = own_step = None
       if own is not None and b is not None:
         locked_b = _final(own, "b_error", last)
         gap = None if locked_b is None else 100 * (b - locked_b)
-      if target is not None and "a_error" in series:
+      evaluated = target is not None and "a_error" in series
+      if evaluated:
         step = _reach(*series["a_error"], target)
         own_step = (_reach(*own["a_error"], target)
                     if own is not None and "a_error" in own else None)
-        if step is not None and own_step:
-          ratio = step / own_step
+      ratio = "—"
+      if evaluated and own_step:  # against the same seed's locked run
+        if step is None:  # the worst miss of the claim: counted, not averaged
+          ratio, unreached = "not reached", unreached + 1
+        else:
+          ratios.append(step / own_step)
+          ratio = f"{ratios[-1]:.2f}"
       gaps += [gap] if gap is not None else []
-      ratios += [ratio] if ratio is not None else []
       lines.append(
           f"| {T} | {method} | {seed} | {_show(a, '.2f', 100)} "
           f"| {_show(b, '.2f', 100)} | {_show(gap, '+.2f')} "
-          f"| {'not reached' if step is None else step} "
-          f"| {_show(ratio, '.2f')} |")
+          f"| {'—' if not evaluated else _show(step, 'd', 1, 'not reached')} "
+          f"| {ratio} |")
+    over = sum(r > 0.5 for r in ratios) + unreached
     notes.append(
         f"- T = {T}, {method}: B − locked B {_spread(gaps, '.2f')}, "
         f"{sum(g > 2 for g in gaps)} of {len(gaps)} over 2 points; "
-        f"A's steps ÷ locked's {_spread(ratios, '.2f')}, "
-        f"{sum(r > 0.5 for r in ratios)} of {len(ratios)} over 0.5.")
+        f"A's steps ÷ locked's {_spread(ratios, '.2f')}, {over} of "
+        f"{len(ratios) + unreached} over 0.5"
+        + (f" ({unreached} never reached A's target)." if unreached else "."))
   if not notes:
-    raise FileNotFoundError("no method with a locked run of the same T "
-                            f"under {roots}")
+    raise FileNotFoundError(
+        "--per_seed sets each seed against the locked run of the same seed "
+        "and T, and there is no method with locked runs beside it under "
+        f"{', '.join(_as_list(roots))}; give a root that also holds the "
+        "locked runs (--config.method=locked, same T and seeds), or leave "
+        "out --per_seed")
   return "\n".join(lines + [""] + notes)
 
 
@@ -213,10 +230,10 @@ def main(argv):
              "seeds), e.g. python -m experiments.two_networks_table "
              "/tmp/two_networks", 2)
   try:
-    print(table(argv[1:], _LAST.value, _WITHIN.value))
+    out = table(argv[1:], _LAST.value, _WITHIN.value)
     if _PER_SEED.value:
-      print()
-      print(per_seed(argv[1:], _LAST.value, _WITHIN.value))
+      out += "\n\n" + per_seed(argv[1:], _LAST.value, _WITHIN.value)
+    print(out)
   except (FileNotFoundError, ValueError) as e:
     cli.fail(str(e), 2)
   sys.stdout.flush()

@@ -633,7 +633,9 @@ def test_the_per_seed_table_sets_each_seed_against_locked_s_same_seed(
             ("r1", "locked", 1): ([0.5, 0.3, 0.1, 0.1], [0.5, 0.3, 0.2, 0.2]),
             ("r1", "dni", 0): ([0.3, 0.1, 0.1, 0.1], [0.5, 0.4, 0.31, 0.31]),
             ("r2", "dni", 1): ([0.5, 0.2, 0.1, 0.1], [0.5, 0.4, 0.25, 0.25]),
-            ("r2", "dni", 2): ([0.1, 0.1, 0.1, 0.1], [0.5, 0.4, 0.2, 0.2])}
+            ("r2", "dni", 2): ([0.1, 0.1, 0.1, 0.1], [0.5, 0.4, 0.2, 0.2]),
+            ("r1", "locked", 3): ([0.5, 0.2, 0.1, 0.1], [0.5, 0.4, 0.3, 0.3]),
+            ("r2", "dni", 3): ([0.5, 0.5, 0.5, 0.5], [0.5, 0.4, 0.3, 0.3])}
   for (root, method, seed), (a, b) in curves.items():
     folder = tmp_path / root / method / f"seed={seed}"
     folder.mkdir(parents=True)
@@ -651,13 +653,18 @@ def test_the_per_seed_table_sets_each_seed_against_locked_s_same_seed(
   assert rows[3] == "| 4 | dni | 1 | 10.00 | 25.00 | +5.00 | 300 | 1.00 |"
   # no locked run of seed 2: its own figures, nothing to set them against
   assert rows[4] == "| 4 | dni | 2 | 10.00 | 20.00 | — | 100 | — |"
-  # gaps 1 and 5: mean 3, sd 2.83, t(0.975, 1) = 12.706 → 3 ± 25.41
-  assert rows[6] == (
-      "- T = 4, dni: B − locked B mean 3.00, sd 2.83, 95 % interval -22.41 "
-      "to 28.41 (n = 2), 1 of 2 over 2 points; A's steps ÷ locked's mean "
-      "0.83, sd 0.24, 95 % interval -1.28 to 2.95 (n = 2), 2 of 2 over 0.5.")
-  # the pooled main table counts three dni seeds
-  assert "| 4 | dni | 3 |" in two_networks_table.table(roots, last=2)
+  # never reaches A's target: a miss of the claim, left out of the mean
+  assert rows[5] == ("| 4 | dni | 3 | 50.00 | 30.00 | +0.00 | not reached "
+                     "| not reached |")
+  # gaps 1, 5 and 0: mean 2, sd 2.65, t(0.975, 2) = 4.303 → 2 ± 6.57;
+  # ratios 0.67 and 1: mean 0.83, sd 0.24, t(0.975, 1) = 12.706 → ± 2.12
+  assert rows[7] == (
+      "- T = 4, dni: B − locked B mean 2.00, sd 2.65, 95 % interval -4.57 "
+      "to 8.57 (n = 3), 1 of 3 over 2 points; A's steps ÷ locked's mean "
+      "0.83, sd 0.24, 95 % interval -1.28 to 2.95 (n = 2), 3 of 3 over 0.5 "
+      "(1 never reached A's target).")
+  # the pooled main table counts four dni seeds
+  assert "| 4 | dni | 4 |" in two_networks_table.table(roots, last=2)
   # a seed run twice (here a copy in a third root) is named, not averaged
   shutil.copytree(tmp_path / "r1" / "dni", tmp_path / "r3" / "dni")
   with pytest.raises(ValueError, match="at seed 0"):

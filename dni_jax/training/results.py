@@ -83,9 +83,10 @@ def stats(values: list[float]) -> dict:
 def t_interval(values: list[float], level: float = 0.95) -> tuple:
   """Student-t interval of the mean of ``values`` (n ≥ 2): ``(low, high)``."""
   from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
+  if len(values) < 2:
+    raise ValueError(f"an interval needs two values or more, got "
+                     f"{len(values)}")
   s = stats(values)
-  if s["n"] < 2:
-    raise ValueError(f"an interval needs two values or more, got {s['n']}")
   half = (scipy_stats.t.ppf(0.5 + level / 2, s["n"] - 1) * s["std"] /
           math.sqrt(s["n"]))
   return s["mean"] - half, s["mean"] + half
