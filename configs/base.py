@@ -59,6 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.dni.stage_update_probs = ()  # one probability per stage; () = update_prob for all
   # Stale interface: the stages' synthetic gradients come from the
   # synthesizers of synth_delay steps before (a slow link); 0 = current.
+  # Two networks (dni): A reads B's synthesizers of synth_delay episodes
+  # before; 1 = as when A and B run side by side on two devices.
   config.dni.synth_delay = 0
   # Complete unlock (methods dni_unlocked / cdni_unlocked): a synthetic-input
   # model I_i(x) ≈ h_i per boundary; stage i+1 trains on I_i(x).

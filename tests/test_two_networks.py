@@ -266,11 +266,13 @@ def test_two_networks_config_runs_every_method_and_counts_updates(
   assert "B majority %" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("method", ["locked", "dni", "no_dni"])
+@pytest.mark.parametrize("method,delay", [("locked", 0), ("dni", 0),
+                                          ("no_dni", 0), ("dni", 2)])
 def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch,
-                                                        method):
+                                                        method, delay):
   config = _config(method=method, num_steps=6, checkpoint_every=3,
-                   log_every=1, eval_every=3)
+                   log_every=1, eval_every=3,
+                   **{"dni.synth_delay": delay})
   train.train_and_evaluate(config, tmp_path / "straight")
   real = tn_training.make_loop
 
@@ -305,6 +307,10 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch,
     ({"dni.sg_scale": float("nan")}, "dni.sg_scale must be finite"),
     ({"two_networks.oracle": True, "method": "no_dni"},
      "two_networks.oracle .* needs --config.method=dni"),
+    ({"dni.synth_delay": 1, "method": "no_dni"},
+     "dni.synth_delay=1 .* needs --config.method=dni"),
+    ({"dni.synth_delay": -1, "method": "dni"},
+     "dni.synth_delay must be a whole number of at least 0"),
 ])
 def test_bad_two_networks_config_names_the_field(overrides, message,
                                                  tmp_path):
@@ -621,6 +627,68 @@ def test_on_two_devices_dni_s_a_uses_synthesizers_one_episode_staler(
   leaves = jax.tree_util.tree_leaves
   assert not all(np.allclose(g, w, **TOL) for g, w in
                  zip(leaves(got.a_params), leaves(want.a_params)))
+
+
+@pytest.mark.parametrize("delay", [1, 2])
+def test_a_stale_interface_gives_a_b_s_side_of_d_episodes_before(delay):
+  """With ``synth_delay = d``, A's episode t runs ``a_phase`` on B's side
+  (synthesizers, and B's parameters where M reads B's state) as it stood
+  before episode t − d (before episode 0 for t < d); B's side is
+  ``b_phase``'s, as without a delay."""
+  tn = dataclasses.replace(_system("dni", T=2), sg_context="b_state_label",
+                           synth_delay=delay)
+  opt = _opt()
+  state = _init(tn, opt)
+  state = state.replace(seen_by_a=(tn_lib.b_side(tn, state),) * delay)
+  batches = lambda t: _batch(tn, seed=t)  # noqa: E731
+  step = _step(tn, opt)
+  a_phase = jax.jit(lambda s, b: tn_lib.a_phase(s, b, tn=tn, optimizers=opt))
+  b_phase = jax.jit(lambda s, b, sent: tn_lib.b_phase(s, b, sent, tn=tn,
+                                                      optimizers=opt))
+  states = [state]
+  for t in range(4):
+    states.append(step(states[-1], batches(t))[0])
+  for t in range(4):
+    before, after = states[t], states[t + 1]
+    seen = tn_lib.b_side(tn, states[max(t - delay, 0)])
+    a_side, sent = a_phase(tn_lib.with_b_side(before, seen), batches(t))
+    _assert_close(after.a_params, a_side.a_params)
+    b_side, _ = b_phase(before, batches(t), sent)
+    _assert_close(tn_lib.b_side(tn, after), tn_lib.b_side(tn, b_side))
+  # the delay is real: A differs from the one that reads B's side now
+  fresh = _step(dataclasses.replace(tn, synth_delay=0), opt)
+  want = dataclasses.replace(states[0], seen_by_a=())
+  for t in range(4):
+    want, _ = fresh(want, batches(t))
+  leaves = jax.tree_util.tree_leaves
+  assert not all(np.allclose(g, w, **TOL) for g, w in
+                 zip(leaves(states[-1].a_params), leaves(want.a_params)))
+
+
+@pytest.mark.parametrize("sg_context", ["none", "b_state_label"])
+def test_a_stale_interface_of_one_episode_trains_as_two_devices_do(
+    sg_context):
+  """``synth_delay = 1`` on one device is the two-device dni system: the
+  same networks and synthesizers after the same episodes. So one device
+  draws that system's learning curves."""
+  tn = dataclasses.replace(_system("dni", T=2), sg_context=sg_context)
+  opt = _opt()
+  state = _init(tn, opt)
+  batches = lambda t: _batch(tn, seed=t)  # noqa: E731
+  got, _ = _two_devices(tn, opt, state, batches, 4)
+  stale = dataclasses.replace(tn, synth_delay=1)
+  want = state.replace(seen_by_a=(tn_lib.b_side(tn, state),))
+  step = _step(stale, opt)
+  for t in range(4):
+    want, _ = step(want, batches(t))
+  _assert_close((got.a_params, got.b_params, got.synth_params),
+                (want.a_params, want.b_params, want.synth_params))
+
+
+def test_two_devices_refuse_a_stale_interface_of_their_own():
+  tn = dataclasses.replace(_system("dni", T=2), synth_delay=1)
+  with pytest.raises(ConfigError, match="synth_delay=1 .* set it to 0"):
+    parallel_tn.TwoDeviceSystem(tn, _opt(), (None, None), None)
 
 
 def test_the_per_seed_table_sets_each_seed_against_locked_s_same_seed(

@@ -101,6 +101,7 @@ class TwoNetworks:
   reset_a: bool = False
   sg_context: str = "none"
   oracle: bool = False
+  synth_delay: int = 0
 
   def __post_init__(self):
     if self.method not in METHODS:
@@ -120,6 +121,12 @@ class TwoNetworks:
     if self.oracle and self.method != "dni":
       raise ValueError("oracle replaces dni's synthetic gradient; it needs "
                        "method 'dni'")
+    if self.synth_delay < 0 or (self.synth_delay and (
+        self.method != "dni" or self.oracle)):
+      raise ValueError(f"synth_delay={self.synth_delay}: a stale interface "
+                       "is a whole number >= 0 of episodes, and above 0 it "
+                       "needs method 'dni' with oracle off (the "
+                       "synthesizers are what goes stale)")
 
   @property
   def episode(self) -> int:
@@ -143,6 +150,9 @@ class TwoNetworksState:
       ``sg_slots="each"`` every leaf has a leading axis of ``T`` slots.
     sg_scale: λ (a float32 scalar, a hyper-parameter kept in the state so
       the members of a sweep may differ in it).
+    seen_by_a: a stale interface (``TwoNetworks.synth_delay = d``): the
+      last ``d`` values of what A reads of B's side (``b_side``), oldest
+      first; A's next episode uses ``seen_by_a[0]``. ``()`` for ``d = 0``.
   """
   step: jax.Array
   a_params: Any
@@ -153,6 +163,24 @@ class TwoNetworksState:
   synth_state: Any = None
   synth_opt_state: Any = None
   sg_scale: jax.Array = 1.0
+  seen_by_a: tuple = ()
+
+
+def b_side(tn: TwoNetworks, state: TwoNetworksState) -> tuple:
+  """What dni's A reads of B's side of the state: the synthesizers (and
+  B's parameters, where ``M`` reads B's state)."""
+  part = (state.synth_params, state.synth_state)
+  if tn.sg_context in READS_B_STATE:
+    part = part + (state.b_params,)
+  return part
+
+
+def with_b_side(state: TwoNetworksState, part: tuple) -> TwoNetworksState:
+  """``state`` with B's side as ``b_side`` gave it."""
+  state = state.replace(synth_params=part[0], synth_state=part[1])
+  if len(part) > 2:
+    state = state.replace(b_params=part[2])
+  return state
 
 
 def _interface(tn: TwoNetworks, optimizers: Optimizers, sg_scale: Any):
@@ -200,7 +228,11 @@ def init_train_state(tn: TwoNetworks, optimizers: Optimizers,
         jax.random.split(synth_rng, tn.T))
   else:
     sg_state = sg.init(synth_rng, message, context)
-  return interface.with_state(state, sg_state)
+  state = interface.with_state(state, sg_state)
+  # Copies: a donated state may not hold one buffer twice.
+  return state.replace(seen_by_a=tuple(
+      jax.tree_util.tree_map(jnp.copy, b_side(tn, state))
+      for _ in range(tn.synth_delay)))
 
 
 def _xent(logits, labels):
@@ -434,9 +466,19 @@ def b_phase(state: TwoNetworksState, batch: dict, sent: Sent, *,
 
 def _decoupled_step(state, batch, tn, optimizers):
   """A updates after each of its ``T`` windows; then B updates, and each
-  ``M_w`` regresses onto B's gradient w.r.t. message ``w``."""
-  state, sent = a_phase(state, batch, tn=tn, optimizers=optimizers)
-  return b_phase(state, batch, sent, tn=tn, optimizers=optimizers)
+  ``M_w`` regresses onto B's gradient w.r.t. message ``w``. A stale
+  interface (``state.seen_by_a``): A reads B's side as it was ``d``
+  episodes before."""
+  if not state.seen_by_a:
+    state, sent = a_phase(state, batch, tn=tn, optimizers=optimizers)
+    return b_phase(state, batch, sent, tn=tn, optimizers=optimizers)
+  a_side, sent = a_phase(with_b_side(state, state.seen_by_a[0]), batch,
+                         tn=tn, optimizers=optimizers)
+  seen_by_a = state.seen_by_a[1:] + (b_side(tn, state),)
+  state = state.replace(a_params=a_side.a_params,
+                        a_opt_state=a_side.a_opt_state)
+  state, metrics = b_phase(state, batch, sent, tn=tn, optimizers=optimizers)
+  return state.replace(seen_by_a=seen_by_a), metrics
 
 
 def _regress(tn, sg, sg_state, messages_TxBxM, contexts, targets_TxBxM):

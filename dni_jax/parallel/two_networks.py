@@ -89,6 +89,11 @@ class TwoDeviceSystem:
       raise ConfigError("two_networks.oracle gives A B's true gradients, "
                         "which needs B's parameters where A runs; it is a "
                         "one-device diagnostic. Set it to False here.")
+    if tn.synth_delay:
+      raise ConfigError(f"synth_delay={tn.synth_delay} makes A's "
+                        "synthesizers stale on one device, as they are here "
+                        "already (one episode, as synth_delay=1 there); set "
+                        "it to 0 for two devices.")
     self.tn, self.optimizers = tn, optimizers
     self.devices = tuple(devices)
     self.exchange = Exchange(self.devices)
@@ -103,27 +108,13 @@ class TwoDeviceSystem:
         lambda x: jnp.zeros(x.shape, x.dtype), tree)
     forward = (sent if tn.method != "locked"
                else sent.messages)  # locked: the messages (with their vjp)
-    backward = (self._to_a(state) if tn.method == "dni"
+    backward = (tn_lib.b_side(self.tn, state) if tn.method == "dni"
                 else sent.messages)  # locked: B's gradients of them
     self._fwd = _Packer(zeros(forward))
     self._bwd = _Packer(zeros(backward))
     width = max(self._fwd.size, self._bwd.size)
     self._fwd.width = self._bwd.width = width
     self.width = width
-
-  def _to_a(self, state):
-    """What dni's A needs of device B's state: the synthesizers (and B's
-    parameters, where ``M`` reads B's state)."""
-    part = (state.synth_params, state.synth_state)
-    if self.tn.sg_context in tn_lib.READS_B_STATE:
-      part = part + (state.b_params,)
-    return part
-
-  def _from_b(self, state, part):
-    state = state.replace(synth_params=part[0], synth_state=part[1])
-    if len(part) > 2:
-      state = state.replace(b_params=part[2])
-    return state
 
   def _put(self, tree, k: int):
     return jax.device_put(tree, self.devices[k])
@@ -136,7 +127,8 @@ class TwoDeviceSystem:
     out = {"nets": {k: self._put(state, k) for k in self.local},
            "inbox": {k: self._empty(k) for k in self.local}}
     if self.tn.method == "dni" and A in self.local:
-      out["inbox"][A] = self._put(self._bwd.pack(self._to_a(state)), A)
+      out["inbox"][A] = self._put(
+          self._bwd.pack(tn_lib.b_side(self.tn, state)), A)
     return out
 
   @staticmethod
@@ -163,7 +155,7 @@ class TwoDeviceSystem:
 
     def fn(state, inbox, batch):
       if tn.method == "dni":  # the synthesizers B trained last tick
-        state = self._from_b(state, self._bwd.unpack(inbox))
+        state = tn_lib.with_b_side(state, self._bwd.unpack(inbox))
       state, sent = tn_lib.a_phase(state, batch, tn=tn, optimizers=opt)
       return state.replace(step=state.step + 1), self._fwd.pack(sent)
     return jax.jit(fn)
@@ -177,14 +169,15 @@ class TwoDeviceSystem:
       state, metrics = tn_lib.b_phase(state, batch, sent, tn=tn,
                                       optimizers=opt)
       state = state.replace(step=state.step + 1)
-      out = (self._bwd.pack(self._to_a(state)) if tn.method == "dni"
+      out = (self._bwd.pack(tn_lib.b_side(tn, state)) if tn.method == "dni"
              else jnp.zeros((1, 1, self.width), jnp.float32))
       return state, metrics, out
     return jax.jit(fn)
 
   @functools.cached_property
   def _b_idle(self):
-    return jax.jit(lambda state: self._bwd.pack(self._to_a(state)))
+    return jax.jit(
+        lambda state: self._bwd.pack(tn_lib.b_side(self.tn, state)))
 
   def tick(self, state: dict, t: int, batch: BatchFn
            ) -> tuple[dict, dict | None]:

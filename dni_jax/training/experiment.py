@@ -280,12 +280,20 @@ def validate_two_networks(config: ml_collections.ConfigDict) -> None:
            "0 for the two-network system.")
   probs = update_probs(config)
   _require(all(float(p) == 1.0 for p in (
-      probs if isinstance(probs, tuple) else (probs,)))
-           and not config.dni.synth_delay,
-           "dni.update_prob, dni.stage_update_probs and dni.synth_delay "
-           "apply to feed-forward configs; leave them at 1, () and 0 for the "
-           "two-network system (its networks update on a schedule of their "
-           "own: two_networks.T).")
+      probs if isinstance(probs, tuple) else (probs,))),
+           "dni.update_prob and dni.stage_update_probs apply to "
+           "feed-forward configs; leave them at 1 and () for the two-network "
+           "system (its networks update on a schedule of their own: "
+           "two_networks.T).")
+  _require_whole(config.dni.synth_delay, "dni.synth_delay", 0,
+                 "the episodes by which the synthesizers A uses lag behind "
+                 "B's (0: those B has just trained; 1: as on two devices).")
+  _require(not config.dni.synth_delay or (config.method == "dni"
+                                          and not tn.oracle),
+           f"dni.synth_delay={config.dni.synth_delay} makes the "
+           "synthesizers A uses stale; it needs --config.method=dni without "
+           f"two_networks.oracle (got method {config.method!r}, oracle "
+           f"{tn.oracle}). Set dni.synth_delay=0 otherwise.")
 
 
 def _validate_recurrent(config: ml_collections.ConfigDict) -> None:
@@ -549,7 +557,7 @@ def build_two_networks(
   return two_networks.TwoNetworks(
       core_a, core_b, tn.T, tn.message_width, config.method, synth,
       config.dni.sg_scale, tn.sg_slots,
-      tn.reset_a, tn.sg_context, tn.oracle)
+      tn.reset_a, tn.sg_context, tn.oracle, config.dni.synth_delay)
 
 
 def load_corpus(config: ml_collections.ConfigDict) -> char_corpus.Corpus:
