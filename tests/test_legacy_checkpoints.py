@@ -6,8 +6,10 @@ cDNI run, its two-member vmapped sweep (learning rate 3e-3) and a Copy dni
 run. Today's state keeps λ (``sg_scale``) and the learning rates (optax's
 ``inject_hyperparams``) in it; those checkpoints have neither. A fourth,
 ``copy_lambda``, is a Copy dni run saved with λ in the state but before the
-recurrent state held a target network (``synth_target_params``). They must
-resume, their arrays intact.
+recurrent state held a target network (``synth_target_params``). A fifth,
+``two_networks``, is a two-network dni run saved before its state could
+hold a stale interface (``seen_by_a``). They must resume, their arrays
+intact.
 """
 
 import json
@@ -119,6 +121,13 @@ def _records(path):
     ("copy_lambda", "experiments.main",
      ["--config=configs/copy.py", "--config.method=dni",
       "--config.model.width=8"]),
+    ("two_networks", "experiments.main",
+     ["--config=configs/two_networks.py", "--config.method=dni",
+      "--config.model.width=8", "--config.two_networks.b_width=8",
+      "--config.two_networks.message_width=3", "--config.two_networks.T=2",
+      "--config.batch_size=4", "--config.eval_batch_size=16",
+      "--config.checkpoint_every=3", "--config.eval_every=3",
+      "--config.log_every=1"]),
 ])
 def test_an_older_workdir_resumes(tmp_path, name, module, flags):
   workdir = _copy(name, tmp_path)
@@ -132,7 +141,8 @@ def test_an_older_workdir_resumes(tmp_path, name, module, flags):
     after = _records(r / "metrics.jsonl")
     assert after[:len(old)] == old  # what was saved is kept
     assert max(rec["step"] for rec in after) == 5
-    assert all(np.isfinite(rec["loss"]) for rec in after)
+    assert all(np.isfinite(rec.get("loss", rec.get("a_loss")))
+               for rec in after)
     assert "5" in os.listdir(r / "checkpoints")
   assert ("resuming 2 members from step 3" if name == "sweep"
           else "resuming from step 3") in done.stdout

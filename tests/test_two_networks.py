@@ -14,6 +14,7 @@ from dni_jax.core import two_networks as tn_lib
 from dni_jax.data import digit_stream
 from dni_jax.errors import ConfigError
 from dni_jax.parallel import two_networks as parallel_tn
+from dni_jax.training import experiment
 from dni_jax.training import train
 from dni_jax.training import two_networks as tn_training
 from dni_jax.training.metrics_log import read_metrics
@@ -307,8 +308,12 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch,
     ({"dni.sg_scale": float("nan")}, "dni.sg_scale must be finite"),
     ({"two_networks.oracle": True, "method": "no_dni"},
      "two_networks.oracle .* needs --config.method=dni"),
-    ({"dni.synth_delay": 1, "method": "no_dni"},
-     "dni.synth_delay=1 .* needs --config.method=dni"),
+    ({"dni.synth_delay": 1, "method": "locked,no_dni"},
+     "dni.synth_delay=1 .* needs dni among the methods"),
+    ({"dni.synth_delay": 1, "method": "dni", "two_networks.oracle": True},
+     "dni.synth_delay=1 .* two_networks.oracle off"),
+    ({"dni.synth_delay": True, "method": "dni"},
+     "dni.synth_delay must be a whole number"),
     ({"dni.synth_delay": -1, "method": "dni"},
      "dni.synth_delay must be a whole number of at least 0"),
 ])
@@ -633,11 +638,15 @@ def test_on_two_devices_dni_s_a_uses_synthesizers_one_episode_staler(
 def test_a_stale_interface_gives_a_b_s_side_of_d_episodes_before(delay):
   """With ``synth_delay = d``, A's episode t runs ``a_phase`` on B's side
   (synthesizers, and B's parameters where M reads B's state) as it stood
-  before episode t − d (before episode 0 for t < d); B's side is
+  before episode t − d (the initial one while t ≤ d); B's side is
   ``b_phase``'s, as without a delay."""
   tn = dataclasses.replace(_system("dni", T=2), sg_context="b_state_label",
                            synth_delay=delay)
   opt = _opt()
+  fresh_state = tn_lib.init_train_state(tn, opt, jax.random.PRNGKey(0), 4, D)
+  assert len(fresh_state.seen_by_a) == delay
+  for seen in fresh_state.seen_by_a:
+    _assert_close(seen, tn_lib.b_side(tn, fresh_state))
   state = _init(tn, opt)
   state = state.replace(seen_by_a=(tn_lib.b_side(tn, state),) * delay)
   batches = lambda t: _batch(tn, seed=t)  # noqa: E731
@@ -685,9 +694,19 @@ def test_a_stale_interface_of_one_episode_trains_as_two_devices_do(
                 (want.a_params, want.b_params, want.synth_params))
 
 
+def test_a_stale_interface_in_a_comparison_applies_to_dni_alone(tmp_path):
+  config = _config(method="locked,dni", num_steps=2, eval_every=2,
+                   checkpoint_every=2, **{"dni.synth_delay": 1})
+  summaries = train.train_and_evaluate(config, tmp_path)
+  assert set(summaries) == {"locked", "dni"}
+  built = {m: experiment.build_two_networks(tiny.override(config, method=m))
+           for m in summaries}
+  assert built["dni"].synth_delay == 1 and built["locked"].synth_delay == 0
+
+
 def test_two_devices_refuse_a_stale_interface_of_their_own():
   tn = dataclasses.replace(_system("dni", T=2), synth_delay=1)
-  with pytest.raises(ConfigError, match="synth_delay=1 .* set it to 0"):
+  with pytest.raises(ConfigError, match="synth_delay=1: .* set synth_delay=0"):
     parallel_tn.TwoDeviceSystem(tn, _opt(), (None, None), None)
 
 

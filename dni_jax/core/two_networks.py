@@ -374,7 +374,7 @@ def a_phase(state: TwoNetworksState, batch: dict, *, tn: TwoNetworks,
   each message arrives. On two devices it could run while B learns from the
   last episode (``b_phase``); A would then use the synthesizers (and, with
   B's state, B's parameters) of one episode before, which ``train_step``,
-  running the phases in turn, does not.
+  running the phases in turn, does only with ``synth_delay=1``.
   """
   xs, ys = _windows(tn, batch)
   batch_size = ys.shape[1]
@@ -469,6 +469,10 @@ def _decoupled_step(state, batch, tn, optimizers):
   ``M_w`` regresses onto B's gradient w.r.t. message ``w``. A stale
   interface (``state.seen_by_a``): A reads B's side as it was ``d``
   episodes before."""
+  if len(state.seen_by_a) != tn.synth_delay:
+    raise ValueError(f"the state holds {len(state.seen_by_a)} episodes of "
+                     f"B's side for A, synth_delay is {tn.synth_delay}: "
+                     "build it with init_train_state of the same TwoNetworks")
   if not state.seen_by_a:
     state, sent = a_phase(state, batch, tn=tn, optimizers=optimizers)
     return b_phase(state, batch, sent, tn=tn, optimizers=optimizers)

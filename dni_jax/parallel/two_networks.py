@@ -20,7 +20,8 @@ CPU). What a step costs then depends on who waits for whom:
   wait for B's gradients (the swap still meets B, so a tick costs the
   slower side plus the swap): A's episode ``t + 1`` uses synthesizers
   trained on episodes up to ``t − 1``, one episode staler than in
-  ``train_step``, which runs the phases in turn.
+  ``train_step``, which runs the phases in turn (``synth_delay=1`` there
+  trains this system, on one device).
 - ``no_dni``: as dni, with nothing sent back to A.
 
 A tick's inputs come from ``batch(t)``, which every process calls for
@@ -90,10 +91,10 @@ class TwoDeviceSystem:
                         "which needs B's parameters where A runs; it is a "
                         "one-device diagnostic. Set it to False here.")
     if tn.synth_delay:
-      raise ConfigError(f"synth_delay={tn.synth_delay} makes A's "
-                        "synthesizers stale on one device, as they are here "
-                        "already (one episode, as synth_delay=1 there); set "
-                        "it to 0 for two devices.")
+      raise ConfigError(f"synth_delay={tn.synth_delay}: on two devices "
+                        "A's synthesizers are one episode stale already (as "
+                        "synth_delay=1 on one device); set synth_delay=0 "
+                        "here.")
     self.tn, self.optimizers = tn, optimizers
     self.devices = tuple(devices)
     self.exchange = Exchange(self.devices)

@@ -105,14 +105,20 @@ def upgrade(state, legacy_leaves):
 
 
 # Fields a train state gained after its checkpoints were first written,
-# saved only when set: a checkpoint of a run without them has no such key.
-_SAVED_WHEN_SET = ("synth_target_params",)
+# saved only when set (not None or ()): a checkpoint of a run without them
+# has no such key.
+_SAVED_WHEN_SET = ("synth_target_params", "seen_by_a")
+
+
+def _unset(value) -> bool:
+  return value is None or (isinstance(value, tuple) and not value)
 
 
 def _saved_fields(tree, with_scale):
   return [f.name for f in dataclasses.fields(tree)
           if (with_scale or f.name != "sg_scale")
-          and not (f.name in _SAVED_WHEN_SET and getattr(tree, f.name) is None)]
+          and not (f.name in _SAVED_WHEN_SET
+                   and _unset(getattr(tree, f.name)))]
 
 
 def _orbax_form(tree, with_scale: bool = False):

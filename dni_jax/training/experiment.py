@@ -288,11 +288,11 @@ def validate_two_networks(config: ml_collections.ConfigDict) -> None:
   _require_whole(config.dni.synth_delay, "dni.synth_delay", 0,
                  "the episodes by which the synthesizers A uses lag behind "
                  "B's (0: those B has just trained; 1: as on two devices).")
-  _require(not config.dni.synth_delay or (config.method == "dni"
-                                          and not tn.oracle),
+  _require(not config.dni.synth_delay or (
+      "dni" in method_names(config) and not tn.oracle),
            f"dni.synth_delay={config.dni.synth_delay} makes the "
-           "synthesizers A uses stale; it needs --config.method=dni without "
-           f"two_networks.oracle (got method {config.method!r}, oracle "
+           "synthesizers A uses stale; it needs dni among the methods and "
+           f"two_networks.oracle off (got method {config.method!r}, oracle "
            f"{tn.oracle}). Set dni.synth_delay=0 otherwise.")
 
 
@@ -557,7 +557,8 @@ def build_two_networks(
   return two_networks.TwoNetworks(
       core_a, core_b, tn.T, tn.message_width, config.method, synth,
       config.dni.sg_scale, tn.sg_slots,
-      tn.reset_a, tn.sg_context, tn.oracle, config.dni.synth_delay)
+      tn.reset_a, tn.sg_context, tn.oracle,
+      config.dni.synth_delay if config.method == "dni" else 0)
 
 
 def load_corpus(config: ml_collections.ConfigDict) -> char_corpus.Corpus:
