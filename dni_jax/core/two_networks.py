@@ -473,16 +473,13 @@ def _decoupled_step(state, batch, tn, optimizers):
     raise ValueError(f"the state holds {len(state.seen_by_a)} episodes of "
                      f"B's side for A, synth_delay is {tn.synth_delay}: "
                      "build it with init_train_state of the same TwoNetworks")
-  if not state.seen_by_a:
-    state, sent = a_phase(state, batch, tn=tn, optimizers=optimizers)
-    return b_phase(state, batch, sent, tn=tn, optimizers=optimizers)
-  a_side, sent = a_phase(with_b_side(state, state.seen_by_a[0]), batch,
-                         tn=tn, optimizers=optimizers)
-  seen_by_a = state.seen_by_a[1:] + (b_side(tn, state),)
+  queue = state.seen_by_a + (b_side(tn, state),)  # d = 0: B's side now
+  a_side, sent = a_phase(with_b_side(state, queue[0]), batch, tn=tn,
+                         optimizers=optimizers)
   state = state.replace(a_params=a_side.a_params,
                         a_opt_state=a_side.a_opt_state)
   state, metrics = b_phase(state, batch, sent, tn=tn, optimizers=optimizers)
-  return state.replace(seen_by_a=seen_by_a), metrics
+  return state.replace(seen_by_a=queue[1:]), metrics
 
 
 def _regress(tn, sg, sg_state, messages_TxBxM, contexts, targets_TxBxM):
