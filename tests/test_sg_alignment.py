@@ -227,8 +227,10 @@ def test_early_stopping_scores_the_parameters_of_the_lowest_validation_loss():
   train, val, held = slice(0, 200), slice(200, 300), slice(300, None)
   stopped = float(fit(x[train], y[train], x[held], y[held], steps=300,
                       x_val=x[val], y_val=y[val], check_every=20))
-  plain = [(float(fit(x[train], y[train], x[val], y[val], steps=k)),
-            float(fit(x[train], y[train], x[held], y[held], steps=k)))
+  # One compile for every plain fit: the step count is traced, not static.
+  fit_k = jax.jit(lambda x_eval, y_eval, k: fit(
+      x[train], y[train], x_eval, y_eval, steps=k))
+  plain = [(float(fit_k(x[val], y[val], k)), float(fit_k(x[held], y[held], k)))
            for k in range(20, 320, 20)]
   best = max(range(len(plain)), key=lambda i: plain[i][0])  # R² ~ -loss
   assert 0 < best < len(plain) - 1, plain  # neither the first nor the last
