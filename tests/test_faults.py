@@ -414,6 +414,11 @@ def _main(workdir, *extra, preexec_fn=None, wait=True):
   root = pathlib.Path(__file__).resolve().parent.parent
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
+  if preexec_fn is not None:
+    # A process under a resource limit (a full disk) keeps out of the test
+    # session's compilation cache: a cache write cut by the limit would add a
+    # warning to the stderr the test reads, and leave a truncated entry.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
   args = [sys.executable, "-m", "experiments.main", f"--workdir={workdir}",
           "--config.method=cdni", "--config.model.hidden=(16,16)",
           *extra]

@@ -227,7 +227,8 @@ def test_early_stopping_scores_the_parameters_of_the_lowest_validation_loss():
   train, val, held = slice(0, 200), slice(200, 300), slice(300, None)
   stopped = float(fit(x[train], y[train], x[held], y[held], steps=300,
                       x_val=x[val], y_val=y[val], check_every=20))
-  # One compile for every plain fit: the step count is traced, not static.
+  # The step count traced, not static: one compile per evaluation set, not
+  # one per fit.
   fit_k = jax.jit(lambda x_eval, y_eval, k: fit(
       x[train], y[train], x_eval, y_eval, steps=k))
   plain = [(float(fit_k(x[val], y[val], k)), float(fit_k(x[held], y[held], k)))
