@@ -19,6 +19,13 @@ prints the group's time against N times one member's:
 
   python -m experiments.benchmark --model=cnn --width=32 --batch_size=64 --members=3
 
+With ``--synth_delays=4,64`` cDNI's step is also timed with a stale
+interface of each delay ``d`` (``dni.synth_delay``: the stages driven by the
+synthesizers of ``d`` steps before), in the same interleaved rounds, and a
+line per delay prints its time against cDNI's with current synthesizers:
+
+  python -m experiments.benchmark --depth=4 --synth_delays=4,16,64
+
 On XLA:CPU a vmapped convolution over members' kernels is a grouped
 convolution, which runs far slower than the members' convolutions one after
 another (docs/performance.md), so sweeps do not vmap CNN members on a CPU
@@ -49,6 +56,9 @@ _MEMBERS = flags.DEFINE_integer(
     "members", 0, "Also time each method vmapped over this many members "
     "(own parameters and batch each), as a sweep's vmapped group; 0: not.",
     lower_bound=0)
+_DELAYS = flags.DEFINE_list(
+    "synth_delays", [], "Also time cDNI with a stale interface of each of "
+    "these delays (dni.synth_delay, whole numbers >= 1); empty: not.")
 _METHODS = ("backprop", "dni", "cdni")
 
 
@@ -79,9 +89,10 @@ def _parts(method):
           dni.get_source(method))
 
 
-def _compiled(method, batch):
+def _compiled(method, batch, synth_delay=0):
   net, opt, source = _parts(method)
-  state = dni.init_train_state(net, opt, source, jax.random.PRNGKey(0), batch)
+  state = dni.init_train_state(net, opt, source, jax.random.PRNGKey(0), batch,
+                               synth_delay=synth_delay)
   step = dni.make_train_step(net, opt, source)
   cost = step.lower(state, batch).compile().cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost or {}).get("flops", 0.0)
@@ -106,8 +117,22 @@ def _compiled_group(method, n):
   return step, states
 
 
+def _delays() -> list[int]:
+  try:
+    delays = [int(d) for d in _DELAYS.value]
+  except ValueError:
+    delays = None
+  if delays is None or any(d < 1 for d in delays):
+    raise app.UsageError(
+        f"--synth_delays={','.join(_DELAYS.value)}: each delay must be a "
+        "whole number >= 1 (cDNI with current synthesizers, d = 0, is timed "
+        "anyway); e.g. --synth_delays=4,64.")
+  return delays
+
+
 def main(argv):
   del argv
+  delays = _delays()
   timing.quiet_logs()
   host_memory.keep_freed_memory()
   batch = _batch(0)
@@ -115,6 +140,10 @@ def main(argv):
   for m in _METHODS:
     step, state, flops[m] = _compiled(m, batch)
     runs[m] = (step, state)
+  for d in delays:
+    name = f"cdni d={d}"
+    step, state, flops[name] = _compiled("cdni", batch, synth_delay=d)
+    runs[name] = (step, state)
   n = _MEMBERS.value
   if n:
     for m in _METHODS:
@@ -132,6 +161,11 @@ def main(argv):
       print(f"{m}: {n} members vmapped {1e3 * group:.1f} ms per step, one "
             f"member {1e3 * single:.1f} ms; vmapped / ({n} x one) = "
             f"{group / (n * single):.2f}")
+  for d in delays:
+    stale = statistics.median(samples[f"cdni d={d}"])
+    print(f"cdni with synthesizers {d} steps old: {1e3 * stale:.2f} ms per "
+          f"step; / cdni's with current ones = "
+          f"{stale / statistics.median(samples['cdni']):.3f}")
   timing.report(samples, flops, "backprop")
 
 

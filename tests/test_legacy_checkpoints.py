@@ -8,8 +8,12 @@ run. Today's state keeps λ (``sg_scale``) and the learning rates (optax's
 ``copy_lambda``, is a Copy dni run saved with λ in the state but before the
 recurrent state held a target network (``synth_target_params``). A fifth,
 ``two_networks``, is a two-network dni run saved before its state could
-hold a stale interface (``seen_by_a``). They must resume, their arrays
-intact.
+hold a stale interface (``seen_by_a``). A sixth, ``ff_stale``, is a
+two-member binary-addition cDNI sweep with a stale interface
+(``dni.synth_delay=2``) saved while its history was a queue, before the
+ring (``dni_jax.core.stale``); ``ff_stale_uninterrupted.json`` holds the
+training records of steps 4 and 5 of the same sweep run on to 5 steps by
+that code without a stop. They must resume, their arrays intact.
 """
 
 import json
@@ -107,6 +111,11 @@ def _records(path):
     return [json.loads(line) for line in f if line.strip()]
 
 
+_FF_STALE = ["--config=configs/binary_addition.py", "--seeds=2",
+             "--config.method=cdni", "--config.model.hidden=(8,8)",
+             "--config.dni.synth_delay=2", "--config.log_every=1"]
+
+
 @pytest.mark.parametrize("name, module, flags", [
     ("ff", "experiments.main",
      ["--config=configs/binary_addition.py", "--config.method=cdni",
@@ -121,6 +130,7 @@ def _records(path):
     ("copy_lambda", "experiments.main",
      ["--config=configs/copy.py", "--config.method=dni",
       "--config.model.width=8"]),
+    ("ff_stale", "experiments.sweep", _FF_STALE),
     ("two_networks", "experiments.main",
      ["--config=configs/two_networks.py", "--config.method=dni",
       "--config.model.width=8", "--config.two_networks.b_width=8",
@@ -131,8 +141,8 @@ def _records(path):
 ])
 def test_an_older_workdir_resumes(tmp_path, name, module, flags):
   workdir = _copy(name, tmp_path)
-  runs = ([workdir / "seed=0", workdir / "seed=1"] if name == "sweep"
-          else [workdir])
+  sweep = module == "experiments.sweep"
+  runs = [workdir / "seed=0", workdir / "seed=1"] if sweep else [workdir]
   before = [_records(r / "metrics.jsonl") for r in runs]
   done = _run(module, workdir, *flags, "--config.num_steps=5")
   assert done.returncode == 0, done.stderr[-2000:]
@@ -144,8 +154,51 @@ def test_an_older_workdir_resumes(tmp_path, name, module, flags):
     assert all(np.isfinite(rec.get("loss", rec.get("a_loss")))
                for rec in after)
     assert "5" in os.listdir(r / "checkpoints")
-  assert ("resuming 2 members from step 3" if name == "sweep"
+  assert ("resuming 2 members from step 3" if sweep
           else "resuming from step 3") in done.stdout
+  if name == "ff_stale":  # as if the run had never stopped
+    expected = json.loads((LEGACY / "ff_stale_uninterrupted.json").read_text())
+    for r in runs:
+      got = [rec for rec in _records(r / "metrics.jsonl")
+             if rec["split"] == "train" and rec["step"] > 3]
+      assert [g["step"] for g in got] == [4, 5]
+      for g, e in zip(got, expected[r.name]):
+        assert g.keys() == e.keys()
+        np.testing.assert_allclose([g[k] for k in e if k != "split"],
+                                   [e[k] for k in e if k != "split"],
+                                   rtol=1e-4, atol=1e-7)
+
+
+def test_a_stale_history_saved_as_a_queue_restores_as_the_ring(tmp_path):
+  """Each slot of the queue lands where the ring reads it: at step 3 with
+  d = 2 the stages' synthesizers are the queue's oldest (those of step 1),
+  and the ring holds both slots unchanged."""
+  from dni_jax.core import stale  # pylint: disable=g-import-not-at-top
+  run = _copy("ff_stale", tmp_path) / "seed=1"
+  config = _config(run)
+  state = feedforward.make_loop(config).init()
+  assert stale.delay(state.synth_history) == 2
+  raw = ocp.StandardCheckpointer().restore(
+      str(run / "checkpoints" / "3" / "default"))
+  restored, step = checkpoint.Checkpointer(
+      str(run / "checkpoints")).restore_or(state)
+  assert step == 3 and int(restored.step) == 3
+  queue = raw["synth_history"]
+  assert len(queue) == 2
+  ring = restored.synth_history
+  for slot, saved in zip(stale.to_queue(ring, restored.step), queue):
+    new, old = jax.tree_util.tree_leaves(slot), jax.tree_util.tree_leaves(saved)
+    assert len(new) == len(old) > 0
+    for a, b in zip(new, old):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  for a, b in zip(jax.tree_util.tree_leaves(stale.oldest(ring)),
+                  jax.tree_util.tree_leaves(queue[0])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # The ring is not the queue stacked as it was: at step 3 the oldest
+  # sits in slot 1.
+  for a, b in zip(jax.tree_util.tree_leaves(ring["ring"]),
+                  jax.tree_util.tree_leaves(queue[0])):
+    np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b))
 
 
 def test_a_nested_state_of_the_older_layout_restores(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 import dni_jax as dni
 from dni_jax.core import network as network_lib
+from dni_jax.core import stale
 from dni_jax.core import step as step_lib
 from dni_jax.core import stochastic
 from dni_jax.core import synthetic_inputs
@@ -46,8 +47,8 @@ def _delayed_state(delay, steps=3, method="cdni"):
                                jax.random.PRNGKey(0), tiny.batch(),
                                synth_delay=delay)
   synth = tiny.randomize(state.synth_params)
-  state = state.replace(synth_params=synth, synth_history=tuple(
-      jax.tree_util.tree_map(jnp.copy, synth) for _ in range(delay)))
+  state = state.replace(synth_params=synth,
+                        synth_history=stale.init(synth, delay))
   step = _step(net, method, opt=SGD)
   for seed in range(steps):
     state, _ = step(state, tiny.batch(seed=seed))
@@ -69,12 +70,13 @@ def test_stages_use_the_synthesizer_of_d_steps_before():
   """With delay d the stages move as a fresh step driven by the old M does."""
   net, state, step = _delayed_state(2, steps=3)
   # History: the synthesizers after steps 1 and 2 of 3, oldest first.
-  assert len(state.synth_history) == 2
+  queue = stale.to_queue(state.synth_history, state.step)
+  assert len(queue) == 2
   b = tiny.batch(seed=7)
   delayed, _ = step(state, b)
   fresh = _step(net, "cdni", opt=SGD)
   fresh_on_old = fresh(state.replace(synth_history=(),
-                                     synth_params=state.synth_history[0]), b)[0]
+                                     synth_params=queue[0]), b)[0]
   fresh_on_new = fresh(state.replace(synth_history=()), b)[0]
   chex.assert_trees_all_close(delayed.stage_params, fresh_on_old.stage_params,
                               **TOL)
@@ -83,8 +85,42 @@ def test_stages_use_the_synthesizer_of_d_steps_before():
   # The current synthesizers are the ones that regress; the queue shifts.
   assert not np.allclose(delayed.synth_params[0]["output"]["kernel"],
                          fresh_on_old.synth_params[0]["output"]["kernel"])
-  chex.assert_trees_all_equal(delayed.synth_history,
-                              (state.synth_history[1], state.synth_params))
+  chex.assert_trees_all_equal(
+      stale.to_queue(delayed.synth_history, delayed.step),
+      (queue[1], state.synth_params))
+
+
+@pytest.mark.parametrize("delay", [1, 3])
+def test_every_step_uses_the_synthesizers_of_d_steps_before(delay):
+  """Over several turns of the ring: at step s the stages are driven by the
+  synthesizers as they were at the start of step s - d (the initial ones
+  for s < d), and the history keeps the last d of them."""
+  net, state, step = _delayed_state(delay, steps=0)
+  seen = []  # the synthesizers at the start of each step
+  for s in range(3 * delay + 2):
+    seen.append(state.synth_params)
+    chex.assert_trees_all_equal(stale.oldest(state.synth_history),
+                                seen[max(s - delay, 0)])
+    state, _ = step(state, tiny.batch(seed=s))
+    chex.assert_trees_all_equal(
+        stale.to_queue(state.synth_history, state.step),
+        tuple(seen[max(i, 0)] for i in range(s + 1 - delay, s + 1)))
+
+
+def test_the_ring_reads_and_writes_the_queue_it_replaces():
+  """``from_queue`` inverts ``to_queue`` at every step of a turn, for one
+  state and for a sweep's members (a leading axis)."""
+  queue = tuple({"w": jnp.full((2,), float(i))} for i in range(3))
+  for step in range(4):
+    ring = stale.from_queue(queue, step)
+    assert stale.delay(ring) == 3
+    chex.assert_trees_all_equal(stale.oldest(ring), queue[0])
+    chex.assert_trees_all_equal(stale.to_queue(ring, step), queue)
+    members = tuple(jax.tree_util.tree_map(lambda x: jnp.stack([x, -x]), q)
+                    for q in queue)
+    ring = stale.from_queue(members, jnp.full((2,), step), batch_dims=1)
+    chex.assert_trees_all_equal(
+        stale.to_queue(ring, jnp.full((2,), step), batch_dims=1), members)
 
 
 def test_negative_delay_is_refused():

@@ -19,6 +19,7 @@ from dni_jax.core import gradient_sources
 from dni_jax.core import interface
 from dni_jax.core import losses
 from dni_jax.core import module_state
+from dni_jax.core import stale
 from dni_jax.core import staged
 from dni_jax.core import stochastic
 from dni_jax.core import train_state as train_state_lib
@@ -115,9 +116,9 @@ def _step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
   else:
     fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
                          stage_rng)
-  stale = state.synth_history[0] if state.synth_history else None
+  old = stale.oldest(state.synth_history) if state.synth_history else None
   out = source(net, fwd, state.synth_params, state.synth_state, batch,
-               synth_rng, sg_scale=state.sg_scale, stale_synth_params=stale)
+               synth_rng, sg_scale=state.sg_scale, stale_synth_params=old)
   stage_params, stage_opt_state = update_each(
       optimizers.stage, out.stage_grads + (fwd.last_grads,),
       state.stage_opt_state, state.stage_params)
@@ -149,9 +150,9 @@ def _step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
       metrics[f"input_loss/{i}"] = input_loss
   if track_alignment and out.synth_grads:
     metrics.update(_alignment_metrics(fwd, out.boundary_grads))
-  if state.synth_history:  # the synthesizers of this step join the queue
-    new = new.replace(synth_history=state.synth_history[1:] +
-                      (state.synth_params,))
+  if state.synth_history:  # this step's synthesizers take the oldest slot
+    new = new.replace(synth_history=stale.push(
+        state.synth_history, state.step, state.synth_params))
   return new, metrics
 
 

@@ -14,6 +14,7 @@ import jax
 import optax
 
 from dni_jax.core import module_state
+from dni_jax.core import stale
 from dni_jax.core.network import DecoupledNetwork
 
 INPUT_STREAM = 0x696E  # "in": the input models' keys off the synthesizers'
@@ -39,8 +40,9 @@ class TrainState:
     synth_params, synth_state, synth_opt_state: per-boundary tuples (empty
       for backprop).
     synth_history: a stale interface of delay ``d``: the synthesizer
-      parameters of the last ``d`` steps, oldest first (the stages' synthetic
-      gradients come from ``synth_history[0]``); ``()`` for ``d = 0``.
+      parameters of the last ``d`` steps in a ring of ``d`` slots, and a
+      copy of the oldest, from which the stages' synthetic gradients come
+      (``dni_jax.core.stale``); ``()`` for ``d = 0``.
     input_params, input_state, input_opt_state: complete unlock's
       synthetic-input models, per boundary (empty otherwise).
     sg_scale: λ, the factor on every synthetic gradient (a float32 scalar;
@@ -138,9 +140,7 @@ def init_train_state(net: DecoupledNetwork, optimizers: Optimizers, source,
       synth_params=synth_params,
       synth_state=tuple(synth_state),
       synth_opt_state=tuple(optimizers.synth.init(p) for p in synth_params),
-      # Copies: a donated state may not hold one buffer twice.
-      synth_history=tuple(jax.tree_util.tree_map(jax.numpy.copy, synth_params)
-                          for _ in range(synth_delay if synth_params else 0)),
+      synth_history=stale.init(synth_params, synth_delay),
       input_params=tuple(input_params),
       input_state=tuple(input_state),
       input_opt_state=tuple(optimizers.synth.init(p) for p in input_params),

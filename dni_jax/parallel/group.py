@@ -27,6 +27,7 @@ from jax import lax
 
 from dni_jax.core import interface
 from dni_jax.core import module_state
+from dni_jax.core import stale
 from dni_jax.core import staged
 from dni_jax.core.network import DecoupledNetwork
 from dni_jax.core.step import update_each
@@ -84,7 +85,7 @@ def init_group_state(full: TrainState, group: Group, h_out_shape=None,
       synth_params=full.synth_params[synths],
       synth_state=full.synth_state[synths],
       synth_opt_state=full.synth_opt_state[synths],
-      synth_history=tuple(h[synths] for h in full.synth_history),
+      synth_history=stale.select(full.synth_history, synths),
       sg_scale=full.sg_scale, kept_h=kept_h, kept_labels=kept_labels)
 
 
@@ -183,7 +184,7 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
   if state.synth_history:  # a stale interface: the stages use old synths
     used = {b: _predict(net, state, group, b, hidden[b - group.start],
                         context, synth_rng,
-                        synth_params=state.synth_history[0])
+                        synth_params=stale.oldest(state.synth_history))
             for b in group.boundaries}
   # Every non-loss stage updates from the synthetic gradient at its output.
   stage_grads, input_grads = [], []
@@ -207,8 +208,8 @@ def dni_tick(state: GroupState, h_in, target_in, x, labels, fwd_valid,
       optimizers.stage, tuple(stage_grads), state.stage_opt_state,
       state.stage_params)
   history = state.synth_history
-  if history:  # this tick's synthesizers join the end of the queue
-    history = history[1:] + (state.synth_params,)
+  if history:  # this tick's synthesizers take the oldest slot
+    history = stale.push(history, state.step, state.synth_params)
   new = state.replace(step=state.step + 1, stage_params=new_stage_params,
                       stage_state=tuple(new_stage_state),
                       stage_opt_state=new_stage_opt,

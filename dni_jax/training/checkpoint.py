@@ -19,7 +19,9 @@ A checkpoint of the older layout, from before the hyper-parameters (λ, the
 learning rates) lived in the train state, restores too: its arrays fill the
 state and the hyper-parameters come from the run's config, which the
 workdir's check has already found equal to the one that saved it
-(``legacy_layout``, ``upgrade``).
+(``legacy_layout``, ``upgrade``). So does a stale interface's history
+saved as a queue (``d`` copies oldest first, before it was a ring:
+``queue_layout``, ``dni_jax.core.stale``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from dni_jax.core import stale
 from dni_jax.errors import CheckpointError
 from dni_jax.training.files import signals_deferred
 from dni_jax.training.files import sync_dir as _sync_dir
@@ -102,6 +105,29 @@ def upgrade(state, legacy_leaves):
   old = iter(legacy_leaves)
   return jax.tree_util.tree_unflatten(
       treedef, [leaf if new else next(old) for leaf, new in zip(leaves, added)])
+
+
+def _with_history(tree, convert):
+  """``tree`` with each train state's non-empty ``synth_history`` replaced
+  by ``convert(it, the state's step)``, at any depth."""
+  def one(x):
+    if _has_scale(x) and getattr(x, "synth_history", ()):
+      return x.replace(synth_history=convert(x.synth_history, x.step))
+    return x
+  return jax.tree_util.tree_map(one, tree, is_leaf=_has_scale)
+
+
+def queue_layout(state):
+  """``state`` as checkpoints held it before a stale interface's history
+  was a ring: each train state's history ``d`` copies, oldest first."""
+  return _with_history(state, lambda h, step: stale.to_queue(
+      h, step, np.ndim(step)))
+
+
+def from_queue_layout(state):
+  """Inverse of ``queue_layout``: each history read as the ring."""
+  return _with_history(state, lambda q, step: stale.from_queue(
+      q, step, np.ndim(step)))
 
 
 # Fields a train state gained after its checkpoints were first written,
@@ -351,15 +377,21 @@ class Checkpointer:
       raise CheckpointError(
           f"no checkpoint of step {step} in {self.directory} (kept: "
           f"{sorted(self._manager.all_steps())}).")
-    template, restored = state, None
+    template, restored, convert = state, None, None
     try:
       restored = self._restore(step, state)
     except Exception as e:  # pylint: disable=broad-except
-      legacy = legacy_layout(state)
-      if (jax.tree_util.tree_structure(legacy)
-          != jax.tree_util.tree_structure(state)):
-        try:  # a checkpoint of the older layout
-          template, restored = legacy, self._restore_legacy(step, legacy)
+      older = (  # (layout, its restore, back to this state's layout)
+          (legacy_layout(state), self._restore_legacy,
+           lambda r: upgrade(state, jax.tree_util.tree_leaves(r))),
+          (queue_layout(state), self._restore, from_queue_layout))
+      for layout, read, back in older:
+        if (jax.tree_util.tree_structure(layout)
+            == jax.tree_util.tree_structure(state)):
+          continue  # this state has nothing that layout lacks
+        try:  # a checkpoint of an older layout
+          template, restored, convert = layout, read(step, layout), back
+          break
         except Exception:  # pylint: disable=broad-except
           pass
       if restored is None:
@@ -392,8 +424,8 @@ class Checkpointer:
             f"{bad}. It is left as it is; delete that step's folder to "
             "resume from an older checkpoint, or choose a new --workdir."
         ) from ValueError(bad)
-    if template is not state:
-      restored = upgrade(state, jax.tree_util.tree_leaves(restored))
+    if convert is not None:
+      restored = convert(restored)
     return restored
 
   def _restore_form(self, step: int, form):
