@@ -22,7 +22,8 @@ prints the group's time against N times one member's:
 With ``--synth_delays=4,64`` cDNI's step is also timed with a stale
 interface of each delay ``d`` (``dni.synth_delay``: the stages driven by the
 synthesizers of ``d`` steps before), in the same interleaved rounds, and a
-line per delay prints its time against cDNI's with current synthesizers:
+line per delay prints its time against cDNI's with current synthesizers
+(and, with ``--members=N``, the same for N members vmapped):
 
   python -m experiments.benchmark --depth=4 --synth_delays=4,16,64
 
@@ -101,14 +102,14 @@ def _compiled(method, batch, synth_delay=0):
   return step, state, flops
 
 
-def _compiled_group(method, n):
+def _compiled_group(method, n, synth_delay=0):
   """``method``'s step vmapped over ``n`` members, in ``timing``'s form (the
   members' own batches stand in for the shared one)."""
   net, opt, source = _parts(method)
   keys = jax.random.split(jax.random.PRNGKey(1), n)
   batches = jax.vmap(_batch_of)(keys)
   states = jax.vmap(lambda k, b: dni.init_train_state(
-      net, opt, source, k, b))(keys, batches)
+      net, opt, source, k, b, synth_delay=synth_delay))(keys, batches)
   group_step = jax.jit(jax.vmap(dni.make_train_step(net, opt, source)),
                        donate_argnums=0)  # as the single step donates
   step = lambda state, _: group_step(state, batches)
@@ -148,12 +149,15 @@ def main(argv):
   if n:
     for m in _METHODS:
       runs[f"{m} x{n}"] = _compiled_group(m, n)
+    for d in delays:
+      runs[f"cdni d={d} x{n}"] = _compiled_group("cdni", n, synth_delay=d)
   samples = timing.interleaved_samples(runs, batch, _ROUNDS.value,
                                        _STEPS.value)
   print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, "
         f"{_MODEL.value.upper()} {_DEPTH.value}x{_width()}, batch "
         f"{_BATCH.value}, "
         f"{_ROUNDS.value} rounds x {_STEPS.value} steps")
+  current_group = statistics.median(samples[f"cdni x{n}"]) if n else None
   if n:
     for m in _METHODS:
       single = statistics.median(samples[m])
@@ -166,6 +170,10 @@ def main(argv):
     print(f"cdni with synthesizers {d} steps old: {1e3 * stale:.2f} ms per "
           f"step; / cdni's with current ones = "
           f"{stale / statistics.median(samples['cdni']):.3f}")
+    if n:
+      group = statistics.median(samples.pop(f"cdni d={d} x{n}"))
+      print(f"  {n} members vmapped: {1e3 * group:.2f} ms per step; / cdni "
+            f"x{n}'s with current ones = {group / current_group:.3f}")
   timing.report(samples, flops, "backprop")
 
 

@@ -231,6 +231,26 @@ def test_benchmark_prints_its_table_first_with_no_absl_noise():
   assert done.stdout.splitlines()[-1].startswith("ratio dni/backprop=")
 
 
+def test_benchmark_times_a_stale_interface_beside_current_synthesizers():
+  run = lambda *flags: subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--rounds=1",
+       "--steps=1", "--batch_size=8", "--width=16", *flags], cwd=ROOT,
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  done = run("--synth_delays=1,3", "--members=2")
+  assert done.returncode == 0, done.stderr[-2000:]
+  lines = done.stdout.splitlines()
+  for d in (1, 3):
+    (line,) = [l for l in lines if l.startswith(
+        f"cdni with synthesizers {d} steps old: ")]
+    assert lines[lines.index(line) + 1].startswith("  2 members vmapped: ")
+  assert lines[-1].startswith("ratio dni/backprop=")
+  assert "cdni d=3/backprop=" in lines[-1]
+  bad = run("--synth_delays=0")
+  assert bad.returncode != 0
+  assert "each delay must be a whole number >= 1" in bad.stderr
+
+
 def test_benchmark_sweep_prints_its_speedup_line():
   done = subprocess.run(
       [sys.executable, "-m", "experiments.benchmark_sweep", "--members=2",
