@@ -29,24 +29,22 @@ from jax import lax
 import numpy as np
 
 
-def init(synth_params, delay: int):
-  """The history at step 0: ``delay`` copies of ``synth_params`` (``()``
-  for ``delay = 0`` or a network without synthesizer parameters)."""
-  if delay < 0:
-    raise ValueError(f"synth_delay must be >= 0, got {delay}")
-  if not delay or not jax.tree_util.tree_leaves(synth_params):
+def init(synth_params, d: int):
+  """The history at step 0: ``d`` copies of ``synth_params`` (``()`` for
+  ``d = 0`` or a network without synthesizer parameters)."""
+  if not d or not jax.tree_util.tree_leaves(synth_params):
     return ()
   return {"ring": jax.tree_util.tree_map(
-              lambda x: jnp.repeat(jnp.asarray(x)[None], delay, axis=0),
+              lambda x: jnp.repeat(jnp.asarray(x)[None], d, axis=0),
               synth_params),
           # a copy: a donated state may not hold one buffer twice
           "oldest": jax.tree_util.tree_map(jnp.copy, synth_params)}
 
 
-def delay(history, batch_dims: int = 0) -> int:
+def delay(history) -> int:
   """``d``: the number of slots (0 for ``()``)."""
   leaves = jax.tree_util.tree_leaves(history["ring"] if history else ())
-  return leaves[0].shape[batch_dims] if leaves else 0
+  return leaves[0].shape[0] if leaves else 0
 
 
 def oldest(history):
@@ -76,36 +74,26 @@ def select(history, boundaries: slice):
   return part if jax.tree_util.tree_leaves(part) else ()
 
 
-def _first(step) -> int:
-  return int(np.ravel(np.asarray(step))[0])
-
-
-def from_queue(queue: tuple, step, batch_dims: int = 0):
+def from_queue(queue: tuple, step):
   """The history of a queue (``d`` copies of the synthesizers, oldest
-  first, the layout of checkpoints before the ring) before ``step``.
-
-  ``batch_dims``: leading axes every leaf of ``queue[i]`` has before the
-  parameters' own (1 for a sweep's vmapped members, whose ``step`` then has
-  that axis too: every member is at the same step).
-  """
-  if not queue:
+  first, the layout of checkpoints before the ring) before ``step`` (a
+  scalar: checkpoints hold one run's state, a sweep's members apart)."""
+  if not jax.tree_util.tree_leaves(queue):
     return ()
-  shift = _first(step) % len(queue)
+  shift = int(np.asarray(step)) % len(queue)
   ring = jax.tree_util.tree_map(
-      lambda *slots: jnp.roll(jnp.stack(slots, axis=batch_dims), shift,
-                              axis=batch_dims), *queue)
+      lambda *slots: jnp.roll(jnp.stack(slots), shift, axis=0), *queue)
   return {"ring": ring,
           "oldest": jax.tree_util.tree_map(jnp.copy, queue[0])}
 
 
-def to_queue(history, step, batch_dims: int = 0) -> tuple:
+def to_queue(history, step) -> tuple:
   """The inverse of ``from_queue``: the ``d`` slots oldest first."""
-  d = delay(history, batch_dims)
+  d = delay(history)
   if not d:
     return ()
-  shift = _first(step) % d
   rolled = jax.tree_util.tree_map(
-      lambda h: jnp.roll(h, -shift, axis=batch_dims), history["ring"])
-  return tuple(jax.tree_util.tree_map(
-      lambda h, i=i: jnp.take(h, i, axis=batch_dims), rolled)
+      lambda h: jnp.roll(h, -(int(np.asarray(step)) % d), axis=0),
+      history["ring"])
+  return tuple(jax.tree_util.tree_map(lambda h, i=i: h[i], rolled)
                for i in range(d))

@@ -7,7 +7,7 @@ optax optimiser state, so that later work can update them at different times
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -59,7 +59,7 @@ class TrainState:
   synth_params: tuple = ()
   synth_state: tuple = ()
   synth_opt_state: tuple = ()
-  synth_history: tuple = ()
+  synth_history: Any = ()  # stale.init: a dict, or () without a delay
   input_params: tuple = ()
   input_state: tuple = ()
   input_opt_state: tuple = ()

@@ -107,27 +107,43 @@ def upgrade(state, legacy_leaves):
       treedef, [leaf if new else next(old) for leaf, new in zip(leaves, added)])
 
 
-def _with_history(tree, convert):
-  """``tree`` with each train state's non-empty ``synth_history`` replaced
-  by ``convert(it, the state's step)``, at any depth."""
-  def one(x):
-    if _has_scale(x) and getattr(x, "synth_history", ()):
-      return x.replace(synth_history=convert(x.synth_history, x.step))
-    return x
-  return jax.tree_util.tree_map(one, tree, is_leaf=_has_scale)
+def _train_states(tree) -> list:
+  """Every train state in ``tree``, at any depth."""
+  found = []
+  jax.tree_util.tree_map(lambda x: found.append(x) if _has_scale(x) else None,
+                         tree, is_leaf=_has_scale)
+  return found
+
+
+def _delay_of(tree) -> int:
+  """The stale interface's delay ``d`` in ``tree`` (0: none)."""
+  return max((stale.delay(getattr(x, "synth_history", ()))
+              for x in _train_states(tree)), default=0)
 
 
 def queue_layout(state):
   """``state`` as checkpoints held it before a stale interface's history
-  was a ring: each train state's history ``d`` copies, oldest first."""
-  return _with_history(state, lambda h, step: stale.to_queue(
-      h, step, np.ndim(step)))
+  was a ring: in each train state ``d`` copies, oldest first; ``d`` empty
+  ones in a pipeline device's state without synthesizers."""
+  d = _delay_of(state)
+
+  def one(x):
+    if not (_has_scale(x) and hasattr(x, "synth_history")):
+      return x
+    if x.synth_history:
+      return x.replace(synth_history=stale.to_queue(x.synth_history, x.step))
+    return x.replace(synth_history=((),) * d)
+  return jax.tree_util.tree_map(one, state, is_leaf=_has_scale)
 
 
 def from_queue_layout(state):
   """Inverse of ``queue_layout``: each history read as the ring."""
-  return _with_history(state, lambda q, step: stale.from_queue(
-      q, step, np.ndim(step)))
+  def one(x):
+    if _has_scale(x) and getattr(x, "synth_history", ()):
+      return x.replace(synth_history=stale.from_queue(x.synth_history,
+                                                      x.step))
+    return x
+  return jax.tree_util.tree_map(one, state, is_leaf=_has_scale)
 
 
 # Fields a train state gained after its checkpoints were first written,
@@ -381,15 +397,22 @@ class Checkpointer:
     try:
       restored = self._restore(step, state)
     except Exception as e:  # pylint: disable=broad-except
-      older = (  # (layout, its restore, back to this state's layout)
-          (legacy_layout(state), self._restore_legacy,
-           lambda r: upgrade(state, jax.tree_util.tree_leaves(r))),
-          (queue_layout(state), self._restore, from_queue_layout))
-      for layout, read, back in older:
-        if (jax.tree_util.tree_structure(layout)
-            == jax.tree_util.tree_structure(state)):
-          continue  # this state has nothing that layout lacks
+      leaves = jax.tree_util.tree_leaves
+      older = [  # (the layout, its restore, back to this state's layout)
+          (lambda: legacy_layout(state), self._restore_legacy,
+           lambda r: upgrade(state, leaves(r)))]
+      if _delay_of(state):  # a history saved as a queue, in either layout
+        older += [
+            (lambda: queue_layout(state), self._restore, from_queue_layout),
+            (lambda: legacy_layout(queue_layout(state)), self._restore_legacy,
+             lambda r: from_queue_layout(upgrade(queue_layout(state),
+                                                 leaves(r))))]
+      for layout_of, read, back in older:
         try:  # a checkpoint of an older layout
+          layout = layout_of()
+          if (jax.tree_util.tree_structure(layout)
+              == jax.tree_util.tree_structure(state)):
+            continue  # this state has nothing that layout lacks
           template, restored, convert = layout, read(step, layout), back
           break
         except Exception:  # pylint: disable=broad-except
