@@ -92,8 +92,8 @@ def to_queue(history, step) -> tuple:
   d = delay(history)
   if not d:
     return ()
-  rolled = jax.tree_util.tree_map(
-      lambda h: jnp.roll(h, -(int(np.asarray(step)) % d), axis=0),
-      history["ring"])
+  shift = int(np.asarray(step)) % d
+  rolled = jax.tree_util.tree_map(lambda h: jnp.roll(h, -shift, axis=0),
+                                  history["ring"])
   return tuple(jax.tree_util.tree_map(lambda h, i=i: h[i], rolled)
                for i in range(d))

@@ -109,10 +109,8 @@ def upgrade(state, legacy_leaves):
 
 def _train_states(tree) -> list:
   """Every train state in ``tree``, at any depth."""
-  found = []
-  jax.tree_util.tree_map(lambda x: found.append(x) if _has_scale(x) else None,
-                         tree, is_leaf=_has_scale)
-  return found
+  return [x for x in jax.tree_util.tree_leaves(tree, is_leaf=_has_scale)
+          if _has_scale(x)]
 
 
 def _delay_of(tree) -> int:
