@@ -364,6 +364,42 @@ def test_a_synthesizer_regresses_exactly_when_the_stage_above_updates():
   assert seen == {True, False}
 
 
+@pytest.mark.parametrize("method,update_prob", [
+    ("dni", (1.0, 0.0, 1.0)), ("backprop", 0.0)])
+def test_a_held_back_unit_follows_the_schedule_of_global_steps(
+    method, update_prob):
+  """A schedule's boundaries are global steps for every unit: stages held
+  back over steps 0 and 1 get the rate of step 2 on, here 0, at their next
+  update (at a constant rate they move). Adam's own count counts their
+  updates only."""
+  net = tiny.network("fcn", depth=3)
+  source = dni.get_source(method)
+
+  def held_then_ordinary(stage_rate):
+    opt = dni.Optimizers(stage=optax.adam(stage_rate),
+                         synth=optax.adam(1e-2))
+    state = tiny.init(net, source, opt=opt)
+    held = dni.make_train_step(net, opt, source, update_prob=update_prob)
+    for seed in range(2):
+      state, _ = held(state, tiny.batch(seed=seed))
+    adam = [s for s in jax.tree_util.tree_leaves(
+        state.stage_opt_state[1],
+        is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+            if isinstance(s, optax.ScaleByAdamState)]
+    assert [int(a.count) for a in adam] == [0]
+    before = jax.tree_util.tree_map(np.asarray, state.stage_params[1])
+    after, _ = dni.make_train_step(net, opt, source)(state,
+                                                     tiny.batch(seed=2))
+    return before, after.stage_params[1]
+
+  before, after = held_then_ordinary(
+      optax.piecewise_constant_schedule(1e-2, {2: 0.0}))
+  chex.assert_trees_all_equal(after, before)
+  before, after = held_then_ordinary(1e-2)
+  assert not np.allclose(after["Dense_0"]["kernel"],
+                         before["Dense_0"]["kernel"])
+
+
 def test_update_pattern_is_a_function_of_seed_step_and_stage():
   a, ma = _stochastic_run(0.5, steps=8)
   b, mb = _stochastic_run(0.5, steps=8)

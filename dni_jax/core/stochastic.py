@@ -11,6 +11,12 @@ target), and complete unlock's input model ``I_b ≈ h_b`` exactly when stage
 - The ordinary step: a stage whose coin is tails still runs forward (its
   BatchNorm statistics update); only its parameters and optimiser state,
   and those of the synthesizer below it, are held back.
+- A unit held back keeps its optimiser state except the clock of its
+  learning-rate schedule (``optax``'s ``ScaleByScheduleState`` and
+  ``InjectHyperparamsState`` counts), which advances with every step, so a
+  schedule's boundaries are global steps for every unit, as for the locked
+  network. Adam's own count (its bias correction) counts the unit's
+  updates only.
 - Complete unlock (``busy=True``): a stage whose coin is tails is *busy*: it
   runs neither forward nor backward, so its parameters, optimiser state and
   mutable state stay as they were, and so do those of the synthesizer below
@@ -39,6 +45,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
 _STREAM = 0x75706461  # "upda": the coins' own stream off the state's key
 
@@ -102,6 +109,29 @@ def select(flag: jax.Array, new, old):
   return jax.tree_util.tree_map(lambda n, o: jnp.where(flag, n, o), new, old)
 
 
+_CLOCKS = (optax.ScaleByScheduleState, optax.InjectHyperparamsState)
+
+
+def advance_clocks(new, kept):
+  """``kept``, an optimiser state held back, with ``new``'s schedule clocks.
+
+  ``new`` is the state after an update and ``kept`` the same tree held back
+  (partly or wholly); every ``ScaleByScheduleState`` and the count of every
+  ``InjectHyperparamsState`` come from ``new``, everything else from
+  ``kept``.
+  """
+  def take(n, k):
+    if isinstance(n, optax.ScaleByScheduleState):
+      return n
+    if isinstance(n, optax.InjectHyperparamsState):
+      return k._replace(count=n.count,
+                        inner_state=advance_clocks(n.inner_state,
+                                                   k.inner_state))
+    return k
+  return jax.tree_util.tree_map(
+      take, new, kept, is_leaf=lambda x: isinstance(x, _CLOCKS))
+
+
 def _masked(flags: Sequence, new: tuple, old: tuple) -> tuple:
   """Per unit, ``new`` where its flag is set, else ``old``."""
   if len(new) not in (0, len(flags)):
@@ -115,7 +145,8 @@ def wrap(step, probs: Sequence[float], one_coin: bool = False,
 
   ``step(state, batch) -> (new_state, metrics)`` is the ordinary step; the
   wrapped step runs it, then keeps the old parameters and optimiser state
-  of every unit whose flag (``unit_flags``) at ``state.step`` is tails.
+  of every unit whose flag (``unit_flags``) at ``state.step`` is tails
+  (their schedules' clocks still advance: ``advance_clocks``).
   ``one_coin``: one coin, stage 0's, for every stage (backprop's honest
   counterpart). ``busy``: complete unlock, where a stage whose coin is tails
   does not run at all: the mutable state of the units held back is kept
@@ -130,6 +161,10 @@ def wrap(step, probs: Sequence[float], one_coin: bool = False,
       for name in names if busy else names[:2]:
         masked[name] = _masked(flags[unit], getattr(new, name),
                                getattr(state, name))
+      opt_name = names[1]
+      masked[opt_name] = tuple(
+          advance_clocks(n, k)
+          for n, k in zip(getattr(new, opt_name), masked[opt_name]))
     metrics["update_rate"] = jnp.mean(jnp.stack(coins).astype(jnp.float32))
     return new.replace(**masked), metrics
   return wrapped
