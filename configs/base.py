@@ -81,7 +81,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.opt.learning_rate = 3e-5  # the stages' learning rate (3e-5: the paper's FF setting)
   config.opt.synth_learning_rate = config_dict.placeholder(float)  # the synthesizers' learning rate; None = learning_rate
   config.opt.momentum = 0.9  # momentum optimiser only
-  config.opt.decay_steps = ()  # steps at which both learning rates are multiplied by decay_factor
+  config.opt.decay_steps = ()  # steps at which both learning rates are multiplied by decay_factor (training steps, also for a unit that stochastic updates hold back; but two_networks' A under dni/no_dni counts its T updates per episode, and with dni.synth_steps=k the synthesizers count k per window)
   config.opt.decay_factor = 0.1  # multiplies both learning rates at each of decay_steps (>= 0; 0 stops learning)
   config.opt.clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 

@@ -11,7 +11,10 @@ import dni_jax as dni
 from dni_jax.core import gradient_sources
 from dni_jax.core import step as step_lib
 from dni_jax.core import stochastic
+from dni_jax.training import experiment
 import tiny
+
+from configs import base as base_config
 
 TOL = dict(rtol=1e-4, atol=1e-6)
 
@@ -364,10 +367,28 @@ def test_a_synthesizer_regresses_exactly_when_the_stage_above_updates():
   assert seen == {True, False}
 
 
-@pytest.mark.parametrize("method,update_prob", [
-    ("dni", (1.0, 0.0, 1.0)), ("backprop", 0.0)])
+def _optimizers_decaying_to_zero_at_step_2(build, decay):
+  """Stage (and, for the configs' optimiser, synthesizer) optimisers whose
+  rate 1e-2 falls to 0 at step 2 (``decay``), else stays 1e-2."""
+  rate = (optax.piecewise_constant_schedule(1e-2, {2: 0.0}) if decay
+          else 1e-2)
+  if build == "adam":
+    return dni.Optimizers(stage=optax.adam(rate), synth=optax.adam(1e-2))
+  if build == "inject":  # the schedule as an injected hyper-parameter
+    return dni.Optimizers(
+        stage=optax.inject_hyperparams(optax.adam)(learning_rate=rate),
+        synth=optax.adam(1e-2))
+  config = base_config.get_config()  # what experiments.main builds
+  config.opt.update(name="adam", learning_rate=1e-2, clip_norm=1.0,
+                    decay_steps=(2,) if decay else (), decay_factor=0.0)
+  return experiment.build_optimizers(config)
+
+
+@pytest.mark.parametrize("method,update_prob,build", [
+    ("dni", (1.0, 0.0, 1.0), "adam"), ("backprop", 0.0, "inject"),
+    ("cdni", (1.0, 0.0, 1.0), "config")])
 def test_a_held_back_unit_follows_the_schedule_of_global_steps(
-    method, update_prob):
+    method, update_prob, build):
   """A schedule's boundaries are global steps for every unit: stages held
   back over steps 0 and 1 get the rate of step 2 on, here 0, at their next
   update (at a constant rate they move). Adam's own count counts their
@@ -375,9 +396,8 @@ def test_a_held_back_unit_follows_the_schedule_of_global_steps(
   net = tiny.network("fcn", depth=3)
   source = dni.get_source(method)
 
-  def held_then_ordinary(stage_rate):
-    opt = dni.Optimizers(stage=optax.adam(stage_rate),
-                         synth=optax.adam(1e-2))
+  def held_then_ordinary(decay):
+    opt = _optimizers_decaying_to_zero_at_step_2(build, decay)
     state = tiny.init(net, source, opt=opt)
     held = dni.make_train_step(net, opt, source, update_prob=update_prob)
     for seed in range(2):
@@ -392,10 +412,9 @@ def test_a_held_back_unit_follows_the_schedule_of_global_steps(
                                                      tiny.batch(seed=2))
     return before, after.stage_params[1]
 
-  before, after = held_then_ordinary(
-      optax.piecewise_constant_schedule(1e-2, {2: 0.0}))
+  before, after = held_then_ordinary(decay=True)
   chex.assert_trees_all_equal(after, before)
-  before, after = held_then_ordinary(1e-2)
+  before, after = held_then_ordinary(decay=False)
   assert not np.allclose(after["Dense_0"]["kernel"],
                          before["Dense_0"]["kernel"])
 

@@ -12,8 +12,9 @@ target), and complete unlock's input model ``I_b ≈ h_b`` exactly when stage
   BatchNorm statistics update); only its parameters and optimiser state,
   and those of the synthesizer below it, are held back.
 - A unit held back keeps its optimiser state except the clock of its
-  learning-rate schedule (``optax``'s ``ScaleByScheduleState`` and
-  ``InjectHyperparamsState`` counts), which advances with every step, so a
+  learning-rate schedule (``optax``'s ``ScaleByScheduleState``, and the
+  count and hyper-parameter schedules of ``inject_hyperparams``' state),
+  which advances with every step, so a
   schedule's boundaries are global steps for every unit, as for the locked
   network. Adam's own count (its bias correction) counts the unit's
   updates only.
@@ -109,20 +110,28 @@ def select(flag: jax.Array, new, old):
   return jax.tree_util.tree_map(lambda n, o: jnp.where(flag, n, o), new, old)
 
 
-_CLOCKS = (optax.ScaleByScheduleState, optax.InjectHyperparamsState)
+_CLOCKS = (optax.ScaleByScheduleState, optax.InjectHyperparamsState,
+           optax.InjectStatefulHyperparamsState)
 
 
 def advance_clocks(new, kept):
   """``kept``, an optimiser state held back, with ``new``'s schedule clocks.
 
   ``new`` is the state after an update and ``kept`` the same tree held back
-  (partly or wholly); every ``ScaleByScheduleState`` and the count of every
-  ``InjectHyperparamsState`` come from ``new``, everything else from
-  ``kept``.
+  (partly or wholly); every ``ScaleByScheduleState``, and the count and
+  hyper-parameter schedules' states of ``inject_hyperparams``' state, come
+  from ``new``, everything else (the hyper-parameters' values, Adam's
+  moments and count) from ``kept``. (Inside ``optax.MultiSteps`` a schedule
+  advances on its emitting mini-steps only; not handled.)
   """
   def take(n, k):
     if isinstance(n, optax.ScaleByScheduleState):
       return n
+    if isinstance(n, optax.InjectStatefulHyperparamsState):
+      return k._replace(count=n.count,
+                        hyperparams_states=n.hyperparams_states,
+                        inner_state=advance_clocks(n.inner_state,
+                                                   k.inner_state))
     if isinstance(n, optax.InjectHyperparamsState):
       return k._replace(count=n.count,
                         inner_state=advance_clocks(n.inner_state,
