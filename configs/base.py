@@ -57,6 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
   # methods: a stage that does not update is busy (it does not run at all).
   config.dni.update_prob = 1.0
   config.dni.stage_update_probs = ()  # one probability per stage; () = update_prob for all
+  config.dni.schedule_clock = "steps"  # what a unit's learning-rate schedule counts under stochastic updates: steps (global, every unit alike) | updates (its own)
   # Stale interface: the stages' synthetic gradients come from the
   # synthesizers of synth_delay steps before (a slow link); 0 = current.
   # Two networks (dni): A reads B's synthesizers of synth_delay episodes

@@ -396,10 +396,11 @@ def test_a_held_back_unit_follows_the_schedule_of_global_steps(
   net = tiny.network("fcn", depth=3)
   source = dni.get_source(method)
 
-  def held_then_ordinary(decay):
+  def held_then_ordinary(decay, clock="steps"):
     opt = _optimizers_decaying_to_zero_at_step_2(build, decay)
     state = tiny.init(net, source, opt=opt)
-    held = dni.make_train_step(net, opt, source, update_prob=update_prob)
+    held = dni.make_train_step(net, opt, source, update_prob=update_prob,
+                               schedule_clock=clock)
     for seed in range(2):
       state, _ = held(state, tiny.batch(seed=seed))
     adam = [s for s in jax.tree_util.tree_leaves(
@@ -414,9 +415,11 @@ def test_a_held_back_unit_follows_the_schedule_of_global_steps(
 
   before, after = held_then_ordinary(decay=True)
   chex.assert_trees_all_equal(after, before)
-  before, after = held_then_ordinary(decay=False)
-  assert not np.allclose(after["Dense_0"]["kernel"],
-                         before["Dense_0"]["kernel"])
+  for decay, clock in ((False, "steps"), (True, "updates")):
+    # "updates": the schedule counts the unit's own updates, none so far.
+    before, after = held_then_ordinary(decay, clock)
+    assert not np.allclose(after["Dense_0"]["kernel"],
+                           before["Dense_0"]["kernel"]), clock
 
 
 def test_update_pattern_is_a_function_of_seed_step_and_stage():
@@ -433,6 +436,9 @@ def test_update_pattern_is_a_function_of_seed_step_and_stage():
 
 def test_update_prob_of_the_wrong_length_or_range_is_refused():
   net = tiny.network("fcn", depth=3)
+  with pytest.raises(ValueError, match="schedule_clock must be one of"):
+    dni.make_train_step(net, tiny.optimizers(), dni.get_source("dni"),
+                        update_prob=0.5, schedule_clock="epochs")
   with pytest.raises(ValueError, match="2 values for 3 stages"):
     dni.make_train_step(net, tiny.optimizers(), dni.get_source("dni"),
                         update_prob=(1.0, 0.5))

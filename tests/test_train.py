@@ -174,6 +174,9 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
      r"opt.momentum must lie in \[0, 1\), got 1.0"),
     ({"dni.update_prob": 1.5}, r"must lie in \[0, 1\]"),
     ({"dni.stage_update_probs": (1.0, -0.1)}, r"must lie in \[0, 1\]"),
+    ({"dni.update_prob": 0.5, "dni.schedule_clock": "epochs"},
+     r"unknown dni.schedule_clock 'epochs'; choose one of \('steps', "
+     r"'updates'\)"),
     ({"method": "backprop", "dni.stage_update_probs": (1.0, 0.5)},
      "one coin per step"),
     ({"dni.update_prob": 0.5, "parallel.num_devices": 2},

@@ -158,7 +158,8 @@ def test_a_run_made_before_a_field_existed_still_matches_its_config(tmp_path,
   train.train_and_evaluate(_binary(), tmp_path)
   path = tmp_path / "config.json"
   config = json.loads(path.read_text())
-  for key in ("synth_delay", "input_model", "input_hidden", "update_prob"):
+  for key in ("synth_delay", "input_model", "input_hidden", "update_prob",
+              "schedule_clock"):
     del config["dni"][key]
   path.write_text(json.dumps(config))
   capsys.readouterr()
@@ -167,6 +168,26 @@ def test_a_run_made_before_a_field_existed_still_matches_its_config(tmp_path,
   # A value that behaves differently from the old code is another config.
   with pytest.raises(WorkdirError, match=r"dni.synth_delay: 0 -> 2"):
     train.train_and_evaluate(_binary(**{"dni.synth_delay": 2}), tmp_path)
+
+
+def test_a_stochastic_run_made_before_the_schedule_clock_resumes_as_it_ran(
+    tmp_path, capsys):
+  """Its units' schedules counted their own updates: under today's default
+  (global steps) it is another config; with the old clock it resumes."""
+  import json  # pylint: disable=g-import-not-at-top
+  stochastic = {"dni.update_prob": 0.5}
+  train.train_and_evaluate(_binary(**stochastic), tmp_path)
+  path = tmp_path / "config.json"
+  config = json.loads(path.read_text())
+  del config["dni"]["schedule_clock"]
+  path.write_text(json.dumps(config))
+  with pytest.raises(WorkdirError,
+                     match=r"dni.schedule_clock: 'updates' -> 'steps'"):
+    train.train_and_evaluate(_binary(**stochastic), tmp_path)
+  capsys.readouterr()
+  train.train_and_evaluate(
+      _binary(**stochastic, **{"dni.schedule_clock": "updates"}), tmp_path)
+  assert "already finished at step 4" in capsys.readouterr().out
 
 
 def _tiny(method, **overrides):

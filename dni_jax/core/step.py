@@ -58,7 +58,8 @@ def _alignment_metrics(fwd: staged.ForwardPass, boundary_grads: tuple) -> dict:
 def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
                optimizers: Optimizers, source: Callable,
                track_alignment: bool = False,
-               update_prob: float | tuple = 1.0) -> tuple[TrainState, dict]:
+               update_prob: float | tuple = 1.0,
+               schedule_clock: str = "steps") -> tuple[TrainState, dict]:
   """One update of every stage and synthesizer.
 
   Args:
@@ -87,6 +88,9 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
       is busy: it does not run, so its BatchNorm statistics stay too.
       Backprop flips one coin for the whole network. 1 (static) is the
       ordinary step.
+    schedule_clock: with ``update_prob < 1``, what a unit's learning-rate
+      schedule counts: "steps" (every unit decays at the same global steps)
+      or "updates" (its own updates).
 
   Returns:
     ``(new_state, metrics)``; metrics are scalars: ``loss``, the
@@ -99,7 +103,8 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
   if any(p < 1.0 for p in probs):
     step = stochastic.wrap(step, probs,
                            one_coin=not source.uses_synthesizers,
-                           busy=source.unlocked)
+                           busy=source.unlocked,
+                           schedule_clock=schedule_clock)
   return step(state, batch)
 
 
@@ -293,13 +298,16 @@ def eval_step(state: TrainState, batch: dict, *,
 
 def make_train_step(net: DecoupledNetwork, optimizers: Optimizers,
                     source: Callable, track_alignment: bool = False,
-                    update_prob: float | tuple = 1.0):
+                    update_prob: float | tuple = 1.0,
+                    schedule_clock: str = "steps"):
   """``train_step`` with the static choices bound, jitted, state donated."""
   stochastic.probabilities(update_prob, len(net.stages))  # fail early
+  stochastic.check_clock(schedule_clock)  # likewise
   return jax.jit(
       functools.partial(train_step, net=net, optimizers=optimizers,
                         source=source, track_alignment=track_alignment,
-                        update_prob=update_prob),
+                        update_prob=update_prob,
+                        schedule_clock=schedule_clock),
       donate_argnums=0)
 
 

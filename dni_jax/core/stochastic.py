@@ -148,19 +148,33 @@ def _masked(flags: Sequence, new: tuple, old: tuple) -> tuple:
   return tuple(select(f, n, o) for f, n, o in zip(flags, new, old))
 
 
+CLOCKS = ("steps", "updates")
+
+
+def check_clock(schedule_clock: str) -> None:
+  """Refuses a ``schedule_clock`` that is not one of ``CLOCKS``."""
+  if schedule_clock not in CLOCKS:
+    raise ValueError(f"schedule_clock must be one of {CLOCKS}, got "
+                     f"{schedule_clock!r}")
+
+
 def wrap(step, probs: Sequence[float], one_coin: bool = False,
-         busy: bool = False):
+         busy: bool = False, schedule_clock: str = "steps"):
   """A step whose units update only when their coins say so.
 
   ``step(state, batch) -> (new_state, metrics)`` is the ordinary step; the
   wrapped step runs it, then keeps the old parameters and optimiser state
-  of every unit whose flag (``unit_flags``) at ``state.step`` is tails
-  (their schedules' clocks still advance: ``advance_clocks``).
+  of every unit whose flag (``unit_flags``) at ``state.step`` is tails.
+  ``schedule_clock``: "steps", their learning-rate schedules' clocks still
+  advance (``advance_clocks``), so every unit decays at the same global
+  steps; "updates", each unit's schedule counts its own updates.
   ``one_coin``: one coin, stage 0's, for every stage (backprop's honest
   counterpart). ``busy``: complete unlock, where a stage whose coin is tails
   does not run at all: the mutable state of the units held back is kept
   too. Adds ``update_rate``, the fraction of stages that updated.
   """
+  check_clock(schedule_clock)
+
   def wrapped(state, batch):
     new, metrics = step(state, batch)
     coins = stage_coins(state.rng, state.step, probs, one_coin)
@@ -171,9 +185,10 @@ def wrap(step, probs: Sequence[float], one_coin: bool = False,
         masked[name] = _masked(flags[unit], getattr(new, name),
                                getattr(state, name))
       opt_name = names[1]
-      masked[opt_name] = tuple(
-          advance_clocks(n, k)
-          for n, k in zip(getattr(new, opt_name), masked[opt_name]))
+      if schedule_clock == "steps":
+        masked[opt_name] = tuple(
+            advance_clocks(n, k)
+            for n, k in zip(getattr(new, opt_name), masked[opt_name]))
     metrics["update_rate"] = jnp.mean(jnp.stack(coins).astype(jnp.float32))
     return new.replace(**masked), metrics
   return wrapped

@@ -18,6 +18,7 @@ from dni_jax import data as data_lib
 from dni_jax.core import gradient_sources
 from dni_jax.core import losses
 from dni_jax.core import network
+from dni_jax.core import stochastic
 from dni_jax.core import synthesizers
 from dni_jax.core import synthetic_inputs
 from dni_jax.core import tbptt
@@ -377,6 +378,12 @@ def _validate_update_probs(config: ml_collections.ConfigDict) -> None:
   _require(all(0.0 <= float(p) <= 1.0 for p in values),
            f"dni.update_prob / dni.stage_update_probs must lie in [0, 1], "
            f"got {probs}")
+  clock = config.dni.get("schedule_clock", "steps")
+  _require(clock in stochastic.CLOCKS,
+           f"unknown dni.schedule_clock {clock!r}; choose one of "
+           f"{stochastic.CLOCKS}: what a unit's learning-rate schedule counts "
+           "under stochastic updates (steps: global steps, every unit alike; "
+           "updates: its own updates).")
   if all(float(p) == 1.0 for p in values):
     return
   _require(not is_recurrent(config) and not config.parallel.num_devices,

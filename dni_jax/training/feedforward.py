@@ -123,7 +123,8 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
     return step_lib.train_step(state, batch, net=net, optimizers=optimizers,
                                source=source,
                                track_alignment=config.dni.track_alignment,
-                               update_prob=probs)
+                               update_prob=probs,
+                               schedule_clock=config.dni.schedule_clock)
 
   data_axis = None if shared else 0
   step_fn = jax.jit(jax.vmap(member_step,

@@ -64,6 +64,9 @@ ADDED_FIELDS = {
     "dni.update_prob": 1.0,
     "dni.stage_update_probs": [],
     "dni.synth_delay": 0,
+    # Before it, a unit held back by stochastic updates held its schedule's
+    # clock too.
+    "dni.schedule_clock": lambda old: "updates" if _stochastic(old) else ANY,
     "dni.input_model": ANY,
     "dni.input_hidden": ANY,
     "dni.input_pool": False,
@@ -92,6 +95,7 @@ READ_DEFAULTS = {
     "dni.input_model": "mlp",
     "dni.input_hidden": (1024,),
     "dni.input_targets": "neighbour",
+    "dni.schedule_clock": "steps",
 }
 # Not added above: data.start_repeats. A copy-task run made before it had
 # another curriculum and task state; its absence counts as a difference, so
@@ -100,6 +104,12 @@ READ_DEFAULTS = {
 
 def _unlocked(flat: dict) -> bool:
   return "_unlocked" in str(flat.get("method", ""))
+
+
+def _stochastic(flat: dict) -> bool:
+  probs = flat.get("dni.stage_update_probs") or [flat.get("dni.update_prob",
+                                                          1.0)]
+  return any(float(p) < 1.0 for p in probs)
 
 
 def _hidden_synthesizer(flat: dict) -> bool:
@@ -116,6 +126,8 @@ READ_ONLY_BY = (
       "dni.input_targets"), _unlocked),
     # a synthesizer's hidden layers (the linear synthesizer has none)
     (("dni.hidden", "dni.use_batch_norm"), _hidden_synthesizer),
+    # the schedule's clock under stochastic updates
+    (("dni.schedule_clock",), _stochastic),
 )
 
 
@@ -131,20 +143,24 @@ def differing_fields(old: dict, new: dict) -> list[str]:
     if not (reads(old) or reads(new)):
       keys = [k for k in keys if k not in fields]
 
-  def old_value(k):
-    if k not in old and k in ADDED_FIELDS:
-      neutral = ADDED_FIELDS[k]
-      if callable(neutral):
-        neutral = neutral(old)
-      return new.get(k, "<absent>") if neutral is ANY else neutral
-    return old.get(k, "<absent>")
-
   return [k for k in keys
-          if k not in RESUMABLE and old_value(k) != new.get(k, "<absent>")]
+          if k not in RESUMABLE and _old_value(old, new, k) != new.get(
+              k, "<absent>")]
+
+
+def _old_value(old: dict, new: dict, k: str):
+  """``old``'s value of ``k``; a field of ``ADDED_FIELDS`` it lacks at its
+  neutral value (``new``'s where any value behaves alike)."""
+  if k not in old and k in ADDED_FIELDS:
+    neutral = ADDED_FIELDS[k]
+    if callable(neutral):
+      neutral = neutral(old)
+    return new.get(k, "<absent>") if neutral is ANY else neutral
+  return old.get(k, "<absent>")
 
 
 def _describe(fields: list[str], old: dict, new: dict) -> str:
-  shown = [f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
+  shown = [f"{k}: {_old_value(old, new, k)!r} -> {new.get(k, '<absent>')!r}"
            for k in fields[:6]]
   more = f" and {len(fields) - 6} more" if len(fields) > 6 else ""
   return "; ".join(shown) + more
