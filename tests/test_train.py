@@ -146,6 +146,28 @@ def test_resume_after_interruption_equals_uninterrupted(
   assert_same_run(tmp_path / "straight", tmp_path / "resumed", 8)
 
 
+def test_the_schedule_clock_reaches_the_step_alone_and_in_a_sweep(tmp_path):
+  """With the rate falling to 0 at step 2, the clocks agree until then
+  and differ after: a unit held back before step 2 still learns under
+  "updates" (one run, and a vmapped sweep's member)."""
+  from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
+  losses = {}
+  for clock in ("steps", "updates"):
+    config = tiny("binary_addition", method="cdni", num_steps=6, log_every=1,
+                  **{"dni.update_prob": 0.5, "dni.schedule_clock": clock,
+                     "opt.decay_steps": (2,), "opt.decay_factor": 0.0})
+    train.train_and_evaluate(config, tmp_path / clock)
+    sweep.run_sweep(config, [{"seed": 0}, {"seed": 1}],
+                    str(tmp_path / f"sweep_{clock}"))
+    losses[clock] = [
+        [r["loss"] for r in read_metrics(folder / "metrics.jsonl")
+         if r["split"] == "train"]
+        for folder in (tmp_path / clock, tmp_path / f"sweep_{clock}" / "seed=0")]
+  for one, other in zip(losses["steps"], losses["updates"]):
+    assert one[:2] == other[:2]
+    assert one[2:] != other[2:]
+
+
 def test_same_seed_same_metrics_other_seed_differs(tmp_path):
   runs = {}
   for name, seed in (("a", 0), ("b", 0), ("c", 1)):

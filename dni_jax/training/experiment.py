@@ -378,7 +378,7 @@ def _validate_update_probs(config: ml_collections.ConfigDict) -> None:
   _require(all(0.0 <= float(p) <= 1.0 for p in values),
            f"dni.update_prob / dni.stage_update_probs must lie in [0, 1], "
            f"got {probs}")
-  clock = config.dni.get("schedule_clock", "steps")
+  clock = config.dni.schedule_clock
   _require(clock in stochastic.CLOCKS,
            f"unknown dni.schedule_clock {clock!r}; choose one of "
            f"{stochastic.CLOCKS}: what a unit's learning-rate schedule counts "

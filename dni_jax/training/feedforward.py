@@ -58,7 +58,8 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
   try:
     step_fn = step_lib.make_train_step(net, optimizers, source,
                                        config.dni.track_alignment,
-                                       experiment.update_probs(config))
+                                       experiment.update_probs(config),
+                                       config.dni.schedule_clock)
   except ValueError as e:
     raise ConfigError(f"dni.stage_update_probs: {e}") from e
   eval_fn = step_lib.make_eval_step(net)
