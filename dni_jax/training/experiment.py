@@ -372,13 +372,20 @@ def update_probs(config: ml_collections.ConfigDict):
   return tuple(config.dni.stage_update_probs) or config.dni.update_prob
 
 
+def schedule_clock(config: ml_collections.ConfigDict) -> str:
+  """``dni.schedule_clock``; "steps" for a config read from a run made
+  before the field (it matters only at ``update_prob < 1``, and such a run
+  is compared with its config under ``workdir.ADDED_FIELDS`` first)."""
+  return config.dni.get("schedule_clock", "steps")
+
+
 def _validate_update_probs(config: ml_collections.ConfigDict) -> None:
   probs = update_probs(config)
   values = probs if isinstance(probs, tuple) else (probs,)
   _require(all(0.0 <= float(p) <= 1.0 for p in values),
            f"dni.update_prob / dni.stage_update_probs must lie in [0, 1], "
            f"got {probs}")
-  clock = config.dni.schedule_clock
+  clock = schedule_clock(config)
   _require(clock in stochastic.CLOCKS,
            f"unknown dni.schedule_clock {clock!r}; choose one of "
            f"{stochastic.CLOCKS}: what a unit's learning-rate schedule counts "

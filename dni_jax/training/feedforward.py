@@ -59,7 +59,7 @@ def make_loop(config: ml_collections.ConfigDict) -> run_lib.Loop:
     step_fn = step_lib.make_train_step(net, optimizers, source,
                                        config.dni.track_alignment,
                                        experiment.update_probs(config),
-                                       config.dni.schedule_clock)
+                                       experiment.schedule_clock(config))
   except ValueError as e:
     raise ConfigError(f"dni.stage_update_probs: {e}") from e
   eval_fn = step_lib.make_eval_step(net)
@@ -125,7 +125,8 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
                                source=source,
                                track_alignment=config.dni.track_alignment,
                                update_prob=probs,
-                               schedule_clock=config.dni.schedule_clock)
+                               schedule_clock=experiment.schedule_clock(
+                                   config))
 
   data_axis = None if shared else 0
   step_fn = jax.jit(jax.vmap(member_step,
