@@ -14,10 +14,10 @@ target), and complete unlock's input model ``I_b ≈ h_b`` exactly when stage
 - A unit held back keeps its optimiser state except the clock of its
   learning-rate schedule (``optax``'s ``ScaleByScheduleState``, and the
   count and hyper-parameter schedules of ``inject_hyperparams``' state),
-  which advances with every step, so a
-  schedule's boundaries are global steps for every unit, as for the locked
-  network. Adam's own count (its bias correction) counts the unit's
-  updates only.
+  which advances with every step: a schedule's boundaries are global steps
+  for every unit, as for the locked network (``schedule_clock="steps"``;
+  with "updates" each unit's schedule counts its own updates). Adam's own
+  count (its bias correction) counts the unit's updates only.
 - Complete unlock (``busy=True``): a stage whose coin is tails is *busy*: it
   runs neither forward nor backward, so its parameters, optimiser state and
   mutable state stay as they were, and so do those of the synthesizer below

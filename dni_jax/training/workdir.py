@@ -65,9 +65,9 @@ ADDED_FIELDS = {
     "dni.stage_update_probs": [],
     "dni.synth_delay": 0,
     # Before it, a unit held back by stochastic updates held its schedule's
-    # clock too (the three commits just before it already advanced the
-    # clock without writing the field: a run made by them needs
-    # "schedule_clock": "steps" added to its config.json).
+    # clock too. (Briefly the code advanced the clock before the field
+    # existed: a stochastic run made then needs "schedule_clock": "steps"
+    # added to its config.json.)
     "dni.schedule_clock": lambda old: "updates" if _stochastic(old) else ANY,
     "dni.input_model": ANY,
     "dni.input_hidden": ANY,
