@@ -75,6 +75,10 @@ def get_config() -> ml_collections.ConfigDict:
   # own synthetic input I_{i-1}(x); no real chain in training) | real_chain
   # (the composed stages' h_i on x).
   config.dni.input_targets = "neighbour"
+  # Where the synthesizer M_i regresses under complete unlock: output (at
+  # stage i's output h_i, where the stage reads it; a busy stage i holds M_i
+  # back) | input_model (at I_i(x), where stage i+1 took M_i's target).
+  config.dni.synth_fit_at = "output"
   config.dni.track_alignment = False  # log cosine(δ̂, ∂L/∂h) per boundary (costs a backward pass)
 
   config.opt = ml_collections.ConfigDict()

@@ -129,12 +129,13 @@ def test_negative_delay_is_refused():
 
 
 def _unlocked_net(kind="fcn", depth=3, synthesizer=None,
-                  input_targets="neighbour"):
+                  input_targets="neighbour", synth_fit_at="output"):
   model = (synthetic_inputs.MLPInputModel((12,)) if kind == "fcn" else
            synthetic_inputs.ConvInputModel((3,), (3, 3)))
   return dni.decouple(tiny.stages(kind, depth),
                       synthesizer or tiny.synthesizer(kind),
-                      input_model=model, input_targets=input_targets)
+                      input_model=model, input_targets=input_targets,
+                      synth_fit_at=synth_fit_at)
 
 
 def _unlocked_state(net, kind="fcn", method="cdni_unlocked", opt=None):
@@ -400,13 +401,15 @@ def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
   assert {(1, True), (1, False)} <= seen  # the middle stage both ways
 
 
-def test_nothing_kept_depends_on_a_busy_stage():
+@pytest.mark.parametrize("synth_fit_at", network_lib.SYNTH_FITS)
+def test_nothing_kept_depends_on_a_busy_stage(synth_fit_at):
   """A busy stage's work has no effect: with its parameters and BatchNorm
   statistics NaN, every other unit ends the step bit for bit as it does
   with the true ones, and so do the loss and the metrics of every unit that
   got a target (the step computes the busy stage and discards its work)."""
   p = 0.5
-  net = _unlocked_net(synthesizer=dni.MLPSynthesizer((8,)))
+  net = _unlocked_net(synthesizer=dni.MLPSynthesizer((8,)),
+                      synth_fit_at=synth_fit_at)
   state = _unlocked_state(net)
   # A step at which the middle stage is busy and its neighbours are not.
   step_n = next(n for n in range(100) if [
@@ -432,14 +435,83 @@ def test_nothing_kept_depends_on_a_busy_stage():
           chex.assert_trees_all_equal(got, getattr(poisoned, name)[1])
         else:
           chex.assert_trees_all_equal(got, want)
-  # M_0 (its target is the busy stage's backward pass), M_1 (it reads the
-  # busy stage's output) and I_1 (its target is that output) are held back
-  # this step; their reported losses are of work the step discards.
-  discarded = {"synth_loss/0", "synth_loss/1", "input_loss/1"}
+  # M_0 (its target is the busy stage's backward pass), I_1 (its target is
+  # that stage's output) and, when it regresses there, M_1 are held back
+  # this step; their reported losses are of work the step discards. M_1
+  # fit at I_1(x) learns (its target comes from stage 2, which runs).
+  discarded = {"synth_loss/0", "input_loss/1"}
+  if synth_fit_at == "output":
+    discarded.add("synth_loss/1")
+  else:
+    assert _moved(new.synth_params[1], state.synth_params[1])
   assert all(np.isnan(metrics_poisoned[k]) for k in discarded)
   kept = {k: v for k, v in metrics.items() if k not in discarded}
   chex.assert_trees_all_equal(
       {k: metrics_poisoned[k] for k in kept}, kept)
+
+
+def test_a_synthesizer_fit_at_its_input_model_needs_no_stage_below():
+  """synth_fit_at="input_model": M_i regresses at I_i(x), so its update is
+  the same whatever stage i is (with "output" it is not), while the stages
+  still read M_i at their outputs: they update as under "output"."""
+  b = tiny.batch()
+  new = {}
+  for fit in network_lib.SYNTH_FITS:
+    net = _unlocked_net(synth_fit_at=fit)
+    state = _unlocked_state(net)
+    other = state.replace(stage_params=(
+        tiny.randomize(state.stage_params[0], seed=5, scale=1.0),)
+        + state.stage_params[1:])
+    step = _step(net, "cdni_unlocked")
+    new[fit], _ = step(state, b)
+    moved, _ = step(other, b)
+    if fit == "input_model":
+      chex.assert_trees_all_equal(moved.synth_params[0],
+                                  new[fit].synth_params[0])
+    else:
+      assert _moved(moved.synth_params[0], new[fit].synth_params[0])
+  out, inp = new["output"], new["input_model"]
+  chex.assert_trees_all_equal(out.stage_params, inp.stage_params)
+  chex.assert_trees_all_equal(out.input_params, inp.input_params)
+  for j in range(len(out.synth_params)):
+    assert _moved(out.synth_params[j], inp.synth_params[j])
+
+
+def test_a_synthesizer_fit_at_its_input_model_learns_when_the_stage_above_runs():
+  """With busy stages and synth_fit_at="input_model", M_i moves exactly
+  when stage i+1 runs, whatever stage i's coin."""
+  p = 0.5
+  net = _unlocked_net(synth_fit_at="input_model")
+  state = _unlocked_state(net)
+  step = _step(net, "cdni_unlocked", update_prob=p)
+  seen = set()
+  for seed in range(8):
+    new, _ = step(state, tiny.batch(seed=seed))
+    heads = [bool(stochastic.coin(state.rng, state.step, i, p))
+             for i in range(len(net.stages))]
+    for i in range(net.num_boundaries):
+      seen.add((heads[i], heads[i + 1]))
+      assert _moved(new.synth_params[i], state.synth_params[i]) == (
+          heads[i + 1]), (seed, i, heads)
+    state = new
+  assert (False, True) in seen  # a busy stage below one that runs
+
+
+def test_synth_fit_for_a_locked_input_is_refused():
+  config = test_train.tiny("mnist_fcn", method="cdni",
+                           **{"dni.synth_fit_at": "input_model"})
+  with pytest.raises(ConfigError, match=r"complete unlock.*cdni_unlocked"):
+    families.validate(config)
+
+
+def test_synth_fit_reaches_the_network_and_old_runs_resume():
+  config = _reaches_the_network("synth_fit_at", network_lib.SYNTH_FITS)
+  # A run saved before the field existed regressed at the stage's output.
+  new = workdir_lib.config_fields(config)
+  old = {k: v for k, v in new.items() if k != "dni.synth_fit_at"}
+  assert workdir_lib.differing_fields(old, new) == ["dni.synth_fit_at"]
+  new["dni.synth_fit_at"] = "output"
+  assert workdir_lib.differing_fields(old, new) == []
 
 
 @pytest.mark.parametrize("input_targets", network_lib.INPUT_TARGETS)
@@ -466,24 +538,33 @@ def test_update_prob_one_is_the_ordinary_unlocked_step_bitwise(
   chex.assert_trees_all_equal(wrapped_metrics, metrics)
 
 
-def test_unknown_input_targets_are_refused():
-  with pytest.raises(ValueError, match="unknown input_targets 'real'"):
-    _unlocked_net(input_targets="real")
+@pytest.mark.parametrize("field, bad, match", [
+    ("input_targets", "real", r"dni.input_targets.*neighbour"),
+    ("synth_fit_at", "inputs", r"dni.synth_fit_at.*input_model")])
+def test_unknown_unlocking_choices_are_refused(field, bad, match):
+  with pytest.raises(ValueError, match=f"unknown {field} '{bad}'"):
+    _unlocked_net(**{field: bad})
   config = test_train.tiny("mnist_fcn", method="dni_unlocked",
-                           **{"dni.input_targets": "real"})
-  with pytest.raises(ConfigError, match=r"dni.input_targets.*neighbour"):
+                           **{f"dni.{field}": bad})
+  with pytest.raises(ConfigError, match=match):
     families.validate(config)
+
+
+def _reaches_the_network(field, values):
+  """Each of ``values`` of ``dni.<field>`` is the built network's ``field``;
+  returns the config of the last."""
+  train = dataset_lib.ArrayDataset(np.zeros((4, 6, 6, 1), np.float32),
+                                   np.arange(4) % tiny.NUM_CLASSES)
+  for value in values:
+    config = test_train.tiny("mnist_fcn", method="cdni_unlocked",
+                             **{f"dni.{field}": value})
+    families.validate(config)
+    assert getattr(experiment.build_network(config, train), field) == value
+  return config
 
 
 def test_input_targets_reach_the_network_and_old_runs_resume_as_they_ran():
-  train = dataset_lib.ArrayDataset(np.zeros((4, 6, 6, 1), np.float32),
-                                   np.arange(4) % tiny.NUM_CLASSES)
-  for input_targets in network_lib.INPUT_TARGETS:
-    config = test_train.tiny("mnist_fcn", method="cdni_unlocked",
-                             **{"dni.input_targets": input_targets})
-    families.validate(config)
-    assert experiment.build_network(config, train).input_targets == (
-        input_targets)
+  config = _reaches_the_network("input_targets", network_lib.INPUT_TARGETS)
   # A run saved before the field existed regressed onto the real chain.
   new = workdir_lib.config_fields(config)
   old = {k: v for k, v in new.items() if k != "dni.input_targets"}

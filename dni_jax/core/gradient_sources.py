@@ -81,8 +81,10 @@ class Backprop:
   def __call__(self, net: DecoupledNetwork, fwd: staged.ForwardPass,
                synth_params: Sequence, synth_state: Sequence,
                batch: staged.Batch, rng: jax.Array, *, sg_scale: Any = None,
-               stale_synth_params: Sequence | None = None) -> SourceOutput:
+               stale_synth_params: Sequence | None = None,
+               fit_inputs: Sequence | None = None) -> SourceOutput:
     del net, synth_params, batch, rng, sg_scale, stale_synth_params
+    del fit_inputs
     stage_grads, true_grads = staged.backprop_grads(fwd)
     return SourceOutput(stage_grads, (), tuple(synth_state), true_grads)
 
@@ -133,7 +135,8 @@ class SyntheticGradients:
   def __call__(self, net: DecoupledNetwork, fwd: staged.ForwardPass,
                synth_params: Sequence, synth_state: Sequence,
                batch: staged.Batch, rng: jax.Array, *, sg_scale: Any,
-               stale_synth_params: Sequence | None = None) -> SourceOutput:
+               stale_synth_params: Sequence | None = None,
+               fit_inputs: Sequence | None = None) -> SourceOutput:
     """The stage and synthesizer gradients of one forward pass.
 
     ``sg_scale``: λ (the train state's ``sg_scale``).
@@ -141,6 +144,11 @@ class SyntheticGradients:
     ``stale_synth_params``: if given, the stages are updated with the
     predictions of these (older) synthesizer parameters; the current ones
     still make the predictions that regress onto the targets.
+
+    ``fit_inputs``: if given (complete unlock's ``synth_fit_at=
+    "input_model"``: the stages' synthetic inputs ``I_i(x)``), each
+    synthesizer regresses at these, not at ``fwd.hidden``, which the stages
+    still read it at; its new mutable state is the regression's.
     """
     if len(net.synthesizers) != net.num_boundaries:
       raise ValueError("synthetic gradients need one synthesizer per "
@@ -150,6 +158,9 @@ class SyntheticGradients:
     preds, pred_vjps, new_state = predict_synthetic_grads(
         net, synth_params, synth_state, fwd.hidden, context, rng)
     used = preds
+    if fit_inputs is not None:
+      preds, pred_vjps, new_state = predict_synthetic_grads(
+          net, synth_params, synth_state, fit_inputs, context, rng)
     if stale_synth_params is not None:
       used = predict_synthetic_grads(net, stale_synth_params, synth_state,
                                      fwd.hidden, context, rng)[0]

@@ -22,6 +22,11 @@ MetricsFn = Callable  # (outputs, labels) -> dict of scalars
 # "neighbour" (the paper's), stage i run on its own synthetic input; or
 # "real_chain", the composed stages run on x (for comparison).
 INPUT_TARGETS = ("neighbour", "real_chain")
+# Where complete unlock's synthesizer M_i regresses (docs/method.md): at
+# "output", stage i's output h_i, where the stage reads it; or at
+# "input_model", I_i(x), the input on which stage i+1 took the gradient that
+# is M_i's target.
+SYNTH_FITS = ("output", "input_model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +62,12 @@ class DecoupledNetwork:
       stage waits for the real chain; the stages' BatchNorm statistics come
       from that forward too. "real_chain": the real ``h_i`` of the composed
       stages on ``x``, and their statistics from it.
+    synth_fit_at: complete unlock: where ``M_i`` regresses onto its target,
+      the gradient stage ``i+1`` took at its input ``I_i(x)``. "output"
+      (the default): at stage ``i``'s output ``h_i``, where stage ``i``
+      reads ``M_i``; a busy stage ``i`` then holds ``M_i`` back. "input_model":
+      at ``I_i(x)`` itself, so ``M_i`` needs only stage ``i+1`` (and its
+      own input model) to learn, and learns whenever stage ``i+1`` runs.
   """
   stages: tuple[nn.Module, ...]
   synthesizers: tuple[nn.Module, ...] = ()
@@ -66,6 +77,7 @@ class DecoupledNetwork:
   per_example: bool = True
   input_models: tuple[nn.Module, ...] = ()
   input_targets: str = "neighbour"
+  synth_fit_at: str = "output"
 
   def __post_init__(self):
     object.__setattr__(self, "stages", tuple(self.stages))
@@ -87,6 +99,9 @@ class DecoupledNetwork:
     if self.input_targets not in INPUT_TARGETS:
       raise ValueError(f"unknown input_targets {self.input_targets!r}; "
                        f"choose one of {INPUT_TARGETS}.")
+    if self.synth_fit_at not in SYNTH_FITS:
+      raise ValueError(f"unknown synth_fit_at {self.synth_fit_at!r}; "
+                       f"choose one of {SYNTH_FITS}.")
     if not math.isfinite(self.sg_scale):
       raise ValueError(f"sg_scale must be finite, got {self.sg_scale}.")
 
@@ -102,7 +117,8 @@ def decouple(stages: Sequence[nn.Module],
              sg_scale: float = 1.0,
              per_example: bool = True,
              input_model: nn.Module | Sequence[nn.Module] | None = None,
-             input_targets: str = "neighbour") -> DecoupledNetwork:
+             input_targets: str = "neighbour",
+             synth_fit_at: str = "output") -> DecoupledNetwork:
   """Builds a ``DecoupledNetwork``, a synthesizer at every stage boundary.
 
   Args:
@@ -120,6 +136,8 @@ def decouple(stages: Sequence[nn.Module],
       own parameters) at every boundary, or one per boundary, or ``None``.
     input_targets: complete unlock: "neighbour" or "real_chain", what the
       input models regress onto (see ``DecoupledNetwork``).
+    synth_fit_at: complete unlock: "output" or "input_model", where the
+      synthesizers regress (see ``DecoupledNetwork``).
 
   Returns:
     The network description.
@@ -138,4 +156,5 @@ def decouple(stages: Sequence[nn.Module],
   else:
     input_models = tuple(input_model)
   return DecoupledNetwork(stages, synthesizers, loss_fn, metrics_fn, sg_scale,
-                          per_example, input_models, input_targets)
+                          per_example, input_models, input_targets,
+                          synth_fit_at)

@@ -76,6 +76,8 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
       regress onto ``net.input_targets``: "neighbour" (stage ``i``'s output
       in that same forward, on ``I_{i-1}(x)``; no real chain is run) or
       "real_chain" (the composed stages' ``h_i``).
+      ``net.synth_fit_at`` says where each synthesizer regresses: at the
+      stage's output or at ``I_i(x)``.
     track_alignment: also compute the true gradient (a full backward pass)
       and report, per boundary, its cosine and relative error against the
       gradient the stage was updated with.
@@ -85,7 +87,9 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
       others; the synthesizer below stage ``i`` regresses exactly when stage
       ``i`` updates, and an input model exactly when the stage whose output
       it predicts does. With an unlocked source a stage whose coin is tails
-      is busy: it does not run, so its BatchNorm statistics stay too.
+      is busy: it does not run, so its BatchNorm statistics stay too, and
+      (with ``net.synth_fit_at="output"``) the synthesizer above it, which
+      regresses at its output, is held back as well.
       Backprop flips one coin for the whole network. 1 (static) is the
       ordinary step.
     schedule_clock: with ``update_prob < 1``, what a unit's learning-rate
@@ -104,6 +108,7 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
     step = stochastic.wrap(step, probs,
                            one_coin=not source.uses_synthesizers,
                            busy=source.unlocked,
+                           synth_reads_output=net.synth_fit_at == "output",
                            schedule_clock=schedule_clock)
   return step(state, batch)
 
@@ -122,8 +127,12 @@ def _step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
     fwd = staged.forward(net, state.stage_params, state.stage_state, batch,
                          stage_rng)
   old = stale.oldest(state.synth_history) if state.synth_history else None
+  fit_inputs = None
+  if inputs is not None and net.synth_fit_at == "input_model":
+    fit_inputs = inputs.preds
   out = source(net, fwd, state.synth_params, state.synth_state, batch,
-               synth_rng, sg_scale=state.sg_scale, stale_synth_params=old)
+               synth_rng, sg_scale=state.sg_scale, stale_synth_params=old,
+               fit_inputs=fit_inputs)
   stage_params, stage_opt_state = update_each(
       optimizers.stage, out.stage_grads + (fwd.last_grads,),
       state.stage_opt_state, state.stage_params)

@@ -22,7 +22,9 @@ target), and complete unlock's input model ``I_b ≈ h_b`` exactly when stage
   runs neither forward nor backward, so its parameters, optimiser state and
   mutable state stay as they were, and so do those of the synthesizer below
   it and of its own input model, which get no target that step, and of the
-  synthesizer above it, which gets no input (it reads the stage's output).
+  synthesizer above it, which gets no input (it regresses at the stage's
+  output; with ``synth_fit_at="input_model"`` it regresses at ``I(x)`` and
+  is not held back).
   The wrapper runs the ordinary step and keeps the old values of these
   units, which is observationally the same as not running them: with
   neighbour targets no other unit reads a busy stage's output (tested with
@@ -89,16 +91,18 @@ def stage_coins(rng: jax.Array, step: jax.Array, probs: Sequence[float],
   return tuple(coin(rng, step, i, p) for i, p in enumerate(probs))
 
 
-def unit_flags(stage_flags: Sequence, busy: bool = False) -> dict:
+def unit_flags(stage_flags: Sequence, busy: bool = False,
+               synth_reads_output: bool = True) -> dict:
   """Each unit's flag from the stages' coins, keyed like ``FIELDS``.
 
   Stage ``i``: its own coin. Synthesizer ``b``: stage ``b+1``'s, whose
-  backward pass makes its target; with ``busy`` also stage ``b``'s, whose
-  output is what it reads (a busy stage has none). Input model ``b``: stage
-  ``b``'s, whose output is its target.
+  backward pass makes its target; with ``busy`` and ``synth_reads_output``
+  also stage ``b``'s, whose output is what it regresses at (a busy stage has
+  none; with ``synth_fit_at="input_model"`` it regresses at ``I_b(x)``).
+  Input model ``b``: stage ``b``'s, whose output is its target.
   """
   synth = tuple(stage_flags[1:])
-  if busy:
+  if busy and synth_reads_output:
     synth = tuple(jnp.logical_and(below, above)
                   for below, above in zip(stage_flags[:-1], synth))
   return {"stage": tuple(stage_flags), "synth": synth,
@@ -159,7 +163,8 @@ def check_clock(schedule_clock: str) -> None:
 
 
 def wrap(step, probs: Sequence[float], one_coin: bool = False,
-         busy: bool = False, schedule_clock: str = "steps"):
+         busy: bool = False, schedule_clock: str = "steps",
+         synth_reads_output: bool = True):
   """A step whose units update only when their coins say so.
 
   ``step(state, batch) -> (new_state, metrics)`` is the ordinary step; the
@@ -171,14 +176,16 @@ def wrap(step, probs: Sequence[float], one_coin: bool = False,
   ``one_coin``: one coin, stage 0's, for every stage (backprop's honest
   counterpart). ``busy``: complete unlock, where a stage whose coin is tails
   does not run at all: the mutable state of the units held back is kept
-  too. Adds ``update_rate``, the fraction of stages that updated.
+  too; ``synth_reads_output``: each synthesizer regresses at the output of
+  the stage below it, so a busy stage holds it back (``unit_flags``). Adds
+  ``update_rate``, the fraction of stages that updated.
   """
   check_clock(schedule_clock)
 
   def wrapped(state, batch):
     new, metrics = step(state, batch)
     coins = stage_coins(state.rng, state.step, probs, one_coin)
-    flags = unit_flags(coins, busy)
+    flags = unit_flags(coins, busy, synth_reads_output)
     masked = {}
     for unit, names in FIELDS.items():
       for name in names if busy else names[:2]:

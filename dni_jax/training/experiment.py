@@ -231,6 +231,17 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
            "neighbour (the paper's: each input model regresses onto its "
            "stage's output on that stage's own synthetic input) or "
            "real_chain (onto the composed stages' output on x).")
+  synth_fit_at = d.get("synth_fit_at", "output")  # absent in older runs
+  _require(synth_fit_at in network.SYNTH_FITS,
+           f"unknown dni.synth_fit_at {synth_fit_at!r}; choose one of "
+           f"{network.SYNTH_FITS}: output (each synthesizer regresses at the "
+           "output of the stage below it) or input_model (at that "
+           "boundary's synthetic input I(x)).")
+  _require(unlocked or synth_fit_at == "output",
+           f"dni.synth_fit_at={synth_fit_at!r} is for complete unlock, "
+           "where a stage reads a synthetic input; add dni_unlocked or "
+           "cdni_unlocked to --config.method, or leave the field at "
+           "'output'.")
   if not unlocked:
     return
   _require(d.input_model in INPUT_MODELS,
@@ -497,7 +508,8 @@ def build_network(config: ml_collections.ConfigDict,
                   else losses.bit_metrics),
       sg_scale=config.dni.sg_scale,
       input_model=_input_model(config) if source.unlocked else None,
-      input_targets=config.dni.input_targets)
+      input_targets=config.dni.input_targets,
+      synth_fit_at=config.dni.get("synth_fit_at", "output"))
 
 
 def _input_model(config):

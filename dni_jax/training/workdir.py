@@ -77,6 +77,7 @@ ADDED_FIELDS = {
     "dni.input_targets": lambda old: (
         "real_chain" if str(old.get("method", "")).endswith("_unlocked")
         else ANY),
+    "dni.synth_fit_at": "output",
     # Before it, the synthetic gradient sat on the LSTM's whole state.
     "dni.sg_state": "ch",
     "dni.bootstrap": "scaled",
@@ -125,7 +126,7 @@ def _hidden_synthesizer(flat: dict) -> bool:
 READ_ONLY_BY = (
     # the input models of complete unlock
     (("dni.input_model", "dni.input_hidden", "dni.input_pool",
-      "dni.input_targets"), _unlocked),
+      "dni.input_targets", "dni.synth_fit_at"), _unlocked),
     # a synthesizer's hidden layers (the linear synthesizer has none)
     (("dni.hidden", "dni.use_batch_norm"), _hidden_synthesizer),
     # the schedule's clock under stochastic updates
