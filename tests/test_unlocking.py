@@ -450,26 +450,36 @@ def test_nothing_kept_depends_on_a_busy_stage(synth_fit_at):
       {k: metrics_poisoned[k] for k in kept}, kept)
 
 
-def test_a_synthesizer_fit_at_its_input_model_needs_no_stage_below():
+@pytest.mark.parametrize("delay", [0, 1])
+def test_a_synthesizer_fit_at_its_input_model_needs_no_stage_below(delay):
   """synth_fit_at="input_model": M_i regresses at I_i(x), so its update is
-  the same whatever stage i is (with "output" it is not), while the stages
-  still read M_i at their outputs: they update as under "output"."""
+  the same whatever stage i and the input model below it, I_{i-1}, are
+  (with "output" it is not), while the stages still read M_i at their
+  outputs: they update as under "output" (also from synthesizers ``delay``
+  steps old)."""
   b = tiny.batch()
   new = {}
   for fit in network_lib.SYNTH_FITS:
-    net = _unlocked_net(synth_fit_at=fit)
-    state = _unlocked_state(net)
-    other = state.replace(stage_params=(
-        tiny.randomize(state.stage_params[0], seed=5, scale=1.0),)
-        + state.stage_params[1:])
+    net = _unlocked_net(depth=4, synth_fit_at=fit)
+    state = dni.init_train_state(net, tiny.optimizers(),
+                                 dni.get_source("cdni_unlocked"),
+                                 jax.random.PRNGKey(0), b, synth_delay=delay)
+    synth = tiny.randomize(state.synth_params)
+    state = state.replace(synth_params=synth, synth_history=stale.init(
+        synth, delay) if delay else state.synth_history)
     step = _step(net, "cdni_unlocked")
     new[fit], _ = step(state, b)
-    moved, _ = step(other, b)
-    if fit == "input_model":
-      chex.assert_trees_all_equal(moved.synth_params[0],
-                                  new[fit].synth_params[0])
-    else:
-      assert _moved(moved.synth_params[0], new[fit].synth_params[0])
+    # M_0 with stage 0 changed; M_1 with I_0, which stage 1 reads, changed.
+    for i, field in ((0, "stage_params"), (1, "input_params")):
+      units = getattr(state, field)
+      other = state.replace(**{field: (tiny.randomize(
+          units[0], seed=5, scale=1.0),) + units[1:]})
+      moved, _ = step(other, b)
+      if fit == "input_model":
+        chex.assert_trees_all_equal(moved.synth_params[i],
+                                    new[fit].synth_params[i])
+      else:
+        assert _moved(moved.synth_params[i], new[fit].synth_params[i])
   out, inp = new["output"], new["input_model"]
   chex.assert_trees_all_equal(out.stage_params, inp.stage_params)
   chex.assert_trees_all_equal(out.input_params, inp.input_params)
@@ -495,13 +505,6 @@ def test_a_synthesizer_fit_at_its_input_model_learns_when_the_stage_above_runs()
           heads[i + 1]), (seed, i, heads)
     state = new
   assert (False, True) in seen  # a busy stage below one that runs
-
-
-def test_synth_fit_for_a_locked_input_is_refused():
-  config = test_train.tiny("mnist_fcn", method="cdni",
-                           **{"dni.synth_fit_at": "input_model"})
-  with pytest.raises(ConfigError, match=r"complete unlock.*cdni_unlocked"):
-    families.validate(config)
 
 
 def test_synth_fit_reaches_the_network_and_old_runs_resume():

@@ -16,7 +16,8 @@ training step (``dni_jax.step``) and one test harness.
   ``λ·M_i`` (the synthesizers still regress): the key invariant's test, and an
   upper bound for diagnostics. ``unlocked=True`` marks complete unlock
   (docs/method.md): the step feeds every stage its synthetic input
-  ``I_i(x)`` (``dni_jax.core.synthetic_inputs``); the source is unchanged.
+  ``I_i(x)`` (``dni_jax.core.synthetic_inputs``); the source is unchanged,
+  but may regress the synthesizers at ``I_i(x)`` (``fit_inputs``).
 - A stale interface (``stale_synth_params``): the stages are updated with the
   prediction of an older copy of the synthesizers (a slow link), while the
   current synthesizers regress onto the targets.

@@ -237,11 +237,6 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
            f"{network.SYNTH_FITS}: output (each synthesizer regresses at the "
            "output of the stage below it) or input_model (at that "
            "boundary's synthetic input I(x)).")
-  _require(unlocked or synth_fit_at == "output",
-           f"dni.synth_fit_at={synth_fit_at!r} is for complete unlock, "
-           "where a stage reads a synthetic input; add dni_unlocked or "
-           "cdni_unlocked to --config.method, or leave the field at "
-           "'output'.")
   if not unlocked:
     return
   _require(d.input_model in INPUT_MODELS,
