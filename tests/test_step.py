@@ -10,7 +10,6 @@ import pytest
 import dni_jax as dni
 from dni_jax.core import gradient_sources
 from dni_jax.core import step as step_lib
-from dni_jax.core import stochastic
 from dni_jax.training import experiment
 import tiny
 
@@ -348,22 +347,17 @@ def test_a_synthesizer_regresses_exactly_when_the_stage_above_updates():
   state = state.replace(synth_params=tiny.randomize(state.synth_params))
   step = _step(net, source, update_prob=p)
   seen = set()
-  for seed in range(6):
-    new, _ = step(state, tiny.batch(seed=seed))
-    heads = [bool(stochastic.coin(state.rng, state.step, i, p))
-             for i in range(len(net.stages))]
+  for state, new, _, heads in tiny.coin_steps(step, state, p,
+                                              len(net.stages), 6):
     for b in range(net.num_boundaries):
       seen.add(heads[b + 1])
       for name in ("synth_params", "synth_opt_state"):
-        unchanged = all(np.array_equal(n, o) for n, o in zip(
-            jax.tree_util.tree_leaves(getattr(new, name)[b]),
-            jax.tree_util.tree_leaves(getattr(state, name)[b])))
-        assert unchanged != heads[b + 1], (seed, b, name)
+        moved = tiny.moved(getattr(new, name)[b], getattr(state, name)[b])
+        assert moved == heads[b + 1], (b, name, heads)
     for i, stage_state in enumerate(new.stage_state):  # BatchNorm stats
       assert not np.allclose(stage_state["batch_stats"]["BatchNorm_0"]["mean"],
                              state.stage_state[i]["batch_stats"]
                              ["BatchNorm_0"]["mean"])
-    state = new
   assert seen == {True, False}
 
 

@@ -350,12 +350,6 @@ def test_stochastic_unlocked_step_with_zero_probability_moves_nothing():
     chex.assert_trees_all_equal(getattr(new, name), getattr(state, name))
 
 
-def _moved(new, old) -> bool:
-  """Whether any leaf of ``new`` differs from ``old``."""
-  return not all(np.array_equal(n, o) for n, o in zip(
-      jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(old)))
-
-
 def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
   """Stage i's coin tails: it does not run; M_{i-1} and I_i get no target
   and M_i no input.
@@ -371,10 +365,7 @@ def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
   step = _step(net, "cdni_unlocked", update_prob=p)
   num = len(net.stages)
   seen = set()
-  for seed in range(6):
-    new, metrics = step(state, tiny.batch(seed=seed))
-    heads = [bool(stochastic.coin(state.rng, state.step, i, p))
-             for i in range(num)]
+  for state, new, metrics, heads in tiny.coin_steps(step, state, p, num, 6):
     assert float(metrics["update_rate"]) == pytest.approx(sum(heads) / num)
     for i, active in enumerate(heads):
       seen.add((i, active))
@@ -387,8 +378,8 @@ def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
         if active:  # parameters move; the stages' BatchNorm stats too
           moving = names if unit != "input" else names[:2]
           for name in moving:
-            assert _moved(getattr(new, name)[j], getattr(state, name)[j]), (
-                seed, name, j)
+            assert tiny.moved(getattr(new, name)[j], getattr(state, name)[j]), (
+                name, j, heads)
         else:
           for name in names:
             chex.assert_trees_all_equal(getattr(new, name)[j],
@@ -397,7 +388,6 @@ def test_a_busy_stage_and_the_units_it_would_feed_stay_bit_for_bit():
         for name in stochastic.FIELDS["synth"]:
           chex.assert_trees_all_equal(getattr(new, name)[i],
                                       getattr(state, name)[i])
-    state = new
   assert {(1, True), (1, False)} <= seen  # the middle stage both ways
 
 
@@ -443,7 +433,7 @@ def test_nothing_kept_depends_on_a_busy_stage(synth_fit_at):
   if synth_fit_at == "output":
     discarded.add("synth_loss/1")
   else:
-    assert _moved(new.synth_params[1], state.synth_params[1])
+    assert tiny.moved(new.synth_params[1], state.synth_params[1])
   assert all(np.isnan(metrics_poisoned[k]) for k in discarded)
   kept = {k: v for k, v in metrics.items() if k not in discarded}
   chex.assert_trees_all_equal(
@@ -479,12 +469,12 @@ def test_a_synthesizer_fit_at_its_input_model_needs_no_stage_below(delay):
         chex.assert_trees_all_equal(moved.synth_params[i],
                                     new[fit].synth_params[i])
       else:
-        assert _moved(moved.synth_params[i], new[fit].synth_params[i])
+        assert tiny.moved(moved.synth_params[i], new[fit].synth_params[i])
   out, inp = new["output"], new["input_model"]
   chex.assert_trees_all_equal(out.stage_params, inp.stage_params)
   chex.assert_trees_all_equal(out.input_params, inp.input_params)
   for j in range(len(out.synth_params)):
-    assert _moved(out.synth_params[j], inp.synth_params[j])
+    assert tiny.moved(out.synth_params[j], inp.synth_params[j])
 
 
 def test_a_synthesizer_fit_at_its_input_model_learns_when_the_stage_above_runs():
@@ -495,15 +485,12 @@ def test_a_synthesizer_fit_at_its_input_model_learns_when_the_stage_above_runs()
   state = _unlocked_state(net)
   step = _step(net, "cdni_unlocked", update_prob=p)
   seen = set()
-  for seed in range(8):
-    new, _ = step(state, tiny.batch(seed=seed))
-    heads = [bool(stochastic.coin(state.rng, state.step, i, p))
-             for i in range(len(net.stages))]
+  for state, new, _, heads in tiny.coin_steps(step, state, p,
+                                              len(net.stages), 8):
     for i in range(net.num_boundaries):
       seen.add((heads[i], heads[i + 1]))
-      assert _moved(new.synth_params[i], state.synth_params[i]) == (
-          heads[i + 1]), (seed, i, heads)
-    state = new
+      assert tiny.moved(new.synth_params[i], state.synth_params[i]) == (
+          heads[i + 1]), (i, heads)
   assert (False, True) in seen  # a busy stage below one that runs
 
 

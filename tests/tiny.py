@@ -7,9 +7,11 @@ of dni_jax's staging, so that tests compare the library against plain
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import dni_jax as dni
+from dni_jax.core import stochastic
 
 NUM_CLASSES = 5
 
@@ -45,6 +47,24 @@ def init(net, method="dni", seed=0, kind="fcn", opt=None):
   source = dni.get_source(method) if isinstance(method, str) else method
   return dni.init_train_state(net, opt or optimizers(), source,
                               jax.random.PRNGKey(seed), batch(kind))
+
+
+def coin_steps(step, state, p, num_stages, steps, kind="fcn"):
+  """Runs ``step`` on ``steps`` batches from ``state``; yields, per step,
+  ``(state_before, state_after, metrics, heads)``, ``heads`` each stage's
+  stochastic-update coin at that step (probability ``p``)."""
+  for seed in range(steps):
+    new, metrics = step(state, batch(kind, seed=seed))
+    heads = [bool(stochastic.coin(state.rng, state.step, i, p))
+             for i in range(num_stages)]
+    yield state, new, metrics, heads
+    state = new
+
+
+def moved(new, old) -> bool:
+  """Whether any leaf of ``new`` differs from ``old``."""
+  return not all(np.array_equal(n, o) for n, o in zip(
+      jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(old)))
 
 
 def randomize(tree, seed=1, scale=0.1):

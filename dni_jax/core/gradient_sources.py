@@ -156,15 +156,17 @@ class SyntheticGradients:
                        "boundary; build the network with `decouple(stages, "
                        "synthesizer)`.")
     context = self.context(batch, fwd.outputs)
+    at = fwd.hidden if fit_inputs is None else fit_inputs
     preds, pred_vjps, new_state = predict_synthetic_grads(
-        net, synth_params, synth_state, fwd.hidden, context, rng)
+        net, synth_params, synth_state, at, context, rng)
     used = preds
-    if fit_inputs is not None:
-      preds, pred_vjps, new_state = predict_synthetic_grads(
-          net, synth_params, synth_state, fit_inputs, context, rng)
-    if stale_synth_params is not None:
-      used = predict_synthetic_grads(net, stale_synth_params, synth_state,
-                                     fwd.hidden, context, rng)[0]
+    if stale_synth_params is not None or fit_inputs is not None:
+      # The stages read the synthesizers (the stale ones if given) at their
+      # outputs.
+      params = (synth_params if stale_synth_params is None
+                else stale_synth_params)
+      used = predict_synthetic_grads(net, params, synth_state, fwd.hidden,
+                                     context, rng)[0]
     units = fwd.outputs.shape[0] if net.per_example else 1
     if self.oracle:
       boundary_grads = staged.backprop_grads(fwd)[1]

@@ -231,7 +231,7 @@ def _validate_unlocking(config: ml_collections.ConfigDict) -> None:
            "neighbour (the paper's: each input model regresses onto its "
            "stage's output on that stage's own synthetic input) or "
            "real_chain (onto the composed stages' output on x).")
-  synth_fit_at = d.get("synth_fit_at", "output")  # absent in older runs
+  synth_fit_at = _synth_fit_at(config)
   _require(synth_fit_at in network.SYNTH_FITS,
            f"unknown dni.synth_fit_at {synth_fit_at!r}; choose one of "
            f"{network.SYNTH_FITS}: output (each synthesizer regresses at the "
@@ -504,7 +504,13 @@ def build_network(config: ml_collections.ConfigDict,
       sg_scale=config.dni.sg_scale,
       input_model=_input_model(config) if source.unlocked else None,
       input_targets=config.dni.input_targets,
-      synth_fit_at=config.dni.get("synth_fit_at", "output"))
+      synth_fit_at=_synth_fit_at(config))
+
+
+def _synth_fit_at(config: ml_collections.ConfigDict) -> str:
+  """``dni.synth_fit_at``; "output" for a config read from a run made
+  before the field (the behaviour then)."""
+  return config.dni.get("synth_fit_at", "output")
 
 
 def _input_model(config):
