@@ -74,11 +74,13 @@ fail = cli.fail  # one-paragraph errors (experiments.cli)
 
 
 def _config_path(argv) -> str:
+  """The config file of ``--config=path[:arg]`` (the argument, as
+  ml_collections reads it, goes to its ``get_config``)."""
   for i, arg in enumerate(argv):
     if arg.startswith("--config="):
-      return arg.split("=", 1)[1]
+      return arg.split("=", 1)[1].partition(":")[0]
     if arg == "--config" and i + 1 < len(argv):
-      return argv[i + 1]
+      return argv[i + 1].partition(":")[0]
   return _DEFAULT_CONFIG
 
 
@@ -398,7 +400,7 @@ def _terminate(signum, frame):
 
 def config_name() -> str:
   """The config file's name without folder and ``.py`` (e.g. mnist_fcn)."""
-  return os.path.splitext(os.path.basename(
-      config_flags.get_config_filename(flags.FLAGS["config"])))[0]
+  return os.path.splitext(os.path.basename(config_flags.get_config_filename(
+      flags.FLAGS["config"]).partition(":")[0]))[0]
 
 

@@ -55,7 +55,7 @@ def main(argv):
   if entry.PRINT_CONFIG.value:
     print(entry.config_text(entry.CONFIG.value,
                             config_flags.get_config_filename(
-                                flags.FLAGS["config"])))
+                                flags.FLAGS["config"]).partition(":")[0]))
     return
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO

@@ -3,11 +3,12 @@
   python -m experiments.sweep --config=configs/binary_addition.py --workdir=/tmp/sweep \\
       [--seeds=3 [--first_seed=0]] [--config.field=value ...]
 
-The members are the config's ``get_sweep()`` (a list of dotted overrides),
+The members are the config's ``get_sweep()`` (a list of dotted overrides;
+``--config=path:arg`` calls ``get_config(arg)`` and ``get_sweep(arg)``),
 or, with ``--seeds=N``, seeds 0…N−1 of the config as it is (``--first_seed=S``:
 seeds S…S+N−1, fresh seeds to confirm a result chosen on others). Members that
-differ only in the seed or scalar hyper-parameters (learning rates, λ) train
-as one vmapped program; the others one after another
+differ only in the seed or scalar hyper-parameters (learning rates, λ, the
+update probability) train as one vmapped program; the others one after another
 (``dni_jax.training.sweep``); before any training it prints the members
 by group and their step budget. Every member folder is an ordinary run:
 rerunning the same command resumes it member by member, and
@@ -37,14 +38,17 @@ def _get_sweep():
   if _SEEDS.value:
     return [{"seed": s} for s in
             range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value)]
-  path = config_flags.get_config_filename(flags.FLAGS["config"])
+  # --config=path[:arg]: the argument goes to get_config, as
+  # ml_collections passes it, and to get_sweep.
+  path, has_arg, arg = config_flags.get_config_filename(
+      flags.FLAGS["config"]).partition(":")
   spec = importlib.util.spec_from_file_location("_sweep_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   if not hasattr(module, "get_sweep"):
     cli.fail(f"{path} defines no get_sweep(); add one (a list of "
              "dicts of dotted overrides) or pass --seeds=N.", 2)
-  return module.get_sweep()
+  return module.get_sweep(arg) if has_arg else module.get_sweep()
 
 
 def main(argv):

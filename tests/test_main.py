@@ -91,6 +91,31 @@ def test_sweep_first_seed_starts_the_seeds_where_it_says(tmp_path):
                   "--first_seed=3 needs --seeds=N")
 
 
+def test_sweep_passes_the_config_argument_to_get_config_and_get_sweep(
+    tmp_path):
+  """``--config=path:arg`` (ml_collections' config argument) reaches both;
+  here it names the method of a population over the update probability,
+  whose members train as one vmapped group."""
+  path = tmp_path / "population.py"
+  path.write_text(
+      "from configs import binary_addition\n"
+      "def get_config(arg=None):\n"
+      "  config = binary_addition.get_config()\n"
+      "  config.method = arg or 'dni'\n"
+      "  return config\n"
+      "def get_sweep(arg=None):\n"
+      "  return [{'method': arg, 'dni.update_prob': p, 'name': f'p{p}'}\n"
+      "          for p in (0.5, 1.0)]\n")
+  done = _main(f"--workdir={tmp_path / 'w'}", f"--config={path}:cdni",
+               *_TINY, module="experiments.sweep")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "vmapped group of 2" in done.stdout, done.stdout
+  for p in (0.5, 1.0):
+    with open(tmp_path / "w" / f"p{p}" / "config.json") as f:
+      saved = json.load(f)
+    assert (saved["method"], saved["dni"]["update_prob"]) == ("cdni", p)
+
+
 def test_workdir_of_another_config_and_file_as_workdir(tmp_path):
   done = _main(f"--workdir={tmp_path}", "--config.method=cdni", *_TINY)
   assert done.returncode == 0, done.stderr[-2000:]

@@ -10,6 +10,7 @@ import pytest
 import dni_jax as dni
 from dni_jax.core import gradient_sources
 from dni_jax.core import step as step_lib
+from dni_jax.core import synthetic_inputs
 from dni_jax.training import experiment
 import tiny
 
@@ -297,13 +298,23 @@ def test_a_none_boundary_is_backpropagated_through():
                          bp_new.stage_params[0]["Dense_0"]["kernel"])
 
 
-def _stochastic_run(update_prob, method="dni", steps=4):
-  net = tiny.network("fcn", depth=3)
+def _stochastic_run(update_prob, method="dni", steps=4, traced=False):
+  """``traced``: the probabilities are an argument of the jitted step, as
+  in a vmapped sweep whose members' probabilities differ."""
   source = dni.get_source(method)
+  net = tiny.network("fcn", depth=3, input_model=(
+      synthetic_inputs.LinearInputModel() if source.unlocked else None))
   state = tiny.init(net, source)
   state = state.replace(synth_params=tiny.randomize(state.synth_params))
-  step = dni.make_train_step(net, tiny.optimizers(), source,
-                             update_prob=update_prob)
+  if traced:
+    probs = jnp.asarray(update_prob, jnp.float32)
+    traced_step = jax.jit(lambda s, b, p: dni.train_step(
+        s, b, net=net, optimizers=tiny.optimizers(), source=source,
+        update_prob=p))
+    step = lambda s, b: traced_step(s, b, probs)
+  else:
+    step = dni.make_train_step(net, tiny.optimizers(), source,
+                               update_prob=update_prob)
   metrics = []
   for seed in range(steps):
     state, m = step(state, tiny.batch(seed=seed))
@@ -316,6 +327,26 @@ def test_update_prob_one_is_the_ordinary_step_bitwise():
   for probs in ((1.0, 1.0, 1.0), 1):
     state, _ = _stochastic_run(probs)
     chex.assert_trees_all_equal(state, ordinary)
+
+
+@pytest.mark.parametrize("method", ["dni", "backprop", "cdni_unlocked"])
+def test_traced_update_probs_flip_the_static_ones_coins_bitwise(method):
+  """A vmapped sweep's member whose probabilities differ from the others'
+  gets them traced: its step is the static probabilities' step, bit for
+  bit, and at 1 the ordinary step's (reporting an update rate of 1)."""
+  for probs in ((0.5, 0.2, 0.8) if method != "backprop" else (0.5,) * 3,
+                (1.0, 1.0, 1.0)):
+    static, static_metrics = _stochastic_run(probs, method, steps=6)
+    traced, traced_metrics = _stochastic_run(probs, method, steps=6,
+                                             traced=True)
+    chex.assert_trees_all_equal(traced, static)
+    for t, m in zip(traced_metrics, static_metrics):
+      if probs[0] == 1.0:
+        assert float(t.pop("update_rate")) == 1.0
+      chex.assert_trees_all_equal(t, m)
+  rates = {float(m["update_rate"]) for m in _stochastic_run(
+      (0.5, 0.2, 0.8), "dni", steps=6, traced=True)[1]}
+  assert len(rates) > 1  # the coins do flip
 
 
 def test_a_stage_with_update_prob_zero_stays_put_and_the_others_move():
@@ -439,3 +470,9 @@ def test_update_prob_of_the_wrong_length_or_range_is_refused():
   with pytest.raises(ValueError, match=r"in \[0, 1\]"):
     dni.make_train_step(net, tiny.optimizers(), dni.get_source("dni"),
                         update_prob=1.2)
+  with pytest.raises(ValueError, match=r"shape \(2,\) for 3 stages"):
+    dni.make_train_step(net, tiny.optimizers(), dni.get_source("dni"),
+                        update_prob=jnp.asarray([1.0, 0.5]))
+  with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+    dni.make_train_step(net, tiny.optimizers(), dni.get_source("dni"),
+                        update_prob=jnp.asarray([1.0, 1.2, 0.5]))

@@ -12,6 +12,7 @@ from dni_jax.errors import ConfigError
 from dni_jax.errors import TrainingDivergedError
 from dni_jax.errors import WorkdirError
 from dni_jax.training import batching
+from dni_jax.training import experiment
 from dni_jax.training import families
 from dni_jax.training import sweep
 from dni_jax.training import train
@@ -38,13 +39,18 @@ def _state(run_dir):
   return restored
 
 
-def _assert_close_runs(a_dir, b_dir, rtol=1e-4, atol=1e-5):
+def _assert_close_runs(a_dir, b_dir, rtol=1e-4, atol=1e-5, only_in_a=None):
+  """``only_in_a``: metrics ``a``'s log has beside ``b``'s, with the value
+  each must have wherever it is logged."""
+  only_in_a = only_in_a or {}
   ra, rb = (read_metrics(os.path.join(d, "metrics.jsonl")) for d in (a_dir, b_dir))
   assert [(r["step"], r["split"]) for r in ra] == [(r["step"], r["split"])
                                                    for r in rb]
   for x, y in zip(ra, rb):
     for k in x:
-      if k not in ("step", "split"):
+      if k in only_in_a:
+        assert k not in y and x[k] == only_in_a[k], (k, x[k])
+      elif k not in ("step", "split"):
         np.testing.assert_allclose(x[k], y[k], rtol=rtol, atol=atol, err_msg=k)
   jax.tree_util.tree_map(
       lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol),
@@ -63,6 +69,15 @@ def _assert_close_runs(a_dir, b_dir, rtol=1e-4, atol=1e-5):
                       "two_networks.b_width": 8},
      [{"seed": 0}, {"seed": 1, "dni.sg_scale": 0.5,
                     "opt.learning_rate": 3e-3}]),
+    # A population over the update probability (the paper's Fig. 7): each
+    # member's probabilities are traced; a member at 1 flips coins that
+    # always come up heads, and its run is the ordinary one.
+    ("binary_addition", {}, [{"dni.update_prob": 0.3, "seed": 0},
+                             {"seed": 1},
+                             {"dni.stage_update_probs": (1.0, 0.5, 0.2),
+                              "name": "per_stage"}]),
+    ("binary_addition", {"method": "cdni_unlocked"},
+     [{"dni.update_prob": 0.4}, {"dni.update_prob": 1.0, "seed": 1}]),
 ])
 def test_vmapped_members_equal_their_separate_runs(tmp_path, name, overrides,
                                                    sweep_list):
@@ -70,10 +85,14 @@ def test_vmapped_members_equal_their_separate_runs(tmp_path, name, overrides,
   members = sweep.members(config, sweep_list)
   assert len(sweep.groups(members)) == 1  # one vmapped program
   sweep.run_sweep(config, sweep_list, str(tmp_path / "sweep"))
+  population = len({str(experiment.update_probs(m.config))
+                    for m in members}) > 1
   for m in members:
     train.train_and_evaluate(m.config, str(tmp_path / "single" / m.name))
+    at_one = population and experiment.update_probs(m.config) == 1.0
     _assert_close_runs(tmp_path / "sweep" / m.name,
-                       tmp_path / "single" / m.name)
+                       tmp_path / "single" / m.name,
+                       only_in_a={"update_rate": 1.0} if at_one else None)
 
 
 # One feed-forward and one recurrent task: the two batched loops.
@@ -254,6 +273,25 @@ def test_mixed_sweep_runs_a_vmapped_group_and_a_static_one(tmp_path, capsys):
     assert os.path.exists(tmp_path / name / "config.json")
 
 
+@pytest.mark.parametrize("arg,methods", [
+    (None, ["dni", "cdni"]), ("dni_unlocked,cdni_unlocked",
+                              ["dni_unlocked", "cdni_unlocked"])])
+def test_the_update_population_is_one_vmapped_group_per_method(arg, methods):
+  """configs/update_population.py (the paper's Fig. 7): per method, ``SIZE``
+  members at distinct p in [0, 1), member k with seed k, one program."""
+  population = importlib.import_module("configs.update_population")
+  config = population.get_config(arg)
+  groups = sweep.groups(sweep.members(config, population.get_sweep(arg)))
+  assert [[m.config.method for m in g] for g in groups] == [
+      [m] * population.SIZE for m in methods]
+  for group in groups:
+    probs = [m.config.dni.update_prob for m in group]
+    assert probs == list(population.UPDATE_PROBS)
+    assert len(set(probs)) == len(probs) and all(0 <= p < 1 for p in probs)
+    assert [m.config.seed for m in group] == list(range(population.SIZE))
+    assert all(m.config.model.depth == 4 for m in group)
+
+
 def test_cnn_seeds_run_one_after_another_on_a_cpu_and_say_so():
   # XLA:CPU runs a convolution vmapped over kernels as a grouped one, far
   # slower than the members' own (experiments.benchmark --members).
@@ -365,6 +403,8 @@ def test_a_sweep_that_gains_a_member_resumes_the_old_ones(tmp_path, capsys,
     ([{"seed": 0}, {"name": "a", "seed": 1}, {"name": "a", "seed": 2}],
      "both named 'a'"),
     ([{"dni.update_prob": 1.5}], r"must lie in \[0, 1\]"),
+    ([{"seed": 0}, {"dni.stage_update_probs": (1.0, 0.5)}],  # one group
+     "has 2 values for the network's 3 stages"),
     ([], "non-empty list"),
 ])
 def test_bad_sweeps_are_refused_before_any_work(tmp_path, sweep_list, message):

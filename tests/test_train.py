@@ -201,6 +201,8 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path):
      r"'updates'\)"),
     ({"method": "backprop", "dni.stage_update_probs": (1.0, 0.5)},
      "one coin per step"),
+    ({"dni.stage_update_probs": (1.0, 0.5, 0.5)},
+     "has 3 values for the network's 2 stages; give one per stage"),
     ({"dni.update_prob": 0.5, "parallel.num_devices": 2},
      "not to sequence tasks or pipelines"),
     ({"dni.synth_delay": -1}, "synth_delay must be a whole number"),

@@ -58,7 +58,7 @@ def _alignment_metrics(fwd: staged.ForwardPass, boundary_grads: tuple) -> dict:
 def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
                optimizers: Optimizers, source: Callable,
                track_alignment: bool = False,
-               update_prob: float | tuple = 1.0,
+               update_prob: float | tuple | jax.Array = 1.0,
                schedule_clock: str = "steps") -> tuple[TrainState, dict]:
   """One update of every stage and synthesizer.
 
@@ -91,7 +91,8 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
       (with ``net.synth_fit_at="output"``) the synthesizer above it, which
       regresses at its output, is held back as well.
       Backprop flips one coin for the whole network. 1 (static) is the
-      ordinary step.
+      ordinary step. A traced ``[num_stages]`` array (a vmapped sweep's
+      member, ``stochastic.probabilities``) always flips coins.
     schedule_clock: with ``update_prob < 1``, what a unit's learning-rate
       schedule counts: "steps" (every unit decays at the same global steps)
       or "updates" (its own updates).
@@ -104,7 +105,7 @@ def train_step(state: TrainState, batch: dict, *, net: DecoupledNetwork,
   step = functools.partial(_step, net=net, optimizers=optimizers,
                            source=source, track_alignment=track_alignment)
   probs = stochastic.probabilities(update_prob, len(net.stages))
-  if any(p < 1.0 for p in probs):
+  if stochastic.needs_coins(probs):
     step = stochastic.wrap(step, probs,
                            one_coin=not source.uses_synthesizers,
                            busy=source.unlocked,
@@ -307,7 +308,7 @@ def eval_step(state: TrainState, batch: dict, *,
 
 def make_train_step(net: DecoupledNetwork, optimizers: Optimizers,
                     source: Callable, track_alignment: bool = False,
-                    update_prob: float | tuple = 1.0,
+                    update_prob: float | tuple | jax.Array = 1.0,
                     schedule_clock: str = "steps"):
   """``train_step`` with the static choices bound, jitted, state donated."""
   stochastic.probabilities(update_prob, len(net.stages))  # fail early

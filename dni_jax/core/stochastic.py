@@ -39,7 +39,9 @@ cannot update one layer without the backward pass of all later ones; its
 honest counterpart is one coin for the whole network.
 
 With every ``p`` equal to 1 nothing is masked: the step is the ordinary one,
-bit for bit.
+bit for bit. A vmapped sweep whose members' ``p`` differ (a population over
+``p``, as the paper's Fig. 7) passes each member's as traced values: every
+member flips coins, and at ``p = 1`` they always come up heads.
 """
 
 from __future__ import annotations
@@ -61,9 +63,22 @@ FIELDS = {
 }
 
 
-def probabilities(update_prob: float | Sequence[float],
-                  num_stages: int) -> tuple[float, ...]:
-  """One probability per stage from one value or a per-stage sequence."""
+def probabilities(update_prob: float | Sequence[float] | jax.Array,
+                  num_stages: int) -> tuple:
+  """One probability per stage from one value or a per-stage sequence.
+
+  A ``jax.Array`` of shape ``[num_stages]`` (a member's values in a vmapped
+  sweep whose members differ in them) gives its scalars; traced, they are
+  not checked (each member's config was).
+  """
+  if isinstance(update_prob, jax.Array):
+    if update_prob.shape != (num_stages,):
+      raise ValueError(f"update_prob has shape {update_prob.shape} for "
+                       f"{num_stages} stages; give one value per stage.")
+    if not isinstance(update_prob, jax.core.Tracer) and not bool(
+        ((update_prob >= 0) & (update_prob <= 1)).all()):
+      raise ValueError(f"update_prob must lie in [0, 1], got {update_prob}")
+    return tuple(update_prob[i] for i in range(num_stages))
   if isinstance(update_prob, (int, float)):
     probs = (float(update_prob),) * num_stages
   else:
@@ -76,14 +91,23 @@ def probabilities(update_prob: float | Sequence[float],
   return probs
 
 
-def coin(rng: jax.Array, step: jax.Array, index: int, p: float) -> jax.Array:
-  """Whether stage ``index`` updates at ``step`` (probability ``p``)."""
+def needs_coins(probs: Sequence) -> bool:
+  """Whether a step with these probabilities flips coins: one is below 1,
+  or traced (a vmapped sweep's members differ in them; a member at 1 then
+  flips coins that always come up heads, and its step is the ordinary
+  one's, bit for bit)."""
+  return any(not isinstance(p, float) or p < 1.0 for p in probs)
+
+
+def coin(rng: jax.Array, step: jax.Array, index: int, p) -> jax.Array:
+  """Whether stage ``index`` updates at ``step`` (probability ``p``, a float
+  or a traced scalar; heads always at ``p = 1``)."""
   key = jax.random.fold_in(jax.random.fold_in(
       jax.random.fold_in(rng, _STREAM), step), index)
   return jax.random.bernoulli(key, p)
 
 
-def stage_coins(rng: jax.Array, step: jax.Array, probs: Sequence[float],
+def stage_coins(rng: jax.Array, step: jax.Array, probs: Sequence,
                 one_coin: bool = False) -> tuple:
   """Every stage's coin at ``step``; ``one_coin``: stage 0's for all."""
   if one_coin:
@@ -162,7 +186,7 @@ def check_clock(schedule_clock: str) -> None:
                      f"{schedule_clock!r}")
 
 
-def wrap(step, probs: Sequence[float], one_coin: bool = False,
+def wrap(step, probs: Sequence, one_coin: bool = False,
          busy: bool = False, schedule_clock: str = "steps",
          synth_reads_output: bool = True):
   """A step whose units update only when their coins say so.

@@ -21,9 +21,12 @@ MEMBER_AXIS = "members"
 # initial state and its data (``seeds``); λ and the learning rates live in
 # each member's train state (``TrainState.sg_scale``, the optimiser states'
 # injected ``learning_rate``), set when the member's state is initialised
-# from its own config, so the step's static arguments are the group's.
+# from its own config, so the step's static arguments are the group's. The
+# update probabilities (feed-forward; 1 elsewhere) are the group's static
+# ones where the members share them, else each member's, an argument of
+# the batched step (``feedforward.make_batched_loop``).
 VMAPPABLE = ("seed", "opt.learning_rate", "opt.synth_learning_rate",
-             "dni.sg_scale")
+             "dni.sg_scale", "dni.update_prob", "dni.stage_update_probs")
 
 
 def seeds(configs) -> jax.Array:

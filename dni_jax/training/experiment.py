@@ -406,6 +406,10 @@ def _validate_update_probs(config: ml_collections.ConfigDict) -> None:
   _require(not ("backprop" in method_names(config) and len(set(values)) > 1),
            "backprop updates the whole network at once (one coin per "
            "step); give it one dni.update_prob, not per-stage values.")
+  _require(not isinstance(probs, tuple) or len(probs) == _num_stages(config),
+           f"dni.stage_update_probs has {len(values)} values for the "
+           f"network's {_num_stages(config)} stages; give one per stage, "
+           "or one dni.update_prob for all.")
 
 
 def _validate_parallel(config: ml_collections.ConfigDict) -> None:

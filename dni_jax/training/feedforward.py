@@ -8,6 +8,8 @@ checkpoints, resume, NaN stop) is ``dni_jax.training.run``'s.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -15,6 +17,7 @@ import numpy as np
 
 from dni_jax.core import gradient_sources
 from dni_jax.core import step as step_lib
+from dni_jax.core import stochastic
 from dni_jax.core import train_state
 from dni_jax.data import dataset as dataset_lib
 from dni_jax.errors import ConfigError
@@ -101,9 +104,18 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
               for c in configs]
   train0 = datasets[0][0]
   source = gradient_sources.get_source(config.method)
-  probs = experiment.update_probs(config)
   net = experiment.build_network(config, train0)
   place = batching.Placement(len(configs))
+  # The update probabilities: the group's own where its members share them
+  # (static, as in a single run), else each member's, traced (a population
+  # over p, as the paper's Fig. 7).
+  try:
+    member_probs = np.asarray([stochastic.probabilities(
+        experiment.update_probs(c), len(net.stages)) for c in configs],
+                              np.float32)
+  except ValueError as e:
+    raise ConfigError(f"dni.stage_update_probs: {e}") from e
+  shared_probs = bool((member_probs == member_probs[0]).all())
 
   # The training sets live on the devices: one copy on each when the
   # members share it, each member's with it when each seed has its own
@@ -118,20 +130,27 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
 
   optimizers = experiment.build_optimizers(config)
 
-  def member_step(state, index, x, y):
+  def member_step(state, index, x, y, update_prob):
     # λ and the learning rates are the member's state's.
     batch = {"inputs": train0.normalize(x[index], jnp), "labels": y[index]}
     return step_lib.train_step(state, batch, net=net, optimizers=optimizers,
                                source=source,
                                track_alignment=config.dni.track_alignment,
-                               update_prob=probs,
+                               update_prob=update_prob,
                                schedule_clock=experiment.schedule_clock(
                                    config))
 
   data_axis = None if shared else 0
-  step_fn = jax.jit(jax.vmap(member_step,
-                             in_axes=(0, 0, data_axis, data_axis)),
-                    donate_argnums=0)
+  in_axes = (0, 0, data_axis, data_axis)
+  if shared_probs:
+    step_fn = jax.jit(jax.vmap(functools.partial(
+        member_step, update_prob=experiment.update_probs(config)),
+                               in_axes=in_axes), donate_argnums=0)
+    step_args = ()
+  else:
+    step_fn = jax.jit(jax.vmap(member_step, in_axes=in_axes + (0,)),
+                      donate_argnums=0)
+    step_args = (place.members(member_probs),)
   eval_fn = jax.jit(jax.vmap(lambda s, b: step_lib.eval_step(s, b, net=net)))
 
   def init():
@@ -147,7 +166,7 @@ def make_batched_loop(configs: list[ml_collections.ConfigDict]
   def step(state, i):
     index = np.stack([dataset_lib.batch_indices(len(train0), i, c.batch_size,
                                                 c.seed) for c in configs])
-    return step_fn(state, place.members(index), inputs, labels)
+    return step_fn(state, place.members(index), inputs, labels, *step_args)
 
   def evaluate_test(state, i):
     del i
