@@ -17,7 +17,8 @@ whose configs agree on ``method`` and the named fields are the seeds of one
 point or curve. With ``--at_steps`` every seed of every point needs a record
 at each step listed (else the error names the steps they have); the x axis
 is logarithmic when its values are positive and span more than a factor of
-10. ``error`` is ``100·(1 − accuracy)``; ``--scale`` multiplies any other
+10, and linear with the points unjoined for a population of more than 8
+values (``configs/update_population.py``). ``error`` is ``100·(1 − accuracy)``; ``--scale`` multiplies any other
 metric. A method has the same colour as in ``experiments.plot``
 (``plot_style.method_color``, a function of the method's name). Errors are
 one paragraph starting with ``error:``.
@@ -204,21 +205,30 @@ def _numbers(values) -> bool:
              for v in values)
 
 
+# More distinct values than this on the x axis make a population (the
+# paper's Fig. 7: p drawn uniformly): points only, on a linear axis.
+_POPULATION = 8
+
+
 def plot_at_steps(runs, x_field, steps, ylabel, what="metric"):
   """One panel per step: ``points_at_steps`` as error bars against
   ``x_field``, a log x axis if its values are positive and span more than a
-  factor of 10 (p = 0.05 … 1)."""
+  factor of 10 (p = 0.05 … 1). A population (more than ``_POPULATION``
+  values, e.g. ``configs/update_population.py``) is drawn as points on a
+  linear axis, unjoined."""
   points = points_at_steps(runs, x_field, steps, what)
   fig, axes = plt.subplots(1, len(steps), figsize=(5 * len(steps), 4),
                            squeeze=False, sharey=True)
   xs_all = {x for by in points.values() for xs, *_ in by.values()
             for x in xs}
+  population = len(xs_all) > _POPULATION
   log_x = (bool(xs_all) and _numbers(xs_all) and min(xs_all) > 0
-           and max(xs_all) > 10 * min(xs_all))
+           and max(xs_all) > 10 * min(xs_all) and not population)
   for ax, step in zip(axes[0], steps):
     for method, (xs, means, stds, _) in points[step].items():
       ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=method,
-                  color=plot_style.method_color(method))
+                  color=plot_style.method_color(method),
+                  linestyle="none" if population else "-")
     if log_x:
       ax.set_xscale("log")
       ax.set_xticks(sorted(xs_all))

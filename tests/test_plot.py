@@ -310,6 +310,8 @@ points = plot_seeds.points_at_steps(runs, "dni.update_prob", steps)
 fig, axes = plot_seeds.plot_at_steps(runs, "dni.update_prob", steps, "error")
 drawn = [{"title": ax.get_title(), "xscale": ax.get_xscale(),
           "xticks": [t.get_text() for t in ax.get_xticklabels()],
+          "linestyles": {c.get_label(): c.lines[0].get_linestyle()
+                         for c in ax.containers},
           "lines": {c.get_label(): [list(map(float, c.lines[0].get_xdata())),
                                     list(map(float, c.lines[0].get_ydata()))]
                     for c in ax.containers}} for ax in axes]
@@ -326,10 +328,10 @@ def _accuracy(method, p, seed, step):
       0.01 * seed)
 
 
-def _p_sweep(root, steps=(100, 200, 300), seeds=(0, 1)):
+def _p_sweep(root, steps=(100, 200, 300), seeds=(0, 1), ps=_PS):
   """Fig. 7's population: methods × update probabilities × seeds."""
   for method in ("dni", "cdni"):
-    for p in _PS:
+    for p in ps:
       for seed in seeds:
         records = [{"step": s, "split": split, "accuracy":
                     _accuracy(method, p, seed, s), "loss": 1.0}
@@ -360,6 +362,7 @@ def test_plot_seeds_at_steps_draws_seed_means_per_step(tmp_path):
   for step, ax in zip((300, 100), probe["drawn"]):
     assert ax["xscale"] == "log"  # p from 0.05 to 1: over a factor of 10
     assert ax["xticks"] == ["0.05", "0.2", "1"]
+    assert set(ax["linestyles"].values()) == {"-"}  # joined
     points = probe["points"][str(step)]
     assert list(points) == list(ax["lines"]) == ["dni", "cdni"]
     for method in ("dni", "cdni"):
@@ -370,6 +373,27 @@ def test_plot_seeds_at_steps_draws_seed_means_per_step(tmp_path):
       np.testing.assert_allclose(means, np.mean(errors, 1))
       np.testing.assert_allclose(stds, np.std(errors, 1, ddof=1))
       np.testing.assert_allclose(ax["lines"][method], [_PS, np.mean(errors, 1)])
+
+
+def test_a_population_over_p_is_drawn_as_points_on_a_linear_axis(tmp_path):
+  """Many values of p, one seed each (configs/update_population.py): the
+  points are not joined, and p is on a linear axis although it spans more
+  than a factor of 10."""
+  ps = tuple(round(0.07 * k + 0.01, 2) for k in range(12))  # 0.01 … 0.78
+  _p_sweep(tmp_path / "sweep", seeds=(0,), ps=ps)
+  done = subprocess.run(
+      [sys.executable, "-c", _AT_STEPS_PROBE, str(tmp_path / "sweep"), "300"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  probe = json.loads(done.stdout)
+  (ax,) = probe["drawn"]
+  assert ax["xscale"] == "linear"
+  assert ax["linestyles"] == {"dni": "None", "cdni": "None"}
+  for method in ("dni", "cdni"):
+    xs, means, _, ns = probe["points"]["300"][method]
+    assert xs == list(ps) and ns == [1] * len(ps)
+    np.testing.assert_allclose(means, [100 * (1 - _accuracy(
+        method, p, 0, 300)) for p in ps])
 
 
 @pytest.mark.parametrize("args,expected", [
