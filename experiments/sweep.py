@@ -13,7 +13,9 @@ update probability) train as one vmapped program; the others one after another
 by group and their step budget. Every member folder is an ordinary run:
 rerunning the same command resumes it member by member, and
 ``python -m experiments.summarize <workdir>`` prints mean ± std over seeds.
-All the flags of ``experiments.main`` apply (--overwrite, --traceback, ...).
+All the flags of ``experiments.main`` apply (--overwrite, --traceback, ...);
+``--print_config`` prints the resolved config and the members by group, and
+trains nothing.
 """
 
 import importlib.util
@@ -31,6 +33,12 @@ _SEEDS = flags.DEFINE_integer(
     "seeds", 0, "Sweep seeds 0…N−1 of the config instead of its get_sweep().")
 _FIRST_SEED = flags.DEFINE_integer(
     "first_seed", 0, "With --seeds=N: sweep seeds first_seed…first_seed+N−1.")
+
+
+def _config_file() -> str:
+  """The file of ``--config=path[:arg]``."""
+  return config_flags.get_config_filename(
+      flags.FLAGS["config"]).partition(":")[0]
 
 
 def _get_sweep():
@@ -63,16 +71,29 @@ def main(argv):
   from absl import logging  # pylint: disable=g-import-not-at-top
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  if entry.LIST_CONFIGS.value:
+    print("Configs (python -m experiments.sweep --config=<path>):\n" +
+          entry.configs_text())
+    return
   members = _get_sweep()
   from dni_jax.training import sweep  # pylint: disable=g-import-not-at-top
+  workdir = (flags.FLAGS["workdir"].value or
+             os.path.join("/tmp/dni_jax", entry.config_name() + "_sweep"))
+  if entry.PRINT_CONFIG.value:  # the config and the members; nothing runs
+    from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+    print(entry.config_text(entry.CONFIG.value, _config_file()))
+    try:
+      print(sweep.plan(sweep.groups(sweep.members(entry.CONFIG.value,
+                                                  members)), workdir))
+    except ConfigError as e:
+      cli.fail(str(e), 2)
+    return
 
   def action(config, workdir, overwrite):
     summaries = sweep.run_sweep(config, members, workdir, overwrite)
     print(f"\nsweep of {len(summaries)} members done in {workdir}; "
           f"python -m experiments.summarize {workdir}", flush=True)
 
-  workdir = (flags.FLAGS["workdir"].value or
-             os.path.join("/tmp/dni_jax", entry.config_name() + "_sweep"))
   entry.run(workdir, action)
 
 

@@ -116,6 +116,22 @@ def test_sweep_passes_the_config_argument_to_get_config_and_get_sweep(
     assert (saved["method"], saved["dni"]["update_prob"]) == ("cdni", p)
 
 
+def test_sweep_print_config_prints_the_members_and_trains_nothing(tmp_path):
+  done = _main(f"--workdir={tmp_path / 'w'}", "--print_config",
+               "--config=configs/update_population.py:cdni_unlocked",
+               module="experiments.sweep")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "\nmethod: cdni_unlocked" in done.stdout, done.stdout
+  assert ("[sweep]   1. vmapped group of 16, 40000 steps of batch 256: "
+          "cdni_unlocked_p0.637_seed0; ") in done.stdout, done.stdout
+  assert not os.path.exists(tmp_path / "w")
+  _one_line_error(_main(f"--workdir={tmp_path / 'w'}", "--print_config",
+                        "--config.opt.learning_rate=-1",
+                        module="experiments.sweep"),
+                  "opt.learning_rate must be a positive")
+  assert not os.path.exists(tmp_path / "w")
+
+
 def test_workdir_of_another_config_and_file_as_workdir(tmp_path):
   done = _main(f"--workdir={tmp_path}", "--config.method=cdni", *_TINY)
   assert done.returncode == 0, done.stderr[-2000:]
