@@ -73,15 +73,26 @@ _PROCESS_ID = flags.DEFINE_integer(
 fail = cli.fail  # one-paragraph errors (experiments.cli)
 
 
+def _config_arg(argv) -> str:
+  """``--config``'s value, ``path[:arg]``."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return _DEFAULT_CONFIG
+
+
 def _config_path(argv) -> str:
   """The config file of ``--config=path[:arg]`` (the argument, as
   ml_collections reads it, goes to its ``get_config``)."""
-  for i, arg in enumerate(argv):
-    if arg.startswith("--config="):
-      return arg.split("=", 1)[1].partition(":")[0]
-    if arg == "--config" and i + 1 < len(argv):
-      return argv[i + 1].partition(":")[0]
-  return _DEFAULT_CONFIG
+  return _config_arg(argv).partition(":")[0]
+
+
+def config_file() -> str:
+  """The config file of the parsed ``--config=path[:arg]``."""
+  return config_flags.get_config_filename(
+      flags.FLAGS["config"]).partition(":")[0]
 
 
 def _load_config(path: str):
@@ -312,6 +323,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     if bad_value:
       fail(_bad_value_message(bad_value.group(1), bad_value.group(2), path),
             2)
+    if re.search(r"get_config\(\) takes 0 positional arguments", text):
+      fail(f"--config={_config_arg(argv)}: {path} takes no argument after "
+            "':'; drop it (configs/update_population.py takes one: its "
+            "methods).", 2)
     if re.search(r"(No such file|Failed loading config file)", text):
       fail(f"the config file {path} could not be loaded ({text[:300]}). "
             "--list_configs lists the configs in configs/.", 2)
@@ -400,7 +415,6 @@ def _terminate(signum, frame):
 
 def config_name() -> str:
   """The config file's name without folder and ``.py`` (e.g. mnist_fcn)."""
-  return os.path.splitext(os.path.basename(config_flags.get_config_filename(
-      flags.FLAGS["config"]).partition(":")[0]))[0]
+  return os.path.splitext(os.path.basename(config_file()))[0]
 
 

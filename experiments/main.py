@@ -27,7 +27,6 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from experiments import entry
 
@@ -53,9 +52,7 @@ def main(argv):
           entry.configs_text())
     return
   if entry.PRINT_CONFIG.value:
-    print(entry.config_text(entry.CONFIG.value,
-                            config_flags.get_config_filename(
-                                flags.FLAGS["config"]).partition(":")[0]))
+    print(entry.config_text(entry.CONFIG.value, entry.config_file()))
     return
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO

@@ -14,11 +14,12 @@ by group and their step budget. Every member folder is an ordinary run:
 rerunning the same command resumes it member by member, and
 ``python -m experiments.summarize <workdir>`` prints mean ± std over seeds.
 All the flags of ``experiments.main`` apply (--overwrite, --traceback, ...);
-``--print_config`` prints the resolved config and the members by group, and
-trains nothing.
+``--print_config`` prints the resolved config and the members by group (as
+a fresh sweep), and trains nothing.
 """
 
 import importlib.util
+import inspect
 import os
 import sys
 
@@ -33,12 +34,6 @@ _SEEDS = flags.DEFINE_integer(
     "seeds", 0, "Sweep seeds 0…N−1 of the config instead of its get_sweep().")
 _FIRST_SEED = flags.DEFINE_integer(
     "first_seed", 0, "With --seeds=N: sweep seeds first_seed…first_seed+N−1.")
-
-
-def _config_file() -> str:
-  """The file of ``--config=path[:arg]``."""
-  return config_flags.get_config_filename(
-      flags.FLAGS["config"]).partition(":")[0]
 
 
 def _get_sweep():
@@ -56,6 +51,10 @@ def _get_sweep():
   if not hasattr(module, "get_sweep"):
     cli.fail(f"{path} defines no get_sweep(); add one (a list of "
              "dicts of dotted overrides) or pass --seeds=N.", 2)
+  if has_arg and not inspect.signature(module.get_sweep).parameters:
+    cli.fail(f"--config={path}:{arg}: get_config takes the argument after "
+             "':' but get_sweep() does not; give get_sweep an argument too "
+             f"(as configs/update_population.py does) or drop ':{arg}'.", 2)
   return module.get_sweep(arg) if has_arg else module.get_sweep()
 
 
@@ -81,10 +80,12 @@ def main(argv):
              os.path.join("/tmp/dni_jax", entry.config_name() + "_sweep"))
   if entry.PRINT_CONFIG.value:  # the config and the members; nothing runs
     from dni_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-    print(entry.config_text(entry.CONFIG.value, _config_file()))
+    print(entry.config_text(entry.CONFIG.value, entry.config_file()))
     try:
-      print(sweep.plan(sweep.groups(sweep.members(entry.CONFIG.value,
-                                                  members)), workdir))
+      print("[sweep] the config above is the members' base; each overrides "
+            "it as its name says. As a fresh sweep (what a workdir already "
+            "holds may split a group):\n" + sweep.plan(sweep.groups(
+                sweep.members(entry.CONFIG.value, members)), workdir))
     except ConfigError as e:
       cli.fail(str(e), 2)
     return

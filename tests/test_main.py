@@ -40,6 +40,9 @@ def _one_line_error(done, *fragments):
      ("no field 'unrol'", "Did you mean unroll")),
     (("--config=configs/no_such.py",), ("no such config file",
                                         "--list_configs")),
+    (("--config=configs/mnist_fcn.py:dni",),
+     ("--config=configs/mnist_fcn.py:dni: configs/mnist_fcn.py takes no "
+      "argument after ':'; drop it",)),
     (("--config.num_steps=abc",),
      ("--config.num_steps=abc", "num_steps takes a whole number (int)")),
     (("--config.opt.decay_steps=abc",),
@@ -114,6 +117,14 @@ def test_sweep_passes_the_config_argument_to_get_config_and_get_sweep(
     with open(tmp_path / "w" / f"p{p}" / "config.json") as f:
       saved = json.load(f)
     assert (saved["method"], saved["dni"]["update_prob"]) == ("cdni", p)
+  # A get_sweep that takes no argument: one line, nothing written.
+  path.write_text(path.read_text().replace("get_sweep(arg=None)",
+                                           "get_sweep()").replace(
+                                               "'method': arg,", ""))
+  _one_line_error(_main(f"--workdir={tmp_path / 'w2'}", f"--config={path}:cdni",
+                        *_TINY, module="experiments.sweep"),
+                  "get_sweep() does not; give get_sweep an argument")
+  assert not os.path.exists(tmp_path / "w2")
 
 
 def test_sweep_print_config_prints_the_members_and_trains_nothing(tmp_path):
